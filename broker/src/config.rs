@@ -1,0 +1,294 @@
+//! Broker configuration: embedded defaults < properties file < `SPATE_*` environment < CLI.
+//!
+//! Keys are Kafka's `server.properties` names, so existing configs and habits carry over. The
+//! environment form of a key is `SPATE_` + the key upper-cased with dots as underscores
+//! (`log.flush.interval.ms` → `SPATE_LOG_FLUSH_INTERVAL_MS`).
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use spate_log::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown broker setting `{0}`")]
+    Unknown(String),
+    #[error("invalid value `{value}` for `{key}`: {reason}")]
+    Invalid { key: String, value: String, reason: String },
+    #[error("reading {path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}: expected key=value")]
+    Syntax { path: PathBuf, line: usize },
+}
+
+/// Every broker setting with its embedded default, as Kafka spells it.
+pub const DEFAULTS: &[(&str, &str)] = &[
+    ("node.id", "0"),
+    ("listeners", "127.0.0.1:9092"),
+    ("advertised.listeners", ""),
+    ("log.dirs", "./spate-data"),
+    ("auto.create.topics.enable", "true"),
+    ("num.partitions", "1"),
+    ("default.replication.factor", "1"),
+    ("min.insync.replicas", "1"),
+    ("socket.request.max.bytes", "104857600"),
+    ("message.max.bytes", "1048588"),
+    ("log.segment.bytes", "1073741824"),
+    ("log.roll.ms", "604800000"),
+    ("log.retention.ms", "604800000"),
+    ("log.retention.bytes", "-1"),
+    ("log.cleanup.policy", "delete"),
+    ("log.cleaner.delete.retention.ms", "86400000"),
+    ("log.cleaner.min.compaction.lag.ms", "0"),
+    ("log.cleaner.backoff.ms", "15000"),
+    ("log.retention.check.interval.ms", "300000"),
+    ("log.index.interval.bytes", "4096"),
+    ("log.message.timestamp.type", "CreateTime"),
+    ("log.flush.interval.messages", "9223372036854775807"),
+    ("log.flush.interval.ms", "1000"),
+    ("log.flush.scheduler.interval.ms", "200"),
+    ("log.format", "text"),
+];
+
+/// Typed broker configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub listen: SocketAddr,
+    /// Host and port put in Metadata; defaults to the bound listen address.
+    pub advertised: Option<(String, u16)>,
+    pub data_dir: PathBuf,
+    pub auto_create_topics: bool,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub min_insync_replicas: i32,
+    pub socket_request_max_bytes: usize,
+    pub retention_check_interval_ms: u64,
+    pub cleaner_backoff_ms: u64,
+    pub flush_scheduler_interval_ms: u64,
+    pub json_logs: bool,
+    /// Defaults every topic's log starts from; topic configs override them.
+    pub log_defaults: LogConfig,
+    /// The effective settings, for DescribeConfigs on the broker resource.
+    pub raw: BTreeMap<String, String>,
+}
+
+impl BrokerConfig {
+    /// Layers the sources in order and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        cli: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut raw: BTreeMap<String, String> =
+            DEFAULTS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if let Some(path) = file {
+            for (k, v) in read_properties(path)? {
+                set(&mut raw, k, v)?;
+            }
+        }
+        let by_env_name: BTreeMap<String, &str> =
+            DEFAULTS.iter().map(|(k, _)| (env_name(k), *k)).collect();
+        for (name, value) in env {
+            if let Some(key) = by_env_name.get(&name) {
+                raw.insert(key.to_string(), value);
+            }
+        }
+        for (k, v) in cli {
+            set(&mut raw, k, v)?;
+        }
+        Self::from_raw(raw)
+    }
+
+    pub fn from_raw(raw: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| raw.get(k).map(String::as_str).unwrap_or_default();
+        let listen = parse_addr("listeners", get("listeners"))?;
+        let advertised = match get("advertised.listeners") {
+            "" => None,
+            s => {
+                let s = s.rsplit("://").next().unwrap_or(s);
+                let (host, port) = s.rsplit_once(':').ok_or_else(|| invalid("advertised.listeners", s, "expected host:port"))?;
+                let port = port.parse().map_err(|_| invalid("advertised.listeners", s, "bad port"))?;
+                Some((host.to_string(), port))
+            }
+        };
+        let flush_messages: i64 = num(&raw, "log.flush.interval.messages")?;
+        let flush_ms: i64 = num(&raw, "log.flush.interval.ms")?;
+        let log_defaults = LogConfig {
+            segment_bytes: positive(&raw, "log.segment.bytes")?,
+            segment_ms: positive::<u64>(&raw, "log.roll.ms")? as i64,
+            retention_ms: num(&raw, "log.retention.ms")?,
+            retention_bytes: num(&raw, "log.retention.bytes")?,
+            cleanup_policy: parse_cleanup_policy(get("log.cleanup.policy"))
+                .ok_or_else(|| invalid("log.cleanup.policy", get("log.cleanup.policy"), "expected delete, compact or compact,delete"))?,
+            delete_retention_ms: num(&raw, "log.cleaner.delete.retention.ms")?,
+            min_compaction_lag_ms: num(&raw, "log.cleaner.min.compaction.lag.ms")?,
+            max_message_bytes: positive(&raw, "message.max.bytes")?,
+            index_interval_bytes: positive(&raw, "log.index.interval.bytes")?,
+            timestamp_type: parse_timestamp_type(get("log.message.timestamp.type"))
+                .ok_or_else(|| invalid("log.message.timestamp.type", get("log.message.timestamp.type"), "expected CreateTime or LogAppendTime"))?,
+            flush: FlushPolicy {
+                messages: (flush_messages > 0 && flush_messages < i64::MAX).then_some(flush_messages as u64),
+                ms: (flush_ms >= 0 && flush_ms < i64::MAX).then_some(flush_ms as u64),
+            },
+        };
+        let json_logs = match get("log.format") {
+            "text" => false,
+            "json" => true,
+            other => return Err(invalid("log.format", other, "expected text or json")),
+        };
+        Ok(Self {
+            node_id: num(&raw, "node.id")?,
+            listen,
+            advertised,
+            data_dir: PathBuf::from(get("log.dirs")),
+            auto_create_topics: boolean(&raw, "auto.create.topics.enable")?,
+            num_partitions: positive(&raw, "num.partitions")?,
+            default_replication_factor: positive(&raw, "default.replication.factor")?,
+            min_insync_replicas: positive(&raw, "min.insync.replicas")?,
+            socket_request_max_bytes: positive(&raw, "socket.request.max.bytes")?,
+            retention_check_interval_ms: positive(&raw, "log.retention.check.interval.ms")?,
+            cleaner_backoff_ms: positive(&raw, "log.cleaner.backoff.ms")?,
+            flush_scheduler_interval_ms: positive(&raw, "log.flush.scheduler.interval.ms")?,
+            json_logs,
+            log_defaults,
+            raw,
+        })
+    }
+
+    /// The address clients are told to connect to.
+    pub fn advertised_endpoint(&self, bound: SocketAddr) -> (String, u16) {
+        self.advertised.clone().unwrap_or_else(|| (bound.ip().to_string(), bound.port()))
+    }
+}
+
+pub fn env_name(key: &str) -> String {
+    format!("SPATE_{}", key.replace('.', "_").to_uppercase())
+}
+
+pub fn parse_cleanup_policy(s: &str) -> Option<CleanupPolicy> {
+    let mut parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    parts.sort_unstable();
+    parts.dedup();
+    match parts.as_slice() {
+        ["delete"] => Some(CleanupPolicy::Delete),
+        ["compact"] => Some(CleanupPolicy::Compact),
+        ["compact", "delete"] => Some(CleanupPolicy::CompactDelete),
+        _ => None,
+    }
+}
+
+pub fn parse_timestamp_type(s: &str) -> Option<TimestampType> {
+    match s {
+        "CreateTime" => Some(TimestampType::CreateTime),
+        "LogAppendTime" => Some(TimestampType::LogAppendTime),
+        _ => None,
+    }
+}
+
+fn set(raw: &mut BTreeMap<String, String>, key: String, value: String) -> Result<(), ConfigError> {
+    // `listeners` may be given the Kafka way (PLAINTEXT://host:port).
+    if !raw.contains_key(&key) {
+        return Err(ConfigError::Unknown(key));
+    }
+    raw.insert(key, value);
+    Ok(())
+}
+
+fn read_properties(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::File { path: path.to_path_buf(), source })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .ok_or(ConfigError::Syntax { path: path.to_path_buf(), line: i + 1 })?;
+        out.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok(out)
+}
+
+fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), value: value.into(), reason: reason.into() }
+}
+
+fn parse_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    let s = s.rsplit("://").next().unwrap_or(s);
+    s.parse().map_err(|_| invalid(key, s, "expected ip:port"))
+}
+
+fn num<T: std::str::FromStr>(raw: &BTreeMap<String, String>, key: &str) -> Result<T, ConfigError> {
+    let v = raw.get(key).map(String::as_str).unwrap_or_default();
+    v.trim().parse().map_err(|_| invalid(key, v, "not a number"))
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    raw: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<T, ConfigError> {
+    let n: T = num(raw, key)?;
+    if n <= T::default() {
+        return Err(invalid(key, raw.get(key).map(String::as_str).unwrap_or_default(), "must be positive"));
+    }
+    Ok(n)
+}
+
+fn boolean(raw: &BTreeMap<String, String>, key: &str) -> Result<bool, ConfigError> {
+    match raw.get(key).map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        other => Err(invalid(key, other.unwrap_or_default(), "expected true or false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_start_a_single_node_on_9092() {
+        let c = BrokerConfig::load(None, vec![], vec![]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("./spate-data"));
+        assert!(c.auto_create_topics);
+        assert_eq!(c.log_defaults.flush.ms, Some(1000));
+        assert_eq!(c.log_defaults.flush.messages, None);
+    }
+
+    #[test]
+    fn layers_file_env_and_cli_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.properties");
+        std::fs::write(&file, "# c\nnum.partitions=3\nlisteners=PLAINTEXT://127.0.0.1:9000\nnode.id=4\n").unwrap();
+        let env = kv(&[("SPATE_NUM_PARTITIONS", "5"), ("SPATE_NODE_ID", "6"), ("HOME", "/x")]);
+        let cli = kv(&[("node.id", "7")]);
+        let c = BrokerConfig::load(Some(&file), env, cli).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.num_partitions, 5);
+        assert_eq!(c.node_id, 7);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        assert!(matches!(
+            BrokerConfig::load(None, vec![], kv(&[("no.such", "1")])),
+            Err(ConfigError::Unknown(_))
+        ));
+        assert!(matches!(
+            BrokerConfig::load(None, vec![], kv(&[("num.partitions", "0")])),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            BrokerConfig::load(None, vec![], kv(&[("log.cleanup.policy", "shred")])),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+}

@@ -1,0 +1,37 @@
+//! What every request handler can reach.
+use std::sync::Arc;
+
+use kafka_protocol::messages::{BrokerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::cluster::Registry;
+use crate::config::BrokerConfig;
+
+pub struct Context {
+    pub registry: Arc<Registry>,
+    pub config: Arc<BrokerConfig>,
+    /// Host and port clients are told to use.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+}
+
+impl Context {
+    pub fn node_id(&self) -> BrokerId {
+        BrokerId(self.config.node_id)
+    }
+}
+
+pub fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+pub fn topic_name(s: impl Into<String>) -> TopicName {
+    TopicName(str_bytes(s))
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,110 @@
+//! Fetch: return stored record batches as bytes, long-polling until `min_bytes` arrive or
+//! `max_wait_ms` passes.
+//!
+//! Fetch sessions (KIP-227) are not created: every response carries session id 0, which
+//! clients take as "keep sending full fetch requests".
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use tokio::time::Instant;
+
+use crate::cluster::partition::log_error_code;
+use crate::context::Context;
+
+/// Topic ids replace names from Fetch v13 on.
+const TOPIC_ID_VERSION: i16 = 13;
+
+pub async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> FetchResponse {
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let mut appended = ctx.registry.subscribe_appends();
+    loop {
+        // Mark the current append count as seen before reading, so an append that lands
+        // after this read wakes us.
+        appended.borrow_and_update();
+        let (response, bytes, errors) = read_once(ctx, version, &req);
+        if bytes >= req.min_bytes.max(0) as usize || errors || Instant::now() >= deadline {
+            return response;
+        }
+        if tokio::time::timeout_at(deadline, appended.changed()).await.is_err() {
+            return read_once(ctx, version, &req).0;
+        }
+    }
+}
+
+/// One pass over the requested partitions: the response, bytes returned, and whether any
+/// partition failed (which ends the long-poll at once, as in Kafka).
+fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+    let mut budget = if version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
+    let mut total = 0usize;
+    let mut errors = false;
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for ft in &req.topics {
+        let topic = if version >= TOPIC_ID_VERSION {
+            ctx.registry.topic_by_id(ft.topic_id)
+        } else {
+            ctx.registry.topic(&ft.topic)
+        };
+        let unknown = if version >= TOPIC_ID_VERSION { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+        let mut partitions = Vec::with_capacity(ft.partitions.len());
+        for fp in &ft.partitions {
+            let base = PartitionData::default()
+                .with_partition_index(fp.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1));
+            let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
+                errors = true;
+                partitions.push(base.with_error_code(unknown.code()));
+                continue;
+            };
+            let (start, hw) = match partition.offsets() {
+                Ok(o) => o,
+                Err(e) => {
+                    errors = true;
+                    partitions.push(base.with_error_code(log_error_code(&e).code()));
+                    continue;
+                }
+            };
+            let base = base
+                .with_high_watermark(hw)
+                .with_last_stable_offset(hw)
+                .with_log_start_offset(start)
+                .with_aborted_transactions(Some(vec![]));
+            if fp.fetch_offset < start || fp.fetch_offset > hw {
+                errors = true;
+                partitions.push(base.with_error_code(ResponseError::OffsetOutOfRange.code()));
+                continue;
+            }
+            let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
+            let records = if limit == 0 || fp.fetch_offset == hw {
+                Bytes::new()
+            } else {
+                match partition.read(fp.fetch_offset, limit) {
+                    // Only the first partition with data may exceed the limits (KIP-74), so a
+                    // consumer can always make progress past a large batch.
+                    Ok(r) if total > 0 && r.len() > limit => Bytes::new(),
+                    Ok(r) => r,
+                    Err(e) => {
+                        errors = true;
+                        partitions.push(base.with_error_code(log_error_code(&e).code()));
+                        continue;
+                    }
+                }
+            };
+            total += records.len();
+            budget = budget.saturating_sub(records.len());
+            partitions.push(base.with_records(Some(records)));
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(ft.topic.clone())
+                .with_topic_id(ft.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    (FetchResponse::default().with_session_id(0).with_responses(topics), total, errors)
+}

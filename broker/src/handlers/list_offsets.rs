@@ -1,0 +1,58 @@
+//! ListOffsets: earliest, latest, max-timestamp and by-timestamp offset lookups.
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use crate::cluster::partition::log_error_code;
+use crate::cluster::Partition;
+use crate::context::Context;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+/// KIP-405: earliest offset on local storage; all storage is local here.
+const EARLIEST_LOCAL: i64 = -4;
+
+pub fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|lt| {
+            let topic = ctx.registry.topic(&lt.name);
+            let partitions = lt
+                .partitions
+                .into_iter()
+                .map(|lp| {
+                    let resp = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(lp.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1)
+                        // Leader epochs are in the response from v4 on; this log is epoch 0.
+                        .with_leader_epoch(if version >= 4 { 0 } else { -1 });
+                    let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index)) else {
+                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    match lookup(p, lp.timestamp) {
+                        Ok((offset, timestamp)) => resp.with_offset(offset).with_timestamp(timestamp),
+                        Err(code) => resp.with_error_code(code.code()),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(lt.name).with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// (offset, timestamp) for a ListOffsets query; (-1, -1) when no record qualifies.
+fn lookup(p: &Partition, timestamp: i64) -> Result<(i64, i64), ResponseError> {
+    let code = |e: spate_log::LogError| log_error_code(&e);
+    let (start, hw) = p.offsets().map_err(code)?;
+    Ok(match timestamp {
+        LATEST => (hw, -1),
+        EARLIEST | EARLIEST_LOCAL => (start, -1),
+        MAX_TIMESTAMP => p.max_timestamp().map_err(code)?.map_or((-1, -1), |t| (t.offset, t.timestamp)),
+        ts if ts < 0 => return Err(ResponseError::InvalidRequest),
+        ts => p.offset_for_timestamp(ts).map_err(code)?.map_or((-1, -1), |t| (t.offset, t.timestamp)),
+    })
+}

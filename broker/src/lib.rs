@@ -1,0 +1,65 @@
+//! Spate broker: a Kafka wire-compatible event streaming broker.
+//!
+//! # Layout
+//! - `protocol/`  — sans-io wire layer: framing, request decoding, response encoding, the
+//!   advertised API versions. Bytes in, bytes out; no sockets.
+//! - `handlers/`  — one file per Kafka API, routed by `handlers::dispatch`.
+//! - `server/`    — the TCP accept loop, per-connection request loop, background log work.
+//! - `cluster/`   — topics, partitions, topic configs and names; metadata persisted locally.
+//! - `producer/`  — idempotent producer ids and per-partition sequence state.
+//! - `config.rs`  — broker settings: defaults < file < environment < CLI.
+//! - the log itself (segments, indexes, recovery, retention, compaction) is the `spate-log`
+//!   crate in `broker/log`.
+
+pub mod cluster;
+pub mod config;
+pub mod context;
+pub mod handlers;
+pub mod producer;
+pub mod protocol;
+pub mod server;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cluster::Registry;
+use crate::config::BrokerConfig;
+use crate::context::Context;
+
+/// A started broker: bound, recovered, serving until `shutdown` is triggered.
+pub struct Broker {
+    pub local_addr: std::net::SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+    registry: Arc<Registry>,
+}
+
+impl Broker {
+    /// Opens the data directory (recovering every log) and starts listening.
+    pub async fn start(config: BrokerConfig) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let registry = {
+            let config = config.clone();
+            Arc::new(tokio::task::spawn_blocking(move || Registry::open(config)).await??)
+        };
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let (advertised_host, advertised_port) = config.advertised_endpoint(local_addr);
+        let ctx = Arc::new(Context { registry: registry.clone(), config: config.clone(), advertised_host, advertised_port });
+        let (shutdown, rx) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(server::listener::run(ctx, listener, rx.clone()));
+        tasks.spawn(server::maintenance::run(registry.clone(), rx));
+        Ok(Self { local_addr, shutdown, tasks, registry })
+    }
+
+    /// Stops accepting, ends connections, then flushes and closes every log.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        let registry = self.registry.clone();
+        let _ = tokio::task::spawn_blocking(move || registry.close()).await;
+    }
+}

@@ -1,0 +1,73 @@
+//! `spate-broker`: wiring only — configuration, logging, signals.
+use std::path::PathBuf;
+
+use clap::Parser;
+use spate_broker::config::BrokerConfig;
+use spate_broker::Broker;
+
+/// A Kafka wire-compatible event streaming broker.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// A server.properties-style file (key=value lines).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on (the `listeners` setting).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Where logs live (the `log.dirs` setting).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// This broker's id (the `node.id` setting).
+    #[arg(long)]
+    node_id: Option<i32>,
+    /// Any setting, as key=value; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut overrides = Vec::new();
+    for kv in &cli.set {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--set expects KEY=VALUE, got `{kv}`"))?;
+        overrides.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    if let Some(l) = &cli.listen {
+        overrides.push(("listeners".into(), l.clone()));
+    }
+    if let Some(d) = &cli.data_dir {
+        overrides.push(("log.dirs".into(), d.display().to_string()));
+    }
+    if let Some(n) = cli.node_id {
+        overrides.push(("node.id".into(), n.to_string()));
+    }
+    let config = BrokerConfig::load(cli.config.as_deref(), std::env::vars(), overrides)?;
+    init_logging(config.json_logs);
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(config))
+}
+
+async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    let broker = Broker::start(config).await?;
+    tracing::info!(addr = %broker.local_addr, data_dir = %data_dir.display(), "spate broker listening");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+    broker.shutdown().await;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

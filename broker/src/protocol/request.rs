@@ -1,0 +1,140 @@
+//! Request decoding: a frame body becomes a header plus one typed request.
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::Decodable;
+
+use super::versions;
+
+macro_rules! requests {
+    ($($api:ident => $ty:ty),* $(,)?) => {
+        /// One decoded request body, one variant per API Spate answers.
+        #[derive(Debug)]
+        pub enum Request { $($api($ty)),* }
+
+        fn decode_body(api: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Result<Request> {
+            match api {
+                $(ApiKey::$api => Ok(Request::$api(<$ty>::decode(buf, version)?)),)*
+                other => anyhow::bail!("{other:?} is not served"),
+            }
+        }
+    };
+}
+
+requests! {
+    Produce => ProduceRequest,
+    Fetch => FetchRequest,
+    ListOffsets => ListOffsetsRequest,
+    Metadata => MetadataRequest,
+    ApiVersions => ApiVersionsRequest,
+    CreateTopics => CreateTopicsRequest,
+    DeleteTopics => DeleteTopicsRequest,
+    DeleteRecords => DeleteRecordsRequest,
+    InitProducerId => InitProducerIdRequest,
+    DescribeConfigs => DescribeConfigsRequest,
+    AlterConfigs => AlterConfigsRequest,
+    CreatePartitions => CreatePartitionsRequest,
+    IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
+    DescribeCluster => DescribeClusterRequest,
+}
+
+/// A decoded request with what the response needs from its header.
+#[derive(Debug)]
+pub struct RequestEnvelope {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+    pub body: Request,
+}
+
+/// Why a frame could not become a request. Kafka answers only the ApiVersions case (KIP-511)
+/// and closes the connection on the others; so does Spate.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("frame too short for a request header ({0} bytes)")]
+    ShortHeader(usize),
+    #[error("unknown api key {0}")]
+    UnknownApiKey(i16),
+    #[error("unsupported version {version} of {api:?}")]
+    UnsupportedVersion { api: ApiKey, version: i16, correlation_id: i32 },
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Malformed { api: ApiKey, version: i16, correlation_id: i32, reason: String },
+}
+
+/// Decodes one frame body. Never panics on any input.
+pub fn decode_request(mut frame: Bytes) -> Result<RequestEnvelope, DecodeError> {
+    if frame.len() < 8 {
+        return Err(DecodeError::ShortHeader(frame.len()));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api = ApiKey::try_from(raw_key).map_err(|_| DecodeError::UnknownApiKey(raw_key))?;
+    if !versions::is_supported(api, version) {
+        return Err(DecodeError::UnsupportedVersion { api, version, correlation_id });
+    }
+    let malformed = |reason: String| DecodeError::Malformed { api, version, correlation_id, reason };
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+        .map_err(|e| malformed(format!("header: {e:#}")))?;
+    let body = decode_body(api, &mut frame, version).map_err(|e| malformed(format!("{e:#}")))?;
+    if frame.has_remaining() {
+        // Kafka tolerates nothing after the body either: it means the client and broker
+        // disagree about the schema.
+        return Err(malformed(format!("{} trailing bytes", frame.remaining())));
+    }
+    Ok(RequestEnvelope {
+        api_key: api,
+        version,
+        correlation_id,
+        client_id: header.client_id.map(|s| s.to_string()),
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    fn frame_of<T: Encodable>(api: ApiKey, version: i16, body: &T) -> Bytes {
+        let mut buf = BytesMut::new();
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .with_client_id(Some(StrBytes::from_static_str("t")));
+        header.encode(&mut buf, api.request_header_version(version)).unwrap();
+        body.encode(&mut buf, version).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn decodes_a_metadata_request() {
+        let req = MetadataRequest::default().with_topics(None);
+        let env = decode_request(frame_of(ApiKey::Metadata, 12, &req)).unwrap();
+        assert_eq!(env.correlation_id, 7);
+        assert_eq!(env.client_id.as_deref(), Some("t"));
+        assert!(matches!(env.body, Request::Metadata(_)));
+    }
+
+    #[test]
+    fn classifies_bad_input() {
+        assert_eq!(decode_request(Bytes::from_static(&[0, 1])), Err(DecodeError::ShortHeader(2)));
+        let mut unknown = BytesMut::new();
+        unknown.put_i16(999);
+        unknown.put_i16(0);
+        unknown.put_i32(1);
+        assert_eq!(decode_request(unknown.freeze()), Err(DecodeError::UnknownApiKey(999)));
+        let req = ApiVersionsRequest::default();
+        let mut f = BytesMut::from(&frame_of(ApiKey::ApiVersions, 3, &req)[..]);
+        f[3] = 9; // version 9
+        assert!(matches!(
+            decode_request(f.freeze()),
+            Err(DecodeError::UnsupportedVersion { version: 9, correlation_id: 7, .. })
+        ));
+        let truncated = frame_of(ApiKey::Metadata, 12, &MetadataRequest::default());
+        let truncated = truncated.slice(..truncated.len() - 1);
+        assert!(matches!(decode_request(truncated), Err(DecodeError::Malformed { .. })));
+    }
+}

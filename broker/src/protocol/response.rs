@@ -1,0 +1,63 @@
+//! Response encoding: a typed response becomes a size-prefixed frame.
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::Encodable;
+
+macro_rules! responses {
+    ($($api:ident => $ty:ty),* $(,)?) => {
+        /// One response body, one variant per API Spate answers.
+        #[derive(Debug)]
+        pub enum Response { $($api($ty)),* }
+
+        impl Response {
+            pub fn api_key(&self) -> ApiKey {
+                match self { $(Response::$api(_) => ApiKey::$api),* }
+            }
+            fn encode_body(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
+                match self { $(Response::$api(r) => r.encode(buf, version)),* }
+            }
+        }
+    };
+}
+
+responses! {
+    Produce => ProduceResponse,
+    Fetch => FetchResponse,
+    ListOffsets => ListOffsetsResponse,
+    Metadata => MetadataResponse,
+    ApiVersions => ApiVersionsResponse,
+    CreateTopics => CreateTopicsResponse,
+    DeleteTopics => DeleteTopicsResponse,
+    DeleteRecords => DeleteRecordsResponse,
+    InitProducerId => InitProducerIdResponse,
+    DescribeConfigs => DescribeConfigsResponse,
+    AlterConfigs => AlterConfigsResponse,
+    CreatePartitions => CreatePartitionsResponse,
+    IncrementalAlterConfigs => IncrementalAlterConfigsResponse,
+    DescribeCluster => DescribeClusterResponse,
+}
+
+/// Appends `int32 size | header | body` for `response` at `version` to `out`.
+pub fn encode_response(
+    out: &mut BytesMut,
+    correlation_id: i32,
+    version: i16,
+    response: &Response,
+) -> anyhow::Result<()> {
+    let api = response.api_key();
+    // ApiVersions responses always use header v0 so that a client can read them before it
+    // knows which versions the broker speaks (KIP-511).
+    let header_version = if api == ApiKey::ApiVersions { 0 } else { api.response_header_version(version) };
+    let start = out.len();
+    out.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(out, header_version)?;
+    if let Err(e) = response.encode_body(out, version) {
+        out.truncate(start);
+        return Err(e);
+    }
+    let size = (out.len() - start - 4) as i32;
+    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! The API versions Spate advertises in ApiVersions and accepts on the wire.
+//!
+//! Ranges are chosen so that the Apache Kafka Java client 4.x (KIP-896 baseline), librdkafka
+//! 2.x, franz-go, kafka-python and kafkajs all find a common version, and stop below versions
+//! whose semantics Spate does not implement yet (e.g. Produce v12's implicit transaction
+//! partitions, Fetch v17 replica directories).
+use kafka_protocol::messages::ApiKey;
+
+/// (api, min, max) for every API this broker answers.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The advertised range of `api`, if Spate answers it at all.
+pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|&(_, min, max)| (min, max))
+}
+
+pub fn is_supported(api: ApiKey, version: i16) -> bool {
+    supported_range(api).is_some_and(|(min, max)| (min..=max).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_advertised_range_is_one_the_codec_can_handle() {
+        for &(api, min, max) in SUPPORTED {
+            let codec = api.valid_versions();
+            assert!(min <= max, "{api:?}");
+            assert!(codec.min <= min && max <= codec.max, "{api:?} {min}..{max}");
+        }
+    }
+
+    #[test]
+    fn message_format_v2_minimums_hold() {
+        assert_eq!(supported_range(ApiKey::Produce).map(|r| r.0), Some(3));
+        assert_eq!(supported_range(ApiKey::Fetch).map(|r| r.0), Some(4));
+        assert!(!is_supported(ApiKey::Produce, 2));
+        assert!(!is_supported(ApiKey::JoinGroup, 0));
+    }
+}

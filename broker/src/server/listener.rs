@@ -1,0 +1,31 @@
+//! The accept loop.
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::connection;
+use crate::context::Context;
+
+/// Accepts connections until `shutdown` turns true, then waits for open connections to end.
+pub async fn run(ctx: Arc<Context>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(connection::serve(ctx.clone(), stream, peer, shutdown.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the rest.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    while connections.join_next().await.is_some() {}
+}

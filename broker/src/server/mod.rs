@@ -1,0 +1,5 @@
+//! TCP serving: the accept loop, one task per connection, background log maintenance.
+
+pub mod connection;
+pub mod listener;
+pub mod maintenance;
