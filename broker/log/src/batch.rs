@@ -110,7 +110,9 @@ pub fn batch_size(prefix: &[u8]) -> Result<usize> {
     }
     let len = i32_at(prefix, LENGTH);
     if len < MIN_BATCH_LENGTH as i32 {
-        return Err(LogError::Corrupt(format!("batch length {len} is too small")));
+        return Err(LogError::Corrupt(format!(
+            "batch length {len} is too small"
+        )));
     }
     Ok(LOG_OVERHEAD + len as usize)
 }
@@ -151,7 +153,11 @@ pub fn parse_header(buf: &[u8], position: usize) -> Result<BatchMeta> {
             meta.last_offset_delta, meta.record_count
         )));
     }
-    if meta.base_offset.checked_add(meta.last_offset_delta as i64 + 1).is_none() {
+    if meta
+        .base_offset
+        .checked_add(meta.last_offset_delta as i64 + 1)
+        .is_none()
+    {
         return Err(LogError::Corrupt("batch offsets overflow i64".into()));
     }
     Ok(meta)
@@ -266,7 +272,10 @@ mod tests {
 
     #[test]
     fn empty_buffer_is_corrupt() {
-        assert!(matches!(parse_batches(&Bytes::new()), Err(LogError::Corrupt(_))));
+        assert!(matches!(
+            parse_batches(&Bytes::new()),
+            Err(LogError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -274,7 +283,10 @@ mod tests {
         let mut b = BytesMut::from(&batch(0, 2, 0)[..]);
         let last = b.len() - 1;
         b[last] ^= 1;
-        assert!(matches!(parse_batches(&b.freeze()), Err(LogError::Corrupt(_))));
+        assert!(matches!(
+            parse_batches(&b.freeze()),
+            Err(LogError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -296,16 +308,25 @@ mod tests {
     fn small_or_negative_length_is_corrupt() {
         let mut b = BytesMut::from(&batch(0, 1, 0)[..]);
         b[8..12].copy_from_slice(&10i32.to_be_bytes());
-        assert!(matches!(parse_batches(&b.clone().freeze()), Err(LogError::Corrupt(_))));
+        assert!(matches!(
+            parse_batches(&b.clone().freeze()),
+            Err(LogError::Corrupt(_))
+        ));
         b[8..12].copy_from_slice(&(-5i32).to_be_bytes());
-        assert!(matches!(parse_batches(&b.freeze()), Err(LogError::Corrupt(_))));
+        assert!(matches!(
+            parse_batches(&b.freeze()),
+            Err(LogError::Corrupt(_))
+        ));
     }
 
     #[test]
     fn magic_other_than_two_is_invalid_record() {
         let mut b = BytesMut::from(&batch(0, 1, 0)[..]);
         b[MAGIC] = 1;
-        assert!(matches!(parse_batches(&b.freeze()), Err(LogError::InvalidRecord(_))));
+        assert!(matches!(
+            parse_batches(&b.freeze()),
+            Err(LogError::InvalidRecord(_))
+        ));
     }
 
     #[test]

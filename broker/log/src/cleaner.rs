@@ -47,7 +47,12 @@ pub fn compact(log: &mut PartitionLog, now_ms: i64) -> Result<CompactionStats> {
     let segments = log.segments();
     let cleanable = segments[..segments.len() - 1]
         .iter()
-        .take_while(|s| s.max_timestamp().is_none_or(|(t, _)| now_ms.saturating_sub(t) >= lag))
+        .take_while(|s| {
+            // As in Kafka, a zero lag ignores timestamps (which producers may set in the future).
+            lag <= 0
+                || s.max_timestamp()
+                    .is_none_or(|(t, _)| now_ms.saturating_sub(t) >= lag)
+        })
         .count();
     if cleanable == 0 {
         return Ok(CompactionStats::default());
@@ -137,4 +142,165 @@ fn for_each_batch(seg: &Segment, mut f: impl FnMut(&BatchMeta, &[RecordView])) -
         f(&meta, &records);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{encode, Spec};
+    use crate::{FlushPolicy, LogConfig};
+    use kafka_protocol::records::{Compression, RecordBatchDecoder};
+
+    fn config() -> LogConfig {
+        LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            segment_bytes: 300,
+            index_interval_bytes: 64,
+            delete_retention_ms: 1_000,
+            flush: FlushPolicy {
+                messages: None,
+                ms: None,
+            },
+            ..LogConfig::default()
+        }
+    }
+
+    /// (offset, key, value) of every record in the log.
+    fn contents(log: &PartitionLog) -> Vec<(i64, Option<Bytes>, Option<Bytes>)> {
+        let mut out = Vec::new();
+        let mut from = log.log_start_offset();
+        while from < log.log_end_offset() {
+            let mut bytes = log.read(from, 1 << 20).expect("read");
+            let next = crate::parse_batches(&bytes)
+                .expect("ok")
+                .last()
+                .expect("one")
+                .next_offset();
+            for set in RecordBatchDecoder::decode_all(&mut bytes).expect("decode") {
+                out.extend(set.records.into_iter().map(|r| (r.offset, r.key, r.value)));
+            }
+            from = next;
+        }
+        out
+    }
+
+    fn put(log: &mut PartitionLog, specs: &[Spec<'_>], c: Compression) {
+        log.append(encode(0, specs, c), 0).expect("append");
+    }
+
+    #[test]
+    fn keeps_latest_value_per_key_with_original_offsets() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        for round in 0..6i64 {
+            let v = round.to_string().into_bytes();
+            let c = [Compression::None, Compression::Gzip, Compression::Snappy][round as usize % 3];
+            put(
+                &mut log,
+                &[(Some(b"a"), Some(&v), round), (Some(b"b"), Some(&v), round)],
+                c,
+            );
+            put(&mut log, &[(None, Some(b"nokey"), round)], c);
+        }
+        put(
+            &mut log,
+            &[(Some(b"a"), Some(b"active"), 9)],
+            Compression::None,
+        );
+        let before = contents(&log);
+        let stats = log.compact(10_000).expect("compact");
+        assert!(stats.records_removed > 0 && stats.bytes_after < stats.bytes_before);
+        let after = contents(&log);
+        // Null-key records all survive; only the last a/b of the cleaned range survive, plus
+        // the active segment's record.
+        assert_eq!(after.iter().filter(|r| r.1.is_none()).count(), 6);
+        let last_a = before
+            .iter()
+            .filter(|r| r.1.as_deref() == Some(b"a"))
+            .map(|r| r.0)
+            .collect::<Vec<_>>();
+        let kept_a = after
+            .iter()
+            .filter(|r| r.1.as_deref() == Some(b"a"))
+            .map(|r| r.0)
+            .collect::<Vec<_>>();
+        assert_eq!(kept_a.last(), last_a.last(), "active segment untouched");
+        assert!(kept_a.len() <= 2);
+        for r in &after {
+            assert!(before.contains(r), "offset {} kept its key and value", r.0);
+        }
+        // Every offset is still readable: removed ones lead to the next batch.
+        for o in 0..log.log_end_offset() {
+            let b = log.read(o, 1).expect("read");
+            assert!(crate::parse_batches(&b).expect("ok")[0].last_offset() >= o);
+        }
+        // The cleaned log survives a restart, clean or not.
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config()).expect("reopen");
+        assert_eq!(contents(&log), after);
+    }
+
+    #[test]
+    fn tombstones_drop_only_after_delete_retention() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        put(
+            &mut log,
+            &[(Some(b"k"), Some(b"v"), 100)],
+            Compression::None,
+        );
+        put(&mut log, &[(Some(b"k"), None, 100)], Compression::Lz4);
+        log.roll().expect("roll");
+        log.compact(600).expect("compact");
+        assert_eq!(
+            contents(&log),
+            vec![(1, Some(Bytes::from_static(b"k")), None)]
+        );
+        log.compact(1_101).expect("compact");
+        assert!(contents(&log).is_empty());
+        assert_eq!(log.log_end_offset(), 2);
+        assert!(log
+            .read(log.log_start_offset(), 100)
+            .expect("read")
+            .is_empty());
+        log.append(
+            encode(0, &[(Some(b"k"), Some(b"new"), 0)], Compression::None),
+            0,
+        )
+        .expect("append");
+        assert_eq!(contents(&log).len(), 1);
+    }
+
+    #[test]
+    fn young_segments_and_delete_policy_are_left_alone() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let lagged = LogConfig {
+            min_compaction_lag_ms: 500,
+            ..config()
+        };
+        let mut log = PartitionLog::open(dir.path(), lagged).expect("open");
+        put(
+            &mut log,
+            &[
+                (Some(b"k"), Some(b"1"), 1_000),
+                (Some(b"k"), Some(b"2"), 1_000),
+            ],
+            Compression::None,
+        );
+        log.roll().expect("roll");
+        assert_eq!(
+            log.compact(1_200).expect("compact"),
+            CompactionStats::default()
+        );
+        assert_eq!(log.compact(1_500).expect("compact").records_removed, 1);
+        let delete = LogConfig {
+            cleanup_policy: CleanupPolicy::Delete,
+            ..config()
+        };
+        log.update_config(delete);
+        assert_eq!(
+            log.compact(9_999).expect("compact"),
+            CompactionStats::default()
+        );
+    }
 }

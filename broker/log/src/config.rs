@@ -63,7 +63,10 @@ impl Default for LogConfig {
             max_message_bytes: 1024 * 1024 + 12,
             index_interval_bytes: 4096,
             timestamp_type: TimestampType::CreateTime,
-            flush: FlushPolicy { messages: None, ms: Some(1000) },
+            flush: FlushPolicy {
+                messages: None,
+                ms: Some(1000),
+            },
         }
     }
 }

@@ -51,7 +51,7 @@ impl OffsetIndex {
     /// Decodes an index file; `None` when it cannot belong to a log of `log_size` bytes
     /// (torn size, entries not strictly ascending, positions past the end).
     pub fn decode(buf: &[u8], log_size: u64) -> Option<Self> {
-        if buf.len() % 8 != 0 {
+        if !buf.len().is_multiple_of(8) {
             return None;
         }
         let mut idx = Self::default();
@@ -106,7 +106,7 @@ impl TimeIndex {
     }
     /// Decodes a time index file; `None` when torn or not ascending.
     pub fn decode(buf: &[u8]) -> Option<Self> {
-        if buf.len() % 12 != 0 {
+        if !buf.len().is_multiple_of(12) {
             return None;
         }
         let mut idx = Self::default();
@@ -163,10 +163,16 @@ mod tests {
         let back = OffsetIndex::decode(&bytes, 1000).expect("valid");
         assert_eq!(back.lookup(9), Some((9, 300)));
         assert!(OffsetIndex::decode(&bytes[..5], 1000).is_none(), "torn");
-        assert!(OffsetIndex::decode(&bytes, 200).is_none(), "position past end");
+        assert!(
+            OffsetIndex::decode(&bytes, 200).is_none(),
+            "position past end"
+        );
         let mut swapped = bytes[8..].to_vec();
         swapped.extend_from_slice(&bytes[..8]);
-        assert!(OffsetIndex::decode(&swapped, 1000).is_none(), "not ascending");
+        assert!(
+            OffsetIndex::decode(&swapped, 1000).is_none(),
+            "not ascending"
+        );
     }
 
     #[test]

@@ -56,7 +56,11 @@ impl PartitionLog {
         std::fs::create_dir_all(dir)?;
         let clean = dir.join(CLEAN_SHUTDOWN).exists();
         let bases = scan_dir(dir)?;
-        let recovery_point = if clean { i64::MAX } else { read_offset(dir, RECOVERY_POINT)? };
+        let recovery_point = if clean {
+            i64::MAX
+        } else {
+            read_offset(dir, RECOVERY_POINT)?
+        };
         let stored_start = read_offset(dir, LOG_START_OFFSET)?;
 
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
@@ -84,7 +88,11 @@ impl PartitionLog {
             segments[i].flush()?;
         }
         if segments.is_empty() {
-            segments.push(Segment::create(dir, stored_start, config.index_interval_bytes)?);
+            segments.push(Segment::create(
+                dir,
+                stored_start,
+                config.index_interval_bytes,
+            )?);
         }
         let mut log = Self {
             dir: dir.to_path_buf(),
@@ -111,7 +119,10 @@ impl PartitionLog {
         let mut metas = parse_batches(&records)?;
         for m in &metas {
             if m.size > self.config.max_message_bytes {
-                return Err(LogError::TooLarge { size: m.size, max: self.config.max_message_bytes });
+                return Err(LogError::TooLarge {
+                    size: m.size,
+                    max: self.config.max_message_bytes,
+                });
             }
             if m.record_count <= 0 || m.record_count as i64 != m.last_offset_delta as i64 + 1 {
                 return Err(LogError::InvalidRecord(format!(
@@ -164,8 +175,11 @@ impl PartitionLog {
         }
         let limit = self.config.segment_bytes.min(MAX_SEGMENT_BYTES);
         let full = active.size() + bytes > limit;
-        let old = active.rolling_ms().is_some_and(|t| now_ms - t >= self.config.segment_ms);
-        let offsets_overflow = self.log_end_offset() + offsets - active.base_offset() > MAX_RELATIVE_OFFSET;
+        let old = active
+            .rolling_ms()
+            .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms);
+        let offsets_overflow =
+            self.log_end_offset() + offsets - active.base_offset() > MAX_RELATIVE_OFFSET;
         if full || old || offsets_overflow {
             self.roll()?;
         }
@@ -196,7 +210,7 @@ impl PartitionLog {
         let due = self
             .active()
             .rolling_ms()
-            .is_some_and(|t| now_ms - t >= self.config.segment_ms);
+            .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms);
         if due {
             self.roll()?;
         }
@@ -219,9 +233,15 @@ impl PartitionLog {
         if self.unflushed_records == 0 {
             return Ok(());
         }
-        let by_count = self.config.flush.messages.is_some_and(|n| self.unflushed_records >= n);
+        let by_count = self
+            .config
+            .flush
+            .messages
+            .is_some_and(|n| self.unflushed_records >= n);
         let by_age = match (self.config.flush.ms, self.first_unflushed_ms) {
-            (Some(ms), Some(first)) => now_ms.saturating_sub(first) >= ms as i64,
+            (Some(ms), Some(first)) => {
+                now_ms.saturating_sub(first) >= i64::try_from(ms).unwrap_or(i64::MAX)
+            }
             _ => false,
         };
         if by_count || by_age {
@@ -293,9 +313,14 @@ impl PartitionLog {
                 seg.find_from(pos, |m| m.max_timestamp >= ts && m.last_offset() >= start)?
             {
                 let (_, records) = decode_batch(&seg.read_batch(&meta)?)?;
-                let hit = records.iter().find(|r| r.timestamp >= ts && r.offset >= start);
+                let hit = records
+                    .iter()
+                    .find(|r| r.timestamp >= ts && r.offset >= start);
                 if let Some(r) = hit {
-                    return Ok(Some(TimestampOffset { offset: r.offset, timestamp: r.timestamp }));
+                    return Ok(Some(TimestampOffset {
+                        offset: r.offset,
+                        timestamp: r.timestamp,
+                    }));
                 }
                 pos = (meta.position + meta.size) as u64;
             }
@@ -331,7 +356,10 @@ impl PartitionLog {
                 batch_base
             }
         };
-        Some(TimestampOffset { offset, timestamp: ts })
+        Some(TimestampOffset {
+            offset,
+            timestamp: ts,
+        })
     }
 
     /// DeleteRecords: moves the log start to `offset` (-1: the log end) and deletes segments
@@ -340,7 +368,11 @@ impl PartitionLog {
         let end = self.log_end_offset();
         let target = if offset == -1 { end } else { offset };
         if target < 0 || target > end {
-            return Err(LogError::OffsetOutOfRange { offset, start: self.log_start_offset, end });
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end,
+            });
         }
         if target > self.log_start_offset {
             self.set_log_start(target)?;
@@ -362,7 +394,8 @@ impl PartitionLog {
         let mut deleted = 0;
         if retention_ms >= 0 {
             deleted += self.delete_oldest(|seg| {
-                seg.max_timestamp().is_some_and(|(t, _)| now_ms.saturating_sub(t) > retention_ms)
+                seg.max_timestamp()
+                    .is_some_and(|(t, _)| now_ms.saturating_sub(t) > retention_ms)
             })?;
         }
         if self.config.retention_bytes >= 0 {
@@ -410,14 +443,26 @@ impl PartitionLog {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        if offset < 0 {
+            let (start, end) = (self.log_start_offset, self.log_end_offset());
+            return Err(LogError::OffsetOutOfRange { offset, start, end });
+        }
         if offset < self.log_start_offset {
             for seg in std::mem::take(&mut self.segments) {
                 seg.delete()?;
             }
-            self.segments.push(Segment::create(&self.dir, offset, self.config.index_interval_bytes)?);
+            self.segments.push(Segment::create(
+                &self.dir,
+                offset,
+                self.config.index_interval_bytes,
+            )?);
             self.set_log_start(offset)?;
         } else {
-            while self.segments.last().is_some_and(|s| s.base_offset() >= offset) {
+            while self
+                .segments
+                .last()
+                .is_some_and(|s| s.base_offset() >= offset)
+            {
                 if let Some(seg) = self.segments.pop() {
                     seg.delete()?;
                 }
@@ -443,7 +488,8 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Applies new settings; they take effect from the next append, roll or retention pass.
+    /// Applies new settings from the next append, roll or retention pass (`index.interval.bytes`
+    /// only for segments created afterwards).
     pub fn update_config(&mut self, config: LogConfig) {
         self.config = config;
     }
@@ -507,7 +553,10 @@ impl PartitionLog {
     }
 
     fn set_log_start(&mut self, offset: i64) -> Result<()> {
-        write_atomic(&self.dir.join(LOG_START_OFFSET), offset.to_string().as_bytes())?;
+        write_atomic(
+            &self.dir.join(LOG_START_OFFSET),
+            offset.to_string().as_bytes(),
+        )?;
         self.log_start_offset = offset;
         Ok(())
     }
@@ -534,7 +583,9 @@ fn scan_dir(dir: &Path) -> Result<Vec<i64>> {
             continue;
         };
         let (stem, ext) = name.split_once('.').unwrap_or((name, ""));
-        let base = (stem.len() == 20).then(|| stem.parse::<i64>().ok()).flatten();
+        let base = (stem.len() == 20)
+            .then(|| stem.parse::<i64>().ok())
+            .flatten();
         match (base, ext) {
             (Some(b), "log") => bases.push(b),
             (Some(b), "index" | "timeindex") => indexes.push((b, path)),
@@ -573,3 +624,6 @@ fn read_offset(dir: &Path, name: &str) -> Result<i64> {
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests;

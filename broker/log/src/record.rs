@@ -176,11 +176,17 @@ mod tests {
         for c in ALL {
             let b = encode(
                 10,
-                &[(Some(b"a"), Some(b"1"), 5), (None, Some(b"2"), 3), (Some(b"c"), None, 9)],
+                &[
+                    (Some(b"a"), Some(b"1"), 5),
+                    (None, Some(b"2"), 3),
+                    (Some(b"c"), None, 9),
+                ],
                 c,
             );
             let (_, ours) = decode_batch(&b).expect("decodes");
-            let theirs = RecordBatchDecoder::decode(&mut b.clone()).expect("decodes").records;
+            let theirs = RecordBatchDecoder::decode(&mut b.clone())
+                .expect("decodes")
+                .records;
             assert_eq!(ours.len(), theirs.len());
             for (o, t) in ours.iter().zip(&theirs) {
                 assert_eq!(o.offset, t.offset);

@@ -46,7 +46,10 @@ pub struct Segment {
 impl Segment {
     /// Creates an empty segment, replacing any file of that name.
     pub fn create(dir: &Path, base_offset: i64, index_interval: u32) -> Result<Self> {
-        for p in [index_path(dir, base_offset), time_index_path(dir, base_offset)] {
+        for p in [
+            index_path(dir, base_offset),
+            time_index_path(dir, base_offset),
+        ] {
             remove_if_exists(&p)?;
         }
         let file = OpenOptions::new()
@@ -83,7 +86,10 @@ impl Segment {
         index_interval: u32,
         recover: bool,
     ) -> Result<(Self, bool)> {
-        let file = OpenOptions::new().read(true).write(true).open(log_path(dir, base_offset))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(log_path(dir, base_offset))?;
         let size = file.metadata()?.len();
         let mut seg = Self::empty(dir, base_offset, file, index_interval);
         seg.size = size;
@@ -97,9 +103,10 @@ impl Segment {
     }
 
     fn init_rolling_ms(&mut self) -> Result<()> {
+        // Unreadable here means corrupt data the next read reports; age then counts from now.
         self.rolling_ms = match self.size {
             0 => None,
-            _ => Some(self.read_header(0)?.max_timestamp),
+            _ => self.read_header(0).ok().map(|m| m.max_timestamp),
         };
         Ok(())
     }
@@ -112,15 +119,20 @@ impl Segment {
         let (Some(offsets), Some(times)) = (offsets, times) else {
             return Ok(self.size == 0);
         };
-        let (Some(oi), Some(ti)) = (OffsetIndex::decode(&offsets, self.size), TimeIndex::decode(&times))
-        else {
+        let (Some(oi), Some(ti)) = (
+            OffsetIndex::decode(&offsets, self.size),
+            TimeIndex::decode(&times),
+        ) else {
             return Ok(false);
         };
         let (start_pos, expected_base) = match oi.last() {
             Some((rel, pos)) => (pos as u64, Some(self.base_offset + rel as i64)),
             None => (0, None),
         };
-        if ti.last().is_some_and(|(_, rel)| self.base_offset + rel as i64 >= i64::MAX / 2) {
+        if ti
+            .last()
+            .is_some_and(|(_, rel)| self.base_offset + rel as i64 >= i64::MAX / 2)
+        {
             return Ok(false);
         }
         self.max_timestamp = ti.last().map(|(t, rel)| (t, self.base_offset + rel as i64));
@@ -138,7 +150,10 @@ impl Segment {
                 return Ok(false);
             }
             next = meta.next_offset();
-            if self.max_timestamp.is_none_or(|(t, _)| meta.max_timestamp > t) {
+            if self
+                .max_timestamp
+                .is_none_or(|(t, _)| meta.max_timestamp > t)
+            {
                 self.max_timestamp = Some((meta.max_timestamp, meta.base_offset));
             }
             pos += meta.size as u64;
@@ -215,7 +230,10 @@ impl Segment {
 
     /// Updates indexes and counters for a batch just placed at `pos`.
     fn track(&mut self, meta: &BatchMeta, pos: u64) {
-        if self.max_timestamp.is_none_or(|(t, _)| meta.max_timestamp > t) {
+        if self
+            .max_timestamp
+            .is_none_or(|(t, _)| meta.max_timestamp > t)
+        {
             self.max_timestamp = Some((meta.max_timestamp, meta.base_offset));
         }
         if self.bytes_since_index >= self.index_interval {
@@ -277,7 +295,9 @@ impl Segment {
             return 0;
         }
         let rel = rel.min(u32::MAX as i64) as u32;
-        self.offset_index.lookup(rel).map_or(0, |(_, pos)| pos as u64)
+        self.offset_index
+            .lookup(rel)
+            .map_or(0, |(_, pos)| pos as u64)
     }
 
     /// The first batch whose last offset is >= `offset`, if any.
@@ -286,7 +306,11 @@ impl Segment {
     }
 
     /// The first batch at or after `pos` satisfying `pred`.
-    pub fn find_from(&self, mut pos: u64, pred: impl Fn(&BatchMeta) -> bool) -> Result<Option<BatchMeta>> {
+    pub fn find_from(
+        &self,
+        mut pos: u64,
+        pred: impl Fn(&BatchMeta) -> bool,
+    ) -> Result<Option<BatchMeta>> {
         while pos < self.size {
             let meta = self.read_header(pos)?;
             if pred(&meta) {
@@ -315,16 +339,23 @@ impl Segment {
         if start.base_offset >= limit {
             return Ok(Bytes::new());
         }
+        let available = self.size.saturating_sub(pos) as usize;
+        if start.size > available {
+            return Err(LogError::Corrupt(format!(
+                "batch at {pos} of segment {} runs past its end",
+                self.base_offset
+            )));
+        }
         // One read covering max_bytes (or the first batch), then walk prefixes in memory.
-        let want = max_bytes.max(start.size).min((self.size - pos) as usize);
-        let chunk = self.read_bytes(pos, want)?;
+        let chunk = self.read_bytes(pos, max_bytes.max(start.size).min(available))?;
         let mut end = start.size;
         while end + LOG_OVERHEAD <= chunk.len() {
-            let size = batch::batch_size(&chunk[end..])?;
-            let base = i64::from_be_bytes(
-                chunk[end..end + 8].try_into().map_err(|_| LogError::Corrupt("prefix".into()))?,
-            );
-            if end + size > chunk.len() || base >= limit {
+            let Ok(size) = batch::batch_size(&chunk[end..]) else {
+                break; // the next read reports it
+            };
+            let mut base = [0u8; 8];
+            base.copy_from_slice(&chunk[end..end + 8]);
+            if end + size > chunk.len() || i64::from_be_bytes(base) >= limit {
                 break;
             }
             end += size;
@@ -387,7 +418,10 @@ impl Segment {
         if let Some((t, off)) = self.max_timestamp {
             self.time_index.push(t, (off - self.base_offset) as u32);
         }
-        index::write_atomic(&index_path(&self.dir, self.base_offset), &self.offset_index.encode())?;
+        index::write_atomic(
+            &index_path(&self.dir, self.base_offset),
+            &self.offset_index.encode(),
+        )?;
         index::write_atomic(
             &time_index_path(&self.dir, self.base_offset),
             &self.time_index.encode(),
@@ -399,7 +433,11 @@ impl Segment {
     pub fn delete(self) -> Result<()> {
         let (dir, base) = (self.dir, self.base_offset);
         drop(self.file);
-        for p in [log_path(&dir, base), index_path(&dir, base), time_index_path(&dir, base)] {
+        for p in [
+            log_path(&dir, base),
+            index_path(&dir, base),
+            time_index_path(&dir, base),
+        ] {
             remove_if_exists(&p)?;
         }
         Ok(())
@@ -474,7 +512,11 @@ mod tests {
         let m = seg.find(13).expect("io").expect("found");
         assert_eq!(m.base_offset, 12);
         let one = seg.read_from(&m, 1, i64::MAX).expect("read");
-        assert_eq!(parse_batches(&one).expect("whole").len(), 1, "at least one batch");
+        assert_eq!(
+            parse_batches(&one).expect("whole").len(),
+            1,
+            "at least one batch"
+        );
         let all = seg.read_from(&m, 1 << 20, i64::MAX).expect("read");
         assert_eq!(parse_batches(&all).expect("whole").len(), 6);
         let limited = seg.read_from(&m, 1 << 20, 18).expect("read");
@@ -494,11 +536,17 @@ mod tests {
         drop(seg);
         let (trusted, cut) = Segment::open(dir.path(), 5, 64, false).expect("open");
         assert!(!cut);
-        assert_eq!((trusted.next_offset(), trusted.max_timestamp()), (next, max));
+        assert_eq!(
+            (trusted.next_offset(), trusted.max_timestamp()),
+            (next, max)
+        );
         drop(trusted);
         let (recovered, cut) = Segment::open(dir.path(), 5, 64, true).expect("open");
         assert!(!cut);
-        assert_eq!((recovered.next_offset(), recovered.max_timestamp()), (next, max));
+        assert_eq!(
+            (recovered.next_offset(), recovered.max_timestamp()),
+            (next, max)
+        );
         assert_eq!(max, Some((101, 5)));
     }
 

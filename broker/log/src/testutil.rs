@@ -30,7 +30,10 @@ pub fn encode(base: i64, specs: &[Spec<'_>], compression: Compression) -> Bytes 
         })
         .collect();
     let mut buf = BytesMut::new();
-    let opts = RecordEncodeOptions { version: 2, compression };
+    let opts = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
     RecordBatchEncoder::encode(&mut buf, &records, &opts).expect("encode test batch");
     buf.freeze()
 }
@@ -38,7 +41,9 @@ pub fn encode(base: i64, specs: &[Spec<'_>], compression: Compression) -> Bytes 
 /// `n` records keyed `k{i}` with timestamps `ts, ts+1, ...`, compressed with `c`.
 pub fn batch_with(base: i64, n: usize, ts: i64, c: Compression) -> Bytes {
     let keys: Vec<Vec<u8>> = (0..n).map(|i| format!("k{i}").into_bytes()).collect();
-    let vals: Vec<Vec<u8>> = (0..n).map(|i| format!("value-{base}-{i}").into_bytes()).collect();
+    let vals: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("value-{base}-{i}").into_bytes())
+        .collect();
     let specs: Vec<Spec<'_>> = (0..n)
         .map(|i| (Some(&keys[i][..]), Some(&vals[i][..]), ts + i as i64))
         .collect();

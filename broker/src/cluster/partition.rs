@@ -180,6 +180,10 @@ fn replay_producers(log: &PartitionLog) -> Result<ProducerStates, LogError> {
     let mut offset = log.log_start_offset();
     while offset < log.log_end_offset() {
         let chunk = log.read(offset, REPLAY_CHUNK)?;
+        if chunk.is_empty() {
+            // Compaction can leave no batch between here and the log end.
+            break;
+        }
         let batches = parse_batches(&chunk)?;
         let Some(last) = batches.last() else { break };
         for b in &batches {

@@ -3,13 +3,18 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 
 use crate::context::{str_bytes, Context};
+use crate::handlers::metadata::{CLUSTER_OPERATIONS, NO_AUTHORIZED_OPERATIONS};
 
 pub fn handle(ctx: &Context, req: DescribeClusterRequest) -> DescribeClusterResponse {
     DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(str_bytes(ctx.registry.cluster_id.clone()))
         .with_controller_id(ctx.node_id())
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            CLUSTER_OPERATIONS
+        } else {
+            NO_AUTHORIZED_OPERATIONS
+        })
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(ctx.node_id())
             .with_host(str_bytes(ctx.advertised_host.clone()))

@@ -11,7 +11,13 @@ use crate::cluster::Topic;
 use crate::context::{str_bytes, topic_name, Context};
 
 /// "Not requested" marker for authorized operations.
-const NO_AUTHORIZED_OPERATIONS: i32 = i32::MIN;
+pub const NO_AUTHORIZED_OPERATIONS: i32 = i32::MIN;
+/// With no authorizer everything is allowed; these are the bit sets Kafka reports then.
+/// Topic: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+pub const TOPIC_OPERATIONS: i32 = 0b1101_1111_1000;
+/// Cluster: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
+/// IDEMPOTENT_WRITE.
+pub const CLUSTER_OPERATIONS: i32 = 0b1_1111_1010_0000;
 
 pub fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResponse {
     let registry = &ctx.registry;
@@ -21,7 +27,13 @@ pub fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResp
         Some(t) => t.is_empty() && version == 0,
     };
     let allow_create = ctx.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
-    let topics = if all {
+    let topic_ops = if req.include_topic_authorized_operations { TOPIC_OPERATIONS } else { NO_AUTHORIZED_OPERATIONS };
+    let cluster_ops = if req.include_cluster_authorized_operations && (8..=10).contains(&version) {
+        CLUSTER_OPERATIONS
+    } else {
+        NO_AUTHORIZED_OPERATIONS
+    };
+    let topics: Vec<MetadataResponseTopic> = if all {
         registry.topics().iter().map(|t| describe(ctx, t)).collect()
     } else {
         req.topics
@@ -40,6 +52,10 @@ pub fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResp
             })
             .collect()
     };
+    let topics = topics
+        .into_iter()
+        .map(|t| if t.error_code == 0 { t.with_topic_authorized_operations(topic_ops) } else { t })
+        .collect();
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(ctx.node_id())
@@ -47,7 +63,7 @@ pub fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResp
             .with_port(ctx.advertised_port as i32)])
         .with_cluster_id(Some(str_bytes(registry.cluster_id.clone())))
         .with_controller_id(ctx.node_id())
-        .with_cluster_authorized_operations(NO_AUTHORIZED_OPERATIONS)
+        .with_cluster_authorized_operations(cluster_ops)
         .with_topics(topics)
 }
 

@@ -1,5 +1,5 @@
 //! Request decoding: a frame body becomes a header plus one typed request.
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 
@@ -77,11 +77,8 @@ pub fn decode_request(mut frame: Bytes) -> Result<RequestEnvelope, DecodeError> 
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(|e| malformed(format!("header: {e:#}")))?;
     let body = decode_body(api, &mut frame, version).map_err(|e| malformed(format!("{e:#}")))?;
-    if frame.has_remaining() {
-        // Kafka tolerates nothing after the body either: it means the client and broker
-        // disagree about the schema.
-        return Err(malformed(format!("{} trailing bytes", frame.remaining())));
-    }
+    // Bytes after the body are ignored, as Kafka does: librdkafka 2.16 sends Metadata v12
+    // with trailing bytes, and Kafka's request parser never checks for them.
     Ok(RequestEnvelope {
         api_key: api,
         version,
