@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use spate_log::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
 
@@ -14,9 +15,16 @@ pub enum ConfigError {
     #[error("unknown broker setting `{0}`")]
     Unknown(String),
     #[error("invalid value `{value}` for `{key}`: {reason}")]
-    Invalid { key: String, value: String, reason: String },
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("reading {path}: {source}")]
-    File { path: PathBuf, source: std::io::Error },
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: expected key=value")]
     Syntax { path: PathBuf, line: usize },
 }
@@ -48,6 +56,12 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("log.flush.interval.ms", "1000"),
     ("log.flush.scheduler.interval.ms", "200"),
     ("log.format", "text"),
+    ("group.initial.rebalance.delay.ms", "3000"),
+    ("group.min.session.timeout.ms", "6000"),
+    ("group.max.session.timeout.ms", "1800000"),
+    ("offsets.topic.num.partitions", "50"),
+    ("offsets.retention.minutes", "10080"),
+    ("offset.metadata.max.bytes", "4096"),
 ];
 
 /// Typed broker configuration.
@@ -67,6 +81,7 @@ pub struct BrokerConfig {
     pub cleaner_backoff_ms: u64,
     pub flush_scheduler_interval_ms: u64,
     pub json_logs: bool,
+    pub group: crate::group::GroupConfig,
     /// Defaults every topic's log starts from; topic configs override them.
     pub log_defaults: LogConfig,
     /// The effective settings, for DescribeConfigs on the broker resource.
@@ -80,8 +95,10 @@ impl BrokerConfig {
         env: impl IntoIterator<Item = (String, String)>,
         cli: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut raw: BTreeMap<String, String> =
-            DEFAULTS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut raw: BTreeMap<String, String> = DEFAULTS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         if let Some(path) = file {
             for (k, v) in read_properties(path)? {
                 set(&mut raw, k, v)?;
@@ -107,8 +124,12 @@ impl BrokerConfig {
             "" => None,
             s => {
                 let s = s.rsplit("://").next().unwrap_or(s);
-                let (host, port) = s.rsplit_once(':').ok_or_else(|| invalid("advertised.listeners", s, "expected host:port"))?;
-                let port = port.parse().map_err(|_| invalid("advertised.listeners", s, "bad port"))?;
+                let (host, port) = s
+                    .rsplit_once(':')
+                    .ok_or_else(|| invalid("advertised.listeners", s, "expected host:port"))?;
+                let port = port
+                    .parse()
+                    .map_err(|_| invalid("advertised.listeners", s, "bad port"))?;
                 Some((host.to_string(), port))
             }
         };
@@ -119,17 +140,30 @@ impl BrokerConfig {
             segment_ms: positive::<u64>(&raw, "log.roll.ms")? as i64,
             retention_ms: num(&raw, "log.retention.ms")?,
             retention_bytes: num(&raw, "log.retention.bytes")?,
-            cleanup_policy: parse_cleanup_policy(get("log.cleanup.policy"))
-                .ok_or_else(|| invalid("log.cleanup.policy", get("log.cleanup.policy"), "expected delete, compact or compact,delete"))?,
+            cleanup_policy: parse_cleanup_policy(get("log.cleanup.policy")).ok_or_else(|| {
+                invalid(
+                    "log.cleanup.policy",
+                    get("log.cleanup.policy"),
+                    "expected delete, compact or compact,delete",
+                )
+            })?,
             delete_retention_ms: num(&raw, "log.cleaner.delete.retention.ms")?,
             min_compaction_lag_ms: num(&raw, "log.cleaner.min.compaction.lag.ms")?,
             max_message_bytes: positive(&raw, "message.max.bytes")?,
             index_interval_bytes: positive(&raw, "log.index.interval.bytes")?,
-            timestamp_type: parse_timestamp_type(get("log.message.timestamp.type"))
-                .ok_or_else(|| invalid("log.message.timestamp.type", get("log.message.timestamp.type"), "expected CreateTime or LogAppendTime"))?,
+            timestamp_type: parse_timestamp_type(get("log.message.timestamp.type")).ok_or_else(
+                || {
+                    invalid(
+                        "log.message.timestamp.type",
+                        get("log.message.timestamp.type"),
+                        "expected CreateTime or LogAppendTime",
+                    )
+                },
+            )?,
             flush: FlushPolicy {
-                messages: (flush_messages > 0 && flush_messages < i64::MAX).then_some(flush_messages as u64),
-                ms: (flush_ms >= 0 && flush_ms < i64::MAX).then_some(flush_ms as u64),
+                messages: (flush_messages > 0 && flush_messages < i64::MAX)
+                    .then_some(flush_messages as u64),
+                ms: (0..i64::MAX).contains(&flush_ms).then_some(flush_ms as u64),
             },
         };
         let json_logs = match get("log.format") {
@@ -151,6 +185,25 @@ impl BrokerConfig {
             cleaner_backoff_ms: positive(&raw, "log.cleaner.backoff.ms")?,
             flush_scheduler_interval_ms: positive(&raw, "log.flush.scheduler.interval.ms")?,
             json_logs,
+            group: crate::group::GroupConfig {
+                initial_rebalance_delay: Duration::from_millis(num::<u64>(
+                    &raw,
+                    "group.initial.rebalance.delay.ms",
+                )?),
+                min_session_timeout: Duration::from_millis(positive(
+                    &raw,
+                    "group.min.session.timeout.ms",
+                )?),
+                max_session_timeout: Duration::from_millis(positive(
+                    &raw,
+                    "group.max.session.timeout.ms",
+                )?),
+                offsets_partitions: positive(&raw, "offsets.topic.num.partitions")?,
+                offsets_retention: Duration::from_secs(
+                    60 * positive::<u64>(&raw, "offsets.retention.minutes")?,
+                ),
+                offset_metadata_max_bytes: positive(&raw, "offset.metadata.max.bytes")?,
+            },
             log_defaults,
             raw,
         })
@@ -158,7 +211,9 @@ impl BrokerConfig {
 
     /// The address clients are told to connect to.
     pub fn advertised_endpoint(&self, bound: SocketAddr) -> (String, u16) {
-        self.advertised.clone().unwrap_or_else(|| (bound.ip().to_string(), bound.port()))
+        self.advertised
+            .clone()
+            .unwrap_or_else(|| (bound.ip().to_string(), bound.port()))
     }
 }
 
@@ -196,24 +251,31 @@ fn set(raw: &mut BTreeMap<String, String>, key: String, value: String) -> Result
 }
 
 fn read_properties(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::File { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
             continue;
         }
-        let (k, v) = line
-            .split_once('=')
-            .ok_or(ConfigError::Syntax { path: path.to_path_buf(), line: i + 1 })?;
+        let (k, v) = line.split_once('=').ok_or(ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line: i + 1,
+        })?;
         out.push((k.trim().to_string(), v.trim().to_string()));
     }
     Ok(out)
 }
 
 fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), value: value.into(), reason: reason.into() }
+    ConfigError::Invalid {
+        key: key.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
 }
 
 fn parse_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
@@ -223,7 +285,9 @@ fn parse_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
 
 fn num<T: std::str::FromStr>(raw: &BTreeMap<String, String>, key: &str) -> Result<T, ConfigError> {
     let v = raw.get(key).map(String::as_str).unwrap_or_default();
-    v.trim().parse().map_err(|_| invalid(key, v, "not a number"))
+    v.trim()
+        .parse()
+        .map_err(|_| invalid(key, v, "not a number"))
 }
 
 fn positive<T: std::str::FromStr + PartialOrd + Default>(
@@ -232,16 +296,28 @@ fn positive<T: std::str::FromStr + PartialOrd + Default>(
 ) -> Result<T, ConfigError> {
     let n: T = num(raw, key)?;
     if n <= T::default() {
-        return Err(invalid(key, raw.get(key).map(String::as_str).unwrap_or_default(), "must be positive"));
+        return Err(invalid(
+            key,
+            raw.get(key).map(String::as_str).unwrap_or_default(),
+            "must be positive",
+        ));
     }
     Ok(n)
 }
 
 fn boolean(raw: &BTreeMap<String, String>, key: &str) -> Result<bool, ConfigError> {
-    match raw.get(key).map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+    match raw
+        .get(key)
+        .map(|s| s.trim().to_ascii_lowercase())
+        .as_deref()
+    {
         Some("true") => Ok(true),
         Some("false") => Ok(false),
-        other => Err(invalid(key, other.unwrap_or_default(), "expected true or false")),
+        other => Err(invalid(
+            key,
+            other.unwrap_or_default(),
+            "expected true or false",
+        )),
     }
 }
 
@@ -250,7 +326,10 @@ mod tests {
     use super::*;
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -267,8 +346,16 @@ mod tests {
     fn layers_file_env_and_cli_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("server.properties");
-        std::fs::write(&file, "# c\nnum.partitions=3\nlisteners=PLAINTEXT://127.0.0.1:9000\nnode.id=4\n").unwrap();
-        let env = kv(&[("SPATE_NUM_PARTITIONS", "5"), ("SPATE_NODE_ID", "6"), ("HOME", "/x")]);
+        std::fs::write(
+            &file,
+            "# c\nnum.partitions=3\nlisteners=PLAINTEXT://127.0.0.1:9000\nnode.id=4\n",
+        )
+        .unwrap();
+        let env = kv(&[
+            ("SPATE_NUM_PARTITIONS", "5"),
+            ("SPATE_NODE_ID", "6"),
+            ("HOME", "/x"),
+        ]);
         let cli = kv(&[("node.id", "7")]);
         let c = BrokerConfig::load(Some(&file), env, cli).unwrap();
         assert_eq!(c.listen.port(), 9000);

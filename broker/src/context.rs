@@ -6,10 +6,12 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::Registry;
 use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
 
 pub struct Context {
     pub registry: Arc<Registry>,
     pub config: Arc<BrokerConfig>,
+    pub groups: Arc<GroupCoordinator>,
     /// Host and port clients are told to use.
     pub advertised_host: String,
     pub advertised_port: u16,

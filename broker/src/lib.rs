@@ -7,6 +7,8 @@
 //! - `server/`    — the TCP accept loop, per-connection request loop, background log work.
 //! - `cluster/`   — topics, partitions, topic configs and names; metadata persisted locally.
 //! - `producer/`  — idempotent producer ids and per-partition sequence state.
+//! - `group/`     — consumer groups (classic rebalance protocol) and committed offsets,
+//!   durable in `__consumer_offsets`.
 //! - `config.rs`  — broker settings: defaults < file < environment < CLI.
 //! - the log itself (segments, indexes, recovery, retention, compaction) is the `spate-log`
 //!   crate in `broker/log`.
@@ -14,6 +16,7 @@
 pub mod cluster;
 pub mod config;
 pub mod context;
+pub mod group;
 pub mod handlers;
 pub mod producer;
 pub mod protocol;
@@ -27,6 +30,7 @@ use tokio::sync::watch;
 use crate::cluster::Registry;
 use crate::config::BrokerConfig;
 use crate::context::Context;
+use crate::group::GroupCoordinator;
 
 /// A started broker: bound, recovered, serving until `shutdown` is triggered.
 pub struct Broker {
@@ -44,15 +48,34 @@ impl Broker {
             let config = config.clone();
             Arc::new(tokio::task::spawn_blocking(move || Registry::open(config)).await??)
         };
+        let groups = {
+            let (registry, group_config) = (registry.clone(), config.group.clone());
+            Arc::new(
+                tokio::task::spawn_blocking(move || GroupCoordinator::open(registry, group_config))
+                    .await??,
+            )
+        };
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let (advertised_host, advertised_port) = config.advertised_endpoint(local_addr);
-        let ctx = Arc::new(Context { registry: registry.clone(), config: config.clone(), advertised_host, advertised_port });
+        let ctx = Arc::new(Context {
+            registry: registry.clone(),
+            config: config.clone(),
+            groups: groups.clone(),
+            advertised_host,
+            advertised_port,
+        });
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(server::listener::run(ctx, listener, rx.clone()));
-        tasks.spawn(server::maintenance::run(registry.clone(), rx));
-        Ok(Self { local_addr, shutdown, tasks, registry })
+        tasks.spawn(server::maintenance::run(registry.clone(), rx.clone()));
+        tasks.spawn(server::group_timers::run(groups, rx));
+        Ok(Self {
+            local_addr,
+            shutdown,
+            tasks,
+            registry,
+        })
     }
 
     /// Stops accepting, ends connections, then flushes and closes every log.

@@ -30,7 +30,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut overrides = Vec::new();
     for kv in &cli.set {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--set expects KEY=VALUE, got `{kv}`"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--set expects KEY=VALUE, got `{kv}`"))?;
         overrides.push((k.trim().to_string(), v.trim().to_string()));
     }
     if let Some(l) = &cli.listen {
@@ -44,7 +46,10 @@ fn main() -> anyhow::Result<()> {
     }
     let config = BrokerConfig::load(cli.config.as_deref(), std::env::vars(), overrides)?;
     init_logging(config.json_logs);
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(config))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(config))
 }
 
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
@@ -64,7 +69,9 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

@@ -9,16 +9,21 @@ use spate_broker::protocol::versions::SUPPORTED;
 /// A header for a supported API and version followed by arbitrary bytes: this gets past the
 /// version check into the body decoders, where the interesting failures are.
 fn frame_for_supported_api() -> impl Strategy<Value = Bytes> {
-    (0..SUPPORTED.len(), any::<u16>(), proptest::collection::vec(any::<u8>(), 0..512)).prop_map(|(i, v, body)| {
-        let (api, min, max) = SUPPORTED[i];
-        let version = min + (v as i16).rem_euclid(max - min + 1);
-        let mut b = BytesMut::new();
-        b.put_i16(api as i16);
-        b.put_i16(version);
-        b.put_i32(1);
-        b.put_slice(&body);
-        b.freeze()
-    })
+    (
+        0..SUPPORTED.len(),
+        any::<u16>(),
+        proptest::collection::vec(any::<u8>(), 0..512),
+    )
+        .prop_map(|(i, v, body)| {
+            let (api, min, max) = SUPPORTED[i];
+            let version = min + (v as i16).rem_euclid(max - min + 1);
+            let mut b = BytesMut::new();
+            b.put_i16(api as i16);
+            b.put_i16(version);
+            b.put_i32(1);
+            b.put_slice(&body);
+            b.freeze()
+        })
 }
 
 proptest! {

@@ -11,9 +11,14 @@ pub fn invalid_topic_name(name: &str) -> Option<String> {
         return Some(format!("topic name cannot be `{name}`"));
     }
     if name.len() > MAX_NAME_LEN {
-        return Some(format!("topic name is longer than {MAX_NAME_LEN} characters"));
+        return Some(format!(
+            "topic name is longer than {MAX_NAME_LEN} characters"
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
         return Some(format!(
             "topic name `{name}` contains `{c}`; only ASCII alphanumerics, '.', '_' and '-' are legal"
         ));

@@ -29,7 +29,10 @@ pub struct AppendError {
 
 impl From<LogError> for AppendError {
     fn from(e: LogError) -> Self {
-        Self { code: log_error_code(&e), message: e.to_string() }
+        Self {
+            code: log_error_code(&e),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -39,7 +42,10 @@ impl From<SequenceError> for AppendError {
             SequenceError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,
             SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
         };
-        Self { code, message: e.to_string() }
+        Self {
+            code,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -72,7 +78,11 @@ impl Partition {
     pub fn open(dir: &Path, index: i32, config: LogConfig) -> Result<Self, LogError> {
         let log = PartitionLog::open(dir, config)?;
         let producers = replay_producers(&log)?;
-        Ok(Self { index, dir: dir.to_path_buf(), state: Mutex::new(Some(State { log, producers })) })
+        Ok(Self {
+            index,
+            dir: dir.to_path_buf(),
+            state: Mutex::new(Some(State { log, producers })),
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> Result<T, LogError>) -> Result<T, LogError> {
@@ -87,9 +97,15 @@ impl Partition {
     pub fn append(&self, records: Bytes, now_ms: i64) -> Result<Appended, AppendError> {
         let batches = parse_batches(&records)?;
         let mut guard = self.state.lock();
-        let s = guard.as_mut().ok_or_else(|| AppendError::from(LogError::Io(std::io::Error::other("partition is closed"))))?;
+        let s = guard.as_mut().ok_or_else(|| {
+            AppendError::from(LogError::Io(std::io::Error::other("partition is closed")))
+        })?;
         if let Some(first) = batches.first().filter(|b| b.producer_id >= 0) {
-            if let SequenceCheck::Duplicate { base_offset, last_offset } = s.producers.check(first)? {
+            if let SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } = s.producers.check(first)?
+            {
                 return Ok(Appended {
                     base_offset,
                     last_offset,
@@ -101,8 +117,14 @@ impl Partition {
             // Later batches of the same request must follow on from the first.
             for pair in batches.windows(2) {
                 let (a, b) = (&pair[0], &pair[1]);
-                if b.producer_id == a.producer_id && b.base_sequence != a.last_sequence().wrapping_add(1) {
-                    return Err(SequenceError::OutOfOrder { got: b.base_sequence, expected: a.last_sequence() + 1 }.into());
+                if b.producer_id == a.producer_id
+                    && b.base_sequence != a.last_sequence().wrapping_add(1)
+                {
+                    return Err(SequenceError::OutOfOrder {
+                        got: b.base_sequence,
+                        expected: a.last_sequence() + 1,
+                    }
+                    .into());
                 }
             }
         }

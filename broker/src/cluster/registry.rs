@@ -28,7 +28,10 @@ pub struct AdminError {
 
 impl AdminError {
     pub fn new(code: ResponseError, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -52,7 +55,9 @@ pub struct Topic {
 
 impl Topic {
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
-        usize::try_from(index).ok().and_then(|i| self.partitions.get(i))
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
     }
 }
 
@@ -81,9 +86,10 @@ impl Registry {
         let file: MetaFile = match std::fs::read(&meta_path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", meta_path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                MetaFile { cluster_id: new_cluster_id(), topics: vec![] }
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetaFile {
+                cluster_id: new_cluster_id(),
+                topics: vec![],
+            },
             Err(e) => return Err(e.into()),
         };
         let mut topics = BTreeMap::new();
@@ -109,7 +115,11 @@ impl Registry {
     }
 
     pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
-        self.topics.read().values().find(|t| t.meta.id == id).cloned()
+        self.topics
+            .read()
+            .values()
+            .find(|t| t.meta.id == id)
+            .cloned()
     }
 
     pub fn topics(&self) -> Vec<Arc<Topic>> {
@@ -139,23 +149,51 @@ impl Registry {
         if let Some(why) = invalid_topic_name(name) {
             return Err(AdminError::new(ResponseError::InvalidTopicException, why));
         }
-        if self.topics.read().contains_key(name) {
-            return Err(AdminError::new(ResponseError::TopicAlreadyExists, format!("Topic '{name}' already exists.")));
+        if is_internal(name) && !self.topics.read().contains_key(name) {
+            return Err(AdminError::new(
+                ResponseError::InvalidTopicException,
+                format!("Topic name {name} is reserved for internal use."),
+            ));
         }
-        if let Some(other) = self.topics.read().keys().find(|t| t.replace('.', "_") == name.replace('.', "_")) {
+        if self.topics.read().contains_key(name) {
+            return Err(AdminError::new(
+                ResponseError::TopicAlreadyExists,
+                format!("Topic '{name}' already exists."),
+            ));
+        }
+        if let Some(other) = self
+            .topics
+            .read()
+            .keys()
+            .find(|t| t.replace('.', "_") == name.replace('.', "_"))
+        {
             // Kafka refuses names that collide once '.' and '_' are conflated (metric names).
             return Err(AdminError::new(
                 ResponseError::InvalidTopicException,
                 format!("Topic '{name}' collides with existing topic: {other}"),
             ));
         }
-        let partitions = if partitions == -1 { self.config.num_partitions } else { partitions };
+        let partitions = if partitions == -1 {
+            self.config.num_partitions
+        } else {
+            partitions
+        };
         if partitions < 1 {
-            return Err(AdminError::new(ResponseError::InvalidPartitions, "Number of partitions must be larger than 0."));
+            return Err(AdminError::new(
+                ResponseError::InvalidPartitions,
+                "Number of partitions must be larger than 0.",
+            ));
         }
-        let rf = if replication_factor == -1 { self.config.default_replication_factor } else { replication_factor };
+        let rf = if replication_factor == -1 {
+            self.config.default_replication_factor
+        } else {
+            replication_factor
+        };
         if rf < 1 {
-            return Err(AdminError::new(ResponseError::InvalidReplicationFactor, "Replication factor must be larger than 0."));
+            return Err(AdminError::new(
+                ResponseError::InvalidReplicationFactor,
+                "Replication factor must be larger than 0.",
+            ));
         }
         if rf > 1 {
             return Err(AdminError::new(
@@ -164,7 +202,8 @@ impl Registry {
             ));
         }
         for (k, v) in configs {
-            topic_config::validate(k, v).map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
+            topic_config::validate(k, v)
+                .map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
         }
         Ok((partitions, rf))
     }
@@ -177,8 +216,14 @@ impl Registry {
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<Topic>, AdminError> {
         let _admin = self.admin.lock();
-        let (partitions, _rf) = self.check_create(name, partitions, replication_factor, &configs)?;
-        let meta = TopicMeta { name: name.to_string(), id: Uuid::new_v4(), partitions, configs };
+        let (partitions, _rf) =
+            self.check_create(name, partitions, replication_factor, &configs)?;
+        let meta = TopicMeta {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        };
         let topic = Arc::new(open_topic(&self.config, meta).map_err(storage)?);
         self.topics.write().insert(name.to_string(), topic.clone());
         self.persist()?;
@@ -186,16 +231,56 @@ impl Registry {
         Ok(topic)
     }
 
-    pub fn delete_topic(&self, name: &str) -> Result<Uuid, AdminError> {
+    /// Creates a broker-owned topic such as `__consumer_offsets`, whose name clients may not
+    /// use themselves.
+    pub fn create_internal_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, AdminError> {
         let _admin = self.admin.lock();
-        let topic = self.topics.write().remove(name).ok_or_else(|| unknown_topic(name))?;
+        if let Some(t) = self.topic(name) {
+            return Ok(t);
+        }
+        let meta = TopicMeta {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        };
+        let topic = Arc::new(open_topic(&self.config, meta).map_err(storage)?);
+        self.topics.write().insert(name.to_string(), topic.clone());
+        self.persist()?;
+        Ok(topic)
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<Uuid, AdminError> {
+        if is_internal(name) {
+            return Err(AdminError::new(
+                ResponseError::InvalidRequest,
+                format!("Topic {name} is internal and cannot be deleted."),
+            ));
+        }
+        let _admin = self.admin.lock();
+        let topic = self
+            .topics
+            .write()
+            .remove(name)
+            .ok_or_else(|| unknown_topic(name))?;
         self.persist()?;
         for p in &topic.partitions {
             if let Err(e) = p.close() {
-                tracing::warn!(topic = name, partition = p.index, "closing deleted partition: {e}");
+                tracing::warn!(
+                    topic = name,
+                    partition = p.index,
+                    "closing deleted partition: {e}"
+                );
             }
             // Rename first so a crash mid-delete never resurrects the partition.
-            let gone = p.dir.with_extension(format!("{}-delete", Uuid::new_v4().simple()));
+            let gone = p
+                .dir
+                .with_extension(format!("{}-delete", Uuid::new_v4().simple()));
             match std::fs::rename(&p.dir, &gone) {
                 Ok(()) => {
                     let _ = std::fs::remove_dir_all(&gone);
@@ -207,7 +292,12 @@ impl Registry {
         Ok(topic.meta.id)
     }
 
-    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), AdminError> {
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
         let _admin = self.admin.lock();
         let topic = self.topic(name).ok_or_else(|| unknown_topic(name))?;
         let current = topic.meta.partitions;
@@ -224,10 +314,17 @@ impl Registry {
         let log_config = topic_config::log_config(&topic.meta.configs, &self.config);
         for i in current..count {
             let dir = partition_dir(&self.config.data_dir, name, i);
-            partitions.push(Arc::new(Partition::open(&dir, i, log_config.clone()).map_err(storage)?));
+            partitions.push(Arc::new(
+                Partition::open(&dir, i, log_config.clone()).map_err(storage)?,
+            ));
         }
-        let meta = TopicMeta { partitions: count, ..topic.meta.clone() };
-        self.topics.write().insert(name.to_string(), Arc::new(Topic { meta, partitions }));
+        let meta = TopicMeta {
+            partitions: count,
+            ..topic.meta.clone()
+        };
+        self.topics
+            .write()
+            .insert(name.to_string(), Arc::new(Topic { meta, partitions }));
         self.persist()
     }
 
@@ -242,7 +339,8 @@ impl Registry {
         let _admin = self.admin.lock();
         let topic = self.topic(name).ok_or_else(|| unknown_topic(name))?;
         for (k, v) in &configs {
-            topic_config::validate(k, v).map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
+            topic_config::validate(k, v)
+                .map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
         }
         if validate_only {
             return Ok(());
@@ -251,9 +349,17 @@ impl Registry {
         for p in &topic.partitions {
             p.update_config(log_config.clone()).map_err(storage)?;
         }
-        let meta = TopicMeta { configs, ..topic.meta.clone() };
-        let updated = Topic { meta, partitions: topic.partitions.clone() };
-        self.topics.write().insert(name.to_string(), Arc::new(updated));
+        let meta = TopicMeta {
+            configs,
+            ..topic.meta.clone()
+        };
+        let updated = Topic {
+            meta,
+            partitions: topic.partitions.clone(),
+        };
+        self.topics
+            .write()
+            .insert(name.to_string(), Arc::new(updated));
         self.persist()
     }
 
@@ -271,15 +377,28 @@ impl Registry {
     fn persist(&self) -> Result<(), AdminError> {
         let file = MetaFile {
             cluster_id: self.cluster_id.clone(),
-            topics: self.topics.read().values().map(|t| t.meta.clone()).collect(),
+            topics: self
+                .topics
+                .read()
+                .values()
+                .map(|t| t.meta.clone())
+                .collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(storage)?;
         write_atomically(&self.config.data_dir.join("topics.json"), &bytes).map_err(storage)
     }
 }
 
+/// Topics the broker owns (Kafka's internal topics).
+pub fn is_internal(name: &str) -> bool {
+    name == "__consumer_offsets" || name == "__transaction_state"
+}
+
 pub fn unknown_topic(name: &str) -> AdminError {
-    AdminError::new(ResponseError::UnknownTopicOrPartition, format!("Topic '{name}' does not exist."))
+    AdminError::new(
+        ResponseError::UnknownTopicOrPartition,
+        format!("Topic '{name}' does not exist."),
+    )
 }
 
 fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
@@ -299,7 +418,9 @@ fn open_topic(config: &BrokerConfig, meta: TopicMeta) -> anyhow::Result<Topic> {
 }
 
 fn remove_deleted_dirs(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         if e.file_name().to_string_lossy().ends_with("-delete") {
             let _ = std::fs::remove_dir_all(e.path());
@@ -324,7 +445,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn new_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bits = Uuid::new_v4().as_u128();
-    (0..22).map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char).collect()
+    (0..22)
+        .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
+        .collect()
 }
 
 #[cfg(test)]
@@ -340,7 +463,14 @@ mod tests {
     fn topics_survive_a_restart_and_deletes_remove_their_data() {
         let dir = tempfile::tempdir().unwrap();
         let r = registry(dir.path());
-        let t = r.create_topic("orders", 3, 1, BTreeMap::from([("retention.ms".into(), "1000".into())])).unwrap();
+        let t = r
+            .create_topic(
+                "orders",
+                3,
+                1,
+                BTreeMap::from([("retention.ms".into(), "1000".into())]),
+            )
+            .unwrap();
         let id = t.meta.id;
         let cluster = r.cluster_id.clone();
         r.create_topic("gone", 1, -1, BTreeMap::new()).unwrap();
@@ -362,13 +492,31 @@ mod tests {
         let r = registry(dir.path());
         r.create_topic("a.b", 1, 1, BTreeMap::new()).unwrap();
         let code = |res: Result<Arc<Topic>, AdminError>| res.err().map(|e| e.code);
-        assert_eq!(code(r.create_topic("a.b", 1, 1, BTreeMap::new())), Some(ResponseError::TopicAlreadyExists));
-        assert_eq!(code(r.create_topic("a_b", 1, 1, BTreeMap::new())), Some(ResponseError::InvalidTopicException));
-        assert_eq!(code(r.create_topic("bad name", 1, 1, BTreeMap::new())), Some(ResponseError::InvalidTopicException));
-        assert_eq!(code(r.create_topic("t", 0, 1, BTreeMap::new())), Some(ResponseError::InvalidPartitions));
-        assert_eq!(code(r.create_topic("t", 1, 3, BTreeMap::new())), Some(ResponseError::InvalidReplicationFactor));
+        assert_eq!(
+            code(r.create_topic("a.b", 1, 1, BTreeMap::new())),
+            Some(ResponseError::TopicAlreadyExists)
+        );
+        assert_eq!(
+            code(r.create_topic("a_b", 1, 1, BTreeMap::new())),
+            Some(ResponseError::InvalidTopicException)
+        );
+        assert_eq!(
+            code(r.create_topic("bad name", 1, 1, BTreeMap::new())),
+            Some(ResponseError::InvalidTopicException)
+        );
+        assert_eq!(
+            code(r.create_topic("t", 0, 1, BTreeMap::new())),
+            Some(ResponseError::InvalidPartitions)
+        );
+        assert_eq!(
+            code(r.create_topic("t", 1, 3, BTreeMap::new())),
+            Some(ResponseError::InvalidReplicationFactor)
+        );
         let bad = BTreeMap::from([("retention.ms".into(), "x".into())]);
-        assert_eq!(code(r.create_topic("t", 1, 1, bad)), Some(ResponseError::InvalidConfig));
+        assert_eq!(
+            code(r.create_topic("t", 1, 1, bad)),
+            Some(ResponseError::InvalidConfig)
+        );
         assert!(r.create_partitions("a.b", 1, false).is_err());
         r.create_partitions("a.b", 4, false).unwrap();
         assert_eq!(r.topic("a.b").unwrap().partitions.len(), 4);

@@ -24,26 +24,106 @@ pub struct TopicKey {
     pub kind: ConfigType,
 }
 
-const fn key(name: &'static str, broker_synonym: Option<&'static str>, fixed_default: &'static str, kind: ConfigType) -> TopicKey {
-    TopicKey { name, broker_synonym, fixed_default, kind }
+const fn key(
+    name: &'static str,
+    broker_synonym: Option<&'static str>,
+    fixed_default: &'static str,
+    kind: ConfigType,
+) -> TopicKey {
+    TopicKey {
+        name,
+        broker_synonym,
+        fixed_default,
+        kind,
+    }
 }
 
 pub const TOPIC_KEYS: &[TopicKey] = &[
-    key("cleanup.policy", Some("log.cleanup.policy"), "delete", ConfigType::List),
+    key(
+        "cleanup.policy",
+        Some("log.cleanup.policy"),
+        "delete",
+        ConfigType::List,
+    ),
     key("compression.type", None, "producer", ConfigType::String),
-    key("delete.retention.ms", Some("log.cleaner.delete.retention.ms"), "86400000", ConfigType::Long),
-    key("flush.messages", Some("log.flush.interval.messages"), "9223372036854775807", ConfigType::Long),
-    key("flush.ms", Some("log.flush.interval.ms"), "1000", ConfigType::Long),
-    key("index.interval.bytes", Some("log.index.interval.bytes"), "4096", ConfigType::Int),
-    key("max.message.bytes", Some("message.max.bytes"), "1048588", ConfigType::Int),
-    key("message.timestamp.type", Some("log.message.timestamp.type"), "CreateTime", ConfigType::String),
-    key("min.compaction.lag.ms", Some("log.cleaner.min.compaction.lag.ms"), "0", ConfigType::Long),
-    key("min.insync.replicas", Some("min.insync.replicas"), "1", ConfigType::Int),
-    key("retention.bytes", Some("log.retention.bytes"), "-1", ConfigType::Long),
-    key("retention.ms", Some("log.retention.ms"), "604800000", ConfigType::Long),
-    key("segment.bytes", Some("log.segment.bytes"), "1073741824", ConfigType::Int),
-    key("segment.ms", Some("log.roll.ms"), "604800000", ConfigType::Long),
-    key("unclean.leader.election.enable", None, "false", ConfigType::Boolean),
+    key(
+        "delete.retention.ms",
+        Some("log.cleaner.delete.retention.ms"),
+        "86400000",
+        ConfigType::Long,
+    ),
+    key(
+        "flush.messages",
+        Some("log.flush.interval.messages"),
+        "9223372036854775807",
+        ConfigType::Long,
+    ),
+    key(
+        "flush.ms",
+        Some("log.flush.interval.ms"),
+        "1000",
+        ConfigType::Long,
+    ),
+    key(
+        "index.interval.bytes",
+        Some("log.index.interval.bytes"),
+        "4096",
+        ConfigType::Int,
+    ),
+    key(
+        "max.message.bytes",
+        Some("message.max.bytes"),
+        "1048588",
+        ConfigType::Int,
+    ),
+    key(
+        "message.timestamp.type",
+        Some("log.message.timestamp.type"),
+        "CreateTime",
+        ConfigType::String,
+    ),
+    key(
+        "min.compaction.lag.ms",
+        Some("log.cleaner.min.compaction.lag.ms"),
+        "0",
+        ConfigType::Long,
+    ),
+    key(
+        "min.insync.replicas",
+        Some("min.insync.replicas"),
+        "1",
+        ConfigType::Int,
+    ),
+    key(
+        "retention.bytes",
+        Some("log.retention.bytes"),
+        "-1",
+        ConfigType::Long,
+    ),
+    key(
+        "retention.ms",
+        Some("log.retention.ms"),
+        "604800000",
+        ConfigType::Long,
+    ),
+    key(
+        "segment.bytes",
+        Some("log.segment.bytes"),
+        "1073741824",
+        ConfigType::Int,
+    ),
+    key(
+        "segment.ms",
+        Some("log.roll.ms"),
+        "604800000",
+        ConfigType::Long,
+    ),
+    key(
+        "unclean.leader.election.enable",
+        None,
+        "false",
+        ConfigType::Boolean,
+    ),
 ];
 
 pub fn topic_key(name: &str) -> Option<&'static TopicKey> {
@@ -51,7 +131,11 @@ pub fn topic_key(name: &str) -> Option<&'static TopicKey> {
 }
 
 /// The effective value of `key` for a topic with `overrides`, and whether it was overridden.
-pub fn effective<'a>(key: &TopicKey, overrides: &'a BTreeMap<String, String>, broker: &'a BrokerConfig) -> (&'a str, bool) {
+pub fn effective<'a>(
+    key: &TopicKey,
+    overrides: &'a BTreeMap<String, String>,
+    broker: &'a BrokerConfig,
+) -> (&'a str, bool) {
     if let Some(v) = overrides.get(key.name) {
         return (v, true);
     }
@@ -66,7 +150,11 @@ pub fn effective<'a>(key: &TopicKey, overrides: &'a BTreeMap<String, String>, br
 /// Checks one topic config; the error text goes back to the client (INVALID_CONFIG).
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let key = topic_key(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
-    let bad = |why: &str| Err(format!("Invalid value {value} for configuration {name}: {why}"));
+    let bad = |why: &str| {
+        Err(format!(
+            "Invalid value {value} for configuration {name}: {why}"
+        ))
+    };
     match key.kind {
         ConfigType::Boolean => {
             if !matches!(value, "true" | "false") {
@@ -74,13 +162,19 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             }
         }
         ConfigType::Int | ConfigType::Long => {
-            let Ok(n) = value.trim().parse::<i64>() else { return bad("not a number") };
+            let Ok(n) = value.trim().parse::<i64>() else {
+                return bad("not a number");
+            };
             if key.kind == ConfigType::Int && i32::try_from(n).is_err() {
                 return bad("out of the int range");
             }
             let min = match name {
                 "segment.bytes" => 14,
-                "max.message.bytes" | "index.interval.bytes" | "segment.ms" | "min.insync.replicas" | "flush.messages" => 1,
+                "max.message.bytes"
+                | "index.interval.bytes"
+                | "segment.ms"
+                | "min.insync.replicas"
+                | "flush.messages" => 1,
                 "retention.ms" | "retention.bytes" => -1,
                 _ => 0,
             };
@@ -96,7 +190,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
                 return bad("expected CreateTime or LogAppendTime")
             }
             // Spate stores batches exactly as produced; it never recompresses.
-            "compression.type" if value != "producer" => return bad("only `producer` is supported"),
+            "compression.type" if value != "producer" => {
+                return bad("only `producer` is supported")
+            }
             _ => {}
         },
     }
@@ -139,7 +235,7 @@ pub fn log_config(overrides: &BTreeMap<String, String>, broker: &BrokerConfig) -
         c.timestamp_type = t;
     }
     let flush_messages = num("flush.messages").map(|n| (n > 0 && n < i64::MAX).then_some(n as u64));
-    let flush_ms = num("flush.ms").map(|n| (n >= 0 && n < i64::MAX).then_some(n as u64));
+    let flush_ms = num("flush.ms").map(|n| (0..i64::MAX).contains(&n).then_some(n as u64));
     c.flush = FlushPolicy {
         messages: flush_messages.unwrap_or(c.flush.messages),
         ms: flush_ms.unwrap_or(c.flush.ms),
@@ -166,16 +262,23 @@ mod tests {
         assert!(validate("segment.bytes", "99999999999").is_err());
         assert!(validate("cleanup.policy", "compact,delete").is_ok());
         assert!(validate("cleanup.policy", "shred").is_err());
-        assert!(validate("no.such.config", "1").unwrap_err().contains("Unknown topic config"));
+        assert!(validate("no.such.config", "1")
+            .unwrap_err()
+            .contains("Unknown topic config"));
         assert!(validate("compression.type", "gzip").is_err());
     }
 
     #[test]
     fn overrides_win_over_broker_defaults() {
-        let broker = BrokerConfig::load(None, vec![], vec![("log.retention.ms".into(), "5".into())]).unwrap();
+        let broker =
+            BrokerConfig::load(None, vec![], vec![("log.retention.ms".into(), "5".into())])
+                .unwrap();
         let mut o = BTreeMap::new();
         assert_eq!(log_config(&o, &broker).retention_ms, 5);
-        assert_eq!(effective(topic_key("retention.ms").unwrap(), &o, &broker), ("5", false));
+        assert_eq!(
+            effective(topic_key("retention.ms").unwrap(), &o, &broker),
+            ("5", false)
+        );
         o.insert("retention.ms".to_string(), "7".to_string());
         o.insert("flush.messages".to_string(), "1".to_string());
         let c = log_config(&o, &broker);

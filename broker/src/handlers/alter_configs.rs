@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
-use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::topic_config::{effective, topic_key};
@@ -23,10 +26,19 @@ pub fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsResponse {
         .resources
         .into_iter()
         .map(|r| {
-            let configs: BTreeMap<String, String> =
-                r.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
-            let outcome = check_resource(r.resource_type, &r.resource_name)
-                .and_then(|()| ctx.registry.set_topic_configs(&r.resource_name, configs, req.validate_only));
+            let configs: BTreeMap<String, String> = r
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
+                .collect();
+            let outcome = check_resource(r.resource_type, &r.resource_name).and_then(|()| {
+                ctx.registry
+                    .set_topic_configs(&r.resource_name, configs, req.validate_only)
+            });
             let (code, message) = split(outcome);
             AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
@@ -38,18 +50,31 @@ pub fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsResponse {
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-pub fn handle_incremental(ctx: &Context, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub fn handle_incremental(
+    ctx: &Context,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let responses = req
         .resources
         .into_iter()
         .map(|r| {
             let outcome = check_resource(r.resource_type, &r.resource_name).and_then(|()| {
-                let topic = ctx.registry.topic(&r.resource_name).ok_or_else(|| crate::cluster::registry::unknown_topic(&r.resource_name))?;
+                let topic = ctx
+                    .registry
+                    .topic(&r.resource_name)
+                    .ok_or_else(|| crate::cluster::registry::unknown_topic(&r.resource_name))?;
                 let mut configs = topic.meta.configs.clone();
                 for c in &r.configs {
-                    apply_op(ctx, &mut configs, &c.name, c.config_operation, c.value.as_ref().map(|v| v.as_str()))?;
+                    apply_op(
+                        ctx,
+                        &mut configs,
+                        &c.name,
+                        c.config_operation,
+                        c.value.as_ref().map(|v| v.as_str()),
+                    )?;
                 }
-                ctx.registry.set_topic_configs(&r.resource_name, configs, req.validate_only)
+                ctx.registry
+                    .set_topic_configs(&r.resource_name, configs, req.validate_only)
             });
             let (code, message) = split(outcome);
             IncrementalResult::default()
@@ -81,7 +106,8 @@ fn apply_op(
     value: Option<&str>,
 ) -> Result<(), AdminError> {
     let invalid = |m: String| AdminError::new(ResponseError::InvalidConfig, m);
-    let key = topic_key(name).ok_or_else(|| invalid(format!("Unknown topic config name: {name}")))?;
+    let key =
+        topic_key(name).ok_or_else(|| invalid(format!("Unknown topic config name: {name}")))?;
     match op {
         OP_SET => {
             let v = value.ok_or_else(|| invalid(format!("Null value not supported for {name}")))?;
@@ -92,11 +118,22 @@ fn apply_op(
         }
         OP_APPEND | OP_SUBTRACT => {
             if key.kind != crate::cluster::topic_config::ConfigType::List {
-                return Err(invalid(format!("Config {name} is not a list; APPEND and SUBTRACT need one")));
+                return Err(invalid(format!(
+                    "Config {name} is not a list; APPEND and SUBTRACT need one"
+                )));
             }
             let current = effective(key, configs, &ctx.config).0.to_string();
-            let mut items: Vec<String> = current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-            for v in value.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let mut items: Vec<String> = current
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            for v in value
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
                 if op == OP_APPEND && !items.iter().any(|i| i == v) {
                     items.push(v.to_string());
                 } else if op == OP_SUBTRACT {
@@ -105,7 +142,12 @@ fn apply_op(
             }
             configs.insert(name.to_string(), items.join(","));
         }
-        other => return Err(AdminError::new(ResponseError::InvalidRequest, format!("unknown config operation {other}"))),
+        other => {
+            return Err(AdminError::new(
+                ResponseError::InvalidRequest,
+                format!("unknown config operation {other}"),
+            ))
+        }
     }
     Ok(())
 }

@@ -10,9 +10,14 @@ pub fn handle(ctx: &Context, req: CreatePartitionsRequest) -> CreatePartitionsRe
         .into_iter()
         .map(|t| {
             let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            match ctx.registry.create_partitions(&t.name, t.count, req.validate_only) {
+            match ctx
+                .registry
+                .create_partitions(&t.name, t.count, req.validate_only)
+            {
                 Ok(()) => result,
-                Err(e) => result.with_error_code(e.code.code()).with_error_message(Some(str_bytes(e.message))),
+                Err(e) => result
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(str_bytes(e.message))),
             }
         })
         .collect();

@@ -1,7 +1,9 @@
 //! CreateTopics.
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use crate::cluster::topic_config::{effective, TOPIC_KEYS};
@@ -15,11 +17,18 @@ pub fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest) -> CreateTo
         .into_iter()
         .map(|ct| {
             let name = ct.name.to_string();
-            let result = CreatableTopicResult::default().with_name(ct.name.clone()).with_num_partitions(-1).with_replication_factor(-1);
+            let result = CreatableTopicResult::default()
+                .with_name(ct.name.clone())
+                .with_num_partitions(-1)
+                .with_replication_factor(-1);
             let configs: BTreeMap<String, String> = ct
                 .configs
                 .iter()
-                .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
                 .collect();
             let (partitions, rf) = if ct.assignments.is_empty() {
                 (ct.num_partitions, ct.replication_factor)
@@ -30,13 +39,19 @@ pub fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest) -> CreateTo
                 }
             };
             let outcome = if req.validate_only {
-                ctx.registry.check_create(&name, partitions, rf, &configs).map(|(p, rf)| (None, p, rf))
+                ctx.registry
+                    .check_create(&name, partitions, rf, &configs)
+                    .map(|(p, rf)| (None, p, rf))
             } else {
-                ctx.registry.create_topic(&name, partitions, rf, configs.clone()).map(|t| (Some(t.meta.id), t.meta.partitions, 1))
+                ctx.registry
+                    .create_topic(&name, partitions, rf, configs.clone())
+                    .map(|t| (Some(t.meta.id), t.meta.partitions, 1))
             };
             match outcome {
                 Ok((id, partitions, rf)) => {
-                    let mut r = result.with_num_partitions(partitions).with_replication_factor(rf);
+                    let mut r = result
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(rf);
                     if let Some(id) = id {
                         r = r.with_topic_id(id);
                     }
@@ -53,7 +68,9 @@ pub fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest) -> CreateTo
 }
 
 fn failed(result: CreatableTopicResult, e: AdminError) -> CreatableTopicResult {
-    result.with_error_code(e.code.code()).with_error_message(Some(str_bytes(e.message)))
+    result
+        .with_error_code(e.code.code())
+        .with_error_message(Some(str_bytes(e.message)))
 }
 
 /// Manual replica assignments must place every replica on this broker, one per partition.
@@ -70,19 +87,28 @@ fn manual_assignment(
     }
     for (i, a) in ct.assignments.iter().enumerate() {
         if a.partition_index != i as i32 {
-            return Err(AdminError::new(ResponseError::InvalidReplicaAssignment, "Partitions must be numbered 0..n without gaps."));
+            return Err(AdminError::new(
+                ResponseError::InvalidReplicaAssignment,
+                "Partitions must be numbered 0..n without gaps.",
+            ));
         }
         if a.broker_ids.as_slice() != [ctx.node_id()] {
             return Err(AdminError::new(
                 ResponseError::InvalidReplicaAssignment,
-                format!("Partition {i} names brokers {:?}; only broker {} exists.", a.broker_ids, ctx.config.node_id),
+                format!(
+                    "Partition {i} names brokers {:?}; only broker {} exists.",
+                    a.broker_ids, ctx.config.node_id
+                ),
             ));
         }
     }
     Ok((ct.assignments.len() as i32, 1))
 }
 
-fn describe_created(ctx: &Context, overrides: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
+fn describe_created(
+    ctx: &Context,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<CreatableTopicConfigs> {
     TOPIC_KEYS
         .iter()
         .map(|k| {
@@ -90,7 +116,11 @@ fn describe_created(ctx: &Context, overrides: &BTreeMap<String, String>) -> Vec<
             CreatableTopicConfigs::default()
                 .with_name(str_bytes(k.name))
                 .with_value(Some(str_bytes(value)))
-                .with_config_source(if overridden { SOURCE_TOPIC } else { SOURCE_DEFAULT })
+                .with_config_source(if overridden {
+                    SOURCE_TOPIC
+                } else {
+                    SOURCE_DEFAULT
+                })
         })
         .collect()
 }

@@ -7,21 +7,31 @@ use crate::context::{str_bytes, topic_name, Context};
 
 pub fn handle(ctx: &Context, version: i16, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let wanted: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
-        req.topics.into_iter().map(|t| (t.name.map(|n| n.to_string()), t.topic_id)).collect()
+        req.topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.to_string()), t.topic_id))
+            .collect()
     } else {
-        req.topic_names.into_iter().map(|n| (Some(n.to_string()), uuid::Uuid::nil())).collect()
+        req.topic_names
+            .into_iter()
+            .map(|n| (Some(n.to_string()), uuid::Uuid::nil()))
+            .collect()
     };
     let responses = wanted
         .into_iter()
         .map(|(name, id)| {
             let name = name.or_else(|| ctx.registry.topic_by_id(id).map(|t| t.meta.name.clone()));
-            let result = DeletableTopicResult::default().with_topic_id(id).with_name(name.clone().map(topic_name));
+            let result = DeletableTopicResult::default()
+                .with_topic_id(id)
+                .with_name(name.clone().map(topic_name));
             let Some(name) = name else {
                 return result.with_error_code(ResponseError::UnknownTopicId.code());
             };
             match ctx.registry.delete_topic(&name) {
                 Ok(id) => result.with_topic_id(id),
-                Err(e) => result.with_error_code(e.code.code()).with_error_message(Some(str_bytes(e.message))),
+                Err(e) => result
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(str_bytes(e.message))),
             }
         })
         .collect();

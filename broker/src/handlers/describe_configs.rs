@@ -2,7 +2,9 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use crate::cluster::topic_config::{effective, TOPIC_KEYS};
@@ -20,20 +22,44 @@ pub fn handle(ctx: &Context, req: DescribeConfigsRequest) -> DescribeConfigsResp
         .resources
         .into_iter()
         .map(|r| {
-            let result = DescribeConfigsResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
-            let wanted = |name: &str| r.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == name));
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let wanted = |name: &str| {
+                r.configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+            };
             let configs = match r.resource_type {
                 RESOURCE_TOPIC => match ctx.registry.topic(&r.resource_name) {
                     Some(t) => topic_configs(ctx, &t.meta.configs, req.include_synonyms, &wanted),
-                    None => return error(result, ResponseError::UnknownTopicOrPartition, format!("Topic {} does not exist", r.resource_name.as_str())),
+                    None => {
+                        return error(
+                            result,
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("Topic {} does not exist", r.resource_name.as_str()),
+                        )
+                    }
                 },
                 RESOURCE_BROKER => {
-                    if !r.resource_name.is_empty() && r.resource_name.as_str() != ctx.config.node_id.to_string() {
-                        return error(result, ResponseError::InvalidRequest, format!("Unknown broker {}", r.resource_name.as_str()));
+                    if !r.resource_name.is_empty()
+                        && r.resource_name.as_str() != ctx.config.node_id.to_string()
+                    {
+                        return error(
+                            result,
+                            ResponseError::InvalidRequest,
+                            format!("Unknown broker {}", r.resource_name.as_str()),
+                        );
                     }
                     broker_configs(ctx, &wanted)
                 }
-                other => return error(result, ResponseError::InvalidRequest, format!("Unsupported resource type {other}")),
+                other => {
+                    return error(
+                        result,
+                        ResponseError::InvalidRequest,
+                        format!("Unsupported resource type {other}"),
+                    )
+                }
             };
             result.with_configs(configs)
         })
@@ -41,8 +67,14 @@ pub fn handle(ctx: &Context, req: DescribeConfigsRequest) -> DescribeConfigsResp
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn error(result: DescribeConfigsResult, code: ResponseError, message: String) -> DescribeConfigsResult {
-    result.with_error_code(code.code()).with_error_message(Some(str_bytes(message)))
+fn error(
+    result: DescribeConfigsResult,
+    code: ResponseError,
+    message: String,
+) -> DescribeConfigsResult {
+    result
+        .with_error_code(code.code())
+        .with_error_message(Some(str_bytes(message)))
 }
 
 fn topic_configs(
@@ -59,7 +91,11 @@ fn topic_configs(
             let mut entry = DescribeConfigsResourceResult::default()
                 .with_name(str_bytes(k.name))
                 .with_value(Some(str_bytes(value)))
-                .with_config_source(if overridden { SOURCE_TOPIC } else { SOURCE_DEFAULT })
+                .with_config_source(if overridden {
+                    SOURCE_TOPIC
+                } else {
+                    SOURCE_DEFAULT
+                })
                 .with_config_type(k.kind as i8);
             if synonyms {
                 let mut list = Vec::new();
@@ -79,10 +115,16 @@ fn topic_configs(
 }
 
 fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
-    DescribeConfigsSynonym::default().with_name(str_bytes(name)).with_value(Some(str_bytes(value))).with_source(source)
+    DescribeConfigsSynonym::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_source(source)
 }
 
-fn broker_configs(ctx: &Context, wanted: &dyn Fn(&str) -> bool) -> Vec<DescribeConfigsResourceResult> {
+fn broker_configs(
+    ctx: &Context,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Vec<DescribeConfigsResourceResult> {
     ctx.config
         .raw
         .iter()
@@ -93,7 +135,11 @@ fn broker_configs(ctx: &Context, wanted: &dyn Fn(&str) -> bool) -> Vec<DescribeC
                 .with_name(str_bytes(k.clone()))
                 .with_value(Some(str_bytes(v.clone())))
                 .with_read_only(true)
-                .with_config_source(if default { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER })
+                .with_config_source(if default {
+                    SOURCE_DEFAULT
+                } else {
+                    SOURCE_STATIC_BROKER
+                })
         })
         .collect()
 }

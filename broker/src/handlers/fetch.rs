@@ -28,7 +28,10 @@ pub async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> FetchResp
         if bytes >= req.min_bytes.max(0) as usize || errors || Instant::now() >= deadline {
             return response;
         }
-        if tokio::time::timeout_at(deadline, appended.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, appended.changed())
+            .await
+            .is_err()
+        {
             return read_once(ctx, version, &req).0;
         }
     }
@@ -37,7 +40,11 @@ pub async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> FetchResp
 /// One pass over the requested partitions: the response, bytes returned, and whether any
 /// partition failed (which ends the long-poll at once, as in Kafka).
 fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse, usize, bool) {
-    let mut budget = if version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
+    let mut budget = if version >= 3 {
+        req.max_bytes.max(0) as usize
+    } else {
+        usize::MAX
+    };
     let mut total = 0usize;
     let mut errors = false;
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -47,7 +54,11 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
         } else {
             ctx.registry.topic(&ft.topic)
         };
-        let unknown = if version >= TOPIC_ID_VERSION { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+        let unknown = if version >= TOPIC_ID_VERSION {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
         let mut partitions = Vec::with_capacity(ft.partitions.len());
         for fp in &ft.partitions {
             let base = PartitionData::default()
@@ -106,5 +117,11 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                 .with_partitions(partitions),
         );
     }
-    (FetchResponse::default().with_session_id(0).with_responses(topics), total, errors)
+    (
+        FetchResponse::default()
+            .with_session_id(0)
+            .with_responses(topics),
+        total,
+        errors,
+    )
 }

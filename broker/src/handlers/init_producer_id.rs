@@ -6,7 +6,9 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use crate::context::Context;
 
 pub fn handle(ctx: &Context, req: InitProducerIdRequest) -> InitProducerIdResponse {
-    let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    let resp = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
     if req.transactional_id.is_some() {
         // Transactions need a transaction coordinator, which this broker does not run yet.
         return resp.with_error_code(ResponseError::CoordinatorNotAvailable.code());

@@ -1,6 +1,8 @@
 //! ListOffsets: earliest, latest, max-timestamp and by-timestamp offset lookups.
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::cluster::partition::log_error_code;
@@ -29,16 +31,21 @@ pub fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest) -> ListOffse
                         .with_offset(-1)
                         // Leader epochs are in the response from v4 on; this log is epoch 0.
                         .with_leader_epoch(if version >= 4 { 0 } else { -1 });
-                    let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index)) else {
+                    let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index))
+                    else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     match lookup(p, lp.timestamp) {
-                        Ok((offset, timestamp)) => resp.with_offset(offset).with_timestamp(timestamp),
+                        Ok((offset, timestamp)) => {
+                            resp.with_offset(offset).with_timestamp(timestamp)
+                        }
                         Err(code) => resp.with_error_code(code.code()),
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(lt.name).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(lt.name)
+                .with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
@@ -51,8 +58,14 @@ fn lookup(p: &Partition, timestamp: i64) -> Result<(i64, i64), ResponseError> {
     Ok(match timestamp {
         LATEST => (hw, -1),
         EARLIEST | EARLIEST_LOCAL => (start, -1),
-        MAX_TIMESTAMP => p.max_timestamp().map_err(code)?.map_or((-1, -1), |t| (t.offset, t.timestamp)),
+        MAX_TIMESTAMP => p
+            .max_timestamp()
+            .map_err(code)?
+            .map_or((-1, -1), |t| (t.offset, t.timestamp)),
         ts if ts < 0 => return Err(ResponseError::InvalidRequest),
-        ts => p.offset_for_timestamp(ts).map_err(code)?.map_or((-1, -1), |t| (t.offset, t.timestamp)),
+        ts => p
+            .offset_for_timestamp(ts)
+            .map_err(code)?
+            .map_or((-1, -1), |t| (t.offset, t.timestamp)),
     })
 }

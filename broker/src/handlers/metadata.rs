@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 
 use crate::cluster::names::invalid_topic_name;
@@ -26,8 +28,13 @@ pub fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResp
         None => true,
         Some(t) => t.is_empty() && version == 0,
     };
-    let allow_create = ctx.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
-    let topic_ops = if req.include_topic_authorized_operations { TOPIC_OPERATIONS } else { NO_AUTHORIZED_OPERATIONS };
+    let allow_create =
+        ctx.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let topic_ops = if req.include_topic_authorized_operations {
+        TOPIC_OPERATIONS
+    } else {
+        NO_AUTHORIZED_OPERATIONS
+    };
     let cluster_ops = if req.include_cluster_authorized_operations && (8..=10).contains(&version) {
         CLUSTER_OPERATIONS
     } else {
@@ -40,7 +47,9 @@ pub fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResp
             .unwrap_or_default()
             .into_iter()
             .map(|wanted| {
-                let by_id = (!wanted.topic_id.is_nil()).then(|| registry.topic_by_id(wanted.topic_id)).flatten();
+                let by_id = (!wanted.topic_id.is_nil())
+                    .then(|| registry.topic_by_id(wanted.topic_id))
+                    .flatten();
                 let name = wanted.name.map(|n| n.to_string());
                 match (by_id, name) {
                     (Some(t), _) => describe(ctx, &t),
@@ -54,7 +63,13 @@ pub fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResp
     };
     let topics = topics
         .into_iter()
-        .map(|t| if t.error_code == 0 { t.with_topic_authorized_operations(topic_ops) } else { t })
+        .map(|t| {
+            if t.error_code == 0 {
+                t.with_topic_authorized_operations(topic_ops)
+            } else {
+                t
+            }
+        })
         .collect();
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
@@ -71,7 +86,11 @@ fn lookup_or_create(ctx: &Context, name: &str, allow_create: bool) -> MetadataRe
     if let Some(t) = ctx.registry.topic(name) {
         return describe(ctx, &t);
     }
-    let error = |code: ResponseError| MetadataResponseTopic::default().with_name(Some(topic_name(name))).with_error_code(code.code());
+    let error = |code: ResponseError| {
+        MetadataResponseTopic::default()
+            .with_name(Some(topic_name(name)))
+            .with_error_code(code.code())
+    };
     if invalid_topic_name(name).is_some() {
         return error(ResponseError::InvalidTopicException);
     }
@@ -94,6 +113,7 @@ fn describe(ctx: &Context, topic: &Topic) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(topic.meta.name.clone())))
         .with_topic_id(topic.meta.id)
+        .with_is_internal(crate::cluster::registry::is_internal(&topic.meta.name))
         .with_topic_authorized_operations(NO_AUTHORIZED_OPERATIONS)
         .with_partitions(
             topic

@@ -9,17 +9,28 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod groups_admin;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
+
+use std::net::SocketAddr;
 
 use crate::context::Context;
 use crate::protocol::{Request, RequestEnvelope, Response};
 
 /// Runs one request. `None` means the client expects no response (Produce with acks=0).
-pub async fn dispatch(ctx: &Context, env: RequestEnvelope) -> Option<Response> {
+pub async fn dispatch(ctx: &Context, env: RequestEnvelope, peer: SocketAddr) -> Option<Response> {
     let v = env.version;
+    let client_id = env.client_id.unwrap_or_default();
     Some(match env.body {
         Request::ApiVersions(r) => Response::ApiVersions(api_versions::handle(r)),
         Request::Metadata(r) => Response::Metadata(metadata::handle(ctx, v, r)),
@@ -28,7 +39,9 @@ pub async fn dispatch(ctx: &Context, env: RequestEnvelope) -> Option<Response> {
         Request::ListOffsets(r) => Response::ListOffsets(list_offsets::handle(ctx, v, r)),
         Request::CreateTopics(r) => Response::CreateTopics(create_topics::handle(ctx, v, r)),
         Request::DeleteTopics(r) => Response::DeleteTopics(delete_topics::handle(ctx, v, r)),
-        Request::CreatePartitions(r) => Response::CreatePartitions(create_partitions::handle(ctx, r)),
+        Request::CreatePartitions(r) => {
+            Response::CreatePartitions(create_partitions::handle(ctx, r))
+        }
         Request::DeleteRecords(r) => Response::DeleteRecords(delete_records::handle(ctx, r)),
         Request::DescribeConfigs(r) => Response::DescribeConfigs(describe_configs::handle(ctx, r)),
         Request::AlterConfigs(r) => Response::AlterConfigs(alter_configs::handle(ctx, r)),
@@ -37,5 +50,20 @@ pub async fn dispatch(ctx: &Context, env: RequestEnvelope) -> Option<Response> {
         }
         Request::DescribeCluster(r) => Response::DescribeCluster(describe_cluster::handle(ctx, r)),
         Request::InitProducerId(r) => Response::InitProducerId(init_producer_id::handle(ctx, r)),
+        Request::FindCoordinator(r) => {
+            Response::FindCoordinator(find_coordinator::handle(ctx, v, r))
+        }
+        Request::JoinGroup(r) => {
+            Response::JoinGroup(join_group::handle(ctx, v, &client_id, peer, r).await)
+        }
+        Request::SyncGroup(r) => Response::SyncGroup(sync_group::handle(ctx, r).await),
+        Request::Heartbeat(r) => Response::Heartbeat(heartbeat::handle(ctx, r)),
+        Request::LeaveGroup(r) => Response::LeaveGroup(leave_group::handle(ctx, v, r)),
+        Request::OffsetCommit(r) => Response::OffsetCommit(offset_commit::handle(ctx, r)),
+        Request::OffsetFetch(r) => Response::OffsetFetch(offset_fetch::handle(ctx, v, r)),
+        Request::ListGroups(r) => Response::ListGroups(groups_admin::list(ctx, r)),
+        Request::DescribeGroups(r) => Response::DescribeGroups(groups_admin::describe(ctx, r)),
+        Request::DeleteGroups(r) => Response::DeleteGroups(groups_admin::delete(ctx, r)),
+        Request::OffsetDelete(r) => Response::OffsetDelete(groups_admin::delete_offsets(ctx, r)),
     })
 }

@@ -17,12 +17,19 @@ impl ProducerIdAllocator {
         let path = data_dir.join("producer-id-block");
         let start = match std::fs::read_to_string(&path) {
             Ok(s) => s.trim().parse().map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: not a number", path.display()))
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: not a number", path.display()),
+                )
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
         };
-        Ok(Self { path, next: start, block_end: start })
+        Ok(Self {
+            path,
+            next: start,
+            block_end: start,
+        })
     }
 
     pub fn allocate(&mut self) -> std::io::Result<i64> {

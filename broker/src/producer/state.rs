@@ -54,7 +54,10 @@ impl ProducerStates {
             return expect_first(batch, 0);
         };
         if batch.producer_epoch < entry.epoch {
-            return Err(SequenceError::StaleEpoch { got: batch.producer_epoch, current: entry.epoch });
+            return Err(SequenceError::StaleEpoch {
+                got: batch.producer_epoch,
+                current: entry.epoch,
+            });
         }
         if batch.producer_epoch > entry.epoch {
             return expect_first(batch, 0);
@@ -64,7 +67,10 @@ impl ProducerStates {
             .iter()
             .find(|b| b.first_seq == batch.base_sequence && b.last_seq == batch.last_sequence())
         {
-            return Ok(SequenceCheck::Duplicate { base_offset: dup.base_offset, last_offset: dup.last_offset });
+            return Ok(SequenceCheck::Duplicate {
+                base_offset: dup.base_offset,
+                last_offset: dup.last_offset,
+            });
         }
         let expected = entry.batches.back().map_or(0, |b| next_seq(b.last_seq));
         expect_first(batch, expected)
@@ -112,7 +118,10 @@ fn expect_first(batch: &BatchMeta, expected: i32) -> Result<SequenceCheck, Seque
     if batch.base_sequence == expected {
         Ok(SequenceCheck::Append)
     } else {
-        Err(SequenceError::OutOfOrder { got: batch.base_sequence, expected })
+        Err(SequenceError::OutOfOrder {
+            got: batch.base_sequence,
+            expected,
+        })
     }
 }
 
@@ -146,16 +155,37 @@ mod tests {
         let b1 = batch(1, 0, 3, 2, 13);
         assert_eq!(s.check(&b1), Ok(SequenceCheck::Append));
         s.record(&b1);
-        assert_eq!(s.check(&batch(1, 0, 0, 3, -1)), Ok(SequenceCheck::Duplicate { base_offset: 10, last_offset: 12 }));
-        assert_eq!(s.check(&batch(1, 0, 3, 2, -1)), Ok(SequenceCheck::Duplicate { base_offset: 13, last_offset: 14 }));
+        assert_eq!(
+            s.check(&batch(1, 0, 0, 3, -1)),
+            Ok(SequenceCheck::Duplicate {
+                base_offset: 10,
+                last_offset: 12
+            })
+        );
+        assert_eq!(
+            s.check(&batch(1, 0, 3, 2, -1)),
+            Ok(SequenceCheck::Duplicate {
+                base_offset: 13,
+                last_offset: 14
+            })
+        );
     }
 
     #[test]
     fn gaps_and_zombies_are_refused() {
         let mut s = ProducerStates::default();
         s.record(&batch(1, 2, 0, 1, 0));
-        assert_eq!(s.check(&batch(1, 2, 5, 1, 0)), Err(SequenceError::OutOfOrder { got: 5, expected: 1 }));
-        assert_eq!(s.check(&batch(1, 1, 1, 1, 0)), Err(SequenceError::StaleEpoch { got: 1, current: 2 }));
+        assert_eq!(
+            s.check(&batch(1, 2, 5, 1, 0)),
+            Err(SequenceError::OutOfOrder {
+                got: 5,
+                expected: 1
+            })
+        );
+        assert_eq!(
+            s.check(&batch(1, 1, 1, 1, 0)),
+            Err(SequenceError::StaleEpoch { got: 1, current: 2 })
+        );
         // A new epoch starts again at sequence 0.
         assert_eq!(s.check(&batch(1, 3, 0, 1, 0)), Ok(SequenceCheck::Append));
         assert!(s.check(&batch(1, 3, 1, 1, 0)).is_err());
@@ -171,7 +201,13 @@ mod tests {
         for i in 0..7 {
             s.record(&batch(1, 0, i, 1, i as i64));
         }
-        assert!(matches!(s.check(&batch(1, 0, 6, 1, 0)), Ok(SequenceCheck::Duplicate { .. })));
-        assert!(matches!(s.check(&batch(1, 0, 1, 1, 0)), Err(SequenceError::OutOfOrder { .. })));
+        assert!(matches!(
+            s.check(&batch(1, 0, 6, 1, 0)),
+            Ok(SequenceCheck::Duplicate { .. })
+        ));
+        assert!(matches!(
+            s.check(&batch(1, 0, 1, 1, 0)),
+            Err(SequenceError::OutOfOrder { .. })
+        ));
     }
 }

@@ -34,7 +34,10 @@ impl FrameDecoder {
         }
         let size = size as usize;
         if size > self.max_size {
-            return Err(FrameError::TooLarge { size: size as i64, max: self.max_size });
+            return Err(FrameError::TooLarge {
+                size: size as i64,
+                max: self.max_size,
+            });
         }
         if buf.len() < 4 + size {
             buf.reserve(4 + size - buf.len());
@@ -54,10 +57,16 @@ mod tests {
         let d = FrameDecoder::new(100);
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&[0, 0, 0, 2, b'a', b'b', 0, 0, 0, 3, b'c']);
-        assert_eq!(d.decode(&mut buf).unwrap().unwrap(), Bytes::from_static(b"ab"));
+        assert_eq!(
+            d.decode(&mut buf).unwrap().unwrap(),
+            Bytes::from_static(b"ab")
+        );
         assert_eq!(d.decode(&mut buf).unwrap(), None);
         buf.extend_from_slice(b"de");
-        assert_eq!(d.decode(&mut buf).unwrap().unwrap(), Bytes::from_static(b"cde"));
+        assert_eq!(
+            d.decode(&mut buf).unwrap().unwrap(),
+            Bytes::from_static(b"cde")
+        );
         assert!(buf.is_empty());
     }
 
@@ -65,7 +74,10 @@ mod tests {
     fn refuses_oversized_and_negative_sizes_before_buffering() {
         let d = FrameDecoder::new(10);
         let mut buf = BytesMut::from(&[0u8, 0, 0, 11][..]);
-        assert_eq!(d.decode(&mut buf), Err(FrameError::TooLarge { size: 11, max: 10 }));
+        assert_eq!(
+            d.decode(&mut buf),
+            Err(FrameError::TooLarge { size: 11, max: 10 })
+        );
         let mut buf = BytesMut::from(&[0xffu8, 0xff, 0xff, 0xff][..]);
         assert_eq!(d.decode(&mut buf), Err(FrameError::Negative(-1)));
     }

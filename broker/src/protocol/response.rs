@@ -35,6 +35,17 @@ responses! {
     CreatePartitions => CreatePartitionsResponse,
     IncrementalAlterConfigs => IncrementalAlterConfigsResponse,
     DescribeCluster => DescribeClusterResponse,
+    FindCoordinator => FindCoordinatorResponse,
+    JoinGroup => JoinGroupResponse,
+    SyncGroup => SyncGroupResponse,
+    Heartbeat => HeartbeatResponse,
+    LeaveGroup => LeaveGroupResponse,
+    OffsetCommit => OffsetCommitResponse,
+    OffsetFetch => OffsetFetchResponse,
+    ListGroups => ListGroupsResponse,
+    DescribeGroups => DescribeGroupsResponse,
+    DeleteGroups => DeleteGroupsResponse,
+    OffsetDelete => OffsetDeleteResponse,
 }
 
 /// Appends `int32 size | header | body` for `response` at `version` to `out`.
@@ -47,7 +58,11 @@ pub fn encode_response(
     let api = response.api_key();
     // ApiVersions responses always use header v0 so that a client can read them before it
     // knows which versions the broker speaks (KIP-511).
-    let header_version = if api == ApiKey::ApiVersions { 0 } else { api.response_header_version(version) };
+    let header_version = if api == ApiKey::ApiVersions {
+        0
+    } else {
+        api.response_header_version(version)
+    };
     let start = out.len();
     out.put_i32(0);
     ResponseHeader::default()

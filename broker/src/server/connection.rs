@@ -16,7 +16,12 @@ use crate::context::Context;
 use crate::handlers::{api_versions, dispatch};
 use crate::protocol::{decode_request, encode_response, DecodeError, FrameDecoder, Response};
 
-pub async fn serve(ctx: Arc<Context>, mut stream: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    ctx: Arc<Context>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let decoder = FrameDecoder::new(ctx.config.socket_request_max_bytes);
     let mut input = BytesMut::with_capacity(64 * 1024);
@@ -35,14 +40,22 @@ pub async fn serve(ctx: Arc<Context>, mut stream: TcpStream, peer: SocketAddr, m
                 Ok(env) => {
                     let (correlation_id, version) = (env.correlation_id, env.version);
                     let handled = tokio::select! {
-                        r = dispatch(&ctx, env) => r,
+                        r = dispatch(&ctx, env, peer) => r,
                         _ = shutdown.changed() => return,
                     };
                     handled.map(|r| (correlation_id, version, r))
                 }
-                Err(DecodeError::UnsupportedVersion { api: ApiKey::ApiVersions, version, correlation_id }) => {
+                Err(DecodeError::UnsupportedVersion {
+                    api: ApiKey::ApiVersions,
+                    version,
+                    correlation_id,
+                }) => {
                     tracing::debug!(%peer, version, "ApiVersions version unsupported; answering v0 (KIP-511)");
-                    Some((correlation_id, 0, Response::ApiVersions(api_versions::unsupported_version())))
+                    Some((
+                        correlation_id,
+                        0,
+                        Response::ApiVersions(api_versions::unsupported_version()),
+                    ))
                 }
                 Err(e) => {
                     // Kafka closes the connection on requests it cannot parse.

@@ -31,7 +31,8 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
         // Log work is blocking file I/O; keep it off the request threads.
         let work = tokio::task::spawn_blocking(move || {
             for topic in registry.topics() {
-                let policy = topic_config::log_config(&topic.meta.configs, &registry.config).cleanup_policy;
+                let policy =
+                    topic_config::log_config(&topic.meta.configs, &registry.config).cleanup_policy;
                 let compact = clean && policy != CleanupPolicy::Delete;
                 for p in &topic.partitions {
                     if let Err(e) = p.maintain(now, retention, compact) {

@@ -1,0 +1,653 @@
+//! The group coordinator: every consumer group on this broker, their committed offsets, and
+//! the `__consumer_offsets` topic that makes both durable.
+//!
+//! Each change is appended to the group's `__consumer_offsets` partition (Kafka's placement and
+//! record layout) before it is acknowledged; on start the coordinator replays those partitions.
+//! The topic is compacted, so only the latest record per key is kept.
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use indexmap::IndexMap;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use super::codec::{self, GroupValue, Key, OffsetValue};
+use super::group::{Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
+use crate::cluster::{Registry, Topic};
+use crate::context::now_ms;
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Coordinator settings, named as Kafka's broker configs.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub initial_rebalance_delay: Duration,
+    pub min_session_timeout: Duration,
+    pub max_session_timeout: Duration,
+    pub offsets_partitions: i32,
+    pub offsets_retention: Duration,
+    pub offset_metadata_max_bytes: usize,
+}
+
+/// (topic, partition) → committed offset.
+type GroupOffsets = BTreeMap<(String, i32), OffsetValue>;
+/// Committed offsets by topic, partition by partition; `None` where nothing is committed.
+pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
+
+pub struct GroupCoordinator {
+    registry: Arc<Registry>,
+    config: GroupConfig,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    groups: HashMap<String, Group>,
+    offsets: HashMap<String, GroupOffsets>,
+}
+
+/// A group as DescribeGroups shows it.
+pub struct GroupDescription {
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol: String,
+    /// (member id, instance id, client id, client host, metadata, assignment)
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+impl GroupCoordinator {
+    /// Creates `__consumer_offsets` if needed and loads every group and offset from it.
+    pub fn open(registry: Arc<Registry>, config: GroupConfig) -> anyhow::Result<Self> {
+        let topic = match registry.topic(OFFSETS_TOPIC) {
+            Some(t) => t,
+            None => {
+                let configs = BTreeMap::from([
+                    ("cleanup.policy".to_string(), "compact".to_string()),
+                    ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
+                ]);
+                registry
+                    .create_internal_topic(OFFSETS_TOPIC, config.offsets_partitions, configs)
+                    .map_err(|e| anyhow::anyhow!("creating {OFFSETS_TOPIC}: {e}"))?
+            }
+        };
+        let coordinator = Self {
+            registry,
+            config,
+            state: Mutex::new(State::default()),
+        };
+        coordinator.load(&topic)?;
+        Ok(coordinator)
+    }
+
+    fn load(&self, topic: &Topic) -> anyhow::Result<()> {
+        let mut state = self.state.lock();
+        for p in &topic.partitions {
+            let (mut offset, end) = p.offsets()?;
+            while offset < end {
+                let chunk = p.read(offset, 4 * 1024 * 1024)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                let metas = spate_log::parse_batches(&chunk)?;
+                let Some(last) = metas.last() else { break };
+                offset = last.last_offset() + 1;
+                let mut buf = chunk.clone();
+                for set in RecordBatchDecoder::decode_all(&mut buf)? {
+                    for r in set.records {
+                        apply_record(&mut state, r.key.as_deref(), r.value.as_deref());
+                    }
+                }
+            }
+        }
+        let (groups, offsets) = (
+            state.groups.len(),
+            state.offsets.values().map(|o| o.len()).sum::<usize>(),
+        );
+        tracing::info!(
+            groups,
+            offsets,
+            "loaded consumer groups from {OFFSETS_TOPIC}"
+        );
+        Ok(())
+    }
+
+    /// Appends records to the group's `__consumer_offsets` partition.
+    fn persist(
+        &self,
+        group: &str,
+        records: Vec<(Key, Option<Bytes>)>,
+    ) -> Result<(), ResponseError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let topic = self
+            .registry
+            .topic(OFFSETS_TOPIC)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let partition = topic
+            .partition(codec::partition_for(group, topic.partitions.len() as i32))
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let now = now_ms();
+        let records: Vec<Record> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, (key, value))| Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: now,
+                key: Some(codec::encode_key(&key)),
+                value,
+                headers: IndexMap::new(),
+                delete_horizon: false,
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .map_err(|e| {
+            tracing::error!("encoding {OFFSETS_TOPIC} records: {e}");
+            ResponseError::UnknownServerError
+        })?;
+        partition
+            .append(buf.freeze(), now)
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::error!(group, "writing {OFFSETS_TOPIC}: {e}");
+                ResponseError::CoordinatorNotAvailable
+            })
+    }
+
+    fn persist_group(&self, g: &mut Group) {
+        if !g.dirty {
+            return;
+        }
+        g.dirty = false;
+        let value = GroupValue {
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            generation: g.generation,
+            protocol: g.protocol.clone(),
+            leader: g.leader.clone(),
+            state_timestamp: now_ms(),
+        };
+        if let Err(e) = self.persist(
+            &g.id,
+            vec![(
+                Key::Group {
+                    group: g.id.clone(),
+                },
+                Some(codec::encode_group(&value)),
+            )],
+        ) {
+            tracing::warn!(group = %g.id, "could not persist group metadata: {e:?}");
+        }
+    }
+
+    pub fn check_session_timeout(&self, timeout: Duration) -> Result<(), ResponseError> {
+        if timeout < self.config.min_session_timeout || timeout > self.config.max_session_timeout {
+            return Err(ResponseError::InvalidSessionTimeout);
+        }
+        Ok(())
+    }
+
+    pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinOutcome {
+        if group_id.is_empty() {
+            return JoinOutcome::error(ResponseError::InvalidGroupId, &req.member_id);
+        }
+        if let Err(e) = self.check_session_timeout(req.session_timeout) {
+            return JoinOutcome::error(e, &req.member_id);
+        }
+        let member_id = req.member_id.clone();
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = self.state.lock();
+            let g = state
+                .groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| Group::new(group_id));
+            g.join(req, tx, Instant::now(), self.config.initial_rebalance_delay);
+            self.persist_group(g);
+        }
+        rx.await
+            .unwrap_or_else(|_| JoinOutcome::error(ResponseError::RebalanceInProgress, &member_id))
+    }
+
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncOutcome {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = self.state.lock();
+            let Some(g) = state.groups.get_mut(group_id) else {
+                return SyncOutcome::error(ResponseError::UnknownMemberId);
+            };
+            g.sync(
+                member_id,
+                instance_id,
+                generation,
+                assignments,
+                tx,
+                Instant::now(),
+            );
+            self.persist_group(g);
+        }
+        rx.await
+            .unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress))
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
+        let mut state = self.state.lock();
+        let g = state
+            .groups
+            .get_mut(group_id)
+            .ok_or(ResponseError::UnknownMemberId)?;
+        g.heartbeat(member_id, instance_id, generation, Instant::now())
+    }
+
+    pub fn leave(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
+        let mut state = self.state.lock();
+        let g = state
+            .groups
+            .get_mut(group_id)
+            .ok_or(ResponseError::UnknownMemberId)?;
+        let result = g.leave(member_id, instance_id, Instant::now());
+        self.persist_group(g);
+        result
+    }
+
+    /// Commits offsets for a group member (generation >= 0) or a standalone consumer
+    /// (generation -1, empty member id, allowed while the group has no members).
+    pub fn commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<(String, i32, OffsetValue)>,
+    ) -> Vec<Result<(), ResponseError>> {
+        let fail_all = |e: ResponseError, n: usize| vec![Err(e); n];
+        if group_id.is_empty() {
+            return fail_all(ResponseError::InvalidGroupId, offsets.len());
+        }
+        let mut state = self.state.lock();
+        let g = state
+            .groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id));
+        if generation >= 0 || !member_id.is_empty() || !g.is_empty() {
+            if let Err(e) = g.heartbeat(member_id, instance_id, generation, Instant::now()) {
+                // A commit during the join phase is fine (Kafka accepts it from a member of the
+                // previous generation); during CompletingRebalance it is not.
+                if e != ResponseError::RebalanceInProgress {
+                    return fail_all(e, offsets.len());
+                }
+            }
+            if g.state == GroupState::CompletingRebalance {
+                return fail_all(ResponseError::RebalanceInProgress, offsets.len());
+            }
+        }
+        let mut results = Vec::with_capacity(offsets.len());
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for (topic, partition, value) in offsets {
+            if value.metadata.len() > self.config.offset_metadata_max_bytes {
+                results.push(Err(ResponseError::OffsetMetadataTooLarge));
+                continue;
+            }
+            if self
+                .registry
+                .topic(&topic)
+                .and_then(|t| t.partition(partition).cloned())
+                .is_none()
+            {
+                results.push(Err(ResponseError::UnknownTopicOrPartition));
+                continue;
+            }
+            records.push((
+                Key::Offset {
+                    group: group_id.to_string(),
+                    topic: topic.clone(),
+                    partition,
+                },
+                Some(codec::encode_offset(&value)),
+            ));
+            accepted.push((results.len(), topic, partition, value));
+            results.push(Ok(()));
+        }
+        if let Err(e) = self.persist(group_id, records) {
+            for (i, ..) in &accepted {
+                results[*i] = Err(e);
+            }
+            return results;
+        }
+        let committed = state.offsets.entry(group_id.to_string()).or_default();
+        for (_, topic, partition, value) in accepted {
+            committed.insert((topic, partition), value);
+        }
+        results
+    }
+
+    /// Committed offsets of a group: all of them, or those asked for (missing ones as None).
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        wanted: Option<Vec<(String, Vec<i32>)>>,
+    ) -> FetchedOffsets {
+        let state = self.state.lock();
+        let empty = GroupOffsets::new();
+        let committed = state.offsets.get(group_id).unwrap_or(&empty);
+        match wanted {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(topic, parts)| {
+                    let values = parts
+                        .into_iter()
+                        .map(|p| (p, committed.get(&(topic.clone(), p)).cloned()))
+                        .collect();
+                    (topic, values)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<OffsetValue>)>> =
+                    BTreeMap::new();
+                for ((t, p), v) in committed {
+                    by_topic
+                        .entry(t.clone())
+                        .or_default()
+                        .push((*p, Some(v.clone())));
+                }
+                by_topic.into_iter().collect()
+            }
+        }
+    }
+
+    /// (group id, protocol type, state) of every group.
+    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+        let state = self.state.lock();
+        let mut ids: Vec<&String> = state.groups.keys().chain(state.offsets.keys()).collect();
+        ids.sort();
+        ids.dedup();
+        ids.into_iter()
+            .map(|id| match state.groups.get(id) {
+                Some(g) => (
+                    id.clone(),
+                    g.protocol_type.clone().unwrap_or_default(),
+                    g.state,
+                ),
+                None => (id.clone(), String::new(), GroupState::Empty),
+            })
+            .filter(|(_, _, s)| *s != GroupState::Dead)
+            .collect()
+    }
+
+    pub fn describe(&self, group_id: &str) -> GroupDescription {
+        let state = self.state.lock();
+        match state.groups.get(group_id) {
+            Some(g) => GroupDescription {
+                state: g.state,
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                // Kafka shows the protocol only once a generation has formed.
+                protocol: if matches!(
+                    g.state,
+                    GroupState::Stable | GroupState::CompletingRebalance
+                ) {
+                    g.protocol.clone().unwrap_or_default()
+                } else {
+                    String::new()
+                },
+                members: g
+                    .members
+                    .values()
+                    .map(|m| {
+                        let metadata = m.metadata_for(g.protocol.as_deref().unwrap_or_default());
+                        (
+                            m.id.clone(),
+                            m.instance_id.clone(),
+                            m.client_id.clone(),
+                            m.client_host.clone(),
+                            metadata,
+                            m.assignment.clone(),
+                        )
+                    })
+                    .collect(),
+            },
+            None if state.offsets.contains_key(group_id) => GroupDescription {
+                state: GroupState::Empty,
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: vec![],
+            },
+            None => GroupDescription {
+                state: GroupState::Dead,
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: vec![],
+            },
+        }
+    }
+
+    /// Deletes an empty group and its offsets.
+    pub fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
+        let mut state = self.state.lock();
+        let known = state.groups.contains_key(group_id) || state.offsets.contains_key(group_id);
+        if !known {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        if state.groups.get(group_id).is_some_and(|g| !g.is_empty()) {
+            return Err(ResponseError::NonEmptyGroup);
+        }
+        let mut records: Vec<(Key, Option<Bytes>)> = state
+            .offsets
+            .get(group_id)
+            .map(|o| {
+                o.keys()
+                    .map(|(t, p)| {
+                        (
+                            Key::Offset {
+                                group: group_id.to_string(),
+                                topic: t.clone(),
+                                partition: *p,
+                            },
+                            None,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push((
+            Key::Group {
+                group: group_id.to_string(),
+            },
+            None,
+        ));
+        self.persist(group_id, records)?;
+        if let Some(mut g) = state.groups.remove(group_id) {
+            g.kill();
+        }
+        state.offsets.remove(group_id);
+        Ok(())
+    }
+
+    /// OffsetDelete: drop committed offsets of partitions the group no longer consumes.
+    pub fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        let mut state = self.state.lock();
+        if !state.groups.contains_key(group_id) && !state.offsets.contains_key(group_id) {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        let active = state.groups.get(group_id).is_some_and(|g| !g.is_empty());
+        let results: Vec<Result<(), ResponseError>> = partitions
+            .iter()
+            .map(|(t, _)| {
+                // Kafka refuses while a live member is subscribed to the topic; members'
+                // subscriptions are opaque here, so refuse while the group has members at all.
+                if active {
+                    Err(ResponseError::GroupSubscribedToTopic)
+                } else if self.registry.topic(t).is_none() {
+                    Err(ResponseError::UnknownTopicOrPartition)
+                } else {
+                    Ok(())
+                }
+            })
+            .collect();
+        let records: Vec<(Key, Option<Bytes>)> = partitions
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|((t, p), _)| {
+                (
+                    Key::Offset {
+                        group: group_id.to_string(),
+                        topic: t.clone(),
+                        partition: *p,
+                    },
+                    None,
+                )
+            })
+            .collect();
+        self.persist(group_id, records)?;
+        if let Some(offsets) = state.offsets.get_mut(group_id) {
+            for ((t, p), r) in partitions.iter().zip(&results) {
+                if r.is_ok() {
+                    offsets.remove(&(t.clone(), *p));
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Timers: session expiry, rebalance deadlines, and expiry of offsets of groups that have
+    /// been empty for `offsets.retention.minutes`.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        let State { groups, offsets } = &mut *state;
+        for g in groups.values_mut() {
+            for id in g.tick(now) {
+                tracing::info!(group = %g.id, member = %id, "member removed after session timeout");
+            }
+            self.persist_group(g);
+        }
+        let horizon = now_ms() - self.config.offsets_retention.as_millis() as i64;
+        let mut expired: Vec<(String, Vec<(String, i32)>)> = Vec::new();
+        for (group, committed) in offsets.iter() {
+            if groups.get(group).is_some_and(|g| !g.is_empty()) {
+                continue;
+            }
+            let old: Vec<(String, i32)> = committed
+                .iter()
+                .filter(|(_, v)| v.commit_timestamp < horizon)
+                .map(|(k, _)| k.clone())
+                .collect();
+            if !old.is_empty() {
+                expired.push((group.clone(), old));
+            }
+        }
+        for (group, parts) in expired {
+            let records = parts
+                .iter()
+                .map(|(t, p)| {
+                    (
+                        Key::Offset {
+                            group: group.clone(),
+                            topic: t.clone(),
+                            partition: *p,
+                        },
+                        None,
+                    )
+                })
+                .collect();
+            if self.persist(&group, records).is_ok() {
+                if let Some(o) = offsets.get_mut(&group) {
+                    for k in &parts {
+                        o.remove(k);
+                    }
+                }
+                tracing::info!(%group, partitions = parts.len(), "expired committed offsets");
+            }
+        }
+    }
+}
+
+fn apply_record(state: &mut State, key: Option<&[u8]>, value: Option<&[u8]>) {
+    let Some(key) = key else { return };
+    let key = match codec::decode_key(key) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!("skipping {OFFSETS_TOPIC} record: {e}");
+            return;
+        }
+    };
+    match key {
+        Key::Offset {
+            group,
+            topic,
+            partition,
+        } => match value.map(codec::decode_offset) {
+            Some(Ok(v)) => {
+                state
+                    .offsets
+                    .entry(group)
+                    .or_default()
+                    .insert((topic, partition), v);
+            }
+            Some(Err(e)) => tracing::warn!("skipping {OFFSETS_TOPIC} offset record: {e}"),
+            None => {
+                if let Some(o) = state.offsets.get_mut(&group) {
+                    o.remove(&(topic, partition));
+                }
+            }
+        },
+        Key::Group { group } => match value.map(codec::decode_group) {
+            Some(Ok(v)) => {
+                let g = state
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group));
+                g.generation = v.generation;
+                g.protocol_type = Some(v.protocol_type).filter(|s| !s.is_empty());
+            }
+            Some(Err(e)) => tracing::warn!("skipping {OFFSETS_TOPIC} group record: {e}"),
+            None => {
+                state.groups.remove(&group);
+                state.offsets.remove(&group);
+            }
+        },
+    }
+}

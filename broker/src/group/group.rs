@@ -1,0 +1,873 @@
+//! One consumer group under the classic rebalance protocol: membership, generations, the
+//! join/sync barrier, heartbeats and session expiry.
+//!
+//! Pure state: time comes in as arguments and waiting requests are parked as oneshot senders,
+//! answered when the state machine gets there. The coordinator drives it from requests and a
+//! periodic tick.
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+impl GroupState {
+    /// The names Kafka's tools print.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
+        }
+    }
+}
+
+/// The answer a JoinGroup request waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinOutcome {
+    pub error: Option<ResponseError>,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// (member id, instance id, metadata): only the leader gets the member list.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+impl JoinOutcome {
+    pub fn error(error: ResponseError, member_id: &str) -> Self {
+        Self {
+            error: Some(error),
+            generation: -1,
+            protocol_type: None,
+            protocol: None,
+            leader: String::new(),
+            member_id: member_id.to_string(),
+            members: vec![],
+        }
+    }
+}
+
+/// The answer a SyncGroup request waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOutcome {
+    pub error: Option<ResponseError>,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncOutcome {
+    pub fn error(error: ResponseError) -> Self {
+        Self {
+            error: Some(error),
+            protocol_type: None,
+            protocol: None,
+            assignment: Bytes::new(),
+        }
+    }
+}
+
+pub type JoinWaiter = oneshot::Sender<JoinOutcome>;
+pub type SyncWaiter = oneshot::Sender<SyncOutcome>;
+
+/// What a JoinGroup asks for.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+: a new dynamic member first gets its id back with MEMBER_ID_REQUIRED.
+    pub require_known_member_id: bool,
+}
+
+#[derive(Debug)]
+pub struct Member {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocols: Vec<(String, Bytes)>,
+    pub assignment: Bytes,
+    last_heartbeat: Instant,
+    join_waiter: Option<JoinWaiter>,
+    sync_waiter: Option<SyncWaiter>,
+}
+
+impl Member {
+    pub fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(n, _)| n == protocol)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug)]
+pub struct Group {
+    pub id: String,
+    pub state: GroupState,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED and not yet used, with their expiry.
+    pending: BTreeMap<String, Instant>,
+    /// When the join phase must end even if members are missing.
+    rebalance_deadline: Option<Instant>,
+    /// The join phase of a group that was empty ends no earlier than this
+    /// (`group.initial.rebalance.delay.ms`), so a burst of starting consumers lands in one
+    /// generation.
+    join_not_before: Option<Instant>,
+    /// When the leader must have sent its assignment.
+    sync_deadline: Option<Instant>,
+    /// Set when something changed that the coordinator should persist.
+    pub dirty: bool,
+    next_member: u64,
+}
+
+impl Group {
+    pub fn new(id: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            rebalance_deadline: None,
+            join_not_before: None,
+            sync_deadline: None,
+            dirty: false,
+            next_member: 0,
+        }
+    }
+
+    fn new_member_id(&mut self, client_id: &str) -> String {
+        self.next_member += 1;
+        format!("{client_id}-{}", uuid::Uuid::new_v4())
+    }
+
+    fn member_by_instance(&self, instance: &str) -> Option<String> {
+        self.members
+            .values()
+            .find(|m| m.instance_id.as_deref() == Some(instance))
+            .map(|m| m.id.clone())
+    }
+
+    /// Handles a JoinGroup. The outcome arrives on `waiter`, now or when the rebalance
+    /// completes.
+    pub fn join(
+        &mut self,
+        req: JoinRequest,
+        waiter: JoinWaiter,
+        now: Instant,
+        initial_delay: Duration,
+    ) {
+        let reply_now = |waiter: JoinWaiter, out: JoinOutcome| {
+            let _ = waiter.send(out);
+        };
+        if self.state == GroupState::Dead {
+            return reply_now(
+                waiter,
+                JoinOutcome::error(ResponseError::CoordinatorNotAvailable, &req.member_id),
+            );
+        }
+        if req.protocols.is_empty() || req.protocol_type.is_empty() || !self.supports(&req) {
+            return reply_now(
+                waiter,
+                JoinOutcome::error(ResponseError::InconsistentGroupProtocol, &req.member_id),
+            );
+        }
+        let mut member_id = req.member_id.clone();
+        if let Some(instance) = &req.instance_id {
+            match self.member_by_instance(instance) {
+                Some(existing) if member_id.is_empty() || member_id == existing => {
+                    if member_id.is_empty() {
+                        // A static member restarted: it takes over its old identity under a
+                        // new member id, fencing the old process.
+                        member_id = self.new_member_id(&req.client_id);
+                        self.replace_member_id(&existing, &member_id);
+                    }
+                }
+                Some(_) => {
+                    return reply_now(
+                        waiter,
+                        JoinOutcome::error(ResponseError::FencedInstanceId, &member_id),
+                    );
+                }
+                None if member_id.is_empty() => member_id = self.new_member_id(&req.client_id),
+                None => {
+                    return reply_now(
+                        waiter,
+                        JoinOutcome::error(ResponseError::UnknownMemberId, &member_id),
+                    )
+                }
+            }
+        } else if member_id.is_empty() {
+            member_id = self.new_member_id(&req.client_id);
+            if req.require_known_member_id {
+                self.pending
+                    .insert(member_id.clone(), now + req.session_timeout);
+                return reply_now(
+                    waiter,
+                    JoinOutcome::error(ResponseError::MemberIdRequired, &member_id),
+                );
+            }
+        } else if !self.members.contains_key(&member_id)
+            && self.pending.remove(&member_id).is_none()
+        {
+            return reply_now(
+                waiter,
+                JoinOutcome::error(ResponseError::UnknownMemberId, &member_id),
+            );
+        }
+
+        let known = self.members.get(&member_id);
+        let unchanged = known.is_some_and(|m| m.protocols == req.protocols);
+        let is_leader = self.leader.as_deref() == Some(member_id.as_str());
+        match self.members.get_mut(&member_id) {
+            Some(m) => {
+                m.protocols = req.protocols.clone();
+                m.session_timeout = req.session_timeout;
+                m.rebalance_timeout = req.rebalance_timeout;
+                m.client_id = req.client_id.clone();
+                m.client_host = req.client_host.clone();
+                m.last_heartbeat = now;
+                if let Some(old) = m.join_waiter.take() {
+                    let _ = old.send(JoinOutcome::error(
+                        ResponseError::UnknownMemberId,
+                        &member_id,
+                    ));
+                }
+                m.join_waiter = Some(waiter);
+            }
+            None => {
+                self.members.insert(
+                    member_id.clone(),
+                    Member {
+                        id: member_id.clone(),
+                        instance_id: req.instance_id.clone(),
+                        client_id: req.client_id.clone(),
+                        client_host: req.client_host.clone(),
+                        session_timeout: req.session_timeout,
+                        rebalance_timeout: req.rebalance_timeout,
+                        protocols: req.protocols.clone(),
+                        assignment: Bytes::new(),
+                        last_heartbeat: now,
+                        join_waiter: Some(waiter),
+                        sync_waiter: None,
+                    },
+                );
+            }
+        }
+        if self.protocol_type.is_none() {
+            self.protocol_type = Some(req.protocol_type.clone());
+        }
+        match self.state {
+            GroupState::PreparingRebalance => {}
+            // A known follower rejoining with the same metadata gets the current generation
+            // back without disturbing the others, as in Kafka.
+            GroupState::Stable | GroupState::CompletingRebalance if unchanged && !is_leader => {
+                self.answer_join(&member_id);
+            }
+            _ => self.prepare_rebalance(now, initial_delay),
+        }
+        self.maybe_complete_join(now);
+    }
+
+    fn supports(&self, req: &JoinRequest) -> bool {
+        if self.members.is_empty() {
+            return true;
+        }
+        if self
+            .protocol_type
+            .as_deref()
+            .is_some_and(|t| t != req.protocol_type)
+        {
+            return false;
+        }
+        // At least one protocol every other member also supports.
+        req.protocols.iter().any(|(name, _)| {
+            self.members
+                .values()
+                .filter(|m| m.id != req.member_id)
+                .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+        })
+    }
+
+    fn replace_member_id(&mut self, old: &str, new: &str) {
+        if let Some(mut m) = self.members.remove(old) {
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinOutcome::error(ResponseError::FencedInstanceId, old));
+            }
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(SyncOutcome::error(ResponseError::FencedInstanceId));
+            }
+            m.id = new.to_string();
+            self.members.insert(new.to_string(), m);
+            if self.leader.as_deref() == Some(old) {
+                self.leader = Some(new.to_string());
+            }
+        }
+    }
+
+    fn prepare_rebalance(&mut self, now: Instant, initial_delay: Duration) {
+        for m in self.members.values_mut() {
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(SyncOutcome::error(ResponseError::RebalanceInProgress));
+            }
+        }
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
+        self.join_not_before =
+            (self.state == GroupState::Empty).then(|| now + initial_delay.min(timeout));
+        self.rebalance_deadline = Some(now + timeout);
+        self.sync_deadline = None;
+        self.state = GroupState::PreparingRebalance;
+    }
+
+    /// Ends the join phase when every member has rejoined (or the deadline passed): members
+    /// that did not rejoin are dropped, the generation advances and each waiting member is
+    /// answered.
+    fn maybe_complete_join(&mut self, now: Instant) {
+        if self.state != GroupState::PreparingRebalance {
+            return;
+        }
+        let all_joined = self.members.values().all(|m| m.join_waiter.is_some());
+        let delay_over = self.join_not_before.is_none_or(|t| now >= t);
+        let deadline_over = self.rebalance_deadline.is_none_or(|t| now >= t);
+        if !(deadline_over || all_joined && delay_over) {
+            return;
+        }
+        self.members.retain(|_, m| m.join_waiter.is_some());
+        self.generation += 1;
+        self.dirty = true;
+        self.rebalance_deadline = None;
+        self.join_not_before = None;
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.protocol = None;
+            self.leader = None;
+            return;
+        }
+        self.protocol = self.select_protocol();
+        if !self
+            .leader
+            .as_ref()
+            .is_some_and(|l| self.members.contains_key(l))
+        {
+            self.leader = self.members.keys().next().cloned();
+        }
+        self.state = GroupState::CompletingRebalance;
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
+        self.sync_deadline = Some(now + timeout);
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for id in ids {
+            self.answer_join(&id);
+        }
+    }
+
+    fn answer_join(&mut self, member_id: &str) {
+        let leader = self.leader.clone().unwrap_or_default();
+        let protocol = self.protocol.clone().unwrap_or_default();
+        let members = if leader == member_id {
+            self.members
+                .values()
+                .map(|m| {
+                    (
+                        m.id.clone(),
+                        m.instance_id.clone(),
+                        m.metadata_for(&protocol),
+                    )
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        let out = JoinOutcome {
+            error: None,
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol: self.protocol.clone(),
+            leader,
+            member_id: member_id.to_string(),
+            members,
+        };
+        if let Some(w) = self
+            .members
+            .get_mut(member_id)
+            .and_then(|m| m.join_waiter.take())
+        {
+            let _ = w.send(out);
+        }
+    }
+
+    /// Kafka's choice: each member votes for its most preferred protocol among those every
+    /// member supports; the most votes wins.
+    fn select_protocol(&self) -> Option<String> {
+        let candidates: Vec<&String> = self
+            .members
+            .values()
+            .next()?
+            .protocols
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(p, _)| p == *n))
+            })
+            .collect();
+        let mut votes: BTreeMap<&String, usize> = BTreeMap::new();
+        for m in self.members.values() {
+            if let Some((n, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(&n)) {
+                *votes.entry(n).or_default() += 1;
+            }
+        }
+        // Ties go to the first member's preference order.
+        candidates
+            .iter()
+            .max_by_key(|c| {
+                (
+                    votes.get(*c).copied().unwrap_or(0),
+                    std::cmp::Reverse(candidates.iter().position(|x| x == *c)),
+                )
+            })
+            .map(|s| s.to_string())
+    }
+
+    fn check_member(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
+        if let Some(instance) = instance_id {
+            match self.member_by_instance(instance) {
+                Some(id) if id != member_id => return Err(ResponseError::FencedInstanceId),
+                _ => {}
+            }
+        }
+        if !self.members.contains_key(member_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if generation != self.generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// Handles a SyncGroup; the leader's request carries everyone's assignment.
+    pub fn sync(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+        waiter: SyncWaiter,
+        now: Instant,
+    ) {
+        if let Err(e) = self.check_member(member_id, instance_id, generation) {
+            let _ = waiter.send(SyncOutcome::error(e));
+            return;
+        }
+        if let Some(m) = self.members.get_mut(member_id) {
+            m.last_heartbeat = now;
+        }
+        match self.state {
+            GroupState::PreparingRebalance => {
+                let _ = waiter.send(SyncOutcome::error(ResponseError::RebalanceInProgress));
+            }
+            GroupState::Stable => {
+                let _ = waiter.send(self.sync_outcome(member_id));
+            }
+            GroupState::CompletingRebalance => {
+                if let Some(m) = self.members.get_mut(member_id) {
+                    m.sync_waiter = Some(waiter);
+                }
+                if self.leader.as_deref() == Some(member_id) {
+                    let mut assignments: BTreeMap<String, Bytes> =
+                        assignments.into_iter().collect();
+                    for m in self.members.values_mut() {
+                        m.assignment = assignments.remove(&m.id).unwrap_or_default();
+                    }
+                    self.state = GroupState::Stable;
+                    self.sync_deadline = None;
+                    self.dirty = true;
+                    let ids: Vec<String> = self.members.keys().cloned().collect();
+                    for id in ids {
+                        let out = self.sync_outcome(&id);
+                        if let Some(w) =
+                            self.members.get_mut(&id).and_then(|m| m.sync_waiter.take())
+                        {
+                            let _ = w.send(out);
+                        }
+                    }
+                }
+            }
+            GroupState::Empty | GroupState::Dead => {
+                let _ = waiter.send(SyncOutcome::error(ResponseError::UnknownMemberId));
+            }
+        }
+    }
+
+    fn sync_outcome(&self, member_id: &str) -> SyncOutcome {
+        SyncOutcome {
+            error: None,
+            protocol_type: self.protocol_type.clone(),
+            protocol: self.protocol.clone(),
+            assignment: self
+                .members
+                .get(member_id)
+                .map(|m| m.assignment.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn heartbeat(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: Instant,
+    ) -> Result<(), ResponseError> {
+        if self.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        self.check_member(member_id, instance_id, generation)?;
+        if let Some(m) = self.members.get_mut(member_id) {
+            m.last_heartbeat = now;
+        }
+        match self.state {
+            GroupState::PreparingRebalance => Err(ResponseError::RebalanceInProgress),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes a member that left; the rest rebalance.
+    pub fn leave(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now: Instant,
+    ) -> Result<(), ResponseError> {
+        let id = match (member_id.is_empty(), instance_id) {
+            (true, Some(instance)) => self
+                .member_by_instance(instance)
+                .ok_or(ResponseError::UnknownMemberId)?,
+            (_, Some(instance)) => match self.member_by_instance(instance) {
+                Some(id) if id == member_id => id,
+                Some(_) => return Err(ResponseError::FencedInstanceId),
+                None => return Err(ResponseError::UnknownMemberId),
+            },
+            (_, None) => member_id.to_string(),
+        };
+        if self.pending.remove(&id).is_some() {
+            return Ok(());
+        }
+        if !self.members.contains_key(&id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        self.remove_member(&id, now);
+        Ok(())
+    }
+
+    fn remove_member(&mut self, id: &str, now: Instant) {
+        if let Some(mut m) = self.members.remove(id) {
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinOutcome::error(ResponseError::UnknownMemberId, id));
+            }
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(SyncOutcome::error(ResponseError::UnknownMemberId));
+            }
+        }
+        match self.state {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.prepare_rebalance(now, Duration::ZERO)
+            }
+            _ => {}
+        }
+        self.maybe_complete_join(now);
+    }
+
+    /// Timers: expired sessions, join phases past their deadline, leaders that never synced.
+    /// Returns the ids of members removed for missing their session timeout.
+    pub fn tick(&mut self, now: Instant) -> Vec<String> {
+        self.pending.retain(|_, expiry| *expiry > now);
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| {
+                m.join_waiter.is_none()
+                    && now.saturating_duration_since(m.last_heartbeat) > m.session_timeout
+            })
+            .map(|m| m.id.clone())
+            .collect();
+        for id in &expired {
+            self.remove_member(id, now);
+        }
+        if self.state == GroupState::CompletingRebalance
+            && self.sync_deadline.is_some_and(|t| now >= t)
+        {
+            // The leader never sent assignments: start over without whoever did not sync.
+            let missing: Vec<String> = self
+                .members
+                .values()
+                .filter(|m| m.sync_waiter.is_none())
+                .map(|m| m.id.clone())
+                .collect();
+            for id in missing {
+                if let Some(m) = self.members.remove(&id) {
+                    drop(m);
+                }
+            }
+            self.prepare_rebalance(now, Duration::ZERO);
+        }
+        self.maybe_complete_join(now);
+        expired
+    }
+
+    /// Marks the group deleted, failing anyone waiting.
+    pub fn kill(&mut self) {
+        for (id, mut m) in std::mem::take(&mut self.members) {
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinOutcome::error(
+                    ResponseError::CoordinatorNotAvailable,
+                    &id,
+                ));
+            }
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(SyncOutcome::error(ResponseError::CoordinatorNotAvailable));
+            }
+        }
+        self.state = GroupState::Dead;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SESSION: Duration = Duration::from_secs(10);
+
+    fn req(member: &str, protocols: &[&str]) -> JoinRequest {
+        JoinRequest {
+            member_id: member.into(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: SESSION,
+            rebalance_timeout: Duration::from_secs(30),
+            protocol_type: "consumer".into(),
+            protocols: protocols
+                .iter()
+                .map(|p| (p.to_string(), Bytes::from(p.to_string())))
+                .collect(),
+            require_known_member_id: true,
+        }
+    }
+
+    fn join(g: &mut Group, r: JoinRequest, now: Instant) -> oneshot::Receiver<JoinOutcome> {
+        let (tx, rx) = oneshot::channel();
+        g.join(r, tx, now, Duration::ZERO);
+        rx
+    }
+
+    fn sync(
+        g: &mut Group,
+        member: &str,
+        gen: i32,
+        a: Vec<(String, Bytes)>,
+        now: Instant,
+    ) -> oneshot::Receiver<SyncOutcome> {
+        let (tx, rx) = oneshot::channel();
+        g.sync(member, None, gen, a, tx, now);
+        rx
+    }
+
+    /// Joins a new dynamic member the v4+ way (MEMBER_ID_REQUIRED, then rejoin).
+    fn new_member(g: &mut Group, now: Instant) -> (String, oneshot::Receiver<JoinOutcome>) {
+        let first = join(g, req("", &["range"]), now).try_recv().unwrap();
+        assert_eq!(first.error, Some(ResponseError::MemberIdRequired));
+        let id = first.member_id.clone();
+        (id.clone(), join(g, req(&id, &["range"]), now))
+    }
+
+    #[test]
+    fn two_members_form_one_generation_and_get_their_assignments() {
+        let t0 = Instant::now();
+        let mut g = Group::new("g");
+        let (a, mut ja) = new_member(&mut g, t0);
+        // a alone completes at once (no initial delay in this test).
+        let out_a = ja.try_recv().unwrap();
+        assert_eq!((out_a.generation, out_a.leader.as_str()), (1, a.as_str()));
+        assert_eq!(out_a.members.len(), 1);
+        // b arrives: rebalance; a must rejoin before generation 2 forms.
+        let (b, mut jb) = new_member(&mut g, t0);
+        assert!(jb.try_recv().is_err());
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        assert_eq!(
+            g.heartbeat(&a, None, 1, t0),
+            Err(ResponseError::RebalanceInProgress)
+        );
+        let mut ja = join(&mut g, req(&a, &["range"]), t0);
+        let (oa, ob) = (ja.try_recv().unwrap(), jb.try_recv().unwrap());
+        assert_eq!((oa.generation, ob.generation), (2, 2));
+        assert_eq!(oa.leader, a);
+        assert_eq!(oa.members.len(), 2);
+        assert!(ob.members.is_empty());
+        // The follower syncs first and waits for the leader's assignment.
+        let mut sb = sync(&mut g, &b, 2, vec![], t0);
+        assert!(sb.try_recv().is_err());
+        let mut sa = sync(
+            &mut g,
+            &a,
+            2,
+            vec![(a.clone(), Bytes::from("A")), (b.clone(), Bytes::from("B"))],
+            t0,
+        );
+        assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from("A"));
+        assert_eq!(sb.try_recv().unwrap().assignment, Bytes::from("B"));
+        assert_eq!(g.state, GroupState::Stable);
+        assert_eq!(g.heartbeat(&b, None, 2, t0), Ok(()));
+        assert_eq!(
+            g.heartbeat(&b, None, 1, t0),
+            Err(ResponseError::IllegalGeneration)
+        );
+        assert_eq!(
+            g.heartbeat("nobody", None, 2, t0),
+            Err(ResponseError::UnknownMemberId)
+        );
+    }
+
+    #[test]
+    fn a_member_that_stops_heartbeating_is_removed_after_its_session_timeout() {
+        let t0 = Instant::now();
+        let mut g = Group::new("g");
+        let (a, _) = new_member(&mut g, t0);
+        drop(sync(&mut g, &a, 1, vec![(a.clone(), Bytes::from("A"))], t0));
+        let (b, _jb) = new_member(&mut g, t0);
+        let _ja = join(&mut g, req(&a, &["range"]), t0);
+        drop(sync(&mut g, &a, 2, vec![], t0));
+        drop(sync(&mut g, &b, 2, vec![], t0));
+        assert_eq!(g.state, GroupState::Stable);
+        // b keeps heartbeating; a goes silent.
+        let later = t0 + SESSION / 2;
+        g.heartbeat(&b, None, 2, later).unwrap();
+        let expired = g.tick(t0 + SESSION + Duration::from_millis(1));
+        assert_eq!(expired, vec![a.clone()]);
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        let mut jb = join(
+            &mut g,
+            req(&b, &["range"]),
+            t0 + SESSION + Duration::from_millis(2),
+        );
+        let ob = jb.try_recv().unwrap();
+        assert_eq!((ob.generation, ob.leader), (3, b.clone()));
+    }
+
+    #[test]
+    fn leaving_triggers_a_rebalance_and_the_last_leave_empties_the_group() {
+        let t0 = Instant::now();
+        let mut g = Group::new("g");
+        let (a, _) = new_member(&mut g, t0);
+        drop(sync(&mut g, &a, 1, vec![], t0));
+        g.leave(&a, None, t0).unwrap();
+        assert_eq!(g.state, GroupState::Empty);
+        assert_eq!(g.leave(&a, None, t0), Err(ResponseError::UnknownMemberId));
+    }
+
+    #[test]
+    fn a_restarted_static_member_keeps_its_place_and_fences_the_old_one() {
+        let t0 = Instant::now();
+        let mut g = Group::new("g");
+        let mut r = req("", &["range"]);
+        r.instance_id = Some("i1".into());
+        let first = join(&mut g, r.clone(), t0).try_recv().unwrap();
+        let old = first.member_id.clone();
+        drop(sync(
+            &mut g,
+            &old,
+            1,
+            vec![(old.clone(), Bytes::from("A"))],
+            t0,
+        ));
+        // Same instance restarts with no member id.
+        let again = join(&mut g, r, t0).try_recv();
+        let new_id = g.member_by_instance("i1").unwrap();
+        assert_ne!(new_id, old);
+        assert_eq!(
+            g.heartbeat(&old, Some("i1"), g.generation, t0),
+            Err(ResponseError::FencedInstanceId)
+        );
+        // The leader rejoining triggers a rebalance that completes at once with one member.
+        assert!(again.is_ok());
+    }
+
+    #[test]
+    fn incompatible_protocols_are_refused() {
+        let t0 = Instant::now();
+        let mut g = Group::new("g");
+        let (_a, _) = new_member(&mut g, t0);
+        let out = join(&mut g, req("", &["roundrobin"]), t0)
+            .try_recv()
+            .unwrap();
+        assert_eq!(out.error, Some(ResponseError::InconsistentGroupProtocol));
+    }
+
+    #[test]
+    fn protocol_is_the_common_one_members_prefer() {
+        let t0 = Instant::now();
+        let mut g = Group::new("g");
+        let mut ra = req("", &["cooperative-sticky", "range"]);
+        ra.require_known_member_id = false;
+        let mut ja = join(&mut g, ra.clone(), t0);
+        let a = ja.try_recv().unwrap().member_id;
+        let mut rb = req("", &["range", "cooperative-sticky"]);
+        rb.require_known_member_id = false;
+        let mut jb = join(&mut g, rb, t0);
+        ra.member_id = a;
+        let mut ja = join(&mut g, ra, t0);
+        let p = ja.try_recv().unwrap().protocol;
+        assert!(jb.try_recv().is_ok());
+        // One vote each: ties go to the first member's preference.
+        assert_eq!(p.as_deref(), Some("cooperative-sticky"));
+    }
+}
