@@ -1,0 +1,559 @@
+#!/usr/bin/env bash
+# Spate vs Apache Kafka single-broker benchmark. See bench/README.md.
+#
+#   bench/run.sh [--quick] [--brokers kafka,spate] [--partitions 1[,3]] [--keep]
+#
+# Environment:
+#   SPATE_BROKER_BIN  Spate binary (default <repo>/target/release/spate-broker)
+#   SPATE_CACHE       per-machine cache root (default $HOME/.cache/spate); jars go to
+#                     $SPATE_CACHE/bench-jars/<pom hash>/
+#   BENCH_TMPDIR      where the temporary work dir is made (default /tmp)
+#   BENCH_RECORDS     override the record count of the throughput tests
+#   SPATE_EXTRA_ARGS  extra arguments for spate-broker (e.g. "--set log.flush.interval.ms=...")
+#   KAFKA_HEAP_OPTS   Kafka broker heap (default "-Xmx1G -Xms1G", as kafka-server-start.sh)
+#   PRODUCER_PROPS    extra producer properties for every produce test ("k=v k2=v2")
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
+
+# ---------------------------------------------------------------- options
+MODE=full
+BROKERS="kafka,spate"
+PARTITIONS="1"
+KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) MODE=quick ;;
+    --brokers) BROKERS=$2; shift ;;
+    --partitions) PARTITIONS=$2; shift ;;
+    --keep) KEEP=1 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+RECORD_SIZE=1024
+LAT_RATE=5000          # records/s for the fixed-rate latency tests (~4.9 MiB/s)
+if [ "$MODE" = quick ]; then
+  RECORDS=50000; WARMUP=50000; LAT_RECORDS=10000; TOOL_DEADLINE=180
+else
+  RECORDS=1000000; WARMUP=200000; LAT_RECORDS=150000; TOOL_DEADLINE=1200
+fi
+RECORDS=${BENCH_RECORDS:-$RECORDS}
+BROKER_START_DEADLINE=90   # seconds until the broker port accepts TCP
+BROKER_STOP_DEADLINE=60    # seconds after SIGTERM before SIGKILL
+IDLE_SETTLE=5              # seconds between "port open" and the idle RSS reading
+PAUSE=2                    # seconds between tests (let flushes/GC settle)
+
+SPATE_BIN=${SPATE_BROKER_BIN:-$REPO_DIR/target/release/spate-broker}
+CACHE_ROOT=${SPATE_CACHE:-$HOME/.cache/spate}
+
+log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+for t in java javac mvn timeout awk; do
+  command -v "$t" >/dev/null || die "$t not found on PATH"
+done
+JAVA_MAJOR=$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/{print $2}')
+[ "${JAVA_MAJOR%%.*}" -ge 17 ] 2>/dev/null || die "Kafka 4.x needs Java 17+, found $JAVA_MAJOR"
+
+# ---------------------------------------------------------------- work dir + cleanup
+mkdir -p "${BENCH_TMPDIR:-/tmp}"
+WORK=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/spate-bench.XXXXXX")
+BROKER_PID=""
+SAMPLER_PID=""
+cleanup() {
+  set +e
+  [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null
+  if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
+    kill -TERM "$BROKER_PID" 2>/dev/null
+    for _ in $(seq 1 $((BROKER_STOP_DEADLINE * 5))); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$BROKER_PID" 2>/dev/null
+  fi
+  if [ "$KEEP" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- jars (Maven Central, cached)
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$BENCH_DIR/pom.xml")
+POM_HASH=$(sha256sum "$BENCH_DIR/pom.xml" | cut -c1-12)
+JAR_DIR=$CACHE_ROOT/bench-jars/kafka-$KAFKA_VERSION-$POM_HASH
+if [ ! -f "$JAR_DIR/.complete" ]; then
+  log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $JAR_DIR"
+  mkdir -p "$CACHE_ROOT/bench-jars"
+  tmpjars=$(mktemp -d "$CACHE_ROOT/bench-jars/.tmp.XXXXXX")
+  if ! mvn -B -q -f "$BENCH_DIR/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$tmpjars" >"$WORK/mvn.log" 2>&1; then
+    cat "$WORK/mvn.log" >&2; rm -rf "$tmpjars"; die "mvn dependency:copy-dependencies failed"
+  fi
+  touch "$tmpjars/.complete"
+  rm -rf "$JAR_DIR"; mv "$tmpjars" "$JAR_DIR"
+fi
+for j in "kafka_2.13-$KAFKA_VERSION.jar" "kafka-tools-$KAFKA_VERSION.jar" "kafka-clients-$KAFKA_VERSION.jar"; do
+  [ -f "$JAR_DIR/$j" ] || die "$j missing from $JAR_DIR (delete that dir to refetch)"
+done
+
+# The group-less consumer / topic helper, compiled fresh each run (a second or two).
+mkdir -p "$WORK/classes"
+javac -nowarn -cp "$JAR_DIR/*" -d "$WORK/classes" \
+  "$BENCH_DIR/src/main/java/dev/spate/bench/BenchClient.java" || die "javac failed"
+
+CP="$JAR_DIR/*:$WORK/classes"
+LOG4J="-Dlog4j2.configurationFile=$BENCH_DIR/conf/log4j2.properties"
+TOOL_JAVA=(java -Xmx512M -XX:+UseG1GC -Djava.awt.headless=true "$LOG4J" -cp "$CP")
+
+# ---------------------------------------------------------------- helpers
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A port below the kernel's ephemeral range (so no client connection can hold it) that
+# nothing listens on.
+free_port() {
+  local p lo
+  lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$lo" -gt 12000 ] || lo=61000
+  for _ in $(seq 1 200); do
+    if [ "$lo" = 61000 ]; then p=$((61000 + RANDOM % 4000)); else p=$((10000 + RANDOM % (lo - 10000))); fi
+    port_open "$p" || { echo "$p"; return 0; }
+  done
+  die "no free port found"
+}
+now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
+rss_kb() { awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status" 2>/dev/null || true; }
+kb_to_mb() { awk -v k="$1" 'BEGIN{ if (k=="") print "-"; else printf "%.0f", k/1024 }'; }
+
+# RSS sampler: "<epoch ms> <VmRSS kB> <RssAnon kB> <RssFile kB>" every 100 ms while the
+# broker lives (bash builtins only, so it costs next to no CPU).
+start_sampler() {
+  local pid=$1 out=$2
+  (
+    while [ -r "/proc/$pid/status" ]; do
+      rss="" anon="" file=""
+      while read -r k v _; do
+        case "$k" in
+          VmRSS:) rss=$v ;; RssAnon:) anon=$v ;; RssFile:) file=$v; break ;;
+        esac
+      done <"/proc/$pid/status" || true
+      [ -n "$rss" ] && echo "$(( ${EPOCHREALTIME/./} / 1000 )) $rss ${anon:-0} ${file:-0}"
+      sleep 0.1
+    done
+  ) >"$out" 2>/dev/null &
+  SAMPLER_PID=$!
+}
+col_max() { awk -v c="$2" '$c>m {m=$c} END{ if (m) print m }' "$1"; } # FILE COLUMN
+peak_between() { awk -v a="$2" -v b="$3" '$1>=a && $1<=b && $2>m {m=$2} END{ if (m) print m }' "$1"; }
+
+wait_port() { # PORT PID; on failure sets WAIT_FAIL
+  local port=$1 pid=$2 deadline=$(( $(date +%s) + BROKER_START_DEADLINE )) rc=0
+  WAIT_FAIL=""
+  while ! port_open "$port"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid" 2>/dev/null || rc=$?
+      WAIT_FAIL="exited with code $rc before accepting connections"
+      return 1
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      WAIT_FAIL="port not open within ${BROKER_START_DEADLINE}s"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+stop_broker() {
+  local pid=$BROKER_PID rc=0
+  [ -n "$pid" ] || return 0
+  if [ -n "${WAIT_FAIL:-}${BROKER_DIED:-}" ] && ! kill -0 "$pid" 2>/dev/null; then
+    BROKER_PID=""
+    [ -n "$SAMPLER_PID" ] && { kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; }
+    SAMPLER_PID=""
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$(( $(date +%s) + BROKER_STOP_DEADLINE ))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      log "broker $pid did not stop within ${BROKER_STOP_DEADLINE}s, SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+  wait "$pid" 2>/dev/null || rc=$?
+  log "broker stopped (exit $rc)"
+  BROKER_PID=""
+  [ -n "$SAMPLER_PID" ] && { kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; }
+  SAMPLER_PID=""
+}
+
+start_kafka() {
+  local dir=$WORK/kafka port cport
+  port=$(free_port); cport=$(free_port)
+  while [ "$cport" = "$port" ]; do cport=$(free_port); done
+  mkdir -p "$dir/data"
+  cat >"$dir/server.properties" <<EOF
+# Single combined KRaft node (broker + controller). Everything not listed is Kafka's
+# default, in particular the flush policy: no log.flush.interval.messages/ms, so Kafka
+# never fsyncs per message and leaves flushing to the OS (and segment roll/shutdown).
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+default.replication.factor=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+  local cluster_id
+  cluster_id=$(java "$LOG4J" -cp "$CP" kafka.tools.StorageTool random-uuid | tail -n 1) || true
+  if ! java "$LOG4J" -cp "$CP" kafka.tools.StorageTool format -t "$cluster_id" \
+      -c "$dir/server.properties" >"$dir/format.log" 2>&1; then
+    cat "$dir/format.log" >&2
+    BROKER_LOG=$dir/format.log
+    WAIT_FAIL="storage format failed (cluster id '$cluster_id')"
+    return 1
+  fi
+  # JVM flags as bin/kafka-server-start.sh + bin/kafka-run-class.sh use by default.
+  # shellcheck disable=SC2086
+  java ${KAFKA_HEAP_OPTS:--Xmx1G -Xms1G} -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 \
+    -Djava.awt.headless=true -Dbench.log.level=INFO "$LOG4J" -cp "$CP" \
+    kafka.Kafka "$dir/server.properties" >"$dir/broker.log" 2>&1 &
+  BROKER_PID=$!
+  BOOTSTRAP=127.0.0.1:$port
+  BROKER_LOG=$dir/broker.log
+}
+
+start_spate() {
+  local dir=$WORK/spate port
+  port=$(free_port)
+  mkdir -p "$dir/data"
+  # shellcheck disable=SC2086
+  "$SPATE_BIN" --listen "127.0.0.1:$port" --data-dir "$dir/data" ${SPATE_EXTRA_ARGS:-} \
+    >"$dir/broker.log" 2>&1 &
+  BROKER_PID=$!
+  BOOTSTRAP=127.0.0.1:$port
+  BROKER_LOG=$dir/broker.log
+}
+
+# ---------------------------------------------------------------- tests
+ROWS=()        # markdown rows
+NOTES=()
+CPU_ROWS=()    # second table: broker CPU time per test
+add_row() {
+  ROWS+=("| $1 | $2 | $3 | $4 | $5 | $6 | $7 | $8 |")
+  CPU_ROWS+=("| $1 | $2 | $TEST_WALL_S | $TEST_CPU_S | $TEST_CPU_PCT |")
+  TEST_WALL_S="-"; TEST_CPU_S="-"; TEST_CPU_PCT="-"
+}
+TEST_WALL_S="-"; TEST_CPU_S="-"; TEST_CPU_PCT="-"
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+# utime+stime of the broker in clock ticks (fields 14+15 of /proc/<pid>/stat)
+cpu_ticks() { sed 's/.*) //' "/proc/$BROKER_PID/stat" 2>/dev/null | awk '{print $12 + $13}' || true; }
+
+TEST_T0=0
+TEST_T1=0
+# run_tool NAME DEADLINE CMD... : output in $WORK/out/<broker>-NAME.log, returns the rc
+run_tool() {
+  local name=$1 deadline=$2; shift 2
+  local out="$WORK/out/$CUR_BROKER-$name.log"
+  mkdir -p "$WORK/out"
+  TEST_T0=$(now_ms)
+  local rc=0 c0 c1
+  c0=$(cpu_ticks)
+  timeout --signal=TERM --kill-after=10 "$deadline" "$@" >"$out" 2>&1 || rc=$?
+  c1=$(cpu_ticks)
+  TEST_T1=$(now_ms)
+  LAST_OUT=$out
+  TEST_WALL_S=$(awk -v a="$TEST_T0" -v b="$TEST_T1" 'BEGIN{printf "%.1f", (b-a)/1000}')
+  if [ -n "$c0" ] && [ -n "$c1" ]; then
+    TEST_CPU_S=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN{printf "%.1f", (b-a)/t}')
+    TEST_CPU_PCT=$(awk -v c="$TEST_CPU_S" -v w="$TEST_WALL_S" 'BEGIN{ if (w > 0) printf "%.0f", 100*c/w; else print "-" }')
+  else
+    TEST_CPU_S="-"; TEST_CPU_PCT="-"
+  fi
+  if [ "$rc" != 0 ]; then
+    log "  $name failed (exit $rc$([ "$rc" = 124 ] && echo ", deadline ${deadline}s")); last lines of $out:"
+    tail -n 5 "$out" | sed 's/^/      /' >&2
+  fi
+  return $rc
+}
+
+create_topic() { # TOPIC[,TOPIC...] PARTITIONS
+  run_tool "create-${1%%,*}" 120 "${TOOL_JAVA[@]}" dev.spate.bench.BenchClient create-topic \
+    --bootstrap "$BOOTSTRAP" --topic "$1" --partitions "$2" --timeout-ms 90000
+}
+
+fail_reason() { # RC -> short text for the table, with a hint from the tool output ($LAST_OUT)
+  local rc=$1 hint=""
+  if [ -n "${LAST_OUT:-}" ] && [ -f "$LAST_OUT" ]; then
+    hint=$(grep -E -o '(does not support [A-Z_]+|[A-Za-z]+(Exception|Error): .*)' "$LAST_OUT" | head -n 1 | cut -c1-80 || true)
+    hint=${hint//|/\\|}
+  fi
+  case "$rc" in
+    124|137) echo "FAILED (deadline${hint:+: $hint})" ;;
+    [0-9]*) echo "FAILED (exit $rc${hint:+: $hint})" ;;
+    *) echo "FAILED ($rc${hint:+: $hint})" ;;
+  esac
+}
+
+# produce TEST_LABEL TOPIC ACKS COUNT THROUGHPUT
+produce() {
+  local label=$1 topic=$2 acks=$3 count=$4 tput=$5 rc=0
+  log "  $label: $count x ${RECORD_SIZE} B, acks=$acks, throughput=$tput"
+  # shellcheck disable=SC2086  # PRODUCER_PROPS is a list of k=v words
+  run_tool "$topic" "$TOOL_DEADLINE" "${TOOL_JAVA[@]}" org.apache.kafka.tools.ProducerPerformance \
+    --topic "$topic" --num-records "$count" --record-size "$RECORD_SIZE" --throughput "$tput" \
+    --bootstrap-server "$BOOTSTRAP" --reporting-interval 5000 \
+    --command-property acks="$acks" client.id=spate-bench ${PRODUCER_PROPS:-} || rc=$?
+  local peak; peak=$(kb_to_mb "$(peak_between "$RSS_FILE" "$TEST_T0" "$TEST_T1")")
+  # final summary line, e.g.
+  # 50000 records sent, 12540.7 records/sec (12.25 MB/sec), 1619.12 ms avg latency, 2212.00 ms max
+  # latency, 1625 ms 50th, 2152 ms 95th, 2189 ms 99th, 2211 ms 99.9th.
+  local line
+  line=$(grep -E '^[0-9]+ records sent, .* 99\.9th\.$' "$LAST_OUT" | tail -n 1 || true)
+  if [ "$rc" != 0 ] || [ -z "$line" ]; then
+    [ "$rc" != 0 ] || rc="no summary"
+    add_row "$CUR_BROKER" "$label" "$(fail_reason "$rc")" "-" "-" "-" "$IDLE_MB" "$peak"
+    return 0
+  fi
+  local sent rps mbs p50 p99
+  read -r sent rps mbs p50 p99 < <(echo "$line" | awk '{
+      gsub(/[(),]/, " ");
+      for (i = 1; i <= NF; i++) {
+        if ($(i+1) == "records" && $(i+2) == "sent") sent = $i;
+        if ($(i+1) == "records/sec") rps = $i;
+        if ($(i+1) == "MB/sec") mbs = $i;
+        if ($(i+1) == "ms" && $(i+2) == "50th") p50 = $i;
+        if ($(i+1) == "ms" && $(i+2) == "99th") p99 = $i;
+      }
+      print sent, rps, mbs, p50, p99 }')
+  if [ "$sent" != "$count" ]; then
+    NOTES+=("$CUR_BROKER $label: only $sent of $count records acknowledged (errors in the tool output)")
+    add_row "$CUR_BROKER" "$label" "FAILED ($sent/$count acked)" "-" "-" "-" "$IDLE_MB" "$peak"
+    return 0
+  fi
+  add_row "$CUR_BROKER" "$label" "$(printf '%.1f' "$mbs")" "$(printf '%.0f' "$rps")" "$p50" "$p99" "$IDLE_MB" "$peak"
+}
+
+# consume TEST_LABEL TOPIC COUNT
+consume() {
+  local label=$1 topic=$2 count=$3 rc=0
+  log "  $label: $count records from $topic (assign + seekToBeginning, no group)"
+  run_tool "consume-$topic" "$TOOL_DEADLINE" "${TOOL_JAVA[@]}" dev.spate.bench.BenchClient consume \
+    --bootstrap "$BOOTSTRAP" --topic "$topic" --records "$count" \
+    --timeout-ms $(( (TOOL_DEADLINE - 20) * 1000 )) || rc=$?
+  local peak; peak=$(kb_to_mb "$(peak_between "$RSS_FILE" "$TEST_T0" "$TEST_T1")")
+  local line; line=$(grep '^RESULT ' "$LAST_OUT" | tail -n 1 || true)
+  if [ "$rc" != 0 ] || [ -z "$line" ]; then
+    [ "$rc" != 0 ] || rc="no RESULT"
+    add_row "$CUR_BROKER" "$label" "$(fail_reason "$rc")" "-" "-" "-" "$IDLE_MB" "$peak"
+    return 0
+  fi
+  local rps mbs
+  rps=$(echo "$line" | sed -n 's/.* records_per_sec=\([0-9.]*\).*/\1/p')
+  mbs=$(echo "$line" | sed -n 's/.* mb_per_sec=\([0-9.]*\).*/\1/p')
+  add_row "$CUR_BROKER" "$label" "$(printf '%.1f' "$mbs")" "$(printf '%.0f' "$rps")" "-" "-" "$IDLE_MB" "$peak"
+}
+
+# consume_group TEST_LABEL TOPIC COUNT : Kafka's ConsumerPerformance (needs consumer groups)
+consume_group() {
+  local label=$1 topic=$2 count=$3 rc=0
+  log "  $label: $count records from $topic (ConsumerPerformance, consumer group)"
+  run_tool "cperf-$topic" "$TOOL_DEADLINE" "${TOOL_JAVA[@]}" org.apache.kafka.tools.ConsumerPerformance \
+    --bootstrap-server "$BOOTSTRAP" --topic "$topic" --num-records "$count" \
+    --group "spate-bench-$RANDOM" --timeout 30000 || rc=$?
+  local peak; peak=$(kb_to_mb "$(peak_between "$RSS_FILE" "$TEST_T0" "$TEST_T1")")
+  # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, ...
+  local line; line=$(grep -E '^[0-9]{4}-[0-9]{2}-[0-9]{2} ' "$LAST_OUT" | tail -n 1 || true)
+  local n; n=$(echo "$line" | awk -F', ' '{print $5}')
+  if [ "$rc" != 0 ] || [ -z "$line" ] || [ "$n" != "$count" ]; then
+    [ "$rc" != 0 ] || rc="got ${n:-0}/$count"
+    add_row "$CUR_BROKER" "$label" "$(fail_reason "$rc")" "-" "-" "-" "$IDLE_MB" "$peak"
+    return 0
+  fi
+  # fetch.MB.sec / fetch.nMsg.sec (columns 9, 10) exclude the group join/rebalance time
+  # (which on Kafka includes creating __consumer_offsets on first use).
+  local mbs rps
+  mbs=$(echo "$line" | awk -F', ' '{print $9}'); rps=$(echo "$line" | awk -F', ' '{print $10}')
+  add_row "$CUR_BROKER" "$label" "$(printf '%.1f' "$mbs")" "$(printf '%.0f' "$rps")" "-" "-" "$IDLE_MB" "$peak"
+}
+
+declare -A HWM_MB IDLE_OF ANON_MB FILE_MB
+
+# broker_dead: true (and records why, once) if the broker process has exited.
+broker_dead() {
+  kill -0 "$BROKER_PID" 2>/dev/null && return 1
+  if [ -z "$BROKER_DIED" ]; then
+    local rc=0; wait "$BROKER_PID" 2>/dev/null || rc=$?
+    BROKER_DIED="exited with code $rc"
+    log "  broker $BROKER_DIED; log tail:"; tail -n 20 "$BROKER_LOG" | sed 's/^/      /' >&2
+    NOTES+=("$CUR_BROKER: broker $BROKER_DIED during the run; last log line: \`$(tail -n 1 "$BROKER_LOG" | cut -c1-200)\`")
+  fi
+  return 0
+}
+
+# step FUNC LABEL ARGS... : pause, then run the test unless the broker has died.
+step() {
+  local fn=$1 label=$2; shift 2
+  TEST_WALL_S="-"; TEST_CPU_S="-"; TEST_CPU_PCT="-"
+  sleep "$PAUSE"
+  if broker_dead; then
+    add_row "$CUR_BROKER" "$label" "FAILED (broker $BROKER_DIED)" "-" "-" "-" "$IDLE_MB" "-"
+    return 0
+  fi
+  "$fn" "$label" "$@"
+}
+
+bench_broker() {
+  local broker=$1
+  CUR_BROKER=$broker
+  BROKER_DIED=""
+  WAIT_FAIL=""
+  log "=== $broker"
+  if [ "$broker" = spate ]; then
+    if [ ! -x "$SPATE_BIN" ]; then
+      log "spate binary not found at $SPATE_BIN, skipping"
+      NOTES+=("spate skipped: no executable at $SPATE_BIN (build it with cargo build --release -p spate-broker)")
+      add_row spate "all" "SKIPPED (no binary)" "-" "-" "-" "-" "-"
+      return 0
+    fi
+    start_spate
+  elif ! start_kafka; then
+    log "  kafka: $WAIT_FAIL"
+    NOTES+=("kafka: $WAIT_FAIL; last line: \`$(tail -n 1 "$BROKER_LOG" | cut -c1-200)\`")
+    add_row kafka "startup" "FAILED ($WAIT_FAIL)" "-" "-" "-" "-" "-"
+    return 0
+  fi
+  log "  started pid $BROKER_PID, waiting for $BOOTSTRAP"
+  if ! wait_port "${BOOTSTRAP##*:}" "$BROKER_PID"; then
+    log "  $broker $WAIT_FAIL; log tail:"
+    tail -n 20 "$BROKER_LOG" | sed 's/^/      /' >&2
+    NOTES+=("$broker: broker $WAIT_FAIL; last log line: \`$(tail -n 1 "$BROKER_LOG" | cut -c1-200)\`")
+    add_row "$broker" "startup" "FAILED ($WAIT_FAIL)" "-" "-" "-" "-" "-"
+    stop_broker
+    return 0
+  fi
+  RSS_FILE=$WORK/$broker-rss.txt
+  start_sampler "$BROKER_PID" "$RSS_FILE"
+  sleep "$IDLE_SETTLE"
+  IDLE_MB=$(kb_to_mb "$(rss_kb "$BROKER_PID" VmRSS)")
+  IDLE_OF[$broker]=$IDLE_MB
+  log "  idle RSS ${IDLE_MB} MB"
+
+  # Warm-up (not reported): JIT for Kafka, page cache / allocator for both.
+  if ! broker_dead && create_topic bench-warmup 1; then
+    run_tool warmup "$TOOL_DEADLINE" "${TOOL_JAVA[@]}" org.apache.kafka.tools.ProducerPerformance \
+      --topic bench-warmup --num-records "$WARMUP" --record-size "$RECORD_SIZE" --throughput -1 \
+      --bootstrap-server "$BOOTSTRAP" --command-property acks=1 client.id=spate-bench-warmup || true
+    run_tool warmup-consume "$TOOL_DEADLINE" "${TOOL_JAVA[@]}" dev.spate.bench.BenchClient consume \
+      --bootstrap "$BOOTSTRAP" --topic bench-warmup --records "$WARMUP" --timeout-ms 60000 || true
+  fi
+
+  local p
+  for p in ${PARTITIONS//,/ }; do
+    local sfx=""
+    [ "$p" = 1 ] || sfx=", $p partitions"
+    if broker_dead; then
+      add_row "$broker" "tests ($p partitions)" "FAILED (broker $BROKER_DIED)" "-" "-" "-" "$IDLE_MB" "-"
+      continue
+    fi
+    if ! create_topic "tput-acks1-p$p,tput-acksall-p$p,lat-acks1-p$p,lat-acksall-p$p" "$p"; then
+      add_row "$broker" "create topics ($p partitions)" "FAILED" "-" "-" "-" "$IDLE_MB" "-"
+      continue
+    fi
+    step produce "produce acks=1$sfx" "tput-acks1-p$p" 1 "$RECORDS" -1
+    step produce "produce acks=all$sfx" "tput-acksall-p$p" all "$RECORDS" -1
+    step consume "consume (assign, no group)$sfx" "tput-acks1-p$p" "$RECORDS"
+    step consume_group "consume (ConsumerPerformance, group)$sfx" "tput-acksall-p$p" "$RECORDS"
+    step produce "produce acks=1 @${LAT_RATE} rec/s$sfx" "lat-acks1-p$p" 1 "$LAT_RECORDS" "$LAT_RATE"
+    step produce "produce acks=all @${LAT_RATE} rec/s$sfx" "lat-acksall-p$p" all "$LAT_RECORDS" "$LAT_RATE"
+  done
+
+  HWM_MB[$broker]=$(kb_to_mb "$(rss_kb "$BROKER_PID" VmHWM)")
+  log "  VmHWM ${HWM_MB[$broker]} MB; stopping"
+  stop_broker
+  ANON_MB[$broker]=$(kb_to_mb "$(col_max "$RSS_FILE" 3)")
+  FILE_MB[$broker]=$(kb_to_mb "$(col_max "$RSS_FILE" 4)")
+  if [ "$KEEP" = 1 ]; then
+    cp "$BROKER_LOG" "$WORK/$broker-broker.log" 2>/dev/null || true
+  else
+    rm -rf "${WORK:?}/$broker/data"   # free the disk (GBs in full mode) before the next broker
+  fi
+}
+
+# ---------------------------------------------------------------- main
+START_UTC=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOAD_START%% *}" -v n="$(nproc)" 'BEGIN{exit !(l > n/2)}'; then
+  log "WARNING: load average $LOAD_START on $(nproc) CPUs: the machine is busy, numbers will be noisy"
+fi
+log "mode=$MODE records=$RECORDS x ${RECORD_SIZE} B, brokers=$BROKERS, partitions=$PARTITIONS, work=$WORK"
+for b in ${BROKERS//,/ }; do
+  case "$b" in kafka|spate) bench_broker "$b" ;; *) die "unknown broker $b" ;; esac
+done
+
+# ---------------------------------------------------------------- report
+SPATE_DESC="not run"
+if [[ ",$BROKERS," == *",spate,"* ]]; then
+  if [ -x "$SPATE_BIN" ]; then
+    SPATE_DESC="$SPATE_BIN (sha256 $(sha256sum "$SPATE_BIN" | cut -c1-12), built $(date -u -r "$SPATE_BIN" +%Y-%m-%dT%H:%MZ))"
+  else
+    SPATE_DESC="missing: $SPATE_BIN"
+  fi
+fi
+GIT_REV=$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+[ -z "$(git -C "$REPO_DIR" status --porcelain 2>/dev/null)" ] || GIT_REV="$GIT_REV (dirty)"
+CPU_MODEL=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
+MEM_GB=$(awk '/MemTotal/{printf "%.0f", $2/1024/1024}' /proc/meminfo)
+
+REPORT=$WORK/report.md
+{
+  echo "# Spate vs Apache Kafka — single broker benchmark ($MODE mode)"
+  echo
+  echo "- started: $START_UTC; repo: $GIT_REV"
+  echo "- load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- machine: $(nproc) CPUs ($CPU_MODEL), ${MEM_GB} GiB RAM, $(uname -sr); broker and clients share the machine"
+  echo "- Kafka: org.apache.kafka:kafka_2.13:$KAFKA_VERSION, single combined KRaft node, heap ${KAFKA_HEAP_OPTS:--Xmx1G -Xms1G}, default flush policy"
+  echo "- Spate: $SPATE_DESC ${SPATE_EXTRA_ARGS:+(args: $SPATE_EXTRA_ARGS)}"
+  echo "- client: kafka-tools/kafka-clients $KAFKA_VERSION (ProducerPerformance, ConsumerPerformance, bench BenchClient), $(java -version 2>&1 | head -n 1)"
+  echo "- workload: ${RECORD_SIZE}-byte records, replication factor 1, partitions: $PARTITIONS;"\
+       "throughput tests $RECORDS records (unthrottled), latency tests $LAT_RECORDS records at $LAT_RATE rec/s;"\
+       "warm-up $WARMUP records per broker (not reported); producer props: client defaults + acks=1|all${PRODUCER_PROPS:+ + $PRODUCER_PROPS}"
+  echo "- MB = 2^20 bytes. p50/p99: ProducerPerformance send→ack latency. RSS idle: VmRSS ${IDLE_SETTLE}s after the port opened;"\
+       "RSS peak: max VmRSS (sampled every 100 ms) during that test."
+  echo
+  echo "| broker | test | MB/s | records/s | p50 ms | p99 ms | RSS idle MB | RSS peak MB |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  for r in "${ROWS[@]}"; do echo "$r"; done
+  echo
+  echo "Broker CPU per test (utime+stime from /proc/<pid>/stat while the tool ran; wall = whole tool run incl. client JVM start; 200% = both cores):"
+  echo
+  echo "| broker | test | tool wall s | broker CPU s | broker CPU % |"
+  echo "|---|---|---:|---:|---:|"
+  for r in "${CPU_ROWS[@]}"; do echo "$r"; done
+  echo
+  for b in "${!HWM_MB[@]}"; do
+    echo "- $b: RSS idle ${IDLE_OF[$b]} MB; VmHWM (peak RSS over the whole run incl. warm-up) ${HWM_MB[$b]} MB;"\
+         "largest RssAnon sample ${ANON_MB[$b]} MB, largest RssFile sample (mapped files) ${FILE_MB[$b]} MB"
+  done
+  for n in "${NOTES[@]}"; do echo "- note: $n"; done
+} >"$REPORT"
+
+mkdir -p "$BENCH_DIR/results"
+base="$BENCH_DIR/results/$(date -u +%Y-%m-%d)$([ "$MODE" = quick ] && echo -quick)"
+dest="$base.md"; i=2
+while [ -e "$dest" ]; do dest="$base-$i.md"; i=$((i + 1)); done
+cp "$REPORT" "$dest"
+echo
+cat "$REPORT"
+echo
+log "written to ${dest#"$REPO_DIR"/}"
