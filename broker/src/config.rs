@@ -62,6 +62,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("offsets.topic.num.partitions", "50"),
     ("offsets.retention.minutes", "10080"),
     ("offset.metadata.max.bytes", "4096"),
+    ("group.consumer.heartbeat.interval.ms", "5000"),
+    ("group.consumer.session.timeout.ms", "45000"),
 ];
 
 /// Typed broker configuration.
@@ -203,6 +205,14 @@ impl BrokerConfig {
                     60 * positive::<u64>(&raw, "offsets.retention.minutes")?,
                 ),
                 offset_metadata_max_bytes: positive(&raw, "offset.metadata.max.bytes")?,
+                consumer_heartbeat_interval: Duration::from_millis(positive(
+                    &raw,
+                    "group.consumer.heartbeat.interval.ms",
+                )?),
+                consumer_session_timeout: Duration::from_millis(positive(
+                    &raw,
+                    "group.consumer.session.timeout.ms",
+                )?),
             },
             log_defaults,
             raw,

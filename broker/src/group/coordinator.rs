@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use super::codec::{self, GroupValue, Key, OffsetValue};
+use super::consumer_group::{ConsumerGroup, Heartbeat, HeartbeatOutcome, TopicsView};
 use super::group::{Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
 use crate::cluster::{Registry, Topic};
 use crate::context::now_ms;
@@ -33,6 +34,9 @@ pub struct GroupConfig {
     pub offsets_partitions: i32,
     pub offsets_retention: Duration,
     pub offset_metadata_max_bytes: usize,
+    /// KIP-848 groups: how often members heartbeat, and when a silent one is dropped.
+    pub consumer_heartbeat_interval: Duration,
+    pub consumer_session_timeout: Duration,
 }
 
 /// (topic, partition) → committed offset.
@@ -49,12 +53,13 @@ pub struct GroupCoordinator {
 #[derive(Default)]
 struct State {
     groups: HashMap<String, Group>,
+    consumer_groups: HashMap<String, ConsumerGroup>,
     offsets: HashMap<String, GroupOffsets>,
 }
 
 /// A group as DescribeGroups shows it.
 pub struct GroupDescription {
-    pub state: GroupState,
+    pub state: &'static str,
     pub protocol_type: String,
     pub protocol: String,
     /// (member id, instance id, client id, client host, metadata, assignment)
@@ -218,6 +223,13 @@ impl GroupCoordinator {
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.state.lock();
+            if state
+                .consumer_groups
+                .get(group_id)
+                .is_some_and(|g| !g.is_empty())
+            {
+                return JoinOutcome::error(ResponseError::InconsistentGroupProtocol, &member_id);
+            }
             let g = state
                 .groups
                 .entry(group_id.to_string())
@@ -255,6 +267,37 @@ impl GroupCoordinator {
         }
         rx.await
             .unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress))
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848).
+    pub fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        hb: Heartbeat,
+    ) -> Result<HeartbeatOutcome, ResponseError> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        let topics: TopicsView = self
+            .registry
+            .topics()
+            .iter()
+            .map(|t| (t.meta.name.clone(), (t.meta.id, t.partitions.len() as i32)))
+            .collect();
+        let mut state = self.state.lock();
+        if state.groups.get(group_id).is_some_and(|g| !g.is_empty()) {
+            // The id belongs to a live classic group.
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        let g = state
+            .consumer_groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| ConsumerGroup::new(group_id));
+        g.heartbeat(hb, Instant::now(), &topics)
+    }
+
+    pub fn consumer_heartbeat_interval(&self) -> Duration {
+        self.config.consumer_heartbeat_interval
     }
 
     pub fn heartbeat(
@@ -303,6 +346,29 @@ impl GroupCoordinator {
             return fail_all(ResponseError::InvalidGroupId, offsets.len());
         }
         let mut state = self.state.lock();
+        let consumer_group = state
+            .consumer_groups
+            .get(group_id)
+            .filter(|g| !g.is_empty() || !member_id.is_empty());
+        let refused = match consumer_group {
+            Some(cg) => cg.check_commit(member_id, generation).err(),
+            None => {
+                Self::check_classic_commit(&mut state, group_id, generation, member_id, instance_id)
+            }
+        };
+        if let Some(e) = refused {
+            return fail_all(e, offsets.len());
+        }
+        self.store_offsets(&mut state, group_id, offsets)
+    }
+
+    fn check_classic_commit(
+        state: &mut State,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Option<ResponseError> {
         let g = state
             .groups
             .entry(group_id.to_string())
@@ -312,13 +378,22 @@ impl GroupCoordinator {
                 // A commit during the join phase is fine (Kafka accepts it from a member of the
                 // previous generation); during CompletingRebalance it is not.
                 if e != ResponseError::RebalanceInProgress {
-                    return fail_all(e, offsets.len());
+                    return Some(e);
                 }
             }
             if g.state == GroupState::CompletingRebalance {
-                return fail_all(ResponseError::RebalanceInProgress, offsets.len());
+                return Some(ResponseError::RebalanceInProgress);
             }
         }
+        None
+    }
+
+    fn store_offsets(
+        &self,
+        state: &mut State,
+        group_id: &str,
+        offsets: Vec<(String, i32, OffsetValue)>,
+    ) -> Vec<Result<(), ResponseError>> {
         let mut results = Vec::with_capacity(offsets.len());
         let mut records = Vec::new();
         let mut accepted = Vec::new();
@@ -394,30 +469,76 @@ impl GroupCoordinator {
         }
     }
 
-    /// (group id, protocol type, state) of every group.
-    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+    /// (group id, protocol type, state name, group type) of every group.
+    pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
         let state = self.state.lock();
-        let mut ids: Vec<&String> = state.groups.keys().chain(state.offsets.keys()).collect();
+        let mut ids: Vec<&String> = state
+            .groups
+            .keys()
+            .chain(state.offsets.keys())
+            .chain(state.consumer_groups.keys())
+            .collect();
         ids.sort();
         ids.dedup();
         ids.into_iter()
-            .map(|id| match state.groups.get(id) {
-                Some(g) => (
-                    id.clone(),
-                    g.protocol_type.clone().unwrap_or_default(),
-                    g.state,
-                ),
-                None => (id.clone(), String::new(), GroupState::Empty),
+            .filter_map(|id| {
+                if let Some(g) = state.consumer_groups.get(id).filter(|g| !g.is_empty()) {
+                    return Some((
+                        id.clone(),
+                        "consumer".to_string(),
+                        g.state_name(),
+                        "consumer",
+                    ));
+                }
+                match state.groups.get(id) {
+                    Some(g) if g.state == GroupState::Dead => None,
+                    Some(g) => Some((
+                        id.clone(),
+                        g.protocol_type.clone().unwrap_or_default(),
+                        g.state.name(),
+                        "classic",
+                    )),
+                    None => Some((
+                        id.clone(),
+                        String::new(),
+                        GroupState::Empty.name(),
+                        "classic",
+                    )),
+                }
             })
-            .filter(|(_, _, s)| *s != GroupState::Dead)
             .collect()
     }
 
     pub fn describe(&self, group_id: &str) -> GroupDescription {
         let state = self.state.lock();
+        if let Some(cg) = state
+            .consumer_groups
+            .get(group_id)
+            .filter(|g| !g.is_empty())
+        {
+            return GroupDescription {
+                state: cg.state_name(),
+                protocol_type: "consumer".into(),
+                protocol: cg.assignor.clone(),
+                members: cg
+                    .members
+                    .values()
+                    .map(|m| {
+                        (
+                            m.id.clone(),
+                            m.instance_id.clone(),
+                            m.client_id.clone(),
+                            m.client_host.clone(),
+                            Bytes::new(),
+                            Bytes::new(),
+                        )
+                    })
+                    .collect(),
+            };
+        }
         match state.groups.get(group_id) {
             Some(g) => GroupDescription {
-                state: g.state,
+                state: g.state.name(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
                 // Kafka shows the protocol only once a generation has formed.
                 protocol: if matches!(
@@ -445,13 +566,13 @@ impl GroupCoordinator {
                     .collect(),
             },
             None if state.offsets.contains_key(group_id) => GroupDescription {
-                state: GroupState::Empty,
+                state: "Empty",
                 protocol_type: String::new(),
                 protocol: String::new(),
                 members: vec![],
             },
             None => GroupDescription {
-                state: GroupState::Dead,
+                state: "Dead",
                 protocol_type: String::new(),
                 protocol: String::new(),
                 members: vec![],
@@ -459,14 +580,24 @@ impl GroupCoordinator {
         }
     }
 
+    fn has_members(state: &State, group_id: &str) -> bool {
+        state.groups.get(group_id).is_some_and(|g| !g.is_empty())
+            || state
+                .consumer_groups
+                .get(group_id)
+                .is_some_and(|g| !g.is_empty())
+    }
+
     /// Deletes an empty group and its offsets.
     pub fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
         let mut state = self.state.lock();
-        let known = state.groups.contains_key(group_id) || state.offsets.contains_key(group_id);
+        let known = state.groups.contains_key(group_id)
+            || state.offsets.contains_key(group_id)
+            || state.consumer_groups.contains_key(group_id);
         if !known {
             return Err(ResponseError::GroupIdNotFound);
         }
-        if state.groups.get(group_id).is_some_and(|g| !g.is_empty()) {
+        if Self::has_members(&state, group_id) {
             return Err(ResponseError::NonEmptyGroup);
         }
         let mut records: Vec<(Key, Option<Bytes>)> = state
@@ -498,6 +629,7 @@ impl GroupCoordinator {
             g.kill();
         }
         state.offsets.remove(group_id);
+        state.consumer_groups.remove(group_id);
         Ok(())
     }
 
@@ -511,7 +643,7 @@ impl GroupCoordinator {
         if !state.groups.contains_key(group_id) && !state.offsets.contains_key(group_id) {
             return Err(ResponseError::GroupIdNotFound);
         }
-        let active = state.groups.get(group_id).is_some_and(|g| !g.is_empty());
+        let active = Self::has_members(&state, group_id);
         let results: Vec<Result<(), ResponseError>> = partitions
             .iter()
             .map(|(t, _)| {
@@ -557,7 +689,16 @@ impl GroupCoordinator {
     pub fn tick(&self) {
         let now = Instant::now();
         let mut state = self.state.lock();
-        let State { groups, offsets } = &mut *state;
+        let State {
+            groups,
+            offsets,
+            consumer_groups,
+        } = &mut *state;
+        for g in consumer_groups.values_mut() {
+            for id in g.tick(now, self.config.consumer_session_timeout) {
+                tracing::info!(group = %g.id, member = %id, "consumer group member removed (session timeout or slow revocation)");
+            }
+        }
         for g in groups.values_mut() {
             for id in g.tick(now) {
                 tracing::info!(group = %g.id, member = %id, "member removed after session timeout");
@@ -567,7 +708,9 @@ impl GroupCoordinator {
         let horizon = now_ms() - self.config.offsets_retention.as_millis() as i64;
         let mut expired: Vec<(String, Vec<(String, i32)>)> = Vec::new();
         for (group, committed) in offsets.iter() {
-            if groups.get(group).is_some_and(|g| !g.is_empty()) {
+            if groups.get(group).is_some_and(|g| !g.is_empty())
+                || consumer_groups.get(group).is_some_and(|g| !g.is_empty())
+            {
                 continue;
             }
             let old: Vec<(String, i32)> = committed

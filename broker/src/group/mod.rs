@@ -1,6 +1,8 @@
 //! Consumer groups: the classic rebalance protocol and committed offsets.
 
+pub mod assignor;
 pub mod codec;
+pub mod consumer_group;
 pub mod coordinator;
 #[allow(clippy::module_inception)]
 pub mod group;

@@ -15,26 +15,26 @@ pub fn list(ctx: &Context, req: ListGroupsRequest) -> ListGroupsResponse {
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, state)| {
+        .filter(|(_, _, state, _)| {
             req.states_filter.is_empty()
                 || req
                     .states_filter
                     .iter()
-                    .any(|s| s.as_str().eq_ignore_ascii_case(state.name()))
+                    .any(|s| s.as_str().eq_ignore_ascii_case(state))
         })
-        .filter(|_| {
+        .filter(|(_, _, _, kind)| {
             req.types_filter.is_empty()
                 || req
                     .types_filter
                     .iter()
-                    .any(|t| t.as_str().eq_ignore_ascii_case("classic"))
+                    .any(|t| t.as_str().eq_ignore_ascii_case(kind))
         })
-        .map(|(id, protocol_type, state)| {
+        .map(|(id, protocol_type, state, kind)| {
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(id)))
                 .with_protocol_type(str_bytes(protocol_type))
-                .with_group_state(str_bytes(state.name()))
-                .with_group_type(str_bytes("classic"))
+                .with_group_state(str_bytes(state))
+                .with_group_type(str_bytes(kind))
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
@@ -48,7 +48,7 @@ pub fn describe(ctx: &Context, req: DescribeGroupsRequest) -> DescribeGroupsResp
             let d = ctx.groups.describe(&id);
             DescribedGroup::default()
                 .with_group_id(id)
-                .with_group_state(str_bytes(d.state.name()))
+                .with_group_state(str_bytes(d.state))
                 .with_protocol_type(str_bytes(d.protocol_type))
                 .with_protocol_data(str_bytes(d.protocol))
                 .with_authorized_operations(i32::MIN)

@@ -2,6 +2,7 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
@@ -65,5 +66,8 @@ pub async fn dispatch(ctx: &Context, env: RequestEnvelope, peer: SocketAddr) -> 
         Request::DescribeGroups(r) => Response::DescribeGroups(groups_admin::describe(ctx, r)),
         Request::DeleteGroups(r) => Response::DeleteGroups(groups_admin::delete(ctx, r)),
         Request::OffsetDelete(r) => Response::OffsetDelete(groups_admin::delete_offsets(ctx, r)),
+        Request::ConsumerGroupHeartbeat(r) => Response::ConsumerGroupHeartbeat(
+            consumer_group_heartbeat::handle(ctx, &client_id, peer, r),
+        ),
     })
 }

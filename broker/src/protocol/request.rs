@@ -46,6 +46,7 @@ requests! {
     DescribeGroups => DescribeGroupsRequest,
     DeleteGroups => DeleteGroupsRequest,
     OffsetDelete => OffsetDeleteRequest,
+    ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
 }
 
 /// A decoded request with what the response needs from its header.

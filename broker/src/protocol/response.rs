@@ -46,6 +46,7 @@ responses! {
     DescribeGroups => DescribeGroupsResponse,
     DeleteGroups => DeleteGroupsResponse,
     OffsetDelete => OffsetDeleteResponse,
+    ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
 }
 
 /// Appends `int32 size | header | body` for `response` at `version` to `out`.
