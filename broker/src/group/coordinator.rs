@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use super::codec::{self, GroupValue, Key, OffsetValue};
 use super::consumer_group::{ConsumerGroup, Heartbeat, HeartbeatOutcome, TopicsView};
+use super::consumer_protocol;
 use super::group::{Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
 use crate::cluster::{Registry, Topic};
 use crate::context::now_ms;
@@ -516,6 +517,13 @@ impl GroupCoordinator {
             .get(group_id)
             .filter(|g| !g.is_empty())
         {
+            // Admin clients parse members in the classic consumer protocol's format.
+            let names: BTreeMap<uuid::Uuid, String> = self
+                .registry
+                .topics()
+                .iter()
+                .map(|t| (t.meta.id, t.meta.name.clone()))
+                .collect();
             return GroupDescription {
                 state: cg.state_name(),
                 protocol_type: "consumer".into(),
@@ -529,8 +537,8 @@ impl GroupCoordinator {
                             m.instance_id.clone(),
                             m.client_id.clone(),
                             m.client_host.clone(),
-                            Bytes::new(),
-                            Bytes::new(),
+                            consumer_protocol::subscription(&m.subscribed),
+                            consumer_protocol::assignment(&m.assigned, &names),
                         )
                     })
                     .collect(),

@@ -3,6 +3,7 @@
 pub mod assignor;
 pub mod codec;
 pub mod consumer_group;
+pub mod consumer_protocol;
 pub mod coordinator;
 #[allow(clippy::module_inception)]
 pub mod group;
