@@ -33,6 +33,7 @@ pub enum ConfigError {
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("node.id", "0"),
     ("listeners", "127.0.0.1:9092"),
+    ("http.listeners", "127.0.0.1:9644"),
     ("advertised.listeners", ""),
     ("log.dirs", "./spate-data"),
     ("auto.create.topics.enable", "true"),
@@ -71,6 +72,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
 pub struct BrokerConfig {
     pub node_id: i32,
     pub listen: SocketAddr,
+    /// The HTTP endpoint (metrics, health); `None` when `http.listeners` is empty.
+    pub http_listen: Option<SocketAddr>,
+    /// Whether `http.listeners` was set explicitly (then failing to bind it is fatal).
+    pub http_listen_explicit: bool,
     /// Host and port put in Metadata; defaults to the bound listen address.
     pub advertised: Option<(String, u16)>,
     pub data_dir: PathBuf,
@@ -122,6 +127,13 @@ impl BrokerConfig {
     pub fn from_raw(raw: BTreeMap<String, String>) -> Result<Self, ConfigError> {
         let get = |k: &str| raw.get(k).map(String::as_str).unwrap_or_default();
         let listen = parse_addr("listeners", get("listeners"))?;
+        let http_listen = match get("http.listeners") {
+            "" => None,
+            s => Some(parse_addr("http.listeners", s)?),
+        };
+        let http_listen_explicit = DEFAULTS
+            .iter()
+            .any(|(k, v)| *k == "http.listeners" && *v != get("http.listeners"));
         let advertised = match get("advertised.listeners") {
             "" => None,
             s => {
@@ -176,6 +188,8 @@ impl BrokerConfig {
         Ok(Self {
             node_id: num(&raw, "node.id")?,
             listen,
+            http_listen,
+            http_listen_explicit,
             advertised,
             data_dir: PathBuf::from(get("log.dirs")),
             auto_create_topics: boolean(&raw, "auto.create.topics.enable")?,

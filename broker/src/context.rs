@@ -7,11 +7,13 @@ use kafka_protocol::protocol::StrBytes;
 use crate::cluster::Registry;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
+use crate::observability::Metrics;
 
 pub struct Context {
     pub registry: Arc<Registry>,
     pub config: Arc<BrokerConfig>,
     pub groups: Arc<GroupCoordinator>,
+    pub metrics: Arc<Metrics>,
     /// Host and port clients are told to use.
     pub advertised_host: String,
     pub advertised_port: u16,

@@ -9,6 +9,7 @@
 //! - `producer/`  — idempotent producer ids and per-partition sequence state.
 //! - `group/`     — consumer groups (classic rebalance protocol) and committed offsets,
 //!   durable in `__consumer_offsets`.
+//! - `observability/` — Prometheus metrics and the HTTP health endpoints (warp).
 //! - `config.rs`  — broker settings: defaults < file < environment < CLI.
 //! - the log itself (segments, indexes, recovery, retention, compaction) is the `spate-log`
 //!   crate in `broker/log`.
@@ -18,10 +19,12 @@ pub mod config;
 pub mod context;
 pub mod group;
 pub mod handlers;
+pub mod observability;
 pub mod producer;
 pub mod protocol;
 pub mod server;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -35,6 +38,8 @@ use crate::group::GroupCoordinator;
 /// A started broker: bound, recovered, serving until `shutdown` is triggered.
 pub struct Broker {
     pub local_addr: std::net::SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if anywhere.
+    pub http_addr: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: tokio::task::JoinSet<()>,
     registry: Arc<Registry>,
@@ -62,16 +67,45 @@ impl Broker {
             registry: registry.clone(),
             config: config.clone(),
             groups: groups.clone(),
+            metrics: Arc::new(observability::Metrics::new()),
             advertised_host,
             advertised_port,
         });
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
+        let ready = Arc::new(AtomicBool::new(false));
+        let http_addr = match config.http_listen {
+            None => None,
+            Some(addr) => match TcpListener::bind(addr).await {
+                Ok(l) => {
+                    let bound = l.local_addr()?;
+                    tasks.spawn(observability::http::serve(
+                        l,
+                        ctx.clone(),
+                        ready.clone(),
+                        rx.clone(),
+                    ));
+                    Some(bound)
+                }
+                Err(e) if config.http_listen_explicit => {
+                    return Err(anyhow::anyhow!("binding http.listeners {addr}: {e}"))
+                }
+                // The default port may be taken by another broker on this host; Kafka clients
+                // are still served, and the log says where metrics are not.
+                Err(e) => {
+                    tracing::warn!("HTTP endpoint disabled: binding the default {addr}: {e}");
+                    None
+                }
+            },
+        };
         tasks.spawn(server::listener::run(ctx, listener, rx.clone()));
         tasks.spawn(server::maintenance::run(registry.clone(), rx.clone()));
         tasks.spawn(server::group_timers::run(groups, rx));
+        // Logs recovered, metadata and groups loaded, listener bound: clients can be served.
+        ready.store(true, Ordering::Release);
         Ok(Self {
             local_addr,
+            http_addr,
             shutdown,
             tasks,
             registry,

@@ -55,7 +55,11 @@ fn main() -> anyhow::Result<()> {
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let broker = Broker::start(config).await?;
-    tracing::info!(addr = %broker.local_addr, data_dir = %data_dir.display(), "spate broker listening");
+    let http = broker
+        .http_addr
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "off".into());
+    tracing::info!(addr = %broker.local_addr, %http, data_dir = %data_dir.display(), "spate broker listening");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),

@@ -26,13 +26,13 @@ pub async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> FetchResp
         appended.borrow_and_update();
         let (response, bytes, errors) = read_once(ctx, version, &req);
         if bytes >= req.min_bytes.max(0) as usize || errors || Instant::now() >= deadline {
-            return response;
+            return count_out(ctx, response);
         }
-        if tokio::time::timeout_at(deadline, appended.changed())
-            .await
-            .is_err()
-        {
-            return read_once(ctx, version, &req).0;
+        ctx.metrics.fetch_purgatory.inc();
+        let woken = tokio::time::timeout_at(deadline, appended.changed()).await;
+        ctx.metrics.fetch_purgatory.dec();
+        if woken.is_err() {
+            return count_out(ctx, read_once(ctx, version, &req).0);
         }
     }
 }
@@ -124,4 +124,31 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
         total,
         errors,
     )
+}
+
+/// Counts what a fetch response carries out, by topic, before it is sent.
+fn count_out(ctx: &Context, response: FetchResponse) -> FetchResponse {
+    for t in &response.responses {
+        let name = if t.topic.is_empty() {
+            ctx.registry
+                .topic_by_id(t.topic_id)
+                .map(|t| t.meta.name.clone())
+                .unwrap_or_default()
+        } else {
+            t.topic.to_string()
+        };
+        for p in &t.partitions {
+            if let Some(r) = p.records.as_ref().filter(|r| !r.is_empty()) {
+                ctx.metrics
+                    .bytes_out
+                    .with_label_values(&[name.as_str()])
+                    .inc_by(r.len() as u64);
+                ctx.metrics
+                    .records_out
+                    .with_label_values(&[name.as_str()])
+                    .inc_by(crate::observability::metrics::record_count(r));
+            }
+        }
+    }
+    response
 }

@@ -52,14 +52,24 @@ pub fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceResponse> {
                     let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
                         return fail(ResponseError::CorruptMessage, "no record batches".into());
                     };
-                    match partition.append(records, now) {
+                    let (bytes, count) = (records.len() as u64, crate::observability::metrics::record_count(&records));
+                    let timer = ctx.metrics.produce_append_seconds.start_timer();
+                    let appended = partition.append(records, now);
+                    timer.observe_duration();
+                    match appended {
                         Ok(a) => {
                             appended_any |= !a.duplicate;
+                            if !a.duplicate {
+                                ctx.metrics.bytes_in.with_label_values(&[topic.name.as_str()]).inc_by(bytes);
+                                ctx.metrics.records_in.with_label_values(&[topic.name.as_str()]).inc_by(count);
+                            }
                             resp.with_base_offset(a.base_offset)
                                 .with_log_append_time_ms(a.log_append_time)
                                 .with_log_start_offset(a.log_start_offset)
                         }
                         Err(e) => {
+                            let code = format!("{:?}", e.code);
+                            ctx.metrics.request_errors.with_label_values(&["Produce", code.as_str()]).inc();
                             tracing::debug!(topic = %topic.name.as_str(), partition = pd.index, "produce refused: {e}");
                             fail(e.code, e.message)
                         }

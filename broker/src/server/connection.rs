@@ -23,6 +23,9 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    ctx.metrics.connections.inc();
+    ctx.metrics.connections_total.inc();
+    let _open = OpenConnection(ctx.clone());
     let decoder = FrameDecoder::new(ctx.config.socket_request_max_bytes);
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut output = BytesMut::with_capacity(64 * 1024);
@@ -39,10 +42,18 @@ pub async fn serve(
             let response = match decode_request(frame) {
                 Ok(env) => {
                     let (correlation_id, version) = (env.correlation_id, env.version);
+                    let api = crate::protocol::versions::name(env.api_key);
+                    ctx.metrics.requests.with_label_values(&[api]).inc();
+                    let timer = ctx
+                        .metrics
+                        .request_seconds
+                        .with_label_values(&[api])
+                        .start_timer();
                     let handled = tokio::select! {
                         r = dispatch(&ctx, env, peer) => r,
                         _ = shutdown.changed() => return,
                     };
+                    timer.observe_duration();
                     handled.map(|r| (correlation_id, version, r))
                 }
                 Err(DecodeError::UnsupportedVersion {
@@ -88,5 +99,14 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// Decrements the open-connection gauge however the connection ends.
+struct OpenConnection(Arc<Context>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics.connections.dec();
     }
 }

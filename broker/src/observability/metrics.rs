@@ -1,0 +1,312 @@
+//! Broker metrics, exported in Prometheus text format on `/metrics`.
+//!
+//! Counters move on the request path; gauges that describe state (log sizes, leaders,
+//! consumer lag, partition health) are computed at scrape time from the registry and the
+//! group coordinator, so they are never stale and cost nothing between scrapes.
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::cluster::Registry as Topics;
+use crate::group::GroupCoordinator;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_errors: IntCounterVec,
+    pub request_seconds: HistogramVec,
+    pub bytes_in: IntCounterVec,
+    pub bytes_out: IntCounterVec,
+    pub records_in: IntCounterVec,
+    pub records_out: IntCounterVec,
+    pub connections: IntGauge,
+    pub connections_total: IntCounter,
+    pub fetch_purgatory: IntGauge,
+    pub produce_purgatory: IntGauge,
+    pub produce_append_seconds: Histogram,
+    pub isr_shrinks: IntCounter,
+    pub isr_expands: IntCounter,
+    // Computed at scrape time.
+    log_size: IntGaugeVec,
+    log_end_offset: IntGaugeVec,
+    leader_count: IntGauge,
+    partition_count: IntGauge,
+    under_replicated: IntGauge,
+    offline: IntGauge,
+    under_min_isr: IntGauge,
+    active_controller: IntGauge,
+    groups: IntGaugeVec,
+    group_members: IntGaugeVec,
+    consumer_lag: IntGaugeVec,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+/// Latency buckets from 100 µs to 10 s: produce and fetch both land in range.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[allow(clippy::expect_used)] // metric definitions are static; a failure is a programming error caught by tests
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "spate_request_duration_seconds",
+                "Time to handle a request, by API",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["api"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(request_seconds.clone()))
+            .expect("unique metric");
+        let produce_append_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "spate_produce_append_duration_seconds",
+                "Time to append one partition's batches to its log",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        r.register(Box::new(produce_append_seconds.clone()))
+            .expect("unique metric");
+        Self {
+            requests: counter_vec(
+                &r,
+                "spate_requests_total",
+                "Requests handled, by API",
+                &["api"],
+            ),
+            request_errors: counter_vec(
+                &r,
+                "spate_request_errors_total",
+                "Partition or resource level errors returned, by API and error",
+                &["api", "error"],
+            ),
+            request_seconds,
+            bytes_in: counter_vec(
+                &r,
+                "spate_bytes_in_total",
+                "Record batch bytes appended by producers, by topic",
+                &["topic"],
+            ),
+            bytes_out: counter_vec(
+                &r,
+                "spate_bytes_out_total",
+                "Record batch bytes returned to fetchers, by topic",
+                &["topic"],
+            ),
+            records_in: counter_vec(
+                &r,
+                "spate_records_in_total",
+                "Records appended by producers, by topic",
+                &["topic"],
+            ),
+            records_out: counter_vec(
+                &r,
+                "spate_records_out_total",
+                "Records returned to fetchers, by topic",
+                &["topic"],
+            ),
+            connections: gauge(&r, "spate_connections", "Open client connections"),
+            connections_total: counter(
+                &r,
+                "spate_connections_accepted_total",
+                "Client connections accepted",
+            ),
+            fetch_purgatory: gauge(
+                &r,
+                "spate_fetch_purgatory_size",
+                "Fetch requests waiting for data (long-poll)",
+            ),
+            produce_purgatory: gauge(
+                &r,
+                "spate_produce_purgatory_size",
+                "Produce requests waiting for replication (acks=all)",
+            ),
+            produce_append_seconds,
+            isr_shrinks: counter(
+                &r,
+                "spate_isr_shrinks_total",
+                "Replicas removed from an in-sync replica set",
+            ),
+            isr_expands: counter(
+                &r,
+                "spate_isr_expands_total",
+                "Replicas added back to an in-sync replica set",
+            ),
+            log_size: gauge_vec(
+                &r,
+                "spate_log_size_bytes",
+                "Bytes on disk per partition",
+                &["topic", "partition"],
+            ),
+            log_end_offset: gauge_vec(
+                &r,
+                "spate_log_end_offset",
+                "Next offset per partition",
+                &["topic", "partition"],
+            ),
+            leader_count: gauge(&r, "spate_leader_count", "Partitions this broker leads"),
+            partition_count: gauge(&r, "spate_partition_count", "Partitions this broker hosts"),
+            under_replicated: gauge(
+                &r,
+                "spate_under_replicated_partitions",
+                "Led partitions whose ISR is smaller than their replica set",
+            ),
+            offline: gauge(
+                &r,
+                "spate_offline_partitions",
+                "Partitions without a leader",
+            ),
+            under_min_isr: gauge(
+                &r,
+                "spate_under_min_isr_partitions",
+                "Led partitions whose ISR is below min.insync.replicas",
+            ),
+            active_controller: gauge(
+                &r,
+                "spate_active_controller",
+                "1 if this broker is the active controller",
+            ),
+            groups: gauge_vec(
+                &r,
+                "spate_consumer_groups",
+                "Consumer groups by state",
+                &["state"],
+            ),
+            group_members: gauge_vec(
+                &r,
+                "spate_consumer_group_members",
+                "Members per consumer group",
+                &["group"],
+            ),
+            consumer_lag: gauge_vec(
+                &r,
+                "spate_consumer_group_lag",
+                "Log end offset minus committed offset",
+                &["group", "topic", "partition"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// Refreshes the scrape-time gauges and renders everything in the text format.
+    pub fn render(&self, topics: &Topics, groups: &GroupCoordinator) -> String {
+        self.refresh(topics, groups);
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!("encoding metrics: {e}");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn refresh(&self, topics: &Topics, groups: &GroupCoordinator) {
+        self.log_size.reset();
+        self.log_end_offset.reset();
+        let mut partitions = 0;
+        let mut ends = std::collections::HashMap::new();
+        for t in topics.topics() {
+            for p in &t.partitions {
+                partitions += 1;
+                let idx = p.index.to_string();
+                self.log_size
+                    .with_label_values(&[t.meta.name.as_str(), idx.as_str()])
+                    .set(p.size_bytes() as i64);
+                if let Ok((_, end)) = p.offsets() {
+                    self.log_end_offset
+                        .with_label_values(&[t.meta.name.as_str(), idx.as_str()])
+                        .set(end);
+                    ends.insert((t.meta.name.clone(), p.index), end);
+                }
+            }
+        }
+        // A single node leads every partition it hosts, each with a one-replica ISR.
+        self.partition_count.set(partitions);
+        self.leader_count.set(partitions);
+        self.under_replicated.set(0);
+        self.offline.set(0);
+        self.under_min_isr.set(0);
+        self.active_controller.set(1);
+        self.groups.reset();
+        self.group_members.reset();
+        self.consumer_lag.reset();
+        for (group, _, state, _) in groups.list() {
+            self.groups.with_label_values(&[state]).inc();
+            let d = groups.describe(&group);
+            self.group_members
+                .with_label_values(&[group.as_str()])
+                .set(d.members.len() as i64);
+            for (topic, parts) in groups.fetch_offsets(&group, None) {
+                for (p, committed) in parts {
+                    let (Some(c), Some(end)) = (committed, ends.get(&(topic.clone(), p))) else {
+                        continue;
+                    };
+                    let idx = p.to_string();
+                    self.consumer_lag
+                        .with_label_values(&[group.as_str(), topic.as_str(), idx.as_str()])
+                        .set((end - c.offset).max(0));
+                }
+            }
+        }
+    }
+}
+
+/// Records in a buffer of record batches, read from their headers (no decompression).
+pub fn record_count(batches: &bytes::Bytes) -> u64 {
+    let mut pos = 0usize;
+    let mut n = 0u64;
+    // baseOffset(8) batchLength(4) ... recordsCount at byte 57 of the batch.
+    while pos + 61 <= batches.len() {
+        let len = i32::from_be_bytes([
+            batches[pos + 8],
+            batches[pos + 9],
+            batches[pos + 10],
+            batches[pos + 11],
+        ]);
+        if len < 49 {
+            break;
+        }
+        let count = i32::from_be_bytes([
+            batches[pos + 57],
+            batches[pos + 58],
+            batches[pos + 59],
+            batches[pos + 60],
+        ]);
+        n += count.max(0) as u64;
+        pos += 12 + len as usize;
+    }
+    n
+}

@@ -1,0 +1,6 @@
+//! What operators watch: Prometheus metrics and the HTTP health endpoints.
+
+pub mod http;
+pub mod metrics;
+
+pub use metrics::Metrics;
