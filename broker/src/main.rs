@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use spate_broker::config::BrokerConfig;
+use spate_broker::observability::telemetry;
 use spate_broker::Broker;
 
 /// A Kafka wire-compatible event streaming broker.
@@ -45,11 +46,16 @@ fn main() -> anyhow::Result<()> {
         overrides.push(("node.id".into(), n.to_string()));
     }
     let config = BrokerConfig::load(cli.config.as_deref(), std::env::vars(), overrides)?;
-    init_logging(config.json_logs);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run(config))
+        .block_on(async {
+            // Inside the runtime: the OTLP exporter's gRPC channel runs on it.
+            let telemetry = telemetry::init(config.json_logs);
+            let result = run(config).await;
+            telemetry.shutdown();
+            result
+        })
 }
 
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
@@ -68,17 +74,4 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     broker.shutdown().await;
     tracing::info!("shut down cleanly");
     Ok(())
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

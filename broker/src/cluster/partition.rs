@@ -54,7 +54,9 @@ pub fn log_error_code(e: &LogError) -> ResponseError {
         LogError::Corrupt(_) => ResponseError::CorruptMessage,
         LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
         LogError::TooLarge { .. } => ResponseError::MessageTooLarge,
-        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::OffsetOutOfRange { .. } | LogError::OffsetMismatch { .. } => {
+            ResponseError::OffsetOutOfRange
+        }
         LogError::Io(_) => ResponseError::KafkaStorageError,
     }
 }

@@ -18,6 +18,8 @@ use super::assignor::{self, TopicPartition};
 pub const JOIN_EPOCH: i32 = 0;
 pub const LEAVE_EPOCH: i32 = -1;
 pub const STATIC_LEAVE_EPOCH: i32 = -2;
+/// Kafka's default `max.poll.interval.ms`, used when a joining member names no timeout.
+const DEFAULT_REBALANCE_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
 pub struct Heartbeat {
@@ -25,7 +27,8 @@ pub struct Heartbeat {
     pub member_epoch: i32,
     pub instance_id: Option<String>,
     pub rack_id: Option<String>,
-    pub rebalance_timeout: Duration,
+    /// `None`: unchanged (the client sends -1 after joining).
+    pub rebalance_timeout: Option<Duration>,
     /// `None`: unchanged since the last heartbeat.
     pub subscribed_topics: Option<Vec<String>>,
     pub server_assignor: Option<String>,
@@ -50,6 +53,7 @@ pub struct ConsumerMember {
     pub client_host: String,
     pub epoch: i32,
     previous_epoch: i32,
+    pub rack: Option<String>,
     pub subscribed: Vec<String>,
     rebalance_timeout: Duration,
     /// What the member has been told it owns.
@@ -147,7 +151,12 @@ impl ConsumerGroup {
             .get_mut(&member_id)
             .ok_or(ResponseError::UnknownMemberId)?;
         m.last_seen = now;
-        m.rebalance_timeout = hb.rebalance_timeout;
+        if let Some(t) = hb.rebalance_timeout {
+            m.rebalance_timeout = t;
+        }
+        if hb.rack_id.is_some() {
+            m.rack = hb.rack_id.clone();
+        }
         m.client_id = hb.client_id.clone();
         m.client_host = hb.client_host.clone();
         if let Some(subscribed) = &hb.subscribed_topics {
@@ -237,8 +246,9 @@ impl ConsumerGroup {
                 client_host: hb.client_host.clone(),
                 epoch: JOIN_EPOCH,
                 previous_epoch: JOIN_EPOCH,
+                rack: hb.rack_id.clone(),
                 subscribed: vec![],
-                rebalance_timeout: hb.rebalance_timeout,
+                rebalance_timeout: hb.rebalance_timeout.unwrap_or(DEFAULT_REBALANCE_TIMEOUT),
                 assigned: BTreeSet::new(),
                 revoking: BTreeSet::new(),
                 revoke_deadline: None,
@@ -352,6 +362,15 @@ impl ConsumerGroup {
         gone
     }
 
+    pub fn assignment_epoch(&self) -> i32 {
+        self.assignment_epoch
+    }
+
+    /// The partitions the assignor wants `member` to end up with.
+    pub fn target_of(&self, member: &str) -> BTreeSet<TopicPartition> {
+        self.target.get(member).cloned().unwrap_or_default()
+    }
+
     /// OffsetCommit from a member must carry its current epoch.
     pub fn check_commit(&self, member_id: &str, epoch: i32) -> Result<(), ResponseError> {
         let m = self
@@ -375,7 +394,7 @@ mod tests {
             member_epoch: epoch,
             instance_id: None,
             rack_id: None,
-            rebalance_timeout: Duration::from_secs(30),
+            rebalance_timeout: (epoch == JOIN_EPOCH).then_some(Duration::from_secs(30)),
             subscribed_topics: (epoch == JOIN_EPOCH).then(|| vec!["t".to_string()]),
             server_assignor: None,
             owned: owned.cloned(),
@@ -461,6 +480,31 @@ mod tests {
             .unwrap();
         assert_eq!(left.member_epoch, LEAVE_EPOCH);
         assert!(g.is_empty());
+    }
+
+    #[test]
+    fn an_unchanged_rebalance_timeout_keeps_the_one_given_at_join() {
+        // The Java client sends the timeout when joining and -1 (unchanged) afterwards; a
+        // revocation must still get the full timeout to be acknowledged.
+        let t0 = Instant::now();
+        let topics = TopicsView::from([("t".to_string(), (Uuid::new_v4(), 2))]);
+        let mut g = ConsumerGroup::new("g");
+        let a = g.heartbeat(hb("a", JOIN_EPOCH, None), t0, &topics).unwrap();
+        let owned = a.assignment.clone().unwrap();
+        g.heartbeat(hb("a", a.member_epoch, Some(&owned)), t0, &topics)
+            .unwrap();
+        g.heartbeat(hb("b", JOIN_EPOCH, None), t0, &topics).unwrap();
+        let revoking = g
+            .heartbeat(hb("a", a.member_epoch, Some(&owned)), t0, &topics)
+            .unwrap();
+        assert_eq!(revoking.assignment.map(|s| s.len()), Some(1));
+        assert!(g
+            .tick(t0 + Duration::from_secs(5), Duration::from_secs(45))
+            .is_empty());
+        assert_eq!(
+            g.tick(t0 + Duration::from_secs(31), Duration::from_secs(45)),
+            vec!["a".to_string()]
+        );
     }
 
     #[test]

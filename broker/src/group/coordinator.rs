@@ -297,6 +297,22 @@ impl GroupCoordinator {
         g.heartbeat(hb, Instant::now(), &topics)
     }
 
+    /// Runs `f` on a live KIP-848 group; `GROUP_ID_NOT_FOUND` for anything else, which tells
+    /// admin clients to fall back to DescribeGroups.
+    pub fn with_consumer_group<T>(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(&ConsumerGroup) -> T,
+    ) -> Result<T, ResponseError> {
+        let state = self.state.lock();
+        state
+            .consumer_groups
+            .get(group_id)
+            .filter(|g| !g.is_empty())
+            .map(f)
+            .ok_or(ResponseError::GroupIdNotFound)
+    }
+
     pub fn consumer_heartbeat_interval(&self) -> Duration {
         self.config.consumer_heartbeat_interval
     }

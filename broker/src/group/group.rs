@@ -44,6 +44,8 @@ pub struct JoinOutcome {
     pub member_id: String,
     /// (member id, instance id, metadata): only the leader gets the member list.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// The leader must not compute a new assignment (a static leader's restart).
+    pub skip_assignment: bool,
 }
 
 impl JoinOutcome {
@@ -56,6 +58,7 @@ impl JoinOutcome {
             leader: String::new(),
             member_id: member_id.to_string(),
             members: vec![],
+            skip_assignment: false,
         }
     }
 }
@@ -203,6 +206,7 @@ impl Group {
             );
         }
         let mut member_id = req.member_id.clone();
+        let mut static_restart = false;
         if let Some(instance) = &req.instance_id {
             match self.member_by_instance(instance) {
                 Some(existing) if member_id.is_empty() || member_id == existing => {
@@ -211,6 +215,7 @@ impl Group {
                         // new member id, fencing the old process.
                         member_id = self.new_member_id(&req.client_id);
                         self.replace_member_id(&existing, &member_id);
+                        static_restart = true;
                     }
                 }
                 Some(_) => {
@@ -292,7 +297,12 @@ impl Group {
             // A known follower rejoining with the same metadata gets the current generation
             // back without disturbing the others, as in Kafka.
             GroupState::Stable | GroupState::CompletingRebalance if unchanged && !is_leader => {
-                self.answer_join(&member_id);
+                self.answer_join(&member_id, false);
+            }
+            // So does a restarted static leader (KIP-345): it gets the member list with
+            // skip_assignment set (KIP-814), so the current assignment stays.
+            GroupState::Stable if unchanged && static_restart => {
+                self.answer_join(&member_id, true);
             }
             _ => self.prepare_rebalance(now, initial_delay),
         }
@@ -351,6 +361,9 @@ impl Group {
             (self.state == GroupState::Empty).then(|| now + initial_delay.min(timeout));
         self.rebalance_deadline = Some(now + timeout);
         self.sync_deadline = None;
+        if self.state != GroupState::PreparingRebalance {
+            tracing::debug!(group = %self.id, from = self.state.name(), "preparing rebalance");
+        }
         self.state = GroupState::PreparingRebalance;
     }
 
@@ -387,6 +400,13 @@ impl Group {
             self.leader = self.members.keys().next().cloned();
         }
         self.state = GroupState::CompletingRebalance;
+        tracing::info!(
+            group = %self.id,
+            generation = self.generation,
+            members = self.members.len(),
+            protocol = self.protocol.as_deref().unwrap_or(""),
+            "rebalance: new generation formed"
+        );
         let timeout = self
             .members
             .values()
@@ -396,11 +416,11 @@ impl Group {
         self.sync_deadline = Some(now + timeout);
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
-            self.answer_join(&id);
+            self.answer_join(&id, false);
         }
     }
 
-    fn answer_join(&mut self, member_id: &str) {
+    fn answer_join(&mut self, member_id: &str, skip_assignment: bool) {
         let leader = self.leader.clone().unwrap_or_default();
         let protocol = self.protocol.clone().unwrap_or_default();
         let members = if leader == member_id {
@@ -425,6 +445,7 @@ impl Group {
             leader,
             member_id: member_id.to_string(),
             members,
+            skip_assignment,
         };
         if let Some(w) = self
             .members
@@ -837,8 +858,12 @@ mod tests {
             g.heartbeat(&old, Some("i1"), g.generation, t0),
             Err(ResponseError::FencedInstanceId)
         );
-        // The leader rejoining triggers a rebalance that completes at once with one member.
-        assert!(again.is_ok());
+        // A restarted static leader with unchanged metadata keeps the generation and is told
+        // not to reassign.
+        let again = again.unwrap();
+        assert_eq!(again.generation, 1);
+        assert!(again.skip_assignment);
+        assert_eq!(g.state, GroupState::Stable);
     }
 
     #[test]
@@ -853,21 +878,33 @@ mod tests {
     }
 
     #[test]
-    fn protocol_is_the_common_one_members_prefer() {
+    fn protocol_is_the_common_one_most_members_prefer() {
         let t0 = Instant::now();
         let mut g = Group::new("g");
-        let mut ra = req("", &["cooperative-sticky", "range"]);
-        ra.require_known_member_id = false;
-        let mut ja = join(&mut g, ra.clone(), t0);
-        let a = ja.try_recv().unwrap().member_id;
-        let mut rb = req("", &["range", "cooperative-sticky"]);
-        rb.require_known_member_id = false;
-        let mut jb = join(&mut g, rb, t0);
+        let dynamic = |protocols: &[&str]| {
+            let mut r = req("", protocols);
+            r.require_known_member_id = false;
+            r
+        };
+        let mut ra = dynamic(&["cooperative-sticky", "range"]);
+        let a = join(&mut g, ra.clone(), t0).try_recv().unwrap().member_id;
+        // b and c join; a rejoins for the new generation.
+        let mut jb = join(&mut g, dynamic(&["range", "cooperative-sticky"]), t0);
+        let mut jc = join(
+            &mut g,
+            dynamic(&["range", "cooperative-sticky", "roundrobin"]),
+            t0,
+        );
         ra.member_id = a;
         let mut ja = join(&mut g, ra, t0);
-        let p = ja.try_recv().unwrap().protocol;
-        assert!(jb.try_recv().is_ok());
-        // One vote each: ties go to the first member's preference.
-        assert_eq!(p.as_deref(), Some("cooperative-sticky"));
+        let outcomes = [
+            ja.try_recv().unwrap(),
+            jb.try_recv().unwrap(),
+            jc.try_recv().unwrap(),
+        ];
+        // roundrobin is not common to all; range has two first-choice votes to one.
+        for o in &outcomes {
+            assert_eq!(o.protocol.as_deref(), Some("range"));
+        }
     }
 }

@@ -22,7 +22,8 @@ pub fn handle(
         member_epoch: req.member_epoch,
         instance_id: req.instance_id.map(|s| s.to_string()),
         rack_id: req.rack_id.map(|s| s.to_string()),
-        rebalance_timeout: Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64),
+        rebalance_timeout: (req.rebalance_timeout_ms >= 0)
+            .then(|| Duration::from_millis(req.rebalance_timeout_ms as u64)),
         subscribed_topics: req
             .subscribed_topic_names
             .map(|ts| ts.into_iter().map(|t| t.to_string()).collect()),

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::cluster::partition::log_error_code;
 use crate::context::Context;
+use crate::observability::telemetry::TRACE_TARGET;
 
 /// Topic ids replace names from Fetch v13 on.
 const TOPIC_ID_VERSION: i16 = 13;
@@ -94,6 +95,14 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
             let records = if limit == 0 || fp.fetch_offset == hw {
                 Bytes::new()
             } else {
+                let _span = tracing::trace_span!(
+                    target: TRACE_TARGET,
+                    "fetch.read",
+                    topic = ft.topic.as_str(),
+                    partition = fp.partition,
+                    offset = fp.fetch_offset,
+                )
+                .entered();
                 match partition.read(fp.fetch_offset, limit) {
                     // Only the first partition with data may exceed the limits (KIP-74), so a
                     // consumer can always make progress past a large batch.

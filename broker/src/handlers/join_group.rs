@@ -49,6 +49,7 @@ pub async fn handle(
         )
         .with_leader(str_bytes(out.leader))
         .with_member_id(str_bytes(out.member_id))
+        .with_skip_assignment(version >= 9 && out.skip_assignment)
         .with_members(
             out.members
                 .into_iter()

@@ -2,6 +2,7 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
@@ -66,6 +67,9 @@ pub async fn dispatch(ctx: &Context, env: RequestEnvelope, peer: SocketAddr) -> 
         Request::DescribeGroups(r) => Response::DescribeGroups(groups_admin::describe(ctx, r)),
         Request::DeleteGroups(r) => Response::DeleteGroups(groups_admin::delete(ctx, r)),
         Request::OffsetDelete(r) => Response::OffsetDelete(groups_admin::delete_offsets(ctx, r)),
+        Request::ConsumerGroupDescribe(r) => {
+            Response::ConsumerGroupDescribe(consumer_group_describe::handle(ctx, r))
+        }
         Request::ConsumerGroupHeartbeat(r) => Response::ConsumerGroupHeartbeat(
             consumer_group_heartbeat::handle(ctx, &client_id, peer, r),
         ),

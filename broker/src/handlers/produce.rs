@@ -5,6 +5,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use crate::cluster::topic_config::min_insync_replicas;
 use crate::context::{now_ms, str_bytes, Context};
+use crate::observability::telemetry::TRACE_TARGET;
 
 /// Replicas in sync on a single node: itself.
 const ISR_SIZE: i32 = 1;
@@ -53,6 +54,16 @@ pub fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceResponse> {
                         return fail(ResponseError::CorruptMessage, "no record batches".into());
                     };
                     let (bytes, count) = (records.len() as u64, crate::observability::metrics::record_count(&records));
+                    let _span = tracing::trace_span!(
+                        target: TRACE_TARGET,
+                        "produce.append",
+                        topic = topic.name.as_str(),
+                        partition = pd.index,
+                        bytes,
+                        records = count,
+                        acks,
+                    )
+                    .entered();
                     let timer = ctx.metrics.produce_append_seconds.start_timer();
                     let appended = partition.append(records, now);
                     timer.observe_duration();

@@ -2,5 +2,6 @@
 
 pub mod http;
 pub mod metrics;
+pub mod telemetry;
 
 pub use metrics::Metrics;

@@ -47,6 +47,7 @@ responses! {
     DeleteGroups => DeleteGroupsResponse,
     OffsetDelete => OffsetDeleteResponse,
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
+    ConsumerGroupDescribe => ConsumerGroupDescribeResponse,
 }
 
 /// Appends `int32 size | header | body` for `response` at `version` to `out`.

@@ -14,7 +14,9 @@ use tokio::sync::watch;
 
 use crate::context::Context;
 use crate::handlers::{api_versions, dispatch};
+use crate::observability::telemetry::TRACE_TARGET;
 use crate::protocol::{decode_request, encode_response, DecodeError, FrameDecoder, Response};
+use tracing::Instrument;
 
 pub async fn serve(
     ctx: Arc<Context>,
@@ -49,8 +51,19 @@ pub async fn serve(
                         .request_seconds
                         .with_label_values(&[api])
                         .start_timer();
+                    let span = tracing::trace_span!(
+                        target: TRACE_TARGET,
+                        "kafka.request",
+                        otel.name = api,
+                        otel.kind = "server",
+                        api,
+                        api.version = version,
+                        client.id = env.client_id.as_deref().unwrap_or(""),
+                        correlation_id,
+                        net.peer = %peer,
+                    );
                     let handled = tokio::select! {
-                        r = dispatch(&ctx, env, peer) => r,
+                        r = dispatch(&ctx, env, peer).instrument(span) => r,
                         _ = shutdown.changed() => return,
                     };
                     timer.observe_duration();
