@@ -205,6 +205,25 @@ pub fn parse_batches(buf: &Bytes) -> Result<Vec<BatchMeta>> {
     Ok(out)
 }
 
+/// Parses batches fetched from another broker: like `parse_batches`, except that a trailing
+/// batch cut short (a Kafka leader may end a fetch response with one) is left out instead of
+/// being an error, and an empty buffer gives no batches. Whole batches are checked as fully
+/// as by `parse_batches`.
+pub fn parse_fetched_batches(buf: &[u8]) -> Result<Vec<BatchMeta>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while buf.len() - pos >= LOG_OVERHEAD {
+        let rest = &buf[pos..];
+        if batch_size(rest)? > rest.len() {
+            break;
+        }
+        let meta = parse_one(rest, pos)?;
+        pos += meta.size;
+        out.push(meta);
+    }
+    Ok(out)
+}
+
 /// Rewrites the base offset of the batch at `batch[0]` (not covered by the CRC).
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
@@ -285,6 +304,26 @@ mod tests {
         b[last] ^= 1;
         assert!(matches!(
             parse_batches(&b.freeze()),
+            Err(LogError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn fetched_batches_tolerate_only_a_cut_tail() {
+        let mut two = BytesMut::from(&batch(0, 3, 0)[..]);
+        let first = two.len();
+        two.extend_from_slice(&batch(3, 2, 0));
+        let two = two.freeze();
+        assert_eq!(parse_fetched_batches(&two).expect("whole").len(), 2);
+        assert!(parse_fetched_batches(&[]).expect("empty").is_empty());
+        for cut in 0..two.len() {
+            let metas = parse_fetched_batches(&two[..cut]).expect("cut tail is dropped");
+            assert_eq!(metas.len(), usize::from(cut >= first), "cut at {cut}");
+        }
+        let mut bad = BytesMut::from(&two[..]);
+        bad[first - 1] ^= 1;
+        assert!(matches!(
+            parse_fetched_batches(&bad),
             Err(LogError::Corrupt(_))
         ));
     }

@@ -1,9 +1,10 @@
 //! Log compaction (`cleanup.policy=compact` or `compact,delete`).
 //!
 //! One pass cleans the *cleanable* segments: every segment before the active one, stopping
-//! at the first whose largest timestamp is younger than `min.compaction.lag.ms`. Within them
-//! only the record with the highest offset per key survives; a surviving tombstone (null
-//! value) is dropped once its batch's max timestamp is older than `delete.retention.ms`.
+//! at the first whose largest timestamp is younger than `min.compaction.lag.ms` or that
+//! reaches the high watermark. Within them only the record with the highest offset per key
+//! survives; a surviving tombstone (null value) is dropped once its batch's max timestamp is
+//! older than `delete.retention.ms`.
 //! Records with a null key are kept. Control batches are copied untouched.
 //!
 //! Surviving records keep their offsets: a batch is re-emitted with its original header (base
@@ -44,14 +45,20 @@ pub fn compact(log: &mut PartitionLog, now_ms: i64) -> Result<CompactionStats> {
         return Ok(CompactionStats::default());
     }
     let lag = config.min_compaction_lag_ms;
+    let hw = log.high_watermark();
     let segments = log.segments();
     let cleanable = segments[..segments.len() - 1]
         .iter()
-        .take_while(|s| {
+        .zip(&segments[1..])
+        .take_while(|(s, next)| {
+            // Nothing at or above the high watermark is compacted (Kafka stops at the last
+            // stable offset, which is below it).
+            let committed = next.base_offset() <= hw;
             // As in Kafka, a zero lag ignores timestamps (which producers may set in the future).
-            lag <= 0
-                || s.max_timestamp()
-                    .is_none_or(|(t, _)| now_ms.saturating_sub(t) >= lag)
+            committed
+                && (lag <= 0
+                    || s.max_timestamp()
+                        .is_none_or(|(t, _)| now_ms.saturating_sub(t) >= lag))
         })
         .count();
     if cleanable == 0 {

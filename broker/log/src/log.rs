@@ -1,5 +1,6 @@
 //! `PartitionLog`: the ordered segments of one partition.
 use crate::batch::{self, parse_batches, BatchMeta};
+use crate::epoch::{EpochEntry, LeaderEpochCache};
 use crate::index::write_atomic;
 use crate::record::decode_batch;
 use crate::segment::{self, remove_if_exists, sync_dir, Segment, MAX_RELATIVE_OFFSET};
@@ -45,6 +46,10 @@ pub struct PartitionLog {
     recovery_point: i64,
     /// Stamped into every appended batch when set (the leader's epoch).
     leader_epoch: Option<i32>,
+    /// Where each leader epoch starts; persisted in `leader-epoch-checkpoint`.
+    epochs: LeaderEpochCache,
+    /// Set by the broker once it tracks one (replication); `None` means the log end.
+    high_watermark: Option<i64>,
     unflushed_records: u64,
     first_unflushed_ms: Option<i64>,
 }
@@ -101,11 +106,14 @@ impl PartitionLog {
             log_start_offset: 0,
             recovery_point: 0,
             leader_epoch: None,
+            epochs: LeaderEpochCache::default(),
+            high_watermark: None,
             unflushed_records: 0,
             first_unflushed_ms: None,
         };
         let first_base = log.segments[0].base_offset();
         log.log_start_offset = stored_start.max(first_base).min(log.log_end_offset());
+        log.load_epoch_cache()?;
         // Everything left was either trusted as flushed or validated and fsynced above.
         log.set_recovery_point(log.log_end_offset())?;
         remove_if_exists(&dir.join(CLEAN_SHUTDOWN))?;
@@ -132,7 +140,8 @@ impl PartitionLog {
             }
         }
         let offsets: i64 = metas.iter().map(|m| m.last_offset_delta as i64 + 1).sum();
-        self.maybe_roll(records.len() as u64, offsets, now_ms)?;
+        let leo = self.log_end_offset();
+        self.maybe_roll(records.len() as u64, leo, leo + offsets, now_ms)?;
 
         let log_append = self.config.timestamp_type == TimestampType::LogAppendTime;
         let mut buf = BytesMut::from(&records[..]);
@@ -152,6 +161,7 @@ impl PartitionLog {
             }
             next = m.next_offset();
         }
+        self.assign_batch_epochs(&metas)?;
         self.active_mut().append(&buf, &metas, now_ms)?;
         self.unflushed_records += offsets as u64;
         self.first_unflushed_ms.get_or_insert(now_ms);
@@ -165,12 +175,23 @@ impl PartitionLog {
         })
     }
 
-    /// Rolls before an append of `bytes` bytes and `offsets` offsets when the active segment
-    /// is full, too old (by `rolling_ms`, see `Segment`), or its relative offsets would
-    /// overflow the index.
-    fn maybe_roll(&mut self, bytes: u64, offsets: i64, now_ms: i64) -> Result<()> {
+    /// Rolls before an append of `bytes` bytes whose first batch starts at `first_base` and
+    /// whose last ends before `end` when the active segment is full, too old (by
+    /// `rolling_ms`, see `Segment`), or its relative offsets would overflow the index. The new
+    /// segment starts at `first_base` (the log end, except past a gap in fetched batches).
+    fn maybe_roll(&mut self, bytes: u64, first_base: i64, end: i64, now_ms: i64) -> Result<()> {
         let active = self.active();
+        let offsets_overflow = end - active.base_offset() > MAX_RELATIVE_OFFSET;
         if active.is_empty() {
+            if offsets_overflow && first_base > active.base_offset() {
+                // Only a follower skipping a huge compaction gap gets here.
+                if let Some(empty) = self.segments.pop() {
+                    empty.delete()?;
+                }
+                let seg = Segment::create(&self.dir, first_base, self.config.index_interval_bytes)?;
+                self.segments.push(seg);
+                sync_dir(&self.dir)?;
+            }
             return Ok(());
         }
         let limit = self.config.segment_bytes.min(MAX_SEGMENT_BYTES);
@@ -178,10 +199,8 @@ impl PartitionLog {
         let old = active
             .rolling_ms()
             .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms);
-        let offsets_overflow =
-            self.log_end_offset() + offsets - active.base_offset() > MAX_RELATIVE_OFFSET;
         if full || old || offsets_overflow {
-            self.roll()?;
+            self.roll_at(first_base)?;
         }
         Ok(())
     }
@@ -189,6 +208,11 @@ impl PartitionLog {
     /// Seals the active segment (indexes written, data fsynced) and starts a new one at the
     /// log end. A no-op while the active segment is empty.
     pub fn roll(&mut self) -> Result<()> {
+        self.roll_at(self.log_end_offset())
+    }
+
+    /// `roll`, with the new segment based at `base` (at least the log end).
+    fn roll_at(&mut self, base: i64) -> Result<()> {
         if self.active().is_empty() {
             return Ok(());
         }
@@ -196,7 +220,7 @@ impl PartitionLog {
         let active = self.active_mut();
         active.write_indexes()?;
         active.flush()?;
-        let seg = Segment::create(&self.dir, end, self.config.index_interval_bytes)?;
+        let seg = Segment::create(&self.dir, base.max(end), self.config.index_interval_bytes)?;
         sync_dir(&self.dir)?;
         self.segments.push(seg);
         self.unflushed_records = 0;
@@ -362,10 +386,11 @@ impl PartitionLog {
         })
     }
 
-    /// DeleteRecords: moves the log start to `offset` (-1: the log end) and deletes segments
-    /// wholly below it. Returns the new log start offset.
+    /// DeleteRecords: moves the log start to `offset` (-1: the high watermark, which is the
+    /// log end until the broker sets one) and deletes segments wholly below it. An offset above
+    /// the high watermark is out of range, as in Kafka. Returns the new log start offset.
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
-        let end = self.log_end_offset();
+        let end = self.high_watermark();
         let target = if offset == -1 { end } else { offset };
         if target < 0 || target > end {
             return Err(LogError::OffsetOutOfRange {
@@ -385,7 +410,9 @@ impl PartitionLog {
 
     /// Deletes the oldest segments past `retention.ms` (by their largest timestamp) or beyond
     /// `retention.bytes`, as Kafka does: an expired active segment is rolled, then deleted.
-    /// Only for policies including delete. Returns how many segments were deleted.
+    /// A segment goes only if everything in it is below the high watermark, so the log start
+    /// never passes it. Only for policies including delete. Returns how many segments were
+    /// deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
         if self.config.cleanup_policy == CleanupPolicy::Compact {
             return Ok(0);
@@ -411,13 +438,24 @@ impl PartitionLog {
         Ok(deleted)
     }
 
-    /// Deletes segments from the oldest while `doomed` says so, rolling first if the active
-    /// segment goes too. An empty active segment stays; other empty ones go with the rest.
+    /// Deletes segments from the oldest while `doomed` says so and the segment ends at or
+    /// below the high watermark, rolling first if the active segment goes too. An empty active
+    /// segment stays; other empty ones go with the rest.
     fn delete_oldest(&mut self, mut doomed: impl FnMut(&Segment) -> bool) -> Result<usize> {
+        let hw = self.high_watermark();
         let mut n = 0;
         while n < self.segments.len() {
             let seg = &self.segments[n];
             let active = n + 1 == self.segments.len();
+            // Deleting it moves the log start to the next segment's base (the log end after
+            // the active one).
+            let upper = match self.segments.get(n + 1) {
+                Some(next) => next.base_offset(),
+                None => self.log_end_offset(),
+            };
+            if upper > hw {
+                break;
+            }
             let goes = if seg.is_empty() { !active } else { doomed(seg) };
             if !goes {
                 break;
@@ -438,54 +476,257 @@ impl PartitionLog {
     }
 
     /// Drops every batch holding offsets >= `offset` (a batch straddling it goes whole), for
-    /// replication's divergence handling. Below the log start the log restarts empty there.
+    /// replication's divergence handling. Below the log start the log restarts empty there
+    /// (`truncate_fully_and_start_at`). The epoch cache loses the entries starting at or after
+    /// the new log end (also when nothing else is cut, so an epoch this replica led without
+    /// writing anything goes), the truncated segment's indexes are rebuilt and written, the
+    /// recovery point is written durably at the new end and the high watermark is capped there.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         if offset >= self.log_end_offset() {
-            return Ok(());
+            return self.truncate_epochs_from_end(offset);
         }
         if offset < 0 {
             let (start, end) = (self.log_start_offset, self.log_end_offset());
             return Err(LogError::OffsetOutOfRange { offset, start, end });
         }
         if offset < self.log_start_offset {
-            for seg in std::mem::take(&mut self.segments) {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        while self
+            .segments
+            .last()
+            .is_some_and(|s| s.base_offset() >= offset)
+        {
+            if let Some(seg) = self.segments.pop() {
                 seg.delete()?;
             }
-            self.segments.push(Segment::create(
+        }
+        match self.segments.last_mut() {
+            Some(seg) => seg.truncate_to(offset)?,
+            None => self.segments.push(Segment::create(
                 &self.dir,
                 offset,
                 self.config.index_interval_bytes,
-            )?);
-            self.set_log_start(offset)?;
-        } else {
-            while self
-                .segments
-                .last()
-                .is_some_and(|s| s.base_offset() >= offset)
-            {
-                if let Some(seg) = self.segments.pop() {
-                    seg.delete()?;
-                }
-            }
-            match self.segments.last_mut() {
-                Some(seg) => seg.truncate_to(offset)?,
-                None => self.segments.push(Segment::create(
-                    &self.dir,
-                    offset,
-                    self.config.index_interval_bytes,
-                )?),
-            }
+            )?),
         }
         sync_dir(&self.dir)?;
-        self.unflushed_records = 0;
-        self.first_unflushed_ms = None;
         let end = self.log_end_offset();
         self.log_start_offset = self.log_start_offset.min(end);
+        self.after_truncation(end)?;
+        self.truncate_epochs_from_end(end)
+    }
+
+    /// Deletes every segment and restarts the log empty at `offset` (Kafka's
+    /// `truncateFullyAndStartAt`): for a follower whose log end is below the leader's log
+    /// start, or that must drop everything. Clears the epoch cache.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        if offset < 0 {
+            let (start, end) = (self.log_start_offset, self.log_end_offset());
+            return Err(LogError::OffsetOutOfRange { offset, start, end });
+        }
+        for seg in std::mem::take(&mut self.segments) {
+            seg.delete()?;
+        }
+        self.segments.push(Segment::create(
+            &self.dir,
+            offset,
+            self.config.index_interval_bytes,
+        )?);
+        sync_dir(&self.dir)?;
+        if self.epochs.clear() {
+            self.epochs.write(&self.dir)?;
+        }
+        self.set_log_start(offset)?;
+        self.after_truncation(offset)
+    }
+
+    /// Resets flush state, makes the new end durable as the recovery point and caps the high
+    /// watermark at it.
+    fn after_truncation(&mut self, end: i64) -> Result<()> {
+        self.unflushed_records = 0;
+        self.first_unflushed_ms = None;
         self.active().flush()?;
         // Durable, unlike flush's hint: a stale higher point would trust rewritten data.
         write_atomic(&self.dir.join(RECOVERY_POINT), end.to_string().as_bytes())?;
         self.recovery_point = end;
+        if let Some(hw) = self.high_watermark {
+            self.high_watermark = Some(hw.clamp(self.log_start_offset, end));
+        }
         Ok(())
+    }
+
+    fn truncate_epochs_from_end(&mut self, end: i64) -> Result<()> {
+        if self.epochs.truncate_from_end(end) {
+            self.epochs.write(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Appends batches fetched from the leader exactly as they are (offsets, partition leader
+    /// epochs and timestamps kept; CRCs checked), under the same flush, roll and index rules
+    /// as `append`, with the wall clock as the broker time. See `append_as_follower_at`.
+    pub fn append_as_follower(&mut self, records: Bytes) -> Result<AppendInfo> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.append_as_follower_at(records, now_ms)
+    }
+
+    /// `append_as_follower` with an explicit broker time (for `segment.ms` and `flush.ms`).
+    ///
+    /// The first batch must not start below the log end: `OffsetMismatch` then, which means
+    /// the follower's log diverged and must be truncated (OffsetsForLeaderEpoch) before it
+    /// fetches again. The exception is an empty log whose start falls inside that batch (a
+    /// follower restarted at the leader's log start, which DeleteRecords put mid-batch): the
+    /// batch is stored whole and the log start stays, as on the leader (Kafka handles this in
+    /// `Partition`). It may start above the log end, as can batches after one another: the
+    /// leader's compaction removes whole batches, leaving gaps. A trailing batch cut short is
+    /// ignored (the next fetch starts at the new log end); an empty buffer appends nothing and
+    /// returns `batches` empty with `base_offset` the log end. Record counts are not checked
+    /// against offset deltas (compacted batches hold fewer records) nor sizes against
+    /// `max.message.bytes` (the leader accepted them), as in Kafka. Every batch's partition
+    /// leader epoch is recorded in the epoch cache before the data is written.
+    pub fn append_as_follower_at(&mut self, records: Bytes, now_ms: i64) -> Result<AppendInfo> {
+        let metas = batch::parse_fetched_batches(&records)?;
+        let leo = self.log_end_offset();
+        let (Some(first), Some(last)) = (metas.first(), metas.last()) else {
+            return Ok(AppendInfo {
+                base_offset: leo,
+                last_offset: leo - 1,
+                log_append_time: -1,
+                batches: Vec::new(),
+            });
+        };
+        for pair in metas.windows(2) {
+            if pair[1].base_offset < pair[0].next_offset() {
+                return Err(LogError::InvalidRecord(format!(
+                    "batch at offset {} overlaps the batch before it (next offset {})",
+                    pair[1].base_offset,
+                    pair[0].next_offset()
+                )));
+            }
+        }
+        if first.base_offset < leo {
+            let empty = leo == self.log_start_offset;
+            if !empty || first.last_offset() < leo {
+                return Err(LogError::OffsetMismatch {
+                    expected: leo,
+                    got: first.base_offset,
+                });
+            }
+            // An empty log starting inside the leader's first batch (DeleteRecords cut it):
+            // keep that batch whole below the log start, as the leader does.
+            let start = self.log_start_offset;
+            self.truncate_fully_and_start_at(first.base_offset)?;
+            self.set_log_start(start)?;
+        }
+        let (base_offset, last_offset) = (first.base_offset, last.last_offset());
+        self.assign_batch_epochs(&metas)?;
+        // Batches whose offsets fit one segment's relative index go in together.
+        let mut i = 0;
+        while i < metas.len() {
+            let group_base = metas[i].base_offset;
+            let mut j = i + 1;
+            while j < metas.len() && metas[j].next_offset() - group_base <= MAX_RELATIVE_OFFSET {
+                j += 1;
+            }
+            let from = metas[i].position;
+            let to = metas[j - 1].position + metas[j - 1].size;
+            let end = metas[j - 1].next_offset();
+            self.maybe_roll((to - from) as u64, group_base, end, now_ms)?;
+            let group: Vec<BatchMeta> = metas[i..j]
+                .iter()
+                .map(|m| BatchMeta {
+                    position: m.position - from,
+                    ..m.clone()
+                })
+                .collect();
+            self.active_mut()
+                .append(&records[from..to], &group, now_ms)?;
+            i = j;
+        }
+        let offsets: i64 = metas.iter().map(|m| m.last_offset_delta as i64 + 1).sum();
+        self.unflushed_records += offsets as u64;
+        self.first_unflushed_ms.get_or_insert(now_ms);
+        self.flush_if_due(now_ms)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time: -1,
+            batches: metas,
+        })
+    }
+
+    /// Records the epochs of batches about to be written (see `epoch`), durably, before the
+    /// data: a crash in between leaves entries past the log end, which `open` drops.
+    fn assign_batch_epochs(&mut self, metas: &[BatchMeta]) -> Result<()> {
+        let mut changed = false;
+        for m in metas {
+            changed |= self.epochs.assign(m.partition_leader_epoch, m.base_offset);
+        }
+        if changed {
+            // A batch straddling the log start has its epoch start there.
+            self.epochs.truncate_from_start(self.log_start_offset);
+            self.epochs.write(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Records that leader epoch `epoch` starts at `start_offset`; the broker calls it when
+    /// this replica becomes leader, with the log end (and `set_leader_epoch` to stamp the
+    /// batches it appends). Kafka's assignment rules apply (see the `epoch` module): the same
+    /// epoch again is a no-op, a lower epoch or earlier start rewrites the cache's tail. A
+    /// negative epoch (no epoch) is ignored; a start outside [log start, log end] is
+    /// `OffsetOutOfRange`. Persisted before returning.
+    pub fn assign_epoch(&mut self, epoch: i32, start_offset: i64) -> Result<()> {
+        let (start, end) = (self.log_start_offset, self.log_end_offset());
+        if start_offset < start || start_offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset: start_offset,
+                start,
+                end,
+            });
+        }
+        if self.epochs.assign(epoch, start_offset) {
+            self.epochs.write(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// The latest leader epoch in the epoch cache.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// OffsetsForLeaderEpoch: `(epoch, end_offset)` where `epoch` is the largest known epoch
+    /// <= the requested one and `end_offset` the start of the next higher epoch, or the log end
+    /// when it is the latest. `None` maps to Kafka's UNDEFINED_EPOCH (-1) and
+    /// UNDEFINED_EPOCH_OFFSET (-1): requested epoch negative or above every known one, or no
+    /// epoch known. Below every known epoch it answers the requested epoch with the first
+    /// entry's start offset, as Kafka does.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The leader epoch cache, oldest entry first.
+    pub fn epoch_entries(&self) -> &[EpochEntry] {
+        self.epochs.entries()
+    }
+
+    /// Sets the high watermark, clamped to [log start, log end]; returns the value kept. Kept
+    /// in memory only (the broker checkpoints it, Kafka's `replication-offset-checkpoint`);
+    /// retention and `delete_records_before` never move the log start past it, and truncation
+    /// caps it at the new log end.
+    pub fn set_high_watermark(&mut self, offset: i64) -> i64 {
+        let hw = offset.clamp(self.log_start_offset, self.log_end_offset());
+        self.high_watermark = Some(hw);
+        hw
+    }
+
+    /// The high watermark last set (clamped to the log end), or the log end if none was.
+    pub fn high_watermark(&self) -> i64 {
+        let end = self.log_end_offset();
+        self.high_watermark.map_or(end, |hw| hw.min(end))
     }
 
     /// Applies new settings from the next append, roll or retention pass (`index.interval.bytes`
@@ -552,13 +793,69 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Moves the log start durably; the epoch cache follows.
     fn set_log_start(&mut self, offset: i64) -> Result<()> {
         write_atomic(
             &self.dir.join(LOG_START_OFFSET),
             offset.to_string().as_bytes(),
         )?;
         self.log_start_offset = offset;
+        if let Some(hw) = self.high_watermark {
+            self.high_watermark = Some(hw.max(offset));
+        }
+        if self.epochs.truncate_from_start(offset) {
+            self.epochs.write(&self.dir)?;
+        }
         Ok(())
+    }
+
+    /// Loads the epoch cache on open, trimmed to [log start, log end]. It is rebuilt from the
+    /// batch headers when the checkpoint is missing or malformed, or disagrees with the last
+    /// batch's epoch (the only one a lost write could leave out: entries are written before
+    /// their batches).
+    fn load_epoch_cache(&mut self) -> Result<()> {
+        let (start, end) = (self.log_start_offset, self.log_end_offset());
+        if let Some(mut cache) = LeaderEpochCache::read(&self.dir)? {
+            let trimmed = cache.truncate_from_end(end) | cache.truncate_from_start(start);
+            if self.last_batch_epoch_matches(&cache)? {
+                self.epochs = cache;
+                if trimmed {
+                    self.epochs.write(&self.dir)?;
+                }
+                return Ok(());
+            }
+            tracing::warn!(dir = %self.dir.display(), "leader epoch checkpoint disagrees with the log");
+        }
+        self.rebuild_epoch_cache()
+    }
+
+    /// Whether `cache` gives the last batch the epoch stored in it (if it has one).
+    fn last_batch_epoch_matches(&self, cache: &LeaderEpochCache) -> Result<bool> {
+        let Some(seg) = self.segments.iter().rev().find(|s| !s.is_empty()) else {
+            return Ok(true);
+        };
+        let Some(last) = seg.find(seg.next_offset() - 1)? else {
+            return Ok(false);
+        };
+        if last.partition_leader_epoch < 0 {
+            return Ok(true);
+        }
+        let at = last.base_offset.max(self.log_start_offset);
+        Ok(cache.epoch_for_offset(at) == Some(last.partition_leader_epoch))
+    }
+
+    /// Rebuilds the epoch cache from every batch header and writes it.
+    fn rebuild_epoch_cache(&mut self) -> Result<()> {
+        let mut cache = LeaderEpochCache::default();
+        for seg in &self.segments {
+            for m in seg.headers_from(0)? {
+                cache.assign(m.partition_leader_epoch, m.base_offset);
+            }
+        }
+        cache.truncate_from_start(self.log_start_offset);
+        cache.truncate_from_end(self.log_end_offset());
+        self.epochs = cache;
+        self.epochs.write(&self.dir)
     }
 
     /// Records the recovery point. The file is a hint written without fsync: if it is lost or
@@ -625,5 +922,7 @@ fn read_offset(dir: &Path, name: &str) -> Result<i64> {
     }
 }
 
+#[cfg(test)]
+mod replication_tests;
 #[cfg(test)]
 mod tests;

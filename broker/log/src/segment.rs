@@ -381,6 +381,10 @@ impl Segment {
         self.file.set_len(meta.position as u64)?;
         self.size = meta.position as u64;
         self.rebuild(false)?;
+        if self.size == 0 {
+            // Age counts from the next append again.
+            self.rolling_ms = None;
+        }
         self.write_indexes()?;
         Ok(())
     }
