@@ -13,6 +13,7 @@ pub enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -124,6 +125,64 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "false",
         ConfigType::Boolean,
     ),
+    // Accepted, validated and reported like Kafka, but without effect here yet: index
+    // preallocation, cleaner tuning, timestamp bounds, replication throttles, tiered storage.
+    key("file.delete.delay.ms", None, "60000", ConfigType::Long),
+    key(
+        "follower.replication.throttled.replicas",
+        None,
+        "",
+        ConfigType::List,
+    ),
+    key(
+        "leader.replication.throttled.replicas",
+        None,
+        "",
+        ConfigType::List,
+    ),
+    key("local.retention.bytes", None, "-2", ConfigType::Long),
+    key("local.retention.ms", None, "-2", ConfigType::Long),
+    key(
+        "max.compaction.lag.ms",
+        None,
+        "9223372036854775807",
+        ConfigType::Long,
+    ),
+    key(
+        "message.downconversion.enable",
+        None,
+        "true",
+        ConfigType::Boolean,
+    ),
+    key(
+        "message.format.version",
+        None,
+        "3.0-IV1",
+        ConfigType::String,
+    ),
+    key(
+        "message.timestamp.after.max.ms",
+        None,
+        "9223372036854775807",
+        ConfigType::Long,
+    ),
+    key(
+        "message.timestamp.before.max.ms",
+        None,
+        "9223372036854775807",
+        ConfigType::Long,
+    ),
+    key(
+        "message.timestamp.difference.max.ms",
+        None,
+        "9223372036854775807",
+        ConfigType::Long,
+    ),
+    key("min.cleanable.dirty.ratio", None, "0.5", ConfigType::Double),
+    key("preallocate", None, "false", ConfigType::Boolean),
+    key("remote.storage.enable", None, "false", ConfigType::Boolean),
+    key("segment.index.bytes", None, "10485760", ConfigType::Int),
+    key("segment.jitter.ms", None, "0", ConfigType::Long),
 ];
 
 pub fn topic_key(name: &str) -> Option<&'static TopicKey> {
@@ -160,6 +219,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             if !matches!(value, "true" | "false") {
                 return bad("expected true or false");
             }
+            if name == "remote.storage.enable" && value == "true" {
+                return bad("tiered storage is not supported");
+            }
         }
         ConfigType::Int | ConfigType::Long => {
             let Ok(n) = value.trim().parse::<i64>() else {
@@ -170,6 +232,8 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             }
             let min = match name {
                 "segment.bytes" => 14,
+                "segment.index.bytes" => 4,
+                "local.retention.ms" | "local.retention.bytes" => -2,
                 "max.message.bytes"
                 | "index.interval.bytes"
                 | "segment.ms"
@@ -182,6 +246,10 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
                 return bad(&format!("value must be at least {min}"));
             }
         }
+        ConfigType::Double => match value.trim().parse::<f64>() {
+            Ok(x) if (0.0..=1.0).contains(&x) => {}
+            _ => return bad("expected a number between 0 and 1"),
+        },
         ConfigType::String | ConfigType::List => match name {
             "cleanup.policy" if parse_cleanup_policy(value).is_none() => {
                 return bad("expected delete, compact or compact,delete")

@@ -301,8 +301,11 @@ impl Group {
             }
             // So does a restarted static leader (KIP-345): it gets the member list with
             // skip_assignment set (KIP-814), so the current assignment stays.
-            GroupState::Stable if unchanged && static_restart => {
-                self.answer_join(&member_id, true);
+            // Kafka compares only the protocol the group would select: a restarted client's
+            // subscription metadata differs (no owned partitions, no generation).
+            GroupState::Stable if static_restart && self.select_protocol() == self.protocol => {
+                let leader = is_leader;
+                self.answer_join(&member_id, leader);
             }
             _ => self.prepare_rebalance(now, initial_delay),
         }

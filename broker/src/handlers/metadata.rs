@@ -63,13 +63,7 @@ pub fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResp
     };
     let topics = topics
         .into_iter()
-        .map(|t| {
-            if t.error_code == 0 {
-                t.with_topic_authorized_operations(topic_ops)
-            } else {
-                t
-            }
-        })
+        .map(|t| t.with_topic_authorized_operations(topic_ops))
         .collect();
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()

@@ -42,7 +42,9 @@ pub fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceResponse> {
                         return fail(ResponseError::UnknownTopicOrPartition, format!("unknown partition {}", pd.index));
                     };
                     if acks == -1 {
-                        let min_isr = min_insync_replicas(&t.meta.configs, &ctx.config);
+                        // Kafka caps the effective minimum at the replica count, so a topic
+                        // with fewer replicas than min.insync.replicas still takes writes.
+                        let min_isr = min_insync_replicas(&t.meta.configs, &ctx.config).min(ISR_SIZE);
                         if min_isr > ISR_SIZE {
                             return fail(
                                 ResponseError::NotEnoughReplicas,
