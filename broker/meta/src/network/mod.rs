@@ -1,0 +1,42 @@
+//! gRPC transport between metadata nodes (`proto/raft.proto`).
+//!
+//! Raft messages travel as JSON of openraft's own types inside protobuf envelopes; snapshot
+//! chunks carry their bytes raw. `server.rs` serves a node's raft and forwarded proposals;
+//! `client.rs` implements openraft's network over tonic clients and forwards proposals.
+
+mod client;
+mod server;
+
+use serde::{Deserialize, Serialize};
+
+pub use client::{Forwarder, NetworkFactory, PeerClient};
+pub use server::RaftGrpc;
+
+use crate::requests::MetaResponse;
+use crate::types::{NodeId, SnapshotMeta, Vote};
+
+/// Generated from `proto/raft.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("spate.meta.v1");
+}
+
+/// The answer to a forwarded proposal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardReply {
+    /// Committed and applied by the leader; here is the state machine's response.
+    Applied(MetaResponse),
+    /// The receiver is not the leader (any more); try `leader` if known.
+    NotLeader { leader: Option<(NodeId, String)> },
+    /// The receiver could not take the request (e.g. it is shutting down).
+    Failed(String),
+}
+
+/// A snapshot chunk without its bytes (those go raw in `SnapshotChunk.data`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ChunkHeader {
+    vote: Vote,
+    meta: SnapshotMeta,
+    offset: u64,
+    done: bool,
+}

@@ -1,0 +1,381 @@
+//! The commands of the metadata log: what a raft entry carries and how it changes
+//! [`ClusterMetadata`].
+//!
+//! `MetaRequest::apply` runs on every node for every committed entry, so it must be a pure,
+//! deterministic function of (state, request). It validates first and changes nothing when it
+//! rejects a request: a rejection is an ordinary, replicated outcome (`MetaResponse::Rejected`),
+//! not a storage error.
+//!
+//! Requests that would change nothing (fencing a fenced broker, electing a leader that already
+//! leads, re-registering the same incarnation) are rejected with a specific error too, so a caller
+//! learns that nothing happened; [`RequestError::is_no_op`] tells those apart for callers that
+//! retry and want to treat "already done" as success.
+//!
+//! One file per group of requests: `broker.rs` (registration, fencing, shutdown),
+//! `topic.rs` (create, delete, partitions, configs), `partition.rs` (leader/ISR changes,
+//! elections, reassignment), `producer_ids.rs`.
+
+mod broker;
+mod partition;
+mod producer_ids;
+mod topic;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::state_machine::{ClusterMetadata, PartitionState};
+
+/// A change to the cluster metadata: the application data of the raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaRequest {
+    /// Sets the cluster id once; proposed by the bootstrapping node.
+    InitCluster {
+        cluster_id: String,
+    },
+    /// A broker (re)starts. Brokers register fenced; a new incarnation of a registered broker
+    /// replaces the old registration and is fenced like it (it may have lost unflushed data).
+    RegisterBroker {
+        id: i32,
+        incarnation: Uuid,
+        host: String,
+        port: u16,
+        rack: Option<String>,
+    },
+    /// The broker leaves the cluster for good; its leaderships and ISR slots are given up.
+    /// Its replica assignments stay (reassign them to move the data).
+    UnregisterBroker {
+        id: i32,
+    },
+    /// The broker missed its heartbeats: out of every ISR, leaderships moved to other ISR
+    /// members.
+    FenceBroker {
+        id: i32,
+    },
+    /// The broker caught up with the metadata log and may lead and join ISRs again.
+    UnfenceBroker {
+        id: i32,
+    },
+    /// Controlled shutdown (Kafka's WantShutDown): leaderships move away and the broker leaves
+    /// every ISR, so that stopping it loses nothing acknowledged.
+    SetShuttingDown {
+        id: i32,
+    },
+    /// Creates a topic; the state machine places the replicas itself (see `placement`).
+    CreateTopic {
+        name: String,
+        /// Chosen by the proposer so that apply stays deterministic.
+        id: Uuid,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// Grows a topic to `count` partitions in total (Kafka's CreatePartitions semantics).
+    CreatePartitions {
+        name: String,
+        count: i32,
+    },
+    /// Sets (`Some`) or deletes (`None`) topic configs, like IncrementalAlterConfigs.
+    AlterTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, Option<String>>,
+    },
+    /// AlterPartition: a leader reports an ISR change, or a controller moves leadership.
+    /// Rejected unless `expected_partition_epoch` is the current partition epoch.
+    ChangePartition {
+        topic: String,
+        partition: i32,
+        leader: Option<i32>,
+        isr: Option<Vec<i32>>,
+        expected_partition_epoch: i32,
+    },
+    /// Moves leadership back to the preferred (first) replica where it is in the ISR and
+    /// eligible.
+    ElectPreferredLeaders {
+        scope: ElectionScope,
+    },
+    /// Starts moving a partition to `target` replicas: replicas become target ∪ current until
+    /// the new replicas have joined the ISR and `CompleteReassignment` is applied. A target that
+    /// only removes replicas completes at once.
+    Reassign {
+        topic: String,
+        partition: i32,
+        target: Vec<i32>,
+    },
+    /// Finishes a reassignment once every added replica is in the ISR.
+    CompleteReassignment {
+        topic: String,
+        partition: i32,
+    },
+    /// Abandons a reassignment: back to the original replicas.
+    CancelReassignment {
+        topic: String,
+        partition: i32,
+    },
+    /// Hands a block of `count` producer ids to `broker`.
+    AllocateProducerIds {
+        broker: i32,
+        count: i32,
+    },
+}
+
+/// Which partitions a preferred-leader election looks at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionScope {
+    /// Every partition; partitions that need no election are left out of the result.
+    All,
+    /// These partitions; each gets a result, including "not needed".
+    Partitions(Vec<(String, i32)>),
+}
+
+/// What applying a request produced: the raft response type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaResponse {
+    /// Applied; nothing to report. Also the response to raft's own blank and membership entries.
+    Ok,
+    /// The broker's epoch: the metadata offset of its registration.
+    BrokerRegistered { epoch: u64 },
+    /// A fence/unfence/shutdown/unregister changed this many partitions.
+    PartitionsChanged { count: usize },
+    /// The topic's partitions as placed.
+    TopicCreated {
+        id: Uuid,
+        partitions: Vec<PartitionState>,
+    },
+    /// New state of a partition after a change or reassignment step.
+    Partition(PartitionState),
+    /// One result per partition looked at (see [`ElectionScope`]).
+    Elections(Vec<ElectionResult>),
+    /// Producer ids `start .. start + count` belong to the requesting broker.
+    ProducerIds { start: i64, count: i32 },
+    /// Nothing changed; see the error.
+    Rejected(RequestError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElectionResult {
+    pub topic: String,
+    pub partition: i32,
+    /// The new leader, or why there is none.
+    pub result: Result<i32, RequestError>,
+}
+
+/// Why the state machine rejected a request. Deterministic, replicated, and serializable so it
+/// travels back to a forwarding node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
+pub enum RequestError {
+    #[error("cluster id is already set to {0:?}")]
+    ClusterIdAlreadySet(String),
+    #[error("invalid cluster id {0:?}")]
+    InvalidClusterId(String),
+    #[error("broker {0} is not registered")]
+    UnknownBroker(i32),
+    #[error("broker {id} is already registered with this incarnation (epoch {epoch})")]
+    AlreadyRegistered { id: i32, epoch: u64 },
+    #[error("invalid broker registration: {0}")]
+    InvalidRegistration(String),
+    #[error("broker {0} is already fenced")]
+    AlreadyFenced(i32),
+    #[error("broker {0} is not fenced")]
+    NotFenced(i32),
+    #[error("broker {0} is already shutting down")]
+    AlreadyShuttingDown(i32),
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName { name: String, reason: String },
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("topic id {0} is already in use")]
+    TopicIdExists(Uuid),
+    #[error("topic {0:?} does not exist")]
+    UnknownTopic(String),
+    #[error("partition {topic}-{partition} does not exist")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("partition {topic}-{partition} is at epoch {current}, request expected {expected}")]
+    StalePartitionEpoch {
+        topic: String,
+        partition: i32,
+        expected: i32,
+        current: i32,
+    },
+    #[error("invalid ISR: {0}")]
+    InvalidIsr(String),
+    #[error("invalid leader: {0}")]
+    InvalidLeader(String),
+    #[error("broker(s) {0:?} are fenced, shutting down or unregistered and cannot join the ISR")]
+    IneligibleReplica(Vec<i32>),
+    #[error("the change would leave the partition as it is")]
+    NoChange,
+    #[error("partition {topic}-{partition} is already led by its preferred replica")]
+    ElectionNotNeeded { topic: String, partition: i32 },
+    #[error("preferred replica {replica} of {topic}-{partition} is not an eligible ISR member")]
+    PreferredLeaderNotAvailable {
+        topic: String,
+        partition: i32,
+        replica: i32,
+    },
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("partition {topic}-{partition} is being reassigned")]
+    ReassignmentInProgress { topic: String, partition: i32 },
+    #[error("partition {topic}-{partition} is not being reassigned")]
+    NoReassignmentInProgress { topic: String, partition: i32 },
+    #[error("reassignment of {topic}-{partition} waits for replicas {waiting:?} to join the ISR")]
+    ReassignmentNotCaughtUp {
+        topic: String,
+        partition: i32,
+        waiting: Vec<i32>,
+    },
+    #[error("invalid producer id request: {0}")]
+    InvalidProducerIdRequest(String),
+    #[error("producer id space exhausted")]
+    ProducerIdsExhausted,
+}
+
+impl RequestError {
+    /// Rejections meaning "this is already so": a retried request that was applied before gets
+    /// one of these.
+    pub fn is_no_op(&self) -> bool {
+        matches!(
+            self,
+            RequestError::ClusterIdAlreadySet(_)
+                | RequestError::AlreadyRegistered { .. }
+                | RequestError::AlreadyFenced(_)
+                | RequestError::NotFenced(_)
+                | RequestError::AlreadyShuttingDown(_)
+                | RequestError::NoChange
+                | RequestError::ElectionNotNeeded { .. }
+        )
+    }
+
+    /// The closest Kafka protocol error code, for the wire edge.
+    pub fn kafka_error_code(&self) -> i16 {
+        use RequestError::*;
+        match self {
+            UnknownTopic(_) | UnknownPartition { .. } => 3,
+            InvalidTopicName { .. } => 17,
+            TopicExists(_) | TopicIdExists(_) => 36,
+            InvalidPartitions(_) => 37,
+            InvalidReplicationFactor(_) => 38,
+            InvalidReplicaAssignment(_) => 39,
+            InvalidConfig(_) => 40,
+            ReassignmentInProgress { .. } => 60,
+            PreferredLeaderNotAvailable { .. } => 80,
+            ElectionNotNeeded { .. } => 84,
+            NoReassignmentInProgress { .. } => 85,
+            StalePartitionEpoch { .. } => 95,
+            AlreadyRegistered { .. } => 101,
+            UnknownBroker(_) => 102,
+            IneligibleReplica(_) => 107,
+            _ => 42,
+        }
+    }
+}
+
+impl MetaRequest {
+    /// Applies the request to `md`, whose `metadata_offset` is already the index of the entry
+    /// carrying it. Leaves `md` untouched when it returns `Rejected`.
+    pub fn apply(&self, md: &mut ClusterMetadata) -> MetaResponse {
+        let result = match self {
+            MetaRequest::InitCluster { cluster_id } => init_cluster(md, cluster_id),
+            MetaRequest::RegisterBroker {
+                id,
+                incarnation,
+                host,
+                port,
+                rack,
+            } => broker::register(md, *id, *incarnation, host, *port, rack.as_deref()),
+            MetaRequest::UnregisterBroker { id } => broker::unregister(md, *id),
+            MetaRequest::FenceBroker { id } => broker::fence(md, *id),
+            MetaRequest::UnfenceBroker { id } => broker::unfence(md, *id),
+            MetaRequest::SetShuttingDown { id } => broker::shut_down(md, *id),
+            MetaRequest::CreateTopic {
+                name,
+                id,
+                partitions,
+                replication_factor,
+                configs,
+            } => topic::create(md, name, *id, *partitions, *replication_factor, configs),
+            MetaRequest::DeleteTopic { name } => topic::delete(md, name),
+            MetaRequest::CreatePartitions { name, count } => {
+                topic::create_partitions(md, name, *count)
+            }
+            MetaRequest::AlterTopicConfigs { name, configs } => {
+                topic::alter_configs(md, name, configs)
+            }
+            MetaRequest::ChangePartition {
+                topic,
+                partition,
+                leader,
+                isr,
+                expected_partition_epoch,
+            } => partition::change(
+                md,
+                topic,
+                *partition,
+                *leader,
+                isr.as_deref(),
+                *expected_partition_epoch,
+            ),
+            MetaRequest::ElectPreferredLeaders { scope } => partition::elect_preferred(md, scope),
+            MetaRequest::Reassign {
+                topic,
+                partition,
+                target,
+            } => partition::reassign(md, topic, *partition, target),
+            MetaRequest::CompleteReassignment { topic, partition } => {
+                partition::complete_reassignment(md, topic, *partition)
+            }
+            MetaRequest::CancelReassignment { topic, partition } => {
+                partition::cancel_reassignment(md, topic, *partition)
+            }
+            MetaRequest::AllocateProducerIds { broker, count } => {
+                producer_ids::allocate(md, *broker, *count)
+            }
+        };
+        result.unwrap_or_else(MetaResponse::Rejected)
+    }
+}
+
+fn init_cluster(md: &mut ClusterMetadata, cluster_id: &str) -> Result<MetaResponse, RequestError> {
+    if !md.cluster_id.is_empty() {
+        return Err(RequestError::ClusterIdAlreadySet(md.cluster_id.clone()));
+    }
+    if cluster_id.is_empty() || cluster_id.len() > 64 {
+        return Err(RequestError::InvalidClusterId(cluster_id.to_string()));
+    }
+    md.cluster_id = cluster_id.to_string();
+    Ok(MetaResponse::Ok)
+}
+
+/// Looks up a partition by Kafka's `i32` index.
+fn partition_index(
+    md: &ClusterMetadata,
+    topic: &str,
+    partition: i32,
+) -> Result<usize, RequestError> {
+    let t = md
+        .topics
+        .get(topic)
+        .ok_or_else(|| RequestError::UnknownTopic(topic.to_string()))?;
+    usize::try_from(partition)
+        .ok()
+        .filter(|p| *p < t.partitions.len())
+        .ok_or_else(|| RequestError::UnknownPartition {
+            topic: topic.to_string(),
+            partition,
+        })
+}
+
+#[cfg(test)]
+mod tests;
