@@ -834,8 +834,10 @@ impl PartitionLog {
         let Some(seg) = self.segments.iter().rev().find(|s| !s.is_empty()) else {
             return Ok(true);
         };
-        let Some(last) = seg.find(seg.next_offset() - 1)? else {
-            return Ok(false);
+        let last = match seg.find(seg.next_offset() - 1) {
+            Ok(Some(last)) => last,
+            Ok(None) | Err(LogError::Corrupt(_) | LogError::InvalidRecord(_)) => return Ok(false),
+            Err(e) => return Err(e),
         };
         if last.partition_leader_epoch < 0 {
             return Ok(true);
@@ -844,12 +846,24 @@ impl PartitionLog {
         Ok(cache.epoch_for_offset(at) == Some(last.partition_leader_epoch))
     }
 
-    /// Rebuilds the epoch cache from every batch header and writes it.
+    /// Rebuilds the epoch cache from every batch header and writes it. An unreadable header
+    /// (which reads will report) ends the scan of its segment.
     fn rebuild_epoch_cache(&mut self) -> Result<()> {
         let mut cache = LeaderEpochCache::default();
         for seg in &self.segments {
-            for m in seg.headers_from(0)? {
-                cache.assign(m.partition_leader_epoch, m.base_offset);
+            let mut pos = 0;
+            while pos < seg.size() {
+                match seg.read_header(pos) {
+                    Ok(m) => {
+                        cache.assign(m.partition_leader_epoch, m.base_offset);
+                        pos += m.size as u64;
+                    }
+                    Err(LogError::Io(e)) => return Err(e.into()),
+                    Err(e) => {
+                        tracing::warn!(segment = seg.base_offset(), error = %e, "epoch rebuild skips a bad header");
+                        break;
+                    }
+                }
             }
         }
         cache.truncate_from_start(self.log_start_offset);

@@ -294,6 +294,7 @@ proptest! {
         time_index in prop::collection::vec(any::<u8>(), 0..40),
         prefix_batches in batches(4),
         clean in any::<bool>(),
+        lose_epoch_checkpoint in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().expect("tmp");
         let mut log = PartitionLog::open(dir.path(), config(1 << 20)).expect("open");
@@ -308,6 +309,10 @@ proptest! {
         if clean {
             // A lying clean-shutdown marker must not make garbage readable either.
             std::fs::write(dir.path().join("clean-shutdown"), b"").expect("write");
+        }
+        if lose_epoch_checkpoint {
+            // The epoch cache is then rebuilt by scanning the (garbage) headers.
+            std::fs::remove_file(dir.path().join("leader-epoch-checkpoint")).expect("rm");
         }
         let mut log = PartitionLog::open(dir.path(), config(1 << 20)).expect("open");
         let end = log.log_end_offset();

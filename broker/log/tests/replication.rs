@@ -11,9 +11,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as RecordTs,
 };
 use proptest::prelude::*;
-use spate_log::{
-    parse_batches, FlushPolicy, LogConfig, LogError, PartitionLog, TimestampType,
-};
+use spate_log::{parse_batches, FlushPolicy, LogConfig, LogError, PartitionLog, TimestampType};
 use std::path::Path;
 
 #[derive(Debug, Clone)]
@@ -61,7 +59,8 @@ fn encode(b: &Batch) -> Bytes {
             producer_epoch: -1,
             timestamp_type: RecordTs::Creation,
             offset: i as i64,
-            sequence: -1,
+            // Contiguous sequences keep the encoder from splitting the batch.
+            sequence: -1 + i as i32,
             timestamp: b.ts + i as i64,
             key: k.clone().map(Bytes::from),
             value: Some(Bytes::from(v.clone())),
@@ -184,11 +183,8 @@ fn reconcile(leader: &PartitionLog, follower: &mut PartitionLog) {
             .end_offset_for_epoch(epoch)
             .expect("the leader knows an epoch at or below the follower's");
         let leo = follower.log_end_offset();
-        eprintln!("STAT reconcile leo={leo} epoch={epoch} leader=({leader_epoch},{leader_end})");
         if leader_epoch == epoch {
-            follower
-                .truncate_to(leader_end.min(leo))
-                .expect("truncate");
+            follower.truncate_to(leader_end.min(leo)).expect("truncate");
             return;
         }
         let (own_epoch, own_end) = follower
@@ -202,7 +198,6 @@ fn reconcile(leader: &PartitionLog, follower: &mut PartitionLog) {
         }
         // The follower never had the leader's epoch: cut to where its next epoch starts and
         // ask again about an older one.
-        eprintln!("STAT intermediate");
         follower.truncate_to(own_end.min(leo)).expect("truncate");
     }
     panic!("truncation did not converge");
@@ -239,15 +234,16 @@ impl Cluster {
         leader.set_hw(hw);
         match leader.log().read(offset, max_bytes) {
             Ok(bytes) => {
-                if !bytes.is_empty() && parse_batches(&bytes).unwrap()[0].base_offset < offset { eprintln!("STAT straddle"); }
                 follower
                     .log_mut()
                     .append_as_follower_at(bytes, 0)
                     .expect("reconciled follower appends what the leader sends");
             }
             Err(LogError::OffsetOutOfRange { start, .. }) => {
-                assert!(offset < start, "only a fetch below the log start is out of range");
-                eprintln!("STAT restart offset={offset} start={start}");
+                assert!(
+                    offset < start,
+                    "only a fetch below the log start is out of range"
+                );
                 follower
                     .log_mut()
                     .truncate_fully_and_start_at(start)
@@ -439,7 +435,6 @@ proptest! {
         prop_assert_eq!(l.log_end_offset(), f.log_end_offset());
         prop_assert_eq!(l.high_watermark(), f.high_watermark());
         let from = l.log_start_offset().max(f.log_start_offset());
-        eprintln!("STAT final leo={} starts=({},{}) epochs={:?}", l.log_end_offset(), l.log_start_offset(), f.log_start_offset(), written_epochs(l));
         let leader_bytes = read_all(l, from, 1 << 20);
         prop_assert!(leader_bytes == read_all(f, from, 1 << 20), "logs differ");
         prop_assert!(leader_bytes == read_all(f, from, 1), "logs differ batch by batch");

@@ -538,17 +538,25 @@ fn empty_follower_takes_a_batch_straddling_its_log_start() {
     let mut follower = PartitionLog::open(fd.path(), small_segments()).expect("open");
     follower.append(batch(0, 1, 0), 0).expect("old data");
     // Below the leader's log start: the follower restarts there and fetches.
-    follower.truncate_fully_and_start_at(leader.log_start_offset()).expect("restart");
+    follower
+        .truncate_fully_and_start_at(leader.log_start_offset())
+        .expect("restart");
     let fetched = leader.read(3, 1 << 20).expect("read");
     assert_eq!(parse_batches(&fetched).expect("ok")[0].base_offset, 2);
     follower.append_as_follower_at(fetched, 0).expect("append");
-    assert_eq!((follower.log_start_offset(), follower.log_end_offset()), (3, 6));
+    assert_eq!(
+        (follower.log_start_offset(), follower.log_end_offset()),
+        (3, 6)
+    );
     assert_eq!(read_all(&follower, 3, 1), read_all(&leader, 3, 1));
     assert_eq!(pairs(&follower), vec![(2, 3)]);
     assert_eq!(pairs(&follower), pairs(&leader));
     drop(follower);
     let follower = PartitionLog::open(fd.path(), small_segments()).expect("reopen");
-    assert_eq!((follower.log_start_offset(), follower.log_end_offset()), (3, 6));
+    assert_eq!(
+        (follower.log_start_offset(), follower.log_end_offset()),
+        (3, 6)
+    );
     // Not empty: the same batch is a mismatch.
     let mut follower = follower;
     assert!(matches!(
