@@ -127,7 +127,10 @@ pub fn compact(log: &mut PartitionLog, now_ms: i64) -> Result<CompactionStats> {
         stats.bytes_before += seg.size();
         stats.bytes_after += written;
         seg.swap_in(&cleaned_path)?;
-        if seg.is_empty() {
+        // The first segment stays even when compaction empties it: it pins the log start
+        // offset, which compaction must never move (only retention and DeleteRecords do), so
+        // consumers resuming below the first surviving record are served, not refused.
+        if seg.is_empty() && i > 0 {
             emptied.push(i);
         }
     }
@@ -178,6 +181,9 @@ mod tests {
         let mut from = log.log_start_offset();
         while from < log.log_end_offset() {
             let mut bytes = log.read(from, 1 << 20).expect("read");
+            if bytes.is_empty() {
+                break; // compaction removed everything up to the log end
+            }
             let next = crate::parse_batches(&bytes)
                 .expect("ok")
                 .last()
@@ -241,10 +247,13 @@ mod tests {
             let b = log.read(o, 1).expect("read");
             assert!(crate::parse_batches(&b).expect("ok")[0].last_offset() >= o);
         }
+        // Compaction never moves the log start offset.
+        assert_eq!(log.log_start_offset(), 0);
         // The cleaned log survives a restart, clean or not.
         drop(log);
         let log = PartitionLog::open(dir.path(), config()).expect("reopen");
         assert_eq!(contents(&log), after);
+        assert_eq!(log.log_start_offset(), 0);
     }
 
     #[test]
@@ -266,6 +275,11 @@ mod tests {
         log.compact(1_101).expect("compact");
         assert!(contents(&log).is_empty());
         assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(
+            log.log_start_offset(),
+            0,
+            "compaction does not move the log start"
+        );
         assert!(log
             .read(log.log_start_offset(), 100)
             .expect("read")
