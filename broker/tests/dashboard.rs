@@ -3,7 +3,7 @@ use std::collections::BTreeSet;
 
 use spate_broker::observability::Metrics;
 
-const DASHBOARD: &str = include_str!("../../dashboards/spate-overview.json");
+const DASHBOARD: &str = include_str!("../../charts/spate/dashboards/spate-overview.json");
 
 /// `spate_*` identifiers in a PromQL expression.
 fn metrics_in(expr: &str) -> Vec<String> {

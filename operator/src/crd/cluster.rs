@@ -1,0 +1,344 @@
+//! The `Cluster` resource: a set of Spate brokers and everything they need.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A Spate cluster: `replicas` brokers, each a pod with its own volume, owned by the operator.
+// `printcolumn(type_ = ...)` repeats per column; clippy mistakes that for a duplicate.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "spate.dev",
+    version = "v1alpha1",
+    kind = "Cluster",
+    namespaced,
+    status = "ClusterStatus",
+    derive = "PartialEq",
+    shortname = "spc",
+    category = "spate",
+    doc = "A Spate cluster: brokers, their volumes, services and configuration",
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyBrokers"),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "URP",
+        type_ = "integer",
+        description = "under-replicated partitions",
+        json_path = ".status.underReplicatedPartitions"
+    ),
+    printcolumn(
+        name = "Bootstrap",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.bootstrapAddress"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new(
+    "!has(self.metadataVoters) || self.metadataVoters <= self.replicas"
+).message("metadataVoters cannot exceed replicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpec {
+    /// Number of brokers.
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+
+    /// Broker ids to remove first when `replicas` goes down (instead of the highest ids).
+    /// Ids listed here are never given to new brokers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_brokers: Vec<i32>,
+
+    /// Container image holding `spate-broker`.
+    #[serde(default = "default_image")]
+    pub image: String,
+
+    /// Image pull policy (`Always`, `IfNotPresent`, `Never`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+
+    /// CPU and memory for each broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Each broker's data volume.
+    pub storage: StorageSpec,
+
+    /// Broker settings (`server.properties` names, e.g. `log.retention.ms`). Changing them
+    /// rolls the brokers one at a time.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+
+    /// How clients reach the brokers.
+    #[serde(default)]
+    pub listeners: ListenersSpec,
+
+    /// Spread brokers over this node label and report it as `broker.rack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<RackSpec>,
+
+    /// Number of brokers (the lowest ids) that vote in the metadata quorum. Defaults to 3, or
+    /// 1 when there are fewer than 3 brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub metadata_voters: Option<i32>,
+
+    /// The PodDisruptionBudget for the brokers.
+    #[serde(default)]
+    pub disruption_budget: DisruptionBudgetSpec,
+}
+
+fn default_image() -> String {
+    format!("spate:{}", env!("CARGO_PKG_VERSION"))
+}
+
+impl ClusterSpec {
+    /// How many brokers vote in the metadata quorum.
+    pub fn voter_count(&self) -> i32 {
+        let default = if self.replicas >= 3 { 3 } else { 1 };
+        self.metadata_voters
+            .unwrap_or(default)
+            .clamp(1, self.replicas.max(1))
+    }
+}
+
+/// A broker's data volume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Volume size, e.g. `10Gi`.
+    pub size: String,
+
+    /// StorageClass of the claims; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storageClassName is immutable"))]
+    pub storage_class_name: Option<String>,
+
+    /// What happens to a broker's volume when the broker is removed (scale-down) or the
+    /// Cluster is deleted.
+    #[serde(default)]
+    pub reclaim_policy: ReclaimPolicy,
+}
+
+/// What happens to a removed broker's volume.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReclaimPolicy {
+    /// The claim is deleted with the broker (and with the Cluster).
+    Delete,
+    /// The claim is kept, unowned, labelled `spate.dev/retained=true`.
+    #[default]
+    Retain,
+}
+
+/// Client listeners.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenersSpec {
+    /// The in-cluster listener (always on).
+    #[serde(default)]
+    pub internal: InternalListener,
+    /// An optional listener reachable from outside the Kubernetes cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalListener>,
+}
+
+/// The in-cluster Kafka listener.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InternalListener {
+    /// Kafka port on every broker and on the bootstrap Service.
+    #[serde(default = "default_kafka_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+impl Default for InternalListener {
+    fn default() -> Self {
+        Self {
+            port: default_kafka_port(),
+        }
+    }
+}
+
+fn default_kafka_port() -> i32 {
+    9092
+}
+
+/// A listener exposed outside the cluster: one Service per broker plus a bootstrap Service.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalListener {
+    /// Service type for the external Services.
+    #[serde(rename = "type")]
+    pub type_: ExternalType,
+    /// Port of the external Services.
+    #[serde(default = "default_kafka_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Annotations for the external Services (cloud load-balancer settings).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// How an external listener is exposed.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExternalType {
+    /// A NodePort Service per broker.
+    NodePort,
+    /// A LoadBalancer Service per broker.
+    LoadBalancer,
+}
+
+/// Rack awareness.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RackSpec {
+    /// Node label whose value is the broker's rack, e.g. `topology.kubernetes.io/zone`.
+    pub topology_key: String,
+}
+
+/// The brokers' PodDisruptionBudget.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DisruptionBudgetSpec {
+    /// Create the PodDisruptionBudget.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Brokers that voluntary disruptions (node drains) may take down at once.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 0))]
+    pub max_unavailable: i32,
+}
+
+impl Default for DisruptionBudgetSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_unavailable: 1,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_one() -> i32 {
+    1
+}
+
+/// Observed state of a Cluster.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// `Ready`, `Reconciling` and `Degraded`, `metav1.Condition`-style.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Brokers that exist (pods).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Brokers whose pod passes its readiness probe.
+    #[serde(default)]
+    pub ready_brokers: i32,
+    /// Per-broker state.
+    #[serde(default)]
+    pub brokers: Vec<BrokerStatus>,
+    /// `host:port` for clients inside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_address: Option<String>,
+    /// Partitions whose ISR is smaller than their replica set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub under_replicated_partitions: Option<i32>,
+    /// Partitions without a leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_partitions: Option<i32>,
+    /// The broker set partitions were last balanced over; a different set of brokers
+    /// triggers a rebalance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub balanced_brokers: Vec<i32>,
+    /// Up to 20 affected partitions (`topic-partition`), offline first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub affected_partitions: Vec<String>,
+}
+
+/// One broker's state.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerStatus {
+    /// `node.id` of the broker.
+    pub id: i32,
+    /// Pod name.
+    pub pod: String,
+    /// `Pending`, `Running`, `Ready`, `Restarting`, `Draining`, `Missing`.
+    pub phase: String,
+    /// Whether it votes in the metadata quorum.
+    #[serde(default)]
+    pub voter: bool,
+    /// Partition replicas hosted, when the cluster answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Partitions led, when the cluster answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaders: Option<i32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    fn spec(replicas: i32) -> ClusterSpec {
+        serde_json::from_value(serde_json::json!({
+            "replicas": replicas,
+            "storage": {"size": "1Gi"},
+        }))
+        .expect("minimal spec parses")
+    }
+
+    #[test]
+    fn minimal_spec_gets_defaults() {
+        let s = spec(3);
+        assert_eq!(s.listeners.internal.port, 9092);
+        assert!(s.disruption_budget.enabled);
+        assert_eq!(s.disruption_budget.max_unavailable, 1);
+        assert_eq!(s.storage.reclaim_policy, ReclaimPolicy::Retain);
+        assert!(s.image.starts_with("spate:"));
+    }
+
+    #[test]
+    fn voter_count_defaults_to_three_or_one() {
+        assert_eq!(spec(1).voter_count(), 1);
+        assert_eq!(spec(2).voter_count(), 1);
+        assert_eq!(spec(5).voter_count(), 3);
+        let mut s = spec(2);
+        s.metadata_voters = Some(5);
+        assert_eq!(s.voter_count(), 2, "never more voters than brokers");
+    }
+
+    #[test]
+    fn crd_has_group_version_short_name_and_status() {
+        let crd = Cluster::crd();
+        assert_eq!(crd.spec.group, "spate.dev");
+        assert_eq!(crd.spec.versions[0].name, "v1alpha1");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["spc".to_string()]));
+        let yaml = serde_json::to_string(&crd).expect("crd serializes");
+        assert!(yaml.contains("\"status\":{}"), "status subresource enabled");
+        assert!(yaml.contains("metadataVoters cannot exceed replicas"));
+        assert!(yaml.contains("storageClassName is immutable"));
+    }
+}

@@ -1,0 +1,1136 @@
+//! The Cluster reconciler: brokers as operator-owned pods, one step at a time.
+//!
+//! Each pass:
+//! 1. reads the broker pods and claims, and plans membership (`plan::membership`);
+//! 2. server-side-applies the ServiceAccount, ConfigMap, Services and PodDisruptionBudget;
+//! 3. creates the claim and pod of every broker that should exist and has no pod;
+//! 4. asks the cluster (Metadata) what it holds and does at most one of, in this order:
+//!    - scale-down: refuse (condition + Event) if a topic's replication factor exceeds the
+//!      brokers that would remain; otherwise drain the leaving brokers with
+//!      AlterPartitionReassignments and, once they hold nothing, delete their pods (and claims
+//!      per `reclaimPolicy`);
+//!    - rebalance: when the broker set changed since the last balance, move partitions so
+//!      replicas and preferred leaders are even (`plan::reassign`);
+//!    - rolling restart: delete one broker pod whose revision is stale, only when every broker
+//!      is ready and no partition would fall below `min.insync.replicas` (`plan::safety`);
+//!    - preferred leader election when leaders drifted (e.g. after a broker came back);
+//! 5. writes status: conditions, per-broker state, data health.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{apply_status, Context, FIELD_MANAGER};
+use crate::builders::{self, configmap, pdb, pods, pvc, service_account, services};
+use crate::crd::cluster::{BrokerStatus, ReclaimPolicy};
+use crate::crd::conditions::{self, DEGRADED, READY, RECONCILING};
+use crate::crd::{Cluster, ClusterStatus};
+use crate::kafka::{ClusterMetadata, KafkaAdmin, KafkaError, Reassignment};
+use crate::plan::{
+    self, plan_membership, plan_reassignment, restart_blockers, scale_down_blockers,
+};
+use crate::{Error, Result};
+
+/// How soon to look again while something is in progress.
+const PROGRESS_REQUEUE: Duration = Duration::from_secs(10);
+
+/// What this pass decided, for conditions and the requeue interval.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// `(reason, message)` when the spec cannot be carried out.
+    refused: Option<(&'static str, String)>,
+    /// `(reason, message)` when a change is in progress.
+    progress: Option<(&'static str, String)>,
+    /// Updated `balancedBrokers`.
+    balanced: Option<Vec<i32>>,
+    /// Metadata, when the cluster answered.
+    metadata: Option<ClusterMetadata>,
+    /// Why the cluster could not be asked.
+    unreachable: Option<String>,
+}
+
+/// Controller entry point.
+pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile("Cluster");
+    let c = cluster.as_ref();
+    let ns = c
+        .namespace()
+        .ok_or_else(|| Error::Invalid("Cluster must be namespaced".into()))?;
+    if c.metadata.deletion_timestamp.is_some() {
+        // Owned objects go with the Cluster (owner references).
+        return Ok(Action::await_change());
+    }
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let pvcs_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = ListParams::default().labels(&builders::list_selector(c));
+    let pods: BTreeMap<i32, Pod> = pods_api
+        .list(&selector)
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| broker_id(&p).map(|id| (id, p)))
+        .collect();
+    let claims: BTreeMap<i32, PersistentVolumeClaim> = pvcs_api
+        .list(&selector)
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| !p.labels().contains_key(builders::LABEL_RETAINED))
+        .filter_map(|p| broker_id(&p).map(|id| (id, p)))
+        .collect();
+
+    let existing: BTreeSet<i32> = pods.keys().chain(claims.keys()).copied().collect();
+    let membership = plan_membership(&existing, c.spec.replicas, &c.spec.remove_brokers);
+    // Brokers being removed keep their config until they are gone.
+    let mut all_ids: Vec<i32> = membership
+        .target()
+        .into_iter()
+        .chain(membership.remove.iter().copied())
+        .collect();
+    all_ids.sort_unstable();
+
+    apply_objects(c, &ctx, &ns, &all_ids).await?;
+
+    // Create brokers that should exist and have no pod (new, or deleted for a restart).
+    for id in membership.target() {
+        if !claims.contains_key(&id) {
+            apply(&pvcs_api, &pvc::build(c, id)).await?;
+        }
+        if !pods.contains_key(&id) {
+            apply(&pods_api, &pods::build(c, id, &all_ids)).await?;
+        }
+    }
+    if !membership.add.is_empty() {
+        let note = format!("Created brokers {:?}", membership.add);
+        ctx.event(c, EventType::Normal, "BrokersCreated", note)
+            .await;
+    }
+
+    let outcome =
+        act_on_cluster(c, &ctx, &pods, &membership, &all_ids, &pods_api, &pvcs_api).await?;
+    let status = build_status(c, &pods, &membership, &all_ids, &outcome, Timestamp::now());
+    let in_progress = conditions::is_true(&status.conditions, RECONCILING);
+    apply_status(
+        &Api::<Cluster>::namespaced(ctx.client.clone(), &ns),
+        c,
+        &status,
+    )
+    .await?;
+    Ok(if in_progress || outcome.unreachable.is_some() {
+        Action::requeue(PROGRESS_REQUEUE)
+    } else {
+        Action::requeue(ctx.resync)
+    })
+}
+
+fn broker_id<K: Resource>(obj: &K) -> Option<i32> {
+    obj.meta()
+        .labels
+        .as_ref()?
+        .get(builders::LABEL_BROKER_ID)?
+        .parse()
+        .ok()
+}
+
+/// Server-side apply with the operator's field manager.
+async fn apply<K>(api: &Api<K>, obj: &K) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn apply_objects(c: &Cluster, ctx: &Context, ns: &str, ids: &[i32]) -> Result<()> {
+    let client = ctx.client.clone();
+    apply(
+        &Api::namespaced(client.clone(), ns),
+        &service_account::build(c),
+    )
+    .await?;
+    apply(
+        &Api::namespaced(client.clone(), ns),
+        &configmap::build(c, ids),
+    )
+    .await?;
+    let svc_api = Api::namespaced(client.clone(), ns);
+    apply(&svc_api, &services::headless(c)).await?;
+    apply(&svc_api, &services::bootstrap(c)).await?;
+    for svc in services::external(c, ids) {
+        apply(&svc_api, &svc).await?;
+    }
+    if let Some(budget) = pdb::build(c) {
+        apply(&Api::namespaced(client, ns), &budget).await?;
+    }
+    Ok(())
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn pod_revision(pod: &Pod) -> Option<&str> {
+    pod.annotations()
+        .get(builders::ANNOTATION_REVISION)
+        .map(String::as_str)
+}
+
+fn tp_list(tps: &[(String, i32)], limit: usize) -> String {
+    let mut s: Vec<String> = tps
+        .iter()
+        .take(limit)
+        .map(|(t, p)| format!("{t}-{p}"))
+        .collect();
+    if tps.len() > limit {
+        s.push(format!("and {} more", tps.len() - limit));
+    }
+    s.join(", ")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn act_on_cluster(
+    c: &Cluster,
+    ctx: &Context,
+    pods: &BTreeMap<i32, Pod>,
+    membership: &plan::Membership,
+    all_ids: &[i32],
+    pods_api: &Api<Pod>,
+    pvcs_api: &Api<PersistentVolumeClaim>,
+) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    if pods.is_empty() {
+        out.progress = Some(("Creating", "creating brokers".into()));
+        return Ok(out);
+    }
+    let bootstrap = builders::bootstrap_address(c);
+    let admin = match ctx.kafka.connect(&bootstrap).await {
+        Ok(a) => a,
+        Err(e) => {
+            out.unreachable = Some(e.to_string());
+            return Ok(out);
+        }
+    };
+    let md = match admin.metadata(None).await {
+        Ok(md) => md,
+        Err(e) => {
+            out.unreachable = Some(e.to_string());
+            return Ok(out);
+        }
+    };
+    out.metadata = Some(md.clone());
+    let ongoing = match admin.list_partition_reassignments().await {
+        Ok(o) => o,
+        Err(KafkaError::Unsupported(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let target: BTreeSet<i32> = membership.target().into_iter().collect();
+
+    // Scale-down: refuse, drain, or remove.
+    if !membership.remove.is_empty() {
+        let blockers = scale_down_blockers(&md, target.len());
+        let voters = configmap::voters(c, all_ids);
+        let leaving_voters: Vec<i32> = membership
+            .remove
+            .iter()
+            .copied()
+            .filter(|id| voters.contains(id))
+            .collect();
+        if !blockers.is_empty() {
+            let detail = blockers
+                .iter()
+                .map(|(t, rf)| format!("{t} (replication factor {rf})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let msg = format!(
+                "refusing to remove brokers {:?}: only {} would remain, fewer than the replicas of {detail}",
+                membership.remove,
+                target.len()
+            );
+            ctx.event(c, EventType::Warning, "ScaleDownRefused", msg.clone())
+                .await;
+            out.refused = Some(("ScaleDownRefused", msg));
+            return Ok(out);
+        }
+        if !leaving_voters.is_empty() {
+            let msg = format!(
+                "refusing to remove brokers {leaving_voters:?}: they vote in the metadata quorum (voters {voters:?}); list other brokers in spec.removeBrokers"
+            );
+            ctx.event(c, EventType::Warning, "ScaleDownRefused", msg.clone())
+                .await;
+            out.refused = Some(("ScaleDownRefused", msg));
+            return Ok(out);
+        }
+        let moves = plan_reassignment(&md.assignment(), &target)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        if !moves.is_empty() {
+            if ongoing.is_empty() {
+                admin
+                    .alter_partition_reassignments(&to_reassignments(&moves))
+                    .await?;
+                ctx.event(
+                    c,
+                    EventType::Normal,
+                    "DrainStarted",
+                    format!(
+                        "Moving {} partitions off brokers {:?}",
+                        moves.len(),
+                        membership.remove
+                    ),
+                )
+                .await;
+            }
+            out.progress = Some((
+                "Draining",
+                format!(
+                    "draining brokers {:?}: {} partitions to move",
+                    membership.remove,
+                    moves.len()
+                ),
+            ));
+            return Ok(out);
+        }
+        if !ongoing.is_empty() {
+            out.progress = Some((
+                "Draining",
+                format!("{} partition moves in progress", ongoing.len()),
+            ));
+            return Ok(out);
+        }
+        for id in &membership.remove {
+            remove_broker(c, *id, pods_api, pvcs_api).await?;
+        }
+        ctx.event(
+            c,
+            EventType::Normal,
+            "DrainFinished",
+            format!(
+                "Brokers {:?} hold no partitions and were removed",
+                membership.remove
+            ),
+        )
+        .await;
+        out.balanced = Some(target.iter().copied().collect());
+        out.progress = Some((
+            "Removing",
+            format!("removed brokers {:?}", membership.remove),
+        ));
+        return Ok(out);
+    }
+
+    let all_ready = target.iter().all(|id| pods.get(id).is_some_and(pod_ready));
+    let registered = md.broker_ids();
+    let balanced_over: Vec<i32> = c
+        .status
+        .as_ref()
+        .map(|s| s.balanced_brokers.clone())
+        .unwrap_or_default();
+
+    // Rebalance onto a changed broker set, once every broker has registered.
+    let target_vec: Vec<i32> = target.iter().copied().collect();
+    if balanced_over != target_vec && target.is_subset(&registered) && all_ready {
+        if !ongoing.is_empty() {
+            out.progress = Some((
+                "Rebalancing",
+                format!("{} partition moves in progress", ongoing.len()),
+            ));
+            return Ok(out);
+        }
+        let moves = plan_reassignment(&md.assignment(), &target)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        if moves.is_empty() {
+            out.balanced = Some(target_vec);
+        } else {
+            admin
+                .alter_partition_reassignments(&to_reassignments(&moves))
+                .await?;
+            ctx.event(
+                c,
+                EventType::Normal,
+                "Rebalancing",
+                format!(
+                    "Moving {} partitions to balance brokers {target_vec:?}",
+                    moves.len()
+                ),
+            )
+            .await;
+            out.progress = Some(("Rebalancing", format!("moving {} partitions", moves.len())));
+            return Ok(out);
+        }
+    }
+
+    // Rolling restart of one stale broker at a time, voters last.
+    let mut stale: Vec<i32> = target
+        .iter()
+        .copied()
+        .filter(|id| {
+            pods.get(id)
+                .is_some_and(|p| pod_revision(p) != Some(pods::revision(c, *id, all_ids).as_str()))
+        })
+        .collect();
+    let voters = configmap::voters(c, all_ids);
+    stale.sort_by_key(|id| (voters.contains(id), *id));
+    if let Some(id) = stale.first().copied() {
+        if !all_ready {
+            out.progress = Some((
+                "Rolling",
+                format!("waiting for brokers to be ready before restarting broker {id}"),
+            ));
+            return Ok(out);
+        }
+        let blockers = restart_check(c, admin.as_ref(), &md, id).await?;
+        if blockers.is_empty() {
+            pods_api
+                .delete(&builders::pod_name(c, id), &DeleteParams::default())
+                .await?;
+            ctx.event(
+                c,
+                EventType::Normal,
+                "BrokerRestarting",
+                format!("Restarting broker {id} to apply a configuration change"),
+            )
+            .await;
+            out.progress = Some((
+                "Rolling",
+                format!("restarting broker {id} ({} to go)", stale.len()),
+            ));
+        } else {
+            out.progress = Some((
+                "RollBlocked",
+                format!(
+                    "restarting broker {id} would take partitions below min.insync.replicas: {}",
+                    tp_list(&blockers, 10)
+                ),
+            ));
+        }
+        return Ok(out);
+    }
+
+    // Leadership back to preferred replicas (after a broker returned).
+    let drifted = md.not_preferred_leader();
+    if all_ready && ongoing.is_empty() && !drifted.is_empty() && md.offline().is_empty() {
+        admin.elect_preferred_leaders(&drifted).await?;
+        ctx.event(
+            c,
+            EventType::Normal,
+            "LeadersRebalanced",
+            format!("Preferred leader election for {} partitions", drifted.len()),
+        )
+        .await;
+    }
+    Ok(out)
+}
+
+fn to_reassignments(moves: &plan::Assignment) -> Vec<Reassignment> {
+    moves
+        .iter()
+        .map(|((topic, partition), replicas)| Reassignment {
+            topic: topic.clone(),
+            partition: *partition,
+            replicas: Some(replicas.clone()),
+        })
+        .collect()
+}
+
+/// Partitions that restarting `id` would push below their `min.insync.replicas`.
+async fn restart_check(
+    c: &Cluster,
+    admin: &dyn KafkaAdmin,
+    md: &ClusterMetadata,
+    id: i32,
+) -> Result<Vec<(String, i32)>> {
+    let default_min: usize = c
+        .spec
+        .config
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut min_isr = BTreeMap::new();
+    for t in &md.topics {
+        if t.partitions.iter().any(|p| p.replicas.contains(&id)) {
+            let configs = admin.describe_topic_configs(&t.name).await?;
+            if let Some(v) = configs
+                .get("min.insync.replicas")
+                .and_then(|e| e.value.as_deref())
+                .and_then(|v| v.parse().ok())
+            {
+                min_isr.insert(t.name.clone(), v);
+            }
+        }
+    }
+    Ok(restart_blockers(md, id, &min_isr, default_min))
+}
+
+async fn remove_broker(
+    c: &Cluster,
+    id: i32,
+    pods_api: &Api<Pod>,
+    pvcs_api: &Api<PersistentVolumeClaim>,
+) -> Result<()> {
+    let dp = DeleteParams::default();
+    match pods_api.delete(&builders::pod_name(c, id), &dp).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let claim = builders::pvc_name(c, id);
+    match c.spec.storage.reclaim_policy {
+        ReclaimPolicy::Delete => match pvcs_api.delete(&claim, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        },
+        ReclaimPolicy::Retain => {
+            let patch = serde_json::json!({
+                "metadata": {"labels": {builders::LABEL_RETAINED: "true"}}
+            });
+            match pvcs_api
+                .patch(&claim, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn build_status(
+    c: &Cluster,
+    pods: &BTreeMap<i32, Pod>,
+    membership: &plan::Membership,
+    all_ids: &[i32],
+    outcome: &Outcome,
+    now: Timestamp,
+) -> ClusterStatus {
+    let mut status = c.status.clone().unwrap_or_default();
+    let generation = c.metadata.generation;
+    status.observed_generation = generation;
+    status.bootstrap_address = Some(builders::bootstrap_address(c));
+    if let Some(b) = &outcome.balanced {
+        status.balanced_brokers = b.clone();
+    }
+    let voters = configmap::voters(c, all_ids);
+    let md = outcome.metadata.as_ref();
+    let counts = md.map(|m| plan::reassign::replica_counts(&m.assignment()));
+    let leaders = md.map(|m| {
+        let mut l: BTreeMap<i32, i32> = BTreeMap::new();
+        for t in &m.topics {
+            for p in &t.partitions {
+                *l.entry(p.leader).or_insert(0) += 1;
+            }
+        }
+        l
+    });
+    status.brokers = all_ids
+        .iter()
+        .map(|id| {
+            let pod = pods.get(id);
+            let phase = if membership.remove.contains(id) {
+                "Draining"
+            } else {
+                match pod {
+                    None => "Missing",
+                    Some(p) if p.metadata.deletion_timestamp.is_some() => "Restarting",
+                    Some(p) if pod_ready(p) => "Ready",
+                    Some(p)
+                        if p.status.as_ref().and_then(|s| s.phase.as_deref())
+                            == Some("Running") =>
+                    {
+                        "Running"
+                    }
+                    Some(_) => "Pending",
+                }
+            };
+            BrokerStatus {
+                id: *id,
+                pod: builders::pod_name(c, *id),
+                phase: phase.into(),
+                voter: voters.contains(id),
+                replicas: counts
+                    .as_ref()
+                    .map(|m| i32::try_from(m.get(id).copied().unwrap_or(0)).unwrap_or(i32::MAX)),
+                leaders: leaders.as_ref().map(|m| m.get(id).copied().unwrap_or(0)),
+            }
+        })
+        .collect();
+    status.replicas = i32::try_from(pods.len()).unwrap_or(i32::MAX);
+    status.ready_brokers =
+        i32::try_from(pods.values().filter(|p| pod_ready(p)).count()).unwrap_or(i32::MAX);
+    let target_ready = membership
+        .target()
+        .iter()
+        .all(|id| pods.get(id).is_some_and(pod_ready));
+
+    let (urp, offline) = match md {
+        Some(m) => (m.under_replicated(), m.offline()),
+        None => (Vec::new(), Vec::new()),
+    };
+    if md.is_some() {
+        status.under_replicated_partitions = Some(i32::try_from(urp.len()).unwrap_or(i32::MAX));
+        status.offline_partitions = Some(i32::try_from(offline.len()).unwrap_or(i32::MAX));
+        status.affected_partitions = offline
+            .iter()
+            .chain(urp.iter().filter(|p| !offline.contains(p)))
+            .take(20)
+            .map(|(t, p)| format!("{t}-{p}"))
+            .collect();
+    }
+
+    // Ready: every broker ready and the spec achievable.
+    let (ready, reason, message) = if let Some((reason, msg)) = &outcome.refused {
+        (false, *reason, msg.clone())
+    } else if let Some(e) = &outcome.unreachable {
+        (false, "ClusterUnreachable", e.clone())
+    } else if !target_ready {
+        let n = membership.target().len();
+        (
+            false,
+            "BrokersNotReady",
+            format!("{} of {n} brokers ready", status.ready_brokers),
+        )
+    } else {
+        (
+            true,
+            "Ready",
+            format!("{} brokers ready", status.ready_brokers),
+        )
+    };
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        ready,
+        reason,
+        message,
+        generation,
+        now,
+    );
+
+    let (reconciling, reason, message) = match &outcome.progress {
+        Some((reason, msg)) => (true, *reason, msg.clone()),
+        None if !target_ready => (true, "BrokersStarting", "waiting for brokers".to_string()),
+        None => (false, "Idle", "nothing to do".to_string()),
+    };
+    conditions::set(
+        &mut status.conditions,
+        RECONCILING,
+        reconciling,
+        reason,
+        message,
+        generation,
+        now,
+    );
+
+    let not_ready: Vec<i32> = membership
+        .target()
+        .into_iter()
+        .filter(|id| pods.get(id).is_some_and(|p| !pod_ready(p)))
+        .collect();
+    let (degraded, reason, message) = if !offline.is_empty() {
+        (
+            true,
+            "PartitionsOffline",
+            format!("offline: {}", tp_list(&offline, 20)),
+        )
+    } else if !urp.is_empty() {
+        (
+            true,
+            "UnderReplicated",
+            format!("under-replicated: {}", tp_list(&urp, 20)),
+        )
+    } else if !not_ready.is_empty()
+        && status
+            .balanced_brokers
+            .iter()
+            .any(|b| not_ready.contains(b))
+    {
+        (
+            true,
+            "BrokerDown",
+            format!("brokers not ready: {not_ready:?}"),
+        )
+    } else {
+        (
+            false,
+            "Healthy",
+            "all partitions fully replicated".to_string(),
+        )
+    };
+    conditions::set(
+        &mut status.conditions,
+        DEGRADED,
+        degraded,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    //! Scenarios: the reconciler against a mock API server and an in-memory cluster.
+
+    use super::*;
+    use crate::builders::test_support;
+    use crate::reconcilers::fixtures::{
+        context, default_reply, finish, ApiCall, FakeKafka, Journal,
+    };
+    use serde_json::{json, Value};
+
+    /// Broker pods as the builder makes them for `ids`, marked ready.
+    fn ready_pods(c: &Cluster, ids: &[i32]) -> Vec<Value> {
+        ids.iter()
+            .map(|id| {
+                let mut pod = serde_json::to_value(pods::build(c, *id, ids)).expect("pod json");
+                pod["status"] = json!({"phase": "Running",
+                    "conditions": [{"type": "Ready", "status": "True"}]});
+                pod
+            })
+            .collect()
+    }
+
+    fn claims(c: &Cluster, ids: &[i32]) -> Vec<Value> {
+        ids.iter()
+            .map(|id| serde_json::to_value(pvc::build(c, *id)).expect("pvc json"))
+            .collect()
+    }
+
+    fn list(items: Vec<Value>) -> Value {
+        json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items})
+    }
+
+    async fn run(
+        c: Cluster,
+        pods: Vec<Value>,
+        pvcs: Vec<Value>,
+        kafka: FakeKafka,
+        journal: &Journal,
+    ) -> (Result<Action>, Vec<ApiCall>) {
+        let (ctx, server) = context(kafka, journal);
+        let echo = serde_json::to_value(&c).expect("cluster json");
+        let server = server.run(move |call| {
+            if call.method == "GET" && call.path.starts_with("/api/v1/namespaces/kafka/pods?") {
+                (200, list(pods.clone()))
+            } else if call.method == "GET"
+                && call
+                    .path
+                    .starts_with("/api/v1/namespaces/kafka/persistentvolumeclaims?")
+            {
+                (200, list(pvcs.clone()))
+            } else if call.method == "PATCH" && call.path.contains("/clusters/") {
+                (200, echo.clone())
+            } else {
+                default_reply(call, &echo)
+            }
+        });
+        let result = reconcile(Arc::new(c), ctx).await;
+        (result, finish(server).await)
+    }
+
+    fn status(calls: &[ApiCall]) -> Value {
+        calls
+            .iter()
+            .find(|c| {
+                c.method == "PATCH"
+                    && c.path.starts_with(
+                        "/apis/spate.dev/v1alpha1/namespaces/kafka/clusters/spate/status?",
+                    )
+            })
+            .map(|c| c.body["status"].clone())
+            .expect("status patched")
+    }
+
+    fn condition(status: &Value, type_: &str) -> (String, String, String) {
+        let c = status["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+            .unwrap_or_else(|| panic!("no {type_} condition in {status}"));
+        (
+            c["status"].as_str().unwrap_or("").into(),
+            c["reason"].as_str().unwrap_or("").into(),
+            c["message"].as_str().unwrap_or("").into(),
+        )
+    }
+
+    fn deletes(calls: &[ApiCall]) -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.method == "DELETE")
+            .map(|c| c.path.clone())
+            .collect()
+    }
+
+    fn events(calls: &[ApiCall]) -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.method == "POST" && c.path.contains("/events"))
+            .map(|c| c.body["reason"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn new_cluster_applies_objects_and_creates_brokers() {
+        let journal = Journal::default();
+        let c = test_support::cluster(3);
+        let (result, calls) = run(
+            c,
+            vec![],
+            vec![],
+            FakeKafka::new(0, journal.clone()),
+            &journal,
+        )
+        .await;
+        assert_eq!(
+            result.expect("reconciled"),
+            Action::requeue(PROGRESS_REQUEUE)
+        );
+        let applied: Vec<&str> = calls
+            .iter()
+            .filter(|c| c.method == "PATCH" && c.path.contains("fieldManager=spate-operator"))
+            .map(|c| c.path.split('?').next().unwrap_or(""))
+            .collect();
+        for path in [
+            "/api/v1/namespaces/kafka/serviceaccounts/spate-broker",
+            "/api/v1/namespaces/kafka/configmaps/spate-config",
+            "/api/v1/namespaces/kafka/services/spate-brokers",
+            "/api/v1/namespaces/kafka/services/spate-bootstrap",
+            "/apis/policy/v1/namespaces/kafka/poddisruptionbudgets/spate-brokers",
+            "/api/v1/namespaces/kafka/persistentvolumeclaims/data-spate-0",
+            "/api/v1/namespaces/kafka/pods/spate-2",
+        ] {
+            assert!(applied.contains(&path), "{path} not applied: {applied:?}");
+        }
+        let pod = calls
+            .iter()
+            .find(|c| c.path.starts_with("/api/v1/namespaces/kafka/pods/spate-1?"))
+            .expect("pod applied");
+        assert_eq!(pod.body["kind"], "Pod");
+        assert_eq!(
+            pod.body["metadata"]["ownerReferences"][0]["kind"],
+            "Cluster"
+        );
+        assert_eq!(events(&calls), vec!["BrokersCreated".to_string()]);
+        let s = status(&calls);
+        assert_eq!(condition(&s, RECONCILING).1, "Creating");
+        assert_eq!(condition(&s, READY).0, "False");
+        assert!(
+            journal.kafka().is_empty(),
+            "no Kafka call before a broker exists"
+        );
+    }
+
+    #[tokio::test]
+    async fn scale_down_below_replication_factor_is_refused_with_a_condition() {
+        let journal = Journal::default();
+        let three = test_support::cluster(3);
+        let mut c = three.clone();
+        c.spec.replicas = 2;
+        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 3, 3);
+        let (result, calls) = run(
+            c,
+            ready_pods(&three, &[0, 1, 2]),
+            claims(&three, &[0, 1, 2]),
+            kafka,
+            &journal,
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        let s = status(&calls);
+        let (ready, reason, message) = condition(&s, READY);
+        assert_eq!(
+            (ready.as_str(), reason.as_str()),
+            ("False", "ScaleDownRefused")
+        );
+        assert!(
+            message.contains("orders (replication factor 3)"),
+            "{message}"
+        );
+        assert!(
+            deletes(&calls).is_empty(),
+            "no broker removed: {:?}",
+            deletes(&calls)
+        );
+        assert!(!journal
+            .kafka()
+            .iter()
+            .any(|k| k.starts_with("AlterPartitionReassignments")));
+        assert!(events(&calls).contains(&"ScaleDownRefused".to_string()));
+        let warning = calls
+            .iter()
+            .find(|c| c.body["reason"] == "ScaleDownRefused")
+            .expect("event");
+        assert_eq!(warning.body["type"], "Warning");
+        assert_eq!(
+            s["brokers"].as_array().map(Vec::len),
+            Some(3),
+            "brokers kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn scale_down_drains_the_chosen_broker_then_removes_it() {
+        let journal = Journal::default();
+        let mut four = test_support::cluster(4);
+        four.spec.metadata_voters = Some(1);
+        let mut c = four.clone();
+        c.spec.replicas = 3;
+        c.spec.remove_brokers = vec![2];
+        c.spec.storage.reclaim_policy = ReclaimPolicy::Delete;
+        let kafka = FakeKafka::new(4, journal.clone()).with_topic("orders", 8, 2);
+
+        // Pass 1: replicas move off broker 2; nothing is deleted yet.
+        let (result, calls) = run(
+            c.clone(),
+            ready_pods(&four, &[0, 1, 2, 3]),
+            claims(&four, &[0, 1, 2, 3]),
+            kafka.clone(),
+            &journal,
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert!(deletes(&calls).is_empty());
+        assert!(events(&calls).contains(&"DrainStarted".to_string()));
+        assert_eq!(condition(&status(&calls), RECONCILING).1, "Draining");
+        let after = kafka.state.lock().expect("lock").topics["orders"].clone();
+        assert!(after
+            .partitions
+            .iter()
+            .all(|p| !p.replicas.contains(&2) && p.replicas.len() == 2));
+
+        // Pass 2: broker 2 is empty, so its pod and claim go.
+        let (result, calls) = run(
+            c,
+            ready_pods(&four, &[0, 1, 2, 3]),
+            claims(&four, &[0, 1, 2, 3]),
+            kafka,
+            &journal,
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        let d = deletes(&calls);
+        assert!(
+            d.iter()
+                .any(|p| p.starts_with("/api/v1/namespaces/kafka/pods/spate-2?")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|p| p
+                    .starts_with("/api/v1/namespaces/kafka/persistentvolumeclaims/data-spate-2?")),
+            "{d:?}"
+        );
+        assert_eq!(d.len(), 2, "only broker 2 removed: {d:?}");
+        assert!(events(&calls).contains(&"DrainFinished".to_string()));
+    }
+
+    #[tokio::test]
+    async fn removing_a_metadata_voter_is_refused() {
+        let journal = Journal::default();
+        let three = test_support::cluster(3);
+        let mut c = three.clone();
+        c.spec.replicas = 2;
+        c.spec.metadata_voters = Some(1);
+        c.spec.remove_brokers = vec![0];
+        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 3, 1);
+        let (_, calls) = run(
+            c,
+            ready_pods(&three, &[0, 1, 2]),
+            claims(&three, &[0, 1, 2]),
+            kafka,
+            &journal,
+        )
+        .await;
+        let (_, reason, message) = condition(&status(&calls), READY);
+        assert_eq!(reason, "ScaleDownRefused");
+        assert!(message.contains("metadata quorum"), "{message}");
+        assert!(deletes(&calls).is_empty());
+    }
+
+    #[tokio::test]
+    async fn config_change_restarts_one_broker_when_isr_allows() {
+        let journal = Journal::default();
+        let old = test_support::cluster(3);
+        let mut c = old.clone();
+        c.spec.config.insert("log.retention.ms".into(), "1".into());
+        c.status = Some(ClusterStatus {
+            balanced_brokers: vec![0, 1, 2],
+            ..ClusterStatus::default()
+        });
+        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 3, 3);
+        let (_, calls) = run(
+            c,
+            ready_pods(&old, &[0, 1, 2]),
+            claims(&old, &[0, 1, 2]),
+            kafka,
+            &journal,
+        )
+        .await;
+        assert_eq!(
+            deletes(&calls).len(),
+            1,
+            "one broker at a time: {:?}",
+            deletes(&calls)
+        );
+        assert!(deletes(&calls)[0].starts_with("/api/v1/namespaces/kafka/pods/spate-0?"));
+        assert!(events(&calls).contains(&"BrokerRestarting".to_string()));
+        assert_eq!(condition(&status(&calls), RECONCILING).1, "Rolling");
+    }
+
+    #[tokio::test]
+    async fn restart_waits_while_it_would_drop_a_partition_below_min_isr() {
+        let journal = Journal::default();
+        let old = test_support::cluster(3);
+        let mut c = old.clone();
+        c.spec
+            .config
+            .insert("min.insync.replicas".into(), "2".into());
+        c.status = Some(ClusterStatus {
+            balanced_brokers: vec![0, 1, 2],
+            ..ClusterStatus::default()
+        });
+        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 1, 3);
+        kafka
+            .state
+            .lock()
+            .expect("lock")
+            .topics
+            .get_mut("orders")
+            .expect("topic")
+            .partitions[0]
+            .isr = vec![0, 1];
+        let (_, calls) = run(
+            c,
+            ready_pods(&old, &[0, 1, 2]),
+            claims(&old, &[0, 1, 2]),
+            kafka,
+            &journal,
+        )
+        .await;
+        assert!(deletes(&calls).is_empty(), "{:?}", deletes(&calls));
+        let s = status(&calls);
+        let (_, reason, message) = condition(&s, RECONCILING);
+        assert_eq!(reason, "RollBlocked");
+        assert!(message.contains("orders-0"), "{message}");
+        assert_eq!(condition(&s, DEGRADED).1, "UnderReplicated");
+        assert_eq!(s["underReplicatedPartitions"], 1);
+    }
+
+    #[tokio::test]
+    async fn scale_up_rebalances_partitions_onto_new_brokers() {
+        let journal = Journal::default();
+        let c = {
+            let mut c = test_support::cluster(4);
+            c.status = Some(ClusterStatus {
+                balanced_brokers: vec![0, 1, 2],
+                ..ClusterStatus::default()
+            });
+            c
+        };
+        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 6, 2);
+        kafka.state.lock().expect("lock").brokers.push(3);
+        let (_, calls) = run(
+            c.clone(),
+            ready_pods(&c, &[0, 1, 2, 3]),
+            claims(&c, &[0, 1, 2, 3]),
+            kafka.clone(),
+            &journal,
+        )
+        .await;
+        assert!(
+            journal
+                .kafka()
+                .iter()
+                .any(|k| k.starts_with("AlterPartitionReassignments")),
+            "{:?}",
+            journal.kafka()
+        );
+        let counts = plan::reassign::replica_counts(
+            &kafka.state.lock().expect("lock").topics["orders"]
+                .partitions
+                .iter()
+                .map(|p| (("orders".to_string(), p.partition), p.replicas.clone()))
+                .collect(),
+        );
+        assert_eq!(
+            counts.get(&3),
+            Some(&3),
+            "broker 3 got its share: {counts:?}"
+        );
+        assert_eq!(condition(&status(&calls), RECONCILING).1, "Rebalancing");
+    }
+
+    #[tokio::test]
+    async fn returned_broker_gets_its_leadership_back() {
+        let journal = Journal::default();
+        let mut c = test_support::cluster(3);
+        c.status = Some(ClusterStatus {
+            balanced_brokers: vec![0, 1, 2],
+            ..ClusterStatus::default()
+        });
+        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 3, 3);
+        kafka
+            .state
+            .lock()
+            .expect("lock")
+            .topics
+            .get_mut("orders")
+            .expect("topic")
+            .partitions[0]
+            .leader = 1;
+        let (_, calls) = run(
+            c.clone(),
+            ready_pods(&c, &[0, 1, 2]),
+            claims(&c, &[0, 1, 2]),
+            kafka,
+            &journal,
+        )
+        .await;
+        assert_eq!(
+            journal.kafka().last().map(String::as_str),
+            Some("ElectLeaders 1")
+        );
+        assert!(events(&calls).contains(&"LeadersRebalanced".to_string()));
+        let s = status(&calls);
+        assert_eq!(condition(&s, READY).0, "True");
+        assert_eq!(condition(&s, DEGRADED).0, "False");
+    }
+
+    #[tokio::test]
+    async fn unreachable_cluster_is_reported_and_retried_soon() {
+        let journal = Journal::default();
+        let c = test_support::cluster(1);
+        let kafka = FakeKafka::new(1, journal.clone());
+        kafka.state.lock().expect("lock").reachable = false;
+        let (result, calls) = run(
+            c.clone(),
+            ready_pods(&c, &[0]),
+            claims(&c, &[0]),
+            kafka,
+            &journal,
+        )
+        .await;
+        assert_eq!(result.expect("ok"), Action::requeue(PROGRESS_REQUEUE));
+        assert_eq!(condition(&status(&calls), READY).1, "ClusterUnreachable");
+    }
+}
