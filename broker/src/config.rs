@@ -65,6 +65,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("offset.metadata.max.bytes", "4096"),
     ("group.consumer.heartbeat.interval.ms", "5000"),
     ("group.consumer.session.timeout.ms", "45000"),
+    // Cluster mode (issue 4). Empty voters: the single-node broker with `topics.json`.
+    ("controller.quorum.voters", ""),
+    ("controller.listener", ""),
+    ("broker.rack", ""),
 ];
 
 /// Typed broker configuration.
@@ -91,6 +95,9 @@ pub struct BrokerConfig {
     pub group: crate::group::GroupConfig,
     /// Defaults every topic's log starts from; topic configs override them.
     pub log_defaults: LogConfig,
+    /// Cluster mode: the metadata quorum's voters and this node's raft address. `None` runs
+    /// the single-node broker.
+    pub quorum: Option<QuorumConfig>,
     /// The effective settings, for DescribeConfigs on the broker resource.
     pub raw: BTreeMap<String, String>,
 }
@@ -229,6 +236,7 @@ impl BrokerConfig {
                 )?),
             },
             log_defaults,
+            quorum: parse_quorum(&raw)?,
             raw,
         })
     }
@@ -239,6 +247,58 @@ impl BrokerConfig {
             .clone()
             .unwrap_or_else(|| (bound.ip().to_string(), bound.port()))
     }
+}
+
+/// The metadata quorum settings of a broker in cluster mode.
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    /// Raft node id (== broker id) → gRPC `host:port` of every voter.
+    pub voters: BTreeMap<u64, String>,
+    /// Where this node's raft gRPC server binds.
+    pub listener: SocketAddr,
+    pub rack: Option<String>,
+}
+
+/// `controller.quorum.voters` (`id@host:port,...`), `controller.listener`, `broker.rack`.
+fn parse_quorum(raw: &BTreeMap<String, String>) -> Result<Option<QuorumConfig>, ConfigError> {
+    let get = |k: &str| raw.get(k).map(|s| s.trim()).unwrap_or_default();
+    let voters_raw = get("controller.quorum.voters");
+    if voters_raw.is_empty() {
+        return Ok(None);
+    }
+    let bad = |reason: &str| invalid("controller.quorum.voters", voters_raw, reason);
+    let mut voters = BTreeMap::new();
+    for v in voters_raw
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        let (id, addr) = v
+            .split_once('@')
+            .ok_or_else(|| bad("expected id@host:port"))?;
+        let id: u64 = id.parse().map_err(|_| bad("voter id is not a number"))?;
+        if addr.rsplit_once(':').is_none() {
+            return Err(bad("expected id@host:port"));
+        }
+        if voters.insert(id, addr.to_string()).is_some() {
+            return Err(bad("duplicate voter id"));
+        }
+    }
+    let node_id: i64 = num(raw, "node.id")?;
+    let own = u64::try_from(node_id)
+        .ok()
+        .and_then(|id| voters.get(&id))
+        .ok_or_else(|| bad("node.id is not one of the voters"))?;
+    let listener = match get("controller.listener") {
+        "" => parse_addr("controller.listener", own)?,
+        s => parse_addr("controller.listener", s)?,
+    };
+    let rack = Some(get("broker.rack").to_string()).filter(|r| !r.is_empty());
+    Ok(Some(QuorumConfig {
+        voters,
+        listener,
+        rack,
+    }))
 }
 
 pub fn env_name(key: &str) -> String {
@@ -385,6 +445,35 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.num_partitions, 5);
         assert_eq!(c.node_id, 7);
+    }
+
+    #[test]
+    fn quorum_settings_are_parsed_and_checked() {
+        let c = BrokerConfig::load(None, vec![], vec![]).unwrap();
+        assert!(c.quorum.is_none(), "single node by default");
+        let voters = "1@127.0.0.1:9301,2@127.0.0.1:9302";
+        let c = BrokerConfig::load(
+            None,
+            vec![],
+            kv(&[
+                ("node.id", "2"),
+                ("controller.quorum.voters", voters),
+                ("broker.rack", "r1"),
+            ]),
+        )
+        .unwrap();
+        let q = c.quorum.unwrap();
+        assert_eq!(q.voters.len(), 2);
+        assert_eq!(q.listener.to_string(), "127.0.0.1:9302");
+        assert_eq!(q.rack.as_deref(), Some("r1"));
+        for bad in ["1@127.0.0.1:9301", "x@h:1", "1@nohostport", "2@a:1,2@b:2"] {
+            let r = BrokerConfig::load(
+                None,
+                vec![],
+                kv(&[("node.id", "2"), ("controller.quorum.voters", bad)]),
+            );
+            assert!(r.is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!   advertised API versions. Bytes in, bytes out; no sockets.
 //! - `handlers/`  — one file per Kafka API, routed by `handlers::dispatch`.
 //! - `server/`    — the TCP accept loop, per-connection request loop, background log work.
-//! - `cluster/`   — topics, partitions, topic configs and names; metadata persisted locally.
+//! - `cluster/`   — topics, partitions, topic configs and names; metadata persisted locally
+//!   (`topics.json`) or, in cluster mode, taken from the metadata quorum (`quorum.rs`,
+//!   `applier.rs`).
 //! - `producer/`  — idempotent producer ids and per-partition sequence state.
 //! - `group/`     — consumer groups (classic rebalance protocol) and committed offsets,
 //!   durable in `__consumer_offsets`.
@@ -30,7 +32,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cluster::Registry;
+use crate::cluster::{Quorum, Registry};
 use crate::config::BrokerConfig;
 use crate::context::Context;
 use crate::group::GroupCoordinator;
@@ -49,10 +51,36 @@ impl Broker {
     /// Opens the data directory (recovering every log) and starts listening.
     pub async fn start(config: BrokerConfig) -> anyhow::Result<Self> {
         let config = Arc::new(config);
-        let registry = {
-            let config = config.clone();
-            Arc::new(tokio::task::spawn_blocking(move || Registry::open(config)).await??)
+        // A single node recovers its logs before binding. In cluster mode the listener is
+        // bound first: the broker registers the address it serves on.
+        let (registry, listener) = match &config.quorum {
+            None => {
+                let config = config.clone();
+                let registry =
+                    Arc::new(tokio::task::spawn_blocking(move || Registry::open(config)).await??);
+                (registry, None)
+            }
+            Some(qc) => {
+                let listener = TcpListener::bind(config.listen).await?;
+                let (advertised_host, advertised_port) =
+                    config.advertised_endpoint(listener.local_addr()?);
+                let quorum =
+                    Quorum::start(&config, qc, advertised_host.clone(), advertised_port).await?;
+                let config = config.clone();
+                let registry = Arc::new(
+                    tokio::task::spawn_blocking(move || Registry::open_cluster(config, quorum))
+                        .await??,
+                );
+                registry.sync().await;
+                (registry, Some(listener))
+            }
         };
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(config.listen).await?,
+        };
+        let local_addr = listener.local_addr()?;
+        let (advertised_host, advertised_port) = config.advertised_endpoint(local_addr);
         let groups = {
             let (registry, group_config) = (registry.clone(), config.group.clone());
             Arc::new(
@@ -60,9 +88,6 @@ impl Broker {
                     .await??,
             )
         };
-        let listener = TcpListener::bind(config.listen).await?;
-        let local_addr = listener.local_addr()?;
-        let (advertised_host, advertised_port) = config.advertised_endpoint(local_addr);
         let ctx = Arc::new(Context {
             registry: registry.clone(),
             config: config.clone(),
@@ -100,6 +125,7 @@ impl Broker {
         };
         tasks.spawn(server::listener::run(ctx, listener, rx.clone()));
         tasks.spawn(server::maintenance::run(registry.clone(), rx.clone()));
+        tasks.spawn(cluster::applier::run(registry.clone(), rx.clone()));
         tasks.spawn(server::group_timers::run(groups, rx));
         // Logs recovered, metadata and groups loaded, listener bound: clients can be served.
         ready.store(true, Ordering::Release);
@@ -117,6 +143,10 @@ impl Broker {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
         let registry = self.registry.clone();
+        let quorum = registry.quorum().cloned();
         let _ = tokio::task::spawn_blocking(move || registry.close()).await;
+        if let Some(q) = quorum {
+            q.shutdown().await;
+        }
     }
 }

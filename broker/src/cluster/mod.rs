@@ -1,9 +1,18 @@
 //! Topics, partitions and their configs on this broker.
+//!
+//! A single node keeps its metadata in `topics.json` (`registry.rs`). In cluster mode
+//! (`controller.quorum.voters` set) the metadata quorum is the source of truth: `quorum.rs`
+//! is this broker's seat in it, and `applier.rs` mirrors the committed metadata into the
+//! `Registry` and opens or removes local partition logs.
 
+pub mod admin;
+pub mod applier;
 pub mod names;
 pub mod partition;
+pub mod quorum;
 pub mod registry;
 pub mod topic_config;
 
 pub use partition::{AppendError, Appended, Partition};
+pub use quorum::Quorum;
 pub use registry::{AdminError, Registry, Topic, TopicMeta};

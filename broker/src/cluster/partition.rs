@@ -1,6 +1,7 @@
 //! One partition this broker hosts: its log and its producer state behind one lock, so that
 //! the duplicate check and the append are one step.
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -70,6 +71,9 @@ pub struct Partition {
     pub index: i32,
     pub dir: PathBuf,
     state: Mutex<Option<State>>,
+    /// Cluster mode: the leader epoch this replica leads in, or -1 while it does not lead.
+    /// Unused on a single node, which leads everything.
+    led_epoch: AtomicI32,
 }
 
 /// Bytes read per step when rebuilding producer state from the log.
@@ -84,7 +88,43 @@ impl Partition {
             index,
             dir: dir.to_path_buf(),
             state: Mutex::new(Some(State { log, producers })),
+            led_epoch: AtomicI32::new(-1),
         })
+    }
+
+    /// Cluster mode: does this replica lead the partition now?
+    pub fn is_leader(&self) -> bool {
+        self.led_epoch.load(Ordering::Acquire) >= 0
+    }
+
+    /// The leader epoch clients are told: the one this replica leads in, 0 on a single node.
+    pub fn leader_epoch(&self) -> i32 {
+        self.led_epoch.load(Ordering::Acquire).max(0)
+    }
+
+    /// Cluster mode: the metadata names this broker leader at `epoch`. Records where the
+    /// epoch starts in the log's epoch cache and stamps it on appended batches.
+    pub fn become_leader(&self, epoch: i32) -> Result<(), LogError> {
+        if self.led_epoch.load(Ordering::Acquire) == epoch {
+            return Ok(());
+        }
+        self.with(|s| {
+            s.log.assign_epoch(epoch, s.log.log_end_offset())?;
+            s.log.set_leader_epoch(Some(epoch));
+            Ok(())
+        })?;
+        self.led_epoch.store(epoch, Ordering::Release);
+        Ok(())
+    }
+
+    /// Cluster mode: another broker leads (or nobody does).
+    pub fn become_follower(&self) {
+        if self.led_epoch.swap(-1, Ordering::AcqRel) >= 0 {
+            let _ = self.with(|s| {
+                s.log.set_leader_epoch(None);
+                Ok(())
+            });
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> Result<T, LogError>) -> Result<T, LogError> {

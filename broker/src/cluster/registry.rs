@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::names::invalid_topic_name;
 use super::partition::Partition;
+use super::quorum::Quorum;
 use super::topic_config;
 use crate::config::BrokerConfig;
 use crate::producer::ProducerIdAllocator;
@@ -54,10 +55,14 @@ pub struct Topic {
 }
 
 impl Topic {
+    /// The partition `index` if this broker hosts it. A single node hosts every partition;
+    /// in cluster mode `partitions` holds only the local replicas, in index order.
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
-        usize::try_from(index)
+        let direct = usize::try_from(index)
             .ok()
             .and_then(|i| self.partitions.get(i))
+            .filter(|p| p.index == index);
+        direct.or_else(|| self.partitions.iter().find(|p| p.index == index))
     }
 }
 
@@ -70,9 +75,12 @@ struct MetaFile {
 pub struct Registry {
     pub config: Arc<BrokerConfig>,
     pub cluster_id: String,
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    pub(super) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises metadata changes so the file and the map never disagree.
-    admin: Mutex<()>,
+    pub(super) admin: Mutex<()>,
+    /// Cluster mode: the metadata quorum is the source of topic metadata, `topics` mirrors it
+    /// (see `applier.rs`) and `topics.json` is not used.
+    quorum: Option<Arc<Quorum>>,
     producer_ids: Mutex<ProducerIdAllocator>,
     /// Bumped after every append; long-polling fetches wait on it.
     appended: watch::Sender<u64>,
@@ -104,10 +112,60 @@ impl Registry {
             topics: RwLock::new(topics),
             admin: Mutex::new(()),
             appended: watch::channel(0).0,
+            quorum: None,
             config,
         };
         registry.persist().map_err(|e| anyhow::anyhow!(e.message))?;
         Ok(registry)
+    }
+
+    /// Cluster mode: no local topic file; the topic map starts empty and is filled from the
+    /// quorum's metadata by `apply_metadata`.
+    pub fn open_cluster(config: Arc<BrokerConfig>, quorum: Arc<Quorum>) -> anyhow::Result<Self> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir)?;
+        remove_deleted_dirs(dir);
+        Ok(Self {
+            producer_ids: Mutex::new(ProducerIdAllocator::open(dir)?),
+            cluster_id: quorum.metadata().cluster_id.clone(),
+            topics: RwLock::new(BTreeMap::new()),
+            admin: Mutex::new(()),
+            appended: watch::channel(0).0,
+            quorum: Some(quorum),
+            config,
+        })
+    }
+
+    /// The metadata quorum, in cluster mode.
+    pub fn quorum(&self) -> Option<&Arc<Quorum>> {
+        self.quorum.as_ref()
+    }
+
+    /// Whether this broker may serve Produce, consumer Fetch and ListOffsets for the
+    /// partition: always on a single node; in cluster mode only while it is the leader the
+    /// metadata names and has the partition open. Unknown topics and partitions pass, so
+    /// that the handlers report them as they always have.
+    pub fn leader_check(&self, topic: &str, partition: i32) -> Result<(), ResponseError> {
+        let Some(q) = &self.quorum else {
+            return Ok(());
+        };
+        let md = q.metadata();
+        let Some(state) = usize::try_from(partition)
+            .ok()
+            .and_then(|i| md.partition(topic, i))
+        else {
+            return Ok(());
+        };
+        let hosted = self
+            .topic(topic)
+            .is_some_and(|t| t.partition(partition).is_some_and(|p| p.is_leader()));
+        if state.leader == q.broker_id && hosted {
+            Ok(())
+        } else if state.leader == spate_meta::NO_LEADER {
+            Err(ResponseError::LeaderNotAvailable)
+        } else {
+            Err(ResponseError::NotLeaderOrFollower)
+        }
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -195,7 +253,15 @@ impl Registry {
                 "Replication factor must be larger than 0.",
             ));
         }
-        if rf > 1 {
+        if rf > 1 && self.quorum.is_some() {
+            // Placement refuses more replicas than brokers; until follower fetching exists,
+            // a second replica would be a promise nobody keeps.
+            return Err(AdminError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!("Replication factor {rf} is not supported yet: replication between brokers is not implemented (issue 4, stage 2)."),
+            ));
+        }
+        if rf > 1 && self.quorum.is_none() {
             return Err(AdminError::new(
                 ResponseError::InvalidReplicationFactor,
                 format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
@@ -270,23 +336,7 @@ impl Registry {
             .ok_or_else(|| unknown_topic(name))?;
         self.persist()?;
         for p in &topic.partitions {
-            if let Err(e) = p.close() {
-                tracing::warn!(
-                    topic = name,
-                    partition = p.index,
-                    "closing deleted partition: {e}"
-                );
-            }
-            // Rename first so a crash mid-delete never resurrects the partition.
-            let gone = p
-                .dir
-                .with_extension(format!("{}-delete", Uuid::new_v4().simple()));
-            match std::fs::rename(&p.dir, &gone) {
-                Ok(()) => {
-                    let _ = std::fs::remove_dir_all(&gone);
-                }
-                Err(e) => tracing::warn!(dir = %p.dir.display(), "removing deleted partition: {e}"),
-            }
+            remove_partition_data(name, p);
         }
         tracing::info!(topic = name, "deleted topic");
         Ok(topic.meta.id)
@@ -375,6 +425,9 @@ impl Registry {
     }
 
     fn persist(&self) -> Result<(), AdminError> {
+        if self.quorum.is_some() {
+            return Ok(());
+        }
         let file = MetaFile {
             cluster_id: self.cluster_id.clone(),
             topics: self
@@ -401,7 +454,24 @@ pub fn unknown_topic(name: &str) -> AdminError {
     )
 }
 
-fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
+/// Closes a partition and deletes its directory.
+pub(super) fn remove_partition_data(topic: &str, p: &Partition) {
+    if let Err(e) = p.close() {
+        tracing::warn!(topic, partition = p.index, "closing deleted partition: {e}");
+    }
+    // Rename first so a crash mid-delete never resurrects the partition.
+    let gone = p
+        .dir
+        .with_extension(format!("{}-delete", Uuid::new_v4().simple()));
+    match std::fs::rename(&p.dir, &gone) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&gone);
+        }
+        Err(e) => tracing::warn!(dir = %p.dir.display(), "removing deleted partition: {e}"),
+    }
+}
+
+pub(super) fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{index}"))
 }
 
@@ -442,7 +512,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
-fn new_cluster_id() -> String {
+pub(super) fn new_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bits = Uuid::new_v4().as_u128();
     (0..22)

@@ -26,6 +26,14 @@ use crate::context::now_ms;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// The config overrides `__consumer_offsets` is created with.
+pub fn offsets_topic_configs() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
+    ])
+}
+
 /// Coordinator settings, named as Kafka's broker configs.
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
@@ -71,23 +79,26 @@ impl GroupCoordinator {
     /// Creates `__consumer_offsets` if needed and loads every group and offset from it.
     pub fn open(registry: Arc<Registry>, config: GroupConfig) -> anyhow::Result<Self> {
         let topic = match registry.topic(OFFSETS_TOPIC) {
-            Some(t) => t,
-            None => {
-                let configs = BTreeMap::from([
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
-                ]);
-                registry
-                    .create_internal_topic(OFFSETS_TOPIC, config.offsets_partitions, configs)
-                    .map_err(|e| anyhow::anyhow!("creating {OFFSETS_TOPIC}: {e}"))?
-            }
+            Some(t) => Some(t),
+            // Cluster mode: created through the quorum by the first FindCoordinator.
+            None if registry.quorum().is_some() => None,
+            None => registry
+                .create_internal_topic(
+                    OFFSETS_TOPIC,
+                    config.offsets_partitions,
+                    offsets_topic_configs(),
+                )
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("creating {OFFSETS_TOPIC}: {e}"))?,
         };
         let coordinator = Self {
             registry,
             config,
             state: Mutex::new(State::default()),
         };
-        coordinator.load(&topic)?;
+        if let Some(topic) = topic {
+            coordinator.load(&topic)?;
+        }
         Ok(coordinator)
     }
 
@@ -137,7 +148,7 @@ impl GroupCoordinator {
             .topic(OFFSETS_TOPIC)
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
         let partition = topic
-            .partition(codec::partition_for(group, topic.partitions.len() as i32))
+            .partition(codec::partition_for(group, topic.meta.partitions))
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
         let now = now_ms();
         let records: Vec<Record> = records
@@ -283,7 +294,7 @@ impl GroupCoordinator {
             .registry
             .topics()
             .iter()
-            .map(|t| (t.meta.name.clone(), (t.meta.id, t.partitions.len() as i32)))
+            .map(|t| (t.meta.name.clone(), (t.meta.id, t.meta.partitions)))
             .collect();
         let mut state = self.state.lock();
         if state.groups.get(group_id).is_some_and(|g| !g.is_empty()) {

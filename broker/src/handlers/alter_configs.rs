@@ -21,11 +21,10 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-pub fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
+pub async fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        responses.push({
             let configs: BTreeMap<String, String> = r
                 .configs
                 .iter()
@@ -35,30 +34,33 @@ pub fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsResponse {
                         .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect();
-            let outcome = check_resource(r.resource_type, &r.resource_name).and_then(|()| {
-                ctx.registry
-                    .set_topic_configs(&r.resource_name, configs, req.validate_only)
-            });
+            let outcome = match check_resource(r.resource_type, &r.resource_name) {
+                Ok(()) => {
+                    ctx.registry
+                        .admin_set_topic_configs(&r.resource_name, configs, req.validate_only)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             let (code, message) = split(outcome);
             AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name)
                 .with_error_code(code)
                 .with_error_message(message)
-        })
-        .collect();
+        });
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-pub fn handle_incremental(
+pub async fn handle_incremental(
     ctx: &Context,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
-            let outcome = check_resource(r.resource_type, &r.resource_name).and_then(|()| {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        responses.push({
+            let merged = check_resource(r.resource_type, &r.resource_name).and_then(|()| {
                 let topic = ctx
                     .registry
                     .topic(&r.resource_name)
@@ -73,17 +75,24 @@ pub fn handle_incremental(
                         c.value.as_ref().map(|v| v.as_str()),
                     )?;
                 }
-                ctx.registry
-                    .set_topic_configs(&r.resource_name, configs, req.validate_only)
+                Ok(configs)
             });
+            let outcome = match merged {
+                Ok(configs) => {
+                    ctx.registry
+                        .admin_set_topic_configs(&r.resource_name, configs, req.validate_only)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             let (code, message) = split(outcome);
             IncrementalResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name)
                 .with_error_code(code)
                 .with_error_message(message)
-        })
-        .collect();
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 

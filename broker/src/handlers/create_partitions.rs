@@ -4,22 +4,22 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 
 use crate::context::{str_bytes, Context};
 
-pub fn handle(ctx: &Context, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+pub async fn handle(ctx: &Context, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        results.push(
             match ctx
                 .registry
-                .create_partitions(&t.name, t.count, req.validate_only)
+                .admin_create_partitions(&t.name, t.count, req.validate_only)
+                .await
             {
                 Ok(()) => result,
                 Err(e) => result
                     .with_error_code(e.code.code())
                     .with_error_message(Some(str_bytes(e.message))),
-            }
-        })
-        .collect();
+            },
+        );
+    }
     CreatePartitionsResponse::default().with_results(results)
 }

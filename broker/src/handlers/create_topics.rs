@@ -11,11 +11,10 @@ use crate::cluster::AdminError;
 use crate::context::{str_bytes, Context};
 use crate::handlers::describe_configs::{SOURCE_DEFAULT, SOURCE_TOPIC};
 
-pub fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|ct| {
+pub async fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for ct in req.topics {
+        topics.push({
             let name = ct.name.to_string();
             let result = CreatableTopicResult::default()
                 .with_name(ct.name.clone())
@@ -35,18 +34,17 @@ pub fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest) -> CreateTo
             } else {
                 match manual_assignment(ctx, &ct) {
                     Ok(pr) => pr,
-                    Err(e) => return failed(result, e),
+                    Err(e) => {
+                        topics.push(failed(result, e));
+                        continue;
+                    }
                 }
             };
-            let outcome = if req.validate_only {
-                ctx.registry
-                    .check_create(&name, partitions, rf, &configs)
-                    .map(|(p, rf)| (None, p, rf))
-            } else {
-                ctx.registry
-                    .create_topic(&name, partitions, rf, configs.clone())
-                    .map(|t| (Some(t.meta.id), t.meta.partitions, 1))
-            };
+            let outcome = ctx
+                .registry
+                .admin_create_topic(&name, partitions, rf, configs.clone(), req.validate_only)
+                .await
+                .map(|c| (c.id, c.partitions, c.replication_factor));
             match outcome {
                 Ok((id, partitions, rf)) => {
                     let mut r = result
@@ -62,8 +60,8 @@ pub fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest) -> CreateTo
                 }
                 Err(e) => failed(result, e),
             }
-        })
-        .collect();
+        });
+    }
     CreateTopicsResponse::default().with_topics(topics)
 }
 
@@ -83,6 +81,12 @@ fn manual_assignment(
         return Err(AdminError::new(
             ResponseError::InvalidRequest,
             "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
+        ));
+    }
+    if ctx.registry.quorum().is_some() {
+        return Err(AdminError::new(
+            ResponseError::InvalidReplicaAssignment,
+            "Manual replica assignments are not supported in cluster mode yet; the controller places replicas.",
         ));
     }
     for (i, a) in ct.assignments.iter().enumerate() {

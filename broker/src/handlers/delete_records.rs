@@ -21,6 +21,9 @@ pub fn handle(ctx: &Context, req: DeleteRecordsRequest) -> DeleteRecordsResponse
                     let result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if let Err(code) = ctx.registry.leader_check(&t.name, p.partition_index) {
+                        return result.with_error_code(code.code());
+                    }
                     let Some(partition) =
                         topic.as_ref().and_then(|t| t.partition(p.partition_index))
                     else {

@@ -5,7 +5,7 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 
 use crate::context::{str_bytes, topic_name, Context};
 
-pub fn handle(ctx: &Context, version: i16, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn handle(ctx: &Context, version: i16, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let wanted: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
         req.topics
             .into_iter()
@@ -17,23 +17,24 @@ pub fn handle(ctx: &Context, version: i16, req: DeleteTopicsRequest) -> DeleteTo
             .map(|n| (Some(n.to_string()), uuid::Uuid::nil()))
             .collect()
     };
-    let responses = wanted
-        .into_iter()
-        .map(|(name, id)| {
+    let mut responses = Vec::with_capacity(wanted.len());
+    for (name, id) in wanted {
+        responses.push({
             let name = name.or_else(|| ctx.registry.topic_by_id(id).map(|t| t.meta.name.clone()));
             let result = DeletableTopicResult::default()
                 .with_topic_id(id)
                 .with_name(name.clone().map(topic_name));
             let Some(name) = name else {
-                return result.with_error_code(ResponseError::UnknownTopicId.code());
+                responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
+                continue;
             };
-            match ctx.registry.delete_topic(&name) {
+            match ctx.registry.admin_delete_topic(&name).await {
                 Ok(id) => result.with_topic_id(id),
                 Err(e) => result
                     .with_error_code(e.code.code())
                     .with_error_message(Some(str_bytes(e.message))),
             }
-        })
-        .collect();
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }

@@ -68,6 +68,18 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_preferred_read_replica(BrokerId(-1));
+            // By name before v13, so that a topic this broker has not mirrored yet still
+            // sends the client to its leader.
+            let name = match &topic {
+                Some(t) => Some(t.meta.name.as_str()),
+                None if version < TOPIC_ID_VERSION => Some(ft.topic.as_str()),
+                None => None,
+            };
+            if let Some(Err(code)) = name.map(|n| ctx.registry.leader_check(n, fp.partition)) {
+                errors = true;
+                partitions.push(base.with_error_code(code.code()));
+                continue;
+            }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
                 errors = true;
                 partitions.push(base.with_error_code(unknown.code()));

@@ -1,35 +1,92 @@
-//! FindCoordinator: this broker coordinates every group (and, later, every transaction).
+//! FindCoordinator. A single node coordinates every group. In cluster mode group coordinators
+//! are still local to each broker; a group's coordinator is the leader of the group's
+//! `__consumer_offsets` partition (created through the quorum on first use), as in Kafka.
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
-use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::context::{str_bytes, Context};
+use crate::group::codec::partition_for;
+use crate::group::coordinator::{offsets_topic_configs, OFFSETS_TOPIC};
+use crate::handlers::cluster_view::endpoint;
 
 const KEY_GROUP: i8 = 0;
+/// `__consumer_offsets` replicas in cluster mode: one until replication exists.
+const OFFSETS_REPLICATION_FACTOR: i16 = 1;
 
-pub fn handle(ctx: &Context, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let answer = |key: StrBytes| -> Coordinator {
-        let c = Coordinator::default().with_key(key);
-        if req.key_type != KEY_GROUP {
-            return c
-                .with_node_id(kafka_protocol::messages::BrokerId(-1))
-                .with_error_code(ResponseError::CoordinatorNotAvailable.code())
-                .with_error_message(Some(str_bytes("transactions are not supported yet")));
-        }
-        c.with_node_id(ctx.node_id())
-            .with_host(str_bytes(ctx.advertised_host.clone()))
-            .with_port(ctx.advertised_port as i32)
+pub async fn handle(
+    ctx: &Context,
+    version: i16,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let keys = if version >= 4 {
+        req.coordinator_keys.clone()
+    } else {
+        vec![req.key.clone()]
     };
+    let mut coordinators = Vec::with_capacity(keys.len());
+    for key in keys {
+        coordinators.push(answer(ctx, req.key_type, key).await);
+    }
     if version >= 4 {
-        let coordinators = req.coordinator_keys.into_iter().map(answer).collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let c = answer(req.key);
+    let c = coordinators.pop().unwrap_or_default();
     FindCoordinatorResponse::default()
         .with_error_code(c.error_code)
         .with_error_message(c.error_message)
         .with_node_id(c.node_id)
         .with_host(c.host)
         .with_port(c.port)
+}
+
+async fn answer(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
+    let c = Coordinator::default().with_key(key.clone());
+    let unavailable = |c: Coordinator, why: String| {
+        c.with_node_id(BrokerId(-1))
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+            .with_error_message(Some(str_bytes(why)))
+    };
+    if key_type != KEY_GROUP {
+        return unavailable(c, "transactions are not supported yet".into());
+    }
+    let Some(q) = ctx.registry.quorum() else {
+        return c
+            .with_node_id(ctx.node_id())
+            .with_host(str_bytes(ctx.advertised_host.clone()))
+            .with_port(ctx.advertised_port as i32);
+    };
+    if let Err(e) = ctx
+        .registry
+        .admin_ensure_internal_topic(
+            OFFSETS_TOPIC,
+            ctx.config.group.offsets_partitions,
+            OFFSETS_REPLICATION_FACTOR,
+            offsets_topic_configs(),
+        )
+        .await
+    {
+        return unavailable(c, format!("creating {OFFSETS_TOPIC}: {}", e.message));
+    }
+    let md = q.metadata();
+    let Some(topic) = md.topics.get(OFFSETS_TOPIC) else {
+        return unavailable(c, format!("{OFFSETS_TOPIC} is not created yet"));
+    };
+    let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+    let partition = partition_for(key.as_str(), count);
+    let leader = usize::try_from(partition)
+        .ok()
+        .and_then(|p| topic.partitions.get(p))
+        .map_or(-1, |p| p.leader);
+    match endpoint(&md, leader) {
+        Some((host, port)) => c
+            .with_node_id(BrokerId(leader))
+            .with_host(str_bytes(host))
+            .with_port(i32::from(port)),
+        None => unavailable(
+            c,
+            format!("{OFFSETS_TOPIC}-{partition} has no available leader"),
+        ),
+    }
 }

@@ -5,7 +5,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use crate::context::Context;
 
-pub fn handle(ctx: &Context, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(ctx: &Context, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
@@ -13,11 +13,11 @@ pub fn handle(ctx: &Context, req: InitProducerIdRequest) -> InitProducerIdRespon
         // Transactions need a transaction coordinator, which this broker does not run yet.
         return resp.with_error_code(ResponseError::CoordinatorNotAvailable.code());
     }
-    match ctx.registry.allocate_producer_id() {
+    match ctx.registry.admin_allocate_producer_id().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::error!("allocating a producer id: {e}");
-            resp.with_error_code(ResponseError::KafkaStorageError.code())
+            resp.with_error_code(e.code.code())
         }
     }
 }

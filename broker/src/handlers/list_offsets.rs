@@ -31,9 +31,17 @@ pub fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest) -> ListOffse
                         .with_offset(-1)
                         // Leader epochs are in the response from v4 on; this log is epoch 0.
                         .with_leader_epoch(if version >= 4 { 0 } else { -1 });
+                    if let Err(code) = ctx.registry.leader_check(&lt.name, lp.partition_index) {
+                        return resp.with_error_code(code.code());
+                    }
                     let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index))
                     else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let resp = if version >= 4 {
+                        resp.with_leader_epoch(p.leader_epoch())
+                    } else {
+                        resp
                     };
                     match lookup(p, lp.timestamp) {
                         Ok((offset, timestamp)) => {

@@ -21,7 +21,7 @@ pub const TOPIC_OPERATIONS: i32 = 0b1101_1111_1000;
 /// IDEMPOTENT_WRITE.
 pub const CLUSTER_OPERATIONS: i32 = 0b1_1111_1010_0000;
 
-pub fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResponse {
+pub async fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResponse {
     let registry = &ctx.registry;
     // v0 used an empty list for "all topics"; later versions use null.
     let all = match &req.topics {
@@ -40,6 +40,20 @@ pub fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResp
     } else {
         NO_AUTHORIZED_OPERATIONS
     };
+    if let Some(q) = registry.quorum() {
+        let (brokers, topics) =
+            super::cluster_view::metadata(ctx, q, req.topics, all, allow_create).await;
+        let topics = topics
+            .into_iter()
+            .map(|t| t.with_topic_authorized_operations(topic_ops))
+            .collect();
+        return MetadataResponse::default()
+            .with_brokers(brokers)
+            .with_cluster_id(Some(str_bytes(registry.cluster_id.clone())))
+            .with_controller_id(kafka_protocol::messages::BrokerId(q.controller_id()))
+            .with_cluster_authorized_operations(cluster_ops)
+            .with_topics(topics);
+    }
     let topics: Vec<MetadataResponseTopic> = if all {
         registry.topics().iter().map(|t| describe(ctx, t)).collect()
     } else {

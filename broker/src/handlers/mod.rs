@@ -2,6 +2,7 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod cluster_view;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
@@ -35,25 +36,27 @@ pub async fn dispatch(ctx: &Context, env: RequestEnvelope, peer: SocketAddr) -> 
     let client_id = env.client_id.unwrap_or_default();
     Some(match env.body {
         Request::ApiVersions(r) => Response::ApiVersions(api_versions::handle(r)),
-        Request::Metadata(r) => Response::Metadata(metadata::handle(ctx, v, r)),
+        Request::Metadata(r) => Response::Metadata(metadata::handle(ctx, v, r).await),
         Request::Produce(r) => Response::Produce(produce::handle(ctx, r)?),
         Request::Fetch(r) => Response::Fetch(fetch::handle(ctx, v, r).await),
         Request::ListOffsets(r) => Response::ListOffsets(list_offsets::handle(ctx, v, r)),
-        Request::CreateTopics(r) => Response::CreateTopics(create_topics::handle(ctx, v, r)),
-        Request::DeleteTopics(r) => Response::DeleteTopics(delete_topics::handle(ctx, v, r)),
+        Request::CreateTopics(r) => Response::CreateTopics(create_topics::handle(ctx, v, r).await),
+        Request::DeleteTopics(r) => Response::DeleteTopics(delete_topics::handle(ctx, v, r).await),
         Request::CreatePartitions(r) => {
-            Response::CreatePartitions(create_partitions::handle(ctx, r))
+            Response::CreatePartitions(create_partitions::handle(ctx, r).await)
         }
         Request::DeleteRecords(r) => Response::DeleteRecords(delete_records::handle(ctx, r)),
         Request::DescribeConfigs(r) => Response::DescribeConfigs(describe_configs::handle(ctx, r)),
-        Request::AlterConfigs(r) => Response::AlterConfigs(alter_configs::handle(ctx, r)),
+        Request::AlterConfigs(r) => Response::AlterConfigs(alter_configs::handle(ctx, r).await),
         Request::IncrementalAlterConfigs(r) => {
-            Response::IncrementalAlterConfigs(alter_configs::handle_incremental(ctx, r))
+            Response::IncrementalAlterConfigs(alter_configs::handle_incremental(ctx, r).await)
         }
         Request::DescribeCluster(r) => Response::DescribeCluster(describe_cluster::handle(ctx, r)),
-        Request::InitProducerId(r) => Response::InitProducerId(init_producer_id::handle(ctx, r)),
+        Request::InitProducerId(r) => {
+            Response::InitProducerId(init_producer_id::handle(ctx, r).await)
+        }
         Request::FindCoordinator(r) => {
-            Response::FindCoordinator(find_coordinator::handle(ctx, v, r))
+            Response::FindCoordinator(find_coordinator::handle(ctx, v, r).await)
         }
         Request::JoinGroup(r) => {
             Response::JoinGroup(join_group::handle(ctx, v, &client_id, peer, r).await)

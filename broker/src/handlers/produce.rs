@@ -35,6 +35,9 @@ pub fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceResponse> {
                     if !matches!(acks, -1..=1) {
                         return fail(ResponseError::InvalidRequiredAcks, format!("acks={acks} is not -1, 0 or 1"));
                     }
+                    if let Err(code) = ctx.registry.leader_check(&topic.name, pd.index) {
+                        return fail(code, format!("broker {} does not lead this partition", ctx.config.node_id));
+                    }
                     let Some(t) = t.as_ref() else {
                         return fail(ResponseError::UnknownTopicOrPartition, format!("unknown topic {}", topic.name.as_str()));
                     };

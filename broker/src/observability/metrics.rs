@@ -299,13 +299,25 @@ impl Metrics {
                 }
             }
         }
-        // A single node leads every partition it hosts, each with a one-replica ISR.
+        // A single node leads every partition it hosts, each with a one-replica ISR. In
+        // cluster mode (no replication yet: every partition has one replica) leadership is
+        // what the metadata says.
         self.partition_count.set(partitions);
-        self.leader_count.set(partitions);
+        let leaders = match topics.quorum() {
+            None => partitions,
+            Some(_) => topics
+                .topics()
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .filter(|p| p.is_leader())
+                .count() as i64,
+        };
+        self.leader_count.set(leaders);
         self.under_replicated.set(0);
         self.offline.set(0);
         self.under_min_isr.set(0);
-        self.active_controller.set(1);
+        self.active_controller
+            .set(topics.quorum().map_or(1, |q| i64::from(q.is_controller())));
         self.groups.reset();
         self.group_members.reset();
         self.consumer_lag.reset();

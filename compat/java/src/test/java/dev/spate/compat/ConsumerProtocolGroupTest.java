@@ -552,7 +552,7 @@ class ConsumerProtocolGroupTest extends BrokerTestBase {
       assertEquals(null, producerError.get(), "producer");
       Map<TopicPartition, Long> end = endOffsets(topic);
       pollUntil(
-          "the remaining members reach the end of every partition", Duration.ofSeconds(40), live,
+          "the remaining members reach the end of every partition", Duration.ofSeconds(90), live,
           () -> {
             for (Map.Entry<TopicPartition, Long> e : end.entrySet()) {
               boolean reached = false;

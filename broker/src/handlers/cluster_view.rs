@@ -1,0 +1,160 @@
+//! Cluster mode: what Metadata, DescribeCluster and FindCoordinator report, read from the
+//! committed cluster metadata (every broker, leader, ISR and leader epoch) instead of this
+//! broker alone.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::BrokerId;
+use spate_meta::{BrokerRegistration, ClusterMetadata, TopicMetadata, NO_LEADER};
+
+use crate::cluster::names::invalid_topic_name;
+use crate::cluster::registry::is_internal;
+use crate::cluster::Quorum;
+use crate::context::{str_bytes, topic_name, Context};
+use crate::handlers::metadata::NO_AUTHORIZED_OPERATIONS;
+
+/// Brokers clients may talk to: registered and not fenced.
+fn live_brokers(md: &ClusterMetadata) -> impl Iterator<Item = &BrokerRegistration> {
+    md.brokers.values().filter(|b| !b.fenced)
+}
+
+pub fn endpoint(md: &ClusterMetadata, broker: i32) -> Option<(String, u16)> {
+    md.brokers
+        .get(&broker)
+        .filter(|b| !b.fenced)
+        .map(|b| (b.host.clone(), b.port))
+}
+
+/// Metadata's brokers and topics in cluster mode; auto-creates through the quorum.
+pub async fn metadata(
+    ctx: &Context,
+    q: &Arc<Quorum>,
+    wanted: Option<Vec<MetadataRequestTopic>>,
+    all: bool,
+    allow_create: bool,
+) -> (Vec<MetadataResponseBroker>, Vec<MetadataResponseTopic>) {
+    let mut topics = Vec::new();
+    if all {
+        let md = q.metadata();
+        topics.extend(md.topics.iter().map(|(n, t)| describe(&md, n, t)));
+    } else {
+        for w in wanted.unwrap_or_default() {
+            let md = q.metadata();
+            let by_id = (!w.topic_id.is_nil())
+                .then(|| md.topics.iter().find(|(_, t)| t.id == w.topic_id))
+                .flatten();
+            let topic = match (by_id, w.name.map(|n| n.to_string())) {
+                (Some((n, t)), _) => describe(&md, n, t),
+                (None, Some(name)) => lookup_or_create(ctx, q, &name, allow_create).await,
+                (None, None) => MetadataResponseTopic::default()
+                    .with_topic_id(w.topic_id)
+                    .with_error_code(ResponseError::UnknownTopicId.code()),
+            };
+            topics.push(topic);
+        }
+    }
+    let md = q.metadata();
+    let brokers = live_brokers(&md)
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
+    (brokers, topics)
+}
+
+async fn lookup_or_create(
+    ctx: &Context,
+    q: &Arc<Quorum>,
+    name: &str,
+    allow_create: bool,
+) -> MetadataResponseTopic {
+    let error = |code: ResponseError| {
+        MetadataResponseTopic::default()
+            .with_name(Some(topic_name(name)))
+            .with_error_code(code.code())
+    };
+    let described = |q: &Arc<Quorum>| {
+        let md = q.metadata();
+        md.topics.get(name).map(|t| describe(&md, name, t))
+    };
+    if let Some(t) = described(q) {
+        return t;
+    }
+    if invalid_topic_name(name).is_some() {
+        return error(ResponseError::InvalidTopicException);
+    }
+    if !allow_create {
+        return error(ResponseError::UnknownTopicOrPartition);
+    }
+    match ctx
+        .registry
+        .admin_create_topic(name, -1, -1, BTreeMap::new(), false)
+        .await
+    {
+        Ok(_) => described(q).unwrap_or_else(|| error(ResponseError::LeaderNotAvailable)),
+        // Another request (maybe on another broker) created it first.
+        Err(e) if e.code == ResponseError::TopicAlreadyExists => {
+            described(q).unwrap_or_else(|| error(ResponseError::LeaderNotAvailable))
+        }
+        Err(e) => error(e.code),
+    }
+}
+
+fn describe(md: &ClusterMetadata, name: &str, topic: &TopicMetadata) -> MetadataResponseTopic {
+    let ids = |v: &[i32]| v.iter().copied().map(BrokerId).collect::<Vec<_>>();
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let offline: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| endpoint(md, *r).is_none())
+                .collect();
+            let code = if p.leader == NO_LEADER {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
+            MetadataResponsePartition::default()
+                .with_error_code(code)
+                .with_partition_index(i32::try_from(i).unwrap_or(i32::MAX))
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(ids(&offline))
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(name)))
+        .with_topic_id(topic.id)
+        .with_is_internal(is_internal(name))
+        .with_topic_authorized_operations(NO_AUTHORIZED_OPERATIONS)
+        .with_partitions(partitions)
+}
+
+/// DescribeCluster's brokers.
+pub fn describe_cluster_brokers(md: &ClusterMetadata) -> Vec<DescribeClusterBroker> {
+    live_brokers(md)
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect()
+}
