@@ -69,6 +69,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("controller.quorum.voters", ""),
     ("controller.listener", ""),
     ("broker.rack", ""),
+    // Replication between brokers (issue 4, stage 2): off keeps refusing RF > 1.
+    ("replication.enable", "false"),
+    ("replica.lag.time.max.ms", "30000"),
 ];
 
 /// Typed broker configuration.
@@ -98,6 +101,10 @@ pub struct BrokerConfig {
     /// Cluster mode: the metadata quorum's voters and this node's raft address. `None` runs
     /// the single-node broker.
     pub quorum: Option<QuorumConfig>,
+    /// Cluster mode: allow replication factors above 1 (followers fetch from leaders).
+    pub replication_enable: bool,
+    /// A follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
     /// The effective settings, for DescribeConfigs on the broker resource.
     pub raw: BTreeMap<String, String>,
 }
@@ -237,6 +244,8 @@ impl BrokerConfig {
             },
             log_defaults,
             quorum: parse_quorum(&raw)?,
+            replication_enable: boolean(&raw, "replication.enable")?,
+            replica_lag_time_max_ms: positive(&raw, "replica.lag.time.max.ms")?,
             raw,
         })
     }

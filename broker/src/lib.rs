@@ -123,6 +123,7 @@ impl Broker {
                 }
             },
         };
+        tasks.spawn(cluster::replication::run(ctx.clone(), rx.clone()));
         tasks.spawn(server::listener::run(ctx, listener, rx.clone()));
         tasks.spawn(server::maintenance::run(registry.clone(), rx.clone()));
         tasks.spawn(cluster::applier::run(registry.clone(), rx.clone()));

@@ -67,10 +67,13 @@ impl Registry {
                         }
                     }
                 };
+                p.set_assignment(me, &state.replicas, &state.isr, state.partition_epoch);
                 if state.leader == me {
                     if let Err(e) = p.become_leader(state.leader_epoch) {
                         tracing::error!(topic = %name, partition = index, "becoming leader: {e}");
                     }
+                    // Recompute the high watermark as leader.
+                    p.set_assignment(me, &state.replicas, &state.isr, state.partition_epoch);
                 } else {
                     p.become_follower();
                 }

@@ -3,7 +3,8 @@
 //! A single node keeps its metadata in `topics.json` (`registry.rs`). In cluster mode
 //! (`controller.quorum.voters` set) the metadata quorum is the source of truth: `quorum.rs`
 //! is this broker's seat in it, and `applier.rs` mirrors the committed metadata into the
-//! `Registry` and opens or removes local partition logs.
+//! `Registry` and opens or removes local partition logs. With `replication.enable`,
+//! `replication.rs` runs the follower fetchers and the leader's ISR upkeep.
 
 pub mod admin;
 pub mod applier;
@@ -11,6 +12,7 @@ pub mod names;
 pub mod partition;
 pub mod quorum;
 pub mod registry;
+pub mod replication;
 pub mod topic_config;
 
 pub use partition::{AppendError, Appended, Partition};

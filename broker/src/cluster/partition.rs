@@ -1,5 +1,6 @@
 //! One partition this broker hosts: its log and its producer state behind one lock, so that
 //! the duplicate check and the append are one step.
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -7,6 +8,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
 use spate_log::{parse_batches, LogConfig, LogError, PartitionLog, TimestampOffset};
+use tokio::sync::watch;
 
 use crate::producer::{ProducerStates, SequenceCheck, SequenceError};
 
@@ -67,6 +69,44 @@ struct State {
     producers: ProducerStates,
 }
 
+/// Cluster mode: what the leader knows of a follower (Kafka's `Replica` state).
+#[derive(Debug, Clone, Copy)]
+pub struct Follower {
+    /// The follower's log end offset: the offset of its last fetch; -1 before its first.
+    pub leo: i64,
+    /// When it was last known to be caught up with the leader's log end.
+    pub caught_up_ms: i64,
+    /// The leader's log end and the time when it answered the previous fetch.
+    last_fetch_leo: i64,
+    pub last_fetch_ms: i64,
+}
+
+/// Cluster mode: the replica set as the metadata last said, and the followers' progress.
+#[derive(Debug, Default)]
+struct Replicas {
+    /// The high watermark is computed from the ISR (cluster mode); otherwise it is the log end.
+    tracked: bool,
+    me: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    partition_epoch: i32,
+    /// Where the leader epoch this replica leads in starts.
+    epoch_start: i64,
+    followers: HashMap<i32, Follower>,
+}
+
+/// A snapshot for the leader's ISR maintenance.
+#[derive(Debug, Clone)]
+pub struct ReplicaView {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub partition_epoch: i32,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+    pub epoch_start: i64,
+    pub followers: HashMap<i32, Follower>,
+}
+
 pub struct Partition {
     pub index: i32,
     pub dir: PathBuf,
@@ -74,6 +114,10 @@ pub struct Partition {
     /// Cluster mode: the leader epoch this replica leads in, or -1 while it does not lead.
     /// Unused on a single node, which leads everything.
     led_epoch: AtomicI32,
+    /// Cluster mode: replica set, ISR and follower progress (lock order: `state`, then this).
+    replicas: Mutex<Replicas>,
+    /// The high watermark, for acks=all waits.
+    hw: watch::Sender<i64>,
 }
 
 /// Bytes read per step when rebuilding producer state from the log.
@@ -84,12 +128,210 @@ impl Partition {
     pub fn open(dir: &Path, index: i32, config: LogConfig) -> Result<Self, LogError> {
         let log = PartitionLog::open(dir, config)?;
         let producers = replay_producers(&log)?;
+        let hw = watch::channel(log.high_watermark()).0;
         Ok(Self {
             index,
             dir: dir.to_path_buf(),
             state: Mutex::new(Some(State { log, producers })),
             led_epoch: AtomicI32::new(-1),
+            replicas: Mutex::new(Replicas::default()),
+            hw,
         })
+    }
+
+    /// Cluster mode: the replica set, ISR and partition epoch the metadata names. The high
+    /// watermark is from now on the minimum log end over the ISR while this replica leads.
+    pub fn set_assignment(&self, me: i32, replicas: &[i32], isr: &[i32], partition_epoch: i32) {
+        let _ = self.with(|s| {
+            let mut r = self.replicas.lock();
+            if !r.tracked {
+                // Pin the high watermark: unset, the log reports its end as the HW.
+                let hw = s.log.high_watermark();
+                s.log.set_high_watermark(hw);
+                r.tracked = true;
+            }
+            r.me = me;
+            r.replicas = replicas.to_vec();
+            r.isr = isr.to_vec();
+            r.partition_epoch = partition_epoch;
+            r.followers
+                .retain(|id, _| replicas.contains(id) && *id != me);
+            self.update_hw(s, &r);
+            Ok(())
+        });
+    }
+
+    /// (ISR size, replica count): (1, 1) on a single node.
+    pub fn isr_counts(&self) -> (usize, usize) {
+        let r = self.replicas.lock();
+        if r.replicas.is_empty() {
+            (1, 1)
+        } else {
+            (r.isr.len(), r.replicas.len())
+        }
+    }
+
+    pub fn replica_view(&self) -> Option<ReplicaView> {
+        self.with(|s| {
+            let r = self.replicas.lock();
+            Ok(ReplicaView {
+                replicas: r.replicas.clone(),
+                isr: r.isr.clone(),
+                partition_epoch: r.partition_epoch,
+                high_watermark: s.log.high_watermark(),
+                log_end_offset: s.log.log_end_offset(),
+                epoch_start: r.epoch_start,
+                followers: r.followers.clone(),
+            })
+        })
+        .ok()
+    }
+
+    /// Leader: HW = min log end over the ISR, never moving backwards. Followers that have
+    /// not fetched yet hold it where it is.
+    fn update_hw(&self, s: &mut State, r: &Replicas) {
+        if !r.tracked || !self.is_leader() {
+            return;
+        }
+        let leo = s.log.log_end_offset();
+        let mut min = leo;
+        for id in &r.isr {
+            if *id == r.me {
+                continue;
+            }
+            match r.followers.get(id) {
+                Some(f) if f.leo >= 0 => min = min.min(f.leo),
+                _ => return,
+            }
+        }
+        let old = s.log.high_watermark();
+        if min > old {
+            let hw = s.log.set_high_watermark(min);
+            self.hw.send_if_modified(|v| {
+                let changed = *v != hw;
+                *v = hw;
+                changed
+            });
+        } else {
+            self.hw.send_if_modified(|v| {
+                let changed = *v != old;
+                *v = old;
+                changed
+            });
+        }
+    }
+
+    /// Leader: a follower fetched at `fetch_offset`. Updates its log end and caught-up time
+    /// (Kafka's rule: caught up now if at the log end, or as of the previous fetch if it has
+    /// reached what the log end was then) and the high watermark. Returns the new HW.
+    pub fn record_follower_fetch(&self, id: i32, fetch_offset: i64, now_ms: i64) -> i64 {
+        self.with(|s| {
+            let mut r = self.replicas.lock();
+            if id == r.me || !r.replicas.contains(&id) {
+                // Not a follower of this partition: nothing to record.
+                return Ok(s.log.high_watermark());
+            }
+            let leo = s.log.log_end_offset();
+            let offset = fetch_offset.min(leo);
+            let f = r.followers.entry(id).or_insert(Follower {
+                leo: -1,
+                caught_up_ms: 0,
+                last_fetch_leo: -1,
+                last_fetch_ms: 0,
+            });
+            if offset >= leo {
+                f.caught_up_ms = now_ms;
+            } else if offset >= f.last_fetch_leo && f.last_fetch_leo >= 0 {
+                f.caught_up_ms = f.caught_up_ms.max(f.last_fetch_ms);
+            }
+            f.leo = offset;
+            f.last_fetch_leo = leo;
+            f.last_fetch_ms = now_ms;
+            self.update_hw(s, &r);
+            Ok(s.log.high_watermark())
+        })
+        .unwrap_or(-1)
+    }
+
+    /// Waits for changes of the high watermark.
+    pub fn subscribe_hw(&self) -> watch::Receiver<i64> {
+        self.hw.subscribe()
+    }
+
+    /// (log start, high watermark, log end).
+    pub fn positions(&self) -> Result<(i64, i64, i64), LogError> {
+        self.with(|s| {
+            Ok((
+                s.log.log_start_offset(),
+                s.log.high_watermark(),
+                s.log.log_end_offset(),
+            ))
+        })
+    }
+
+    /// Follower: (log end, latest epoch or -1, log start) to fetch from.
+    pub fn fetch_position(&self) -> Result<(i64, i32, i64), LogError> {
+        self.with(|s| {
+            Ok((
+                s.log.log_end_offset(),
+                s.log.latest_epoch().unwrap_or(-1),
+                s.log.log_start_offset(),
+            ))
+        })
+    }
+
+    /// OffsetsForLeaderEpoch on this log.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<Option<(i32, i64)>, LogError> {
+        self.with(|s| Ok(s.log.end_offset_for_epoch(epoch)))
+    }
+
+    /// Follower: appends batches fetched from the leader, as they are, and records their
+    /// producers. Returns the new log end.
+    pub fn append_as_follower(&self, records: Bytes) -> Result<i64, LogError> {
+        self.with(|s| {
+            let info = s.log.append_as_follower(records)?;
+            for b in &info.batches {
+                s.producers.record(b);
+            }
+            Ok(s.log.log_end_offset())
+        })
+    }
+
+    /// Follower: the leader's high watermark (clamped to the local log end).
+    pub fn set_follower_hw(&self, hw: i64) {
+        let _ = self.with(|s| {
+            let hw = s.log.set_high_watermark(hw);
+            self.hw.send_replace(hw);
+            Ok(())
+        });
+    }
+
+    /// Follower: drops everything from `offset` on and rebuilds producer state.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        self.with(|s| {
+            s.log.truncate_to(offset)?;
+            s.producers = replay_producers(&s.log)?;
+            Ok(())
+        })
+    }
+
+    /// Follower: empties the log, which restarts at `offset`.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        self.with(|s| {
+            s.log.truncate_fully_and_start_at(offset)?;
+            s.producers = replay_producers(&s.log)?;
+            Ok(())
+        })
+    }
+
+    /// Reads from `offset`, stopping before `max_offset` (the high watermark for consumers).
+    pub fn read_up_to(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<Bytes, LogError> {
+        self.with(|s| s.log.read_up_to(offset, max_bytes, max_offset))
     }
 
     /// Cluster mode: does this replica lead the partition now?
@@ -111,6 +353,25 @@ impl Partition {
         self.with(|s| {
             s.log.assign_epoch(epoch, s.log.log_end_offset())?;
             s.log.set_leader_epoch(Some(epoch));
+            let mut r = self.replicas.lock();
+            r.epoch_start = s.log.log_end_offset();
+            // Followers start afresh under a new leader: not caught up before their first
+            // fetch, but given the lag time from now.
+            let now = crate::context::now_ms();
+            let me = r.me;
+            let others: Vec<i32> = r.replicas.iter().copied().filter(|id| *id != me).collect();
+            r.followers = others
+                .into_iter()
+                .map(|id| {
+                    let f = Follower {
+                        leo: -1,
+                        caught_up_ms: now,
+                        last_fetch_leo: -1,
+                        last_fetch_ms: 0,
+                    };
+                    (id, f)
+                })
+                .collect();
             Ok(())
         })?;
         self.led_epoch.store(epoch, Ordering::Release);
@@ -122,6 +383,7 @@ impl Partition {
         if self.led_epoch.swap(-1, Ordering::AcqRel) >= 0 {
             let _ = self.with(|s| {
                 s.log.set_leader_epoch(None);
+                self.replicas.lock().followers.clear();
                 Ok(())
             });
         }
@@ -174,6 +436,10 @@ impl Partition {
         for b in &info.batches {
             s.producers.record(b);
         }
+        {
+            let r = self.replicas.lock();
+            self.update_hw(s, &r);
+        }
         Ok(Appended {
             base_offset: info.base_offset,
             last_offset: info.last_offset,
@@ -187,9 +453,9 @@ impl Partition {
         self.with(|s| s.log.read(offset, max_bytes))
     }
 
-    /// (log start offset, high watermark). A single replica's high watermark is its log end.
+    /// (log start offset, high watermark). A single node's high watermark is its log end.
     pub fn offsets(&self) -> Result<(i64, i64), LogError> {
-        self.with(|s| Ok((s.log.log_start_offset(), s.log.log_end_offset())))
+        self.with(|s| Ok((s.log.log_start_offset(), s.log.high_watermark())))
     }
 
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampOffset>, LogError> {

@@ -253,12 +253,12 @@ impl Registry {
                 "Replication factor must be larger than 0.",
             ));
         }
-        if rf > 1 && self.quorum.is_some() {
-            // Placement refuses more replicas than brokers; until follower fetching exists,
-            // a second replica would be a promise nobody keeps.
+        if rf > 1 && self.quorum.is_some() && !self.config.replication_enable {
+            // Placement refuses more replicas than brokers; without follower fetching
+            // (`replication.enable`), a second replica would be a promise nobody keeps.
             return Err(AdminError::new(
                 ResponseError::InvalidReplicationFactor,
-                format!("Replication factor {rf} is not supported yet: replication between brokers is not implemented (issue 4, stage 2)."),
+                format!("Replication factor {rf} is not supported: replication between brokers is off (set replication.enable=true)."),
             ));
         }
         if rf > 1 && self.quorum.is_none() {

@@ -7,16 +7,31 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
 use crate::cluster::partition::log_error_code;
-use crate::context::Context;
+use crate::context::{now_ms, Context};
 use crate::observability::telemetry::TRACE_TARGET;
 
 /// Topic ids replace names from Fetch v13 on.
 const TOPIC_ID_VERSION: i16 = 13;
+/// `ReplicaState` replaces `ReplicaId` from Fetch v15 on.
+const REPLICA_STATE_VERSION: i16 = 15;
+
+/// Cluster mode: the broker id of a follower fetching, `None` for consumers.
+fn replica_of(ctx: &Context, version: i16, req: &FetchRequest) -> Option<i32> {
+    ctx.registry.quorum()?;
+    let id = if version >= REPLICA_STATE_VERSION {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    (id >= 0).then_some(id)
+}
 
 pub async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -48,6 +63,8 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
     };
     let mut total = 0usize;
     let mut errors = false;
+    let replica = replica_of(ctx, version, req);
+    let mut hw_moved = false;
     let mut topics = Vec::with_capacity(req.topics.len());
     for ft in &req.topics {
         let topic = if version >= TOPIC_ID_VERSION {
@@ -85,7 +102,55 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                 partitions.push(base.with_error_code(unknown.code()));
                 continue;
             };
-            let (start, hw) = match partition.offsets() {
+            if let Some(follower) = replica {
+                // A follower names the leader epoch it believes in; a mismatch means one
+                // side's metadata is stale.
+                let led = partition.leader_epoch();
+                if fp.current_leader_epoch >= 0 && fp.current_leader_epoch != led {
+                    let code = if fp.current_leader_epoch < led {
+                        ResponseError::FencedLeaderEpoch
+                    } else {
+                        ResponseError::UnknownLeaderEpoch
+                    };
+                    errors = true;
+                    partitions.push(base.with_error_code(code.code()));
+                    continue;
+                }
+                // Divergence: the follower's last epoch ends earlier here (or is unknown),
+                // so it must truncate before fetching on.
+                if fp.last_fetched_epoch >= 0 {
+                    if let Ok(Some((epoch, end))) =
+                        partition.end_offset_for_epoch(fp.last_fetched_epoch)
+                    {
+                        if epoch != fp.last_fetched_epoch || end < fp.fetch_offset {
+                            if let Ok((start, hw, _)) = partition.positions() {
+                                errors = true;
+                                partitions.push(
+                                    base.with_high_watermark(hw)
+                                        .with_last_stable_offset(hw)
+                                        .with_log_start_offset(start)
+                                        .with_records(Some(Bytes::new()))
+                                        .with_diverging_epoch(
+                                            EpochEndOffset::default()
+                                                .with_epoch(epoch)
+                                                .with_end_offset(end),
+                                        ),
+                                );
+                                continue;
+                            }
+                        }
+                    }
+                }
+                // Its fetch offset is its log end: that may move the high watermark.
+                if let Ok((start, before, leo)) = partition.positions() {
+                    if fp.fetch_offset >= start && fp.fetch_offset <= leo {
+                        let after =
+                            partition.record_follower_fetch(follower, fp.fetch_offset, now_ms());
+                        hw_moved |= after > before;
+                    }
+                }
+            }
+            let (start, hw, leo) = match partition.positions() {
                 Ok(o) => o,
                 Err(e) => {
                     errors = true;
@@ -98,13 +163,16 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                 .with_last_stable_offset(hw)
                 .with_log_start_offset(start)
                 .with_aborted_transactions(Some(vec![]));
-            if fp.fetch_offset < start || fp.fetch_offset > hw {
+            // Consumers read up to the high watermark; followers up to the log end. On a
+            // single node (and for one replica) both are the log end.
+            let max_offset = if replica.is_some() { leo } else { hw };
+            if fp.fetch_offset < start || fp.fetch_offset > leo {
                 errors = true;
                 partitions.push(base.with_error_code(ResponseError::OffsetOutOfRange.code()));
                 continue;
             }
             let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
-            let records = if limit == 0 || fp.fetch_offset == hw {
+            let records = if limit == 0 || fp.fetch_offset >= max_offset {
                 Bytes::new()
             } else {
                 let _span = tracing::trace_span!(
@@ -115,7 +183,12 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                     offset = fp.fetch_offset,
                 )
                 .entered();
-                match partition.read(fp.fetch_offset, limit) {
+                let read = if max_offset == leo {
+                    partition.read(fp.fetch_offset, limit)
+                } else {
+                    partition.read_up_to(fp.fetch_offset, limit, max_offset)
+                };
+                match read {
                     // Only the first partition with data may exceed the limits (KIP-74), so a
                     // consumer can always make progress past a large batch.
                     Ok(r) if total > 0 && r.len() > limit => Bytes::new(),
@@ -137,6 +210,10 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                 .with_topic_id(ft.topic_id)
                 .with_partitions(partitions),
         );
+    }
+    if hw_moved {
+        // Consumers long-polling for this partition may read further now.
+        ctx.registry.notify_append();
     }
     (
         FetchResponse::default()

@@ -37,7 +37,7 @@ pub async fn dispatch(ctx: &Context, env: RequestEnvelope, peer: SocketAddr) -> 
     Some(match env.body {
         Request::ApiVersions(r) => Response::ApiVersions(api_versions::handle(r)),
         Request::Metadata(r) => Response::Metadata(metadata::handle(ctx, v, r).await),
-        Request::Produce(r) => Response::Produce(produce::handle(ctx, r)?),
+        Request::Produce(r) => Response::Produce(produce::handle(ctx, r).await?),
         Request::Fetch(r) => Response::Fetch(fetch::handle(ctx, v, r).await),
         Request::ListOffsets(r) => Response::ListOffsets(list_offsets::handle(ctx, v, r)),
         Request::CreateTopics(r) => Response::CreateTopics(create_topics::handle(ctx, v, r).await),

@@ -3,27 +3,41 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::cluster::topic_config::min_insync_replicas;
+use crate::cluster::Partition;
 use crate::context::{now_ms, str_bytes, Context};
 use crate::observability::telemetry::TRACE_TARGET;
 
-/// Replicas in sync on a single node: itself.
-const ISR_SIZE: i32 = 1;
+/// An acks=all append waiting for the high watermark to pass it.
+struct Pending {
+    topic: usize,
+    partition: usize,
+    replica: Arc<Partition>,
+    last_offset: i64,
+    min_isr: usize,
+}
 
 /// Returns `None` for acks=0: the client expects no response.
-pub fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceResponse> {
     let acks = req.acks;
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let now = now_ms();
     let mut appended_any = false;
-    let responses = req
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut responses: Vec<TopicProduceResponse> = req
         .topic_data
         .into_iter()
-        .map(|topic| {
+        .enumerate()
+        .map(|(ti, topic)| {
             let t = ctx.registry.topic(&topic.name);
             let partition_responses = topic
                 .partition_data
                 .into_iter()
-                .map(|pd| {
+                .enumerate()
+                .map(|(pi, pd)| {
                     let resp = PartitionProduceResponse::default()
                         .with_index(pd.index)
                         .with_base_offset(-1)
@@ -44,16 +58,15 @@ pub fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceResponse> {
                     let Some(partition) = t.partition(pd.index) else {
                         return fail(ResponseError::UnknownTopicOrPartition, format!("unknown partition {}", pd.index));
                     };
-                    if acks == -1 {
-                        // Kafka caps the effective minimum at the replica count, so a topic
-                        // with fewer replicas than min.insync.replicas still takes writes.
-                        let min_isr = min_insync_replicas(&t.meta.configs, &ctx.config).min(ISR_SIZE);
-                        if min_isr > ISR_SIZE {
-                            return fail(
-                                ResponseError::NotEnoughReplicas,
-                                format!("in-sync replicas {ISR_SIZE} are fewer than min.insync.replicas {min_isr}"),
-                            );
-                        }
+                    // Kafka caps the effective minimum at the replica count, so a topic with
+                    // fewer replicas than min.insync.replicas still takes writes.
+                    let (isr_size, replica_count) = partition.isr_counts();
+                    let min_isr = (min_insync_replicas(&t.meta.configs, &ctx.config).max(1) as usize).min(replica_count);
+                    if acks == -1 && isr_size < min_isr {
+                        return fail(
+                            ResponseError::NotEnoughReplicas,
+                            format!("in-sync replicas {isr_size} are fewer than min.insync.replicas {min_isr}"),
+                        );
                     }
                     let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
                         return fail(ResponseError::CorruptMessage, "no record batches".into());
@@ -79,6 +92,15 @@ pub fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceResponse> {
                                 ctx.metrics.bytes_in.with_label_values(&[topic.name.as_str()]).inc_by(bytes);
                                 ctx.metrics.records_in.with_label_values(&[topic.name.as_str()]).inc_by(count);
                             }
+                            if acks == -1 && replica_count > 1 {
+                                pending.push(Pending {
+                                    topic: ti,
+                                    partition: pi,
+                                    replica: partition.clone(),
+                                    last_offset: a.last_offset,
+                                    min_isr,
+                                });
+                            }
                             resp.with_base_offset(a.base_offset)
                                 .with_log_append_time_ms(a.log_append_time)
                                 .with_log_start_offset(a.log_start_offset)
@@ -98,5 +120,51 @@ pub fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceResponse> {
     if appended_any {
         ctx.registry.notify_append();
     }
+    // acks=all with replicas: answer once the high watermark passes each append.
+    let deadline = tokio::time::Instant::now() + timeout;
+    for w in pending {
+        if let Err(code) = wait_for_hw(&w, deadline).await {
+            let resp = &mut responses[w.topic].partition_responses[w.partition];
+            resp.error_code = code.code();
+            resp.error_message = Some(str_bytes(match code {
+                ResponseError::RequestTimedOut => {
+                    "the in-sync replicas did not acknowledge the append in time".to_string()
+                }
+                ResponseError::NotLeaderOrFollower => {
+                    "leadership moved while waiting for the in-sync replicas".to_string()
+                }
+                _ => format!(
+                    "the in-sync replicas shrank below min.insync.replicas {} after the append",
+                    w.min_isr
+                ),
+            }));
+        }
+    }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// Waits until the partition's high watermark is past `last_offset` (or `deadline`).
+async fn wait_for_hw(w: &Pending, deadline: tokio::time::Instant) -> Result<(), ResponseError> {
+    let mut hw = w.replica.subscribe_hw();
+    let reached = tokio::time::timeout_at(deadline, async {
+        loop {
+            if *hw.borrow_and_update() > w.last_offset || !w.replica.is_leader() {
+                return;
+            }
+            if hw.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    if !w.replica.is_leader() {
+        return Err(ResponseError::NotLeaderOrFollower);
+    }
+    if reached.is_err() {
+        return Err(ResponseError::RequestTimedOut);
+    }
+    if w.replica.isr_counts().0 < w.min_isr {
+        return Err(ResponseError::NotEnoughReplicasAfterAppend);
+    }
+    Ok(())
 }

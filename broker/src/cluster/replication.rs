@@ -1,0 +1,531 @@
+//! Cluster mode with `replication.enable`: follower fetching and the leader's ISR upkeep
+//! (issue 4, stage 2).
+//!
+//! - **Followers**: one fetcher task per leader broker sends Kafka Fetch v15 requests
+//!   (`ReplicaState{replica_id}`, `CurrentLeaderEpoch`, `LastFetchedEpoch`, fetch offset = the
+//!   local log end) to the leader's Kafka listener, appends what comes back with
+//!   `append_as_follower`, takes the leader's high watermark, and truncates on a
+//!   `DivergingEpoch` or OFFSET_OUT_OF_RANGE.
+//! - **Leaders**: the Fetch handler records each follower's log end and caught-up time and
+//!   moves the high watermark (`Partition::record_follower_fetch`); every tick this task drops
+//!   followers not caught up within `replica.lag.time.max.ms` from the ISR and adds back those
+//!   whose log end reached the high watermark, by proposing `ChangePartition` with the
+//!   expected partition epoch.
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use spate_meta::{MetaRequest, NO_LEADER};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::{Partition, Registry};
+use crate::context::{now_ms, Context};
+use crate::handlers::cluster_view::endpoint;
+
+/// Fetch version followers speak: topic ids, `ReplicaState`, `LastFetchedEpoch`.
+const FETCH_VERSION: i16 = 15;
+/// How long a follower fetch may wait on the leader for new data.
+const FETCH_MAX_WAIT_MS: i32 = 500;
+const PARTITION_MAX_BYTES: i32 = 1 << 20;
+const FETCH_MAX_BYTES: i32 = 16 << 20;
+/// Pause after a failed round (connection refused, stale epoch, leader elsewhere).
+const BACKOFF: Duration = Duration::from_millis(200);
+/// A follower joins the ISR only if it fetched this recently (the fetch wait plus slack).
+const FRESH_FETCH_MS: i64 = FETCH_MAX_WAIT_MS as i64 + 1000;
+/// Largest response frame a follower accepts.
+const MAX_FRAME: usize = 128 << 20;
+
+/// A partition this broker follows.
+struct Followed {
+    topic: String,
+    topic_id: Uuid,
+    leader_epoch: i32,
+    replica: Arc<Partition>,
+}
+
+/// Partitions this broker hosts but does not lead, by leader broker.
+fn followed(registry: &Registry) -> BTreeMap<i32, Vec<Followed>> {
+    let mut out: BTreeMap<i32, Vec<Followed>> = BTreeMap::new();
+    let Some(q) = registry.quorum() else {
+        return out;
+    };
+    let me = q.broker_id;
+    let md = q.metadata();
+    for t in registry.topics() {
+        for p in &t.partitions {
+            let Some(state) = usize::try_from(p.index)
+                .ok()
+                .and_then(|i| md.partition(&t.meta.name, i))
+            else {
+                continue;
+            };
+            if state.leader == me || state.leader == NO_LEADER || !state.replicas.contains(&me) {
+                continue;
+            }
+            out.entry(state.leader).or_default().push(Followed {
+                topic: t.meta.name.clone(),
+                topic_id: t.meta.id,
+                leader_epoch: state.leader_epoch,
+                replica: p.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Runs the fetchers and the ISR upkeep until shutdown. Does nothing unless cluster mode
+/// with `replication.enable`.
+pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let Some(q) = ctx.registry.quorum().cloned() else {
+        return;
+    };
+    if !ctx.config.replication_enable {
+        return;
+    }
+    let lag = ctx.config.replica_lag_time_max_ms;
+    let mut tick = tokio::time::interval(Duration::from_millis((lag / 4).clamp(50, 1000)));
+    let mut updates = q.subscribe();
+    let mut fetchers: HashMap<i32, JoinHandle<()>> = HashMap::new();
+    loop {
+        let leaders = followed(&ctx.registry);
+        fetchers.retain(|id, task| {
+            let keep = leaders.contains_key(id) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for leader in leaders.keys() {
+            fetchers.entry(*leader).or_insert_with(|| {
+                tokio::spawn(fetch_from(ctx.registry.clone(), *leader, shutdown.clone()))
+            });
+        }
+        maintain_isr(&ctx, lag).await;
+        tokio::select! {
+            changed = updates.changed() => if changed.is_err() { break },
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    for (_, task) in fetchers {
+        task.abort();
+        let _ = task.await;
+    }
+}
+
+/// A connection to a leader's Kafka listener.
+struct Conn {
+    endpoint: (String, u16),
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+/// One follower fetcher: fetches every partition led by `leader` that this broker follows.
+async fn fetch_from(registry: Arc<Registry>, leader: i32, mut shutdown: watch::Receiver<bool>) {
+    let Some(q) = registry.quorum().cloned() else {
+        return;
+    };
+    let me = q.broker_id;
+    let mut conn: Option<Conn> = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let ok = match round(&registry, leader, me, &mut conn).await {
+            Ok(clean) => clean,
+            Err(e) => {
+                tracing::debug!(leader, "follower fetch failed: {e}");
+                conn = None;
+                false
+            }
+        };
+        if !ok {
+            tokio::select! {
+                _ = tokio::time::sleep(BACKOFF) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// One fetch round trip. `Ok(false)` when nothing useful happened (back off).
+async fn round(
+    registry: &Registry,
+    leader: i32,
+    me: i32,
+    conn: &mut Option<Conn>,
+) -> anyhow::Result<bool> {
+    let Some(q) = registry.quorum() else {
+        return Ok(false);
+    };
+    let parts = followed(registry).remove(&leader).unwrap_or_default();
+    if parts.is_empty() {
+        return Ok(false);
+    }
+    let md = q.metadata();
+    let Some(ep) = endpoint(&md, leader) else {
+        return Ok(false);
+    };
+    if conn.as_ref().is_none_or(|c| c.endpoint != ep) {
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            TcpStream::connect((ep.0.as_str(), ep.1)),
+        )
+        .await??;
+        stream.set_nodelay(true)?;
+        *conn = Some(Conn {
+            endpoint: ep,
+            stream,
+            correlation_id: 0,
+        });
+    }
+    let Some(c) = conn.as_mut() else {
+        return Ok(false);
+    };
+
+    // Group by topic id, keeping where each partition's answer goes.
+    let mut topics: BTreeMap<Uuid, (String, Vec<FetchPartition>)> = BTreeMap::new();
+    let mut by_key: HashMap<(Uuid, i32), &Followed> = HashMap::new();
+    for f in &parts {
+        let Ok((leo, last_epoch, start)) = f.replica.fetch_position() else {
+            continue;
+        };
+        topics
+            .entry(f.topic_id)
+            .or_insert_with(|| (f.topic.clone(), Vec::new()))
+            .1
+            .push(
+                FetchPartition::default()
+                    .with_partition(f.replica.index)
+                    .with_current_leader_epoch(f.leader_epoch)
+                    .with_fetch_offset(leo)
+                    .with_last_fetched_epoch(last_epoch)
+                    .with_log_start_offset(start)
+                    .with_partition_max_bytes(PARTITION_MAX_BYTES),
+            );
+        by_key.insert((f.topic_id, f.replica.index), f);
+    }
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_replica_state(
+            ReplicaState::default()
+                .with_replica_id(BrokerId(me))
+                .with_replica_epoch(-1),
+        )
+        .with_max_wait_ms(FETCH_MAX_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(FETCH_MAX_BYTES)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(id, (_, partitions))| {
+                    FetchTopic::default()
+                        .with_topic_id(id)
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    c.correlation_id = c.correlation_id.wrapping_add(1);
+    let response = call(c, &request).await?;
+    if response.error_code != 0 {
+        return Ok(false);
+    }
+    let mut clean = true;
+    for t in &response.responses {
+        for p in &t.partitions {
+            let Some(f) = by_key.get(&(t.topic_id, p.partition_index)) else {
+                continue;
+            };
+            match handle_partition(f, p) {
+                Ok(true) => {}
+                Ok(false) => clean = false,
+                Err(e) => {
+                    clean = false;
+                    tracing::warn!(topic = %f.topic, partition = f.replica.index, leader, "replicating: {e}");
+                }
+            }
+        }
+    }
+    Ok(clean)
+}
+
+/// Applies one partition's answer. `Ok(false)`: an error to back off on.
+fn handle_partition(
+    f: &Followed,
+    p: &kafka_protocol::messages::fetch_response::PartitionData,
+) -> Result<bool, spate_log::LogError> {
+    let replica = &f.replica;
+    if p.error_code == ResponseError::OffsetOutOfRange.code() {
+        let (leo, _, _) = replica.fetch_position()?;
+        if p.log_start_offset > leo {
+            tracing::info!(topic = %f.topic, partition = replica.index, start = p.log_start_offset, "follower behind the leader's log start: restarting the log there");
+            replica.truncate_fully_and_start_at(p.log_start_offset)?;
+        } else if p.high_watermark >= 0 && p.high_watermark < leo {
+            tracing::info!(topic = %f.topic, partition = replica.index, hw = p.high_watermark, "follower ahead of the leader: truncating to its high watermark");
+            replica.truncate_to(p.high_watermark)?;
+        }
+        return Ok(true);
+    }
+    if p.error_code != 0 {
+        return Ok(false);
+    }
+    let div = &p.diverging_epoch;
+    if div.epoch >= 0 && div.end_offset >= 0 {
+        let local = replica
+            .end_offset_for_epoch(div.epoch)?
+            .map_or(div.end_offset, |(_, end)| end);
+        let target = div.end_offset.min(local);
+        tracing::info!(topic = %f.topic, partition = replica.index, epoch = div.epoch, target, "log diverged from the leader's: truncating");
+        replica.truncate_to(target)?;
+        return Ok(true);
+    }
+    if let Some(records) = p.records.as_ref().filter(|r| !r.is_empty()) {
+        replica.append_as_follower(records.clone())?;
+    }
+    if p.high_watermark >= 0 {
+        replica.set_follower_hw(p.high_watermark);
+    }
+    Ok(true)
+}
+
+/// Sends one Fetch request and reads its response.
+async fn call(c: &mut Conn, request: &FetchRequest) -> anyhow::Result<FetchResponse> {
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::Fetch as i16)
+        .with_request_api_version(FETCH_VERSION)
+        .with_correlation_id(c.correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("spate-replica-fetcher")))
+        .encode(
+            &mut buf,
+            ApiKey::Fetch.request_header_version(FETCH_VERSION),
+        )?;
+    request.encode(&mut buf, FETCH_VERSION)?;
+    let size = i32::try_from(buf.len() - 4)?;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    let io = async {
+        c.stream.write_all(&buf).await?;
+        let mut size = [0u8; 4];
+        c.stream.read_exact(&mut size).await?;
+        let size = usize::try_from(i32::from_be_bytes(size))?;
+        if size > MAX_FRAME {
+            anyhow::bail!("response frame of {size} bytes");
+        }
+        let mut body = vec![0u8; size];
+        c.stream.read_exact(&mut body).await?;
+        Ok::<_, anyhow::Error>(Bytes::from(body))
+    };
+    let timeout = Duration::from_millis(FETCH_MAX_WAIT_MS as u64) + Duration::from_secs(10);
+    let mut frame = tokio::time::timeout(timeout, io).await??;
+    let header = ResponseHeader::decode(
+        &mut frame,
+        ApiKey::Fetch.response_header_version(FETCH_VERSION),
+    )?;
+    if header.correlation_id != c.correlation_id {
+        anyhow::bail!(
+            "correlation id {} answered {}",
+            c.correlation_id,
+            header.correlation_id
+        );
+    }
+    let response = FetchResponse::decode(&mut frame, FETCH_VERSION)?;
+    if frame.has_remaining() {
+        tracing::debug!("{} trailing bytes in a fetch response", frame.remaining());
+    }
+    Ok(response)
+}
+
+/// Leader: shrinks the ISR of lagging followers and expands it with caught-up ones.
+async fn maintain_isr(ctx: &Context, lag_ms: u64) {
+    let Some(q) = ctx.registry.quorum().cloned() else {
+        return;
+    };
+    let me = q.broker_id;
+    let now = now_ms();
+    let lag = i64::try_from(lag_ms).unwrap_or(i64::MAX);
+    let mut changed = false;
+    for t in ctx.registry.topics() {
+        for p in &t.partitions {
+            if !p.is_leader() {
+                continue;
+            }
+            let Some(v) = p.replica_view() else { continue };
+            if v.replicas.len() <= 1 || !v.isr.contains(&me) {
+                continue;
+            }
+            let lagging: Vec<i32> = v
+                .isr
+                .iter()
+                .copied()
+                .filter(|id| *id != me)
+                .filter(|id| {
+                    v.followers
+                        .get(id)
+                        .is_some_and(|f| now - f.caught_up_ms > lag)
+                })
+                .collect();
+            let joining: Vec<i32> = v
+                .replicas
+                .iter()
+                .copied()
+                .filter(|id| *id != me && !v.isr.contains(id))
+                .filter(|id| {
+                    // Only on fresh evidence: a follower that stopped fetching keeps its
+                    // last log end here, which may still equal the high watermark.
+                    v.followers.get(id).is_some_and(|f| {
+                        f.leo >= v.high_watermark
+                            && f.leo >= v.epoch_start
+                            && f.leo >= 0
+                            && now - f.last_fetch_ms <= lag.min(FRESH_FETCH_MS)
+                            && now - f.caught_up_ms <= lag
+                    })
+                })
+                .collect();
+            if lagging.is_empty() && joining.is_empty() {
+                continue;
+            }
+            let mut isr: Vec<i32> = v
+                .isr
+                .iter()
+                .copied()
+                .filter(|id| !lagging.contains(id))
+                .collect();
+            isr.extend(joining.iter().copied());
+            let request = MetaRequest::ChangePartition {
+                topic: t.meta.name.clone(),
+                partition: p.index,
+                leader: None,
+                isr: Some(isr.clone()),
+                expected_partition_epoch: v.partition_epoch,
+            };
+            match q.propose(request).await {
+                Ok(_) => {
+                    changed = true;
+                    if !lagging.is_empty() {
+                        ctx.metrics.isr_shrinks.inc();
+                        tracing::info!(topic = %t.meta.name, partition = p.index, ?lagging, ?isr, "shrinking the ISR");
+                    }
+                    if !joining.is_empty() {
+                        ctx.metrics.isr_expands.inc();
+                        tracing::info!(topic = %t.meta.name, partition = p.index, ?joining, ?isr, "expanding the ISR");
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(topic = %t.meta.name, partition = p.index, "ISR change refused: {e}");
+                }
+            }
+        }
+    }
+    if changed {
+        ctx.registry.sync().await;
+        ctx.registry.notify_append();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+    use bytes::BytesMut;
+    use indexmap::IndexMap;
+    use kafka_protocol::messages::fetch_response::{EpochEndOffset, PartitionData};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    use spate_log::LogConfig;
+
+    use super::*;
+
+    fn one_record() -> Bytes {
+        let record = Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 1,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: IndexMap::new(),
+            delete_horizon: false,
+        };
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, &[record], &options).unwrap();
+        buf.freeze()
+    }
+
+    /// A replica that led epoch 0 for offsets 0..3 and epoch 1 for 3..5, now a follower.
+    fn former_leader(dir: &std::path::Path) -> Followed {
+        let p = Partition::open(dir, 0, LogConfig::default()).unwrap();
+        p.set_assignment(1, &[1, 2], &[1, 2], 0);
+        p.become_leader(0).unwrap();
+        for _ in 0..3 {
+            p.append(one_record(), 1).unwrap();
+        }
+        p.become_leader(1).unwrap();
+        for _ in 0..2 {
+            p.append(one_record(), 1).unwrap();
+        }
+        p.become_follower();
+        Followed {
+            topic: "t".into(),
+            topic_id: Uuid::new_v4(),
+            leader_epoch: 2,
+            replica: Arc::new(p),
+        }
+    }
+
+    #[test]
+    fn a_diverging_epoch_truncates_to_where_the_leader_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = former_leader(dir.path());
+        assert_eq!(f.replica.fetch_position().unwrap(), (5, 1, 0));
+        // The new leader only has epoch 0 up to offset 2.
+        let answer = PartitionData::default()
+            .with_high_watermark(2)
+            .with_diverging_epoch(EpochEndOffset::default().with_epoch(0).with_end_offset(2));
+        assert!(handle_partition(&f, &answer).unwrap());
+        assert_eq!(f.replica.fetch_position().unwrap(), (2, 0, 0));
+        // Fetching on appends the leader's batches after the truncation point.
+        let mut batch = one_record().to_vec();
+        spate_log::batch::set_base_offset(&mut batch, 2);
+        let answer = PartitionData::default()
+            .with_high_watermark(3)
+            .with_records(Some(Bytes::from(batch)));
+        assert!(handle_partition(&f, &answer).unwrap());
+        assert_eq!(f.replica.fetch_position().unwrap().0, 3);
+        assert_eq!(f.replica.positions().unwrap().1, 3);
+    }
+
+    #[test]
+    fn out_of_range_below_the_leaders_log_start_restarts_the_log_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = former_leader(dir.path());
+        let answer = PartitionData::default()
+            .with_error_code(ResponseError::OffsetOutOfRange.code())
+            .with_high_watermark(12)
+            .with_log_start_offset(10);
+        assert!(handle_partition(&f, &answer).unwrap());
+        assert_eq!(f.replica.fetch_position().unwrap(), (10, -1, 10));
+    }
+}
