@@ -549,7 +549,7 @@ REPORT=$WORK/report.md
 } >"$REPORT"
 
 mkdir -p "$BENCH_DIR/results"
-base="$BENCH_DIR/results/$(date -u +%Y-%m-%d)$([ "$MODE" = quick ] && echo -quick)"
+base="$BENCH_DIR/results/$(date -u +%Y-%m-%d)$( [ "$MODE" = quick ] && echo -quick || true)"
 dest="$base.md"; i=2
 while [ -e "$dest" ]; do dest="$base-$i.md"; i=$((i + 1)); done
 cp "$REPORT" "$dest"
