@@ -72,6 +72,12 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // Replication between brokers (issue 4, stage 2): off keeps refusing RF > 1.
     ("replication.enable", "false"),
     ("replica.lag.time.max.ms", "30000"),
+    // Liveness and failover (issue 4, stage 3), cluster mode only.
+    ("broker.heartbeat.interval.ms", "2000"),
+    ("broker.session.timeout.ms", "9000"),
+    ("auto.leader.rebalance.enable", "true"),
+    ("leader.imbalance.check.interval.seconds", "300"),
+    ("controlled.shutdown.enable", "true"),
 ];
 
 /// Typed broker configuration.
@@ -105,6 +111,16 @@ pub struct BrokerConfig {
     pub replication_enable: bool,
     /// A follower not caught up for this long leaves the ISR.
     pub replica_lag_time_max_ms: u64,
+    /// Cluster mode: how often this broker heartbeats the active controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// Cluster mode: the controller fences a broker silent for this long.
+    pub broker_session_timeout_ms: u64,
+    /// Cluster mode: the controller moves leadership back to preferred replicas.
+    pub auto_leader_rebalance: bool,
+    /// How often the controller looks for partitions not led by their preferred replica.
+    pub leader_imbalance_check_interval_ms: u64,
+    /// Cluster mode: on SIGTERM, move leaderships away before stopping.
+    pub controlled_shutdown_enable: bool,
     /// The effective settings, for DescribeConfigs on the broker resource.
     pub raw: BTreeMap<String, String>,
 }
@@ -246,6 +262,15 @@ impl BrokerConfig {
             quorum: parse_quorum(&raw)?,
             replication_enable: boolean(&raw, "replication.enable")?,
             replica_lag_time_max_ms: positive(&raw, "replica.lag.time.max.ms")?,
+            broker_heartbeat_interval_ms: positive(&raw, "broker.heartbeat.interval.ms")?,
+            broker_session_timeout_ms: positive(&raw, "broker.session.timeout.ms")?,
+            auto_leader_rebalance: boolean(&raw, "auto.leader.rebalance.enable")?,
+            leader_imbalance_check_interval_ms: positive::<u64>(
+                &raw,
+                "leader.imbalance.check.interval.seconds",
+            )?
+            .saturating_mul(1000),
+            controlled_shutdown_enable: boolean(&raw, "controlled.shutdown.enable")?,
             raw,
         })
     }

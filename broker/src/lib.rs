@@ -37,6 +37,9 @@ use crate::config::BrokerConfig;
 use crate::context::Context;
 use crate::group::GroupCoordinator;
 
+/// How long a controlled shutdown waits for leaderships to move away.
+const CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A started broker: bound, recovered, serving until `shutdown` is triggered.
 pub struct Broker {
     pub local_addr: std::net::SocketAddr,
@@ -127,6 +130,11 @@ impl Broker {
         tasks.spawn(server::listener::run(ctx, listener, rx.clone()));
         tasks.spawn(server::maintenance::run(registry.clone(), rx.clone()));
         tasks.spawn(cluster::applier::run(registry.clone(), rx.clone()));
+        tasks.spawn(cluster::liveness::run(
+            registry.quorum().cloned(),
+            config.clone(),
+            rx.clone(),
+        ));
         tasks.spawn(server::group_timers::run(groups, rx));
         // Logs recovered, metadata and groups loaded, listener bound: clients can be served.
         ready.store(true, Ordering::Release);
@@ -139,7 +147,20 @@ impl Broker {
         })
     }
 
-    /// Stops accepting, ends connections, then flushes and closes every log.
+    /// Cluster mode with `controlled.shutdown.enable` (what SIGTERM does): first moves this
+    /// broker's leaderships to other in-sync replicas (`SetShuttingDown`, waiting up to 10 s
+    /// until it leads nothing), then shuts down. A single node just shuts down.
+    pub async fn controlled_shutdown(self) {
+        let quorum = self.registry.quorum().cloned();
+        if let Some(q) = quorum.filter(|_| self.registry.config.controlled_shutdown_enable) {
+            cluster::liveness::controlled_shutdown(&q, CONTROLLED_SHUTDOWN_TIMEOUT).await;
+        }
+        self.shutdown().await;
+    }
+
+    /// Stops accepting, ends connections, then flushes and closes every log. In cluster mode
+    /// this is, to the other brokers, a crash: they fence this broker once its heartbeats stop
+    /// (see `controlled_shutdown`).
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}

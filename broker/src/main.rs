@@ -71,7 +71,8 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
     }
-    broker.shutdown().await;
+    // Cluster mode: leaderships move to other in-sync replicas first.
+    broker.controlled_shutdown().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

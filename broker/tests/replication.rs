@@ -20,8 +20,21 @@ use tokio::time::Instant;
 const NOT_ENOUGH_REPLICAS: i16 = 19;
 const LAG_MS: u64 = 1500;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// A loopback host of its own for this cluster's raft addresses (all of 127/8 is loopback on
+/// Linux): ports are picked free and released before the brokers bind them, so another test
+/// cluster could grab the same port meanwhile; on a different host the two never talk.
+fn cluster_host() -> String {
+    let id = uuid::Uuid::new_v4().as_u128();
+    format!(
+        "127.{}.{}.{}",
+        (id >> 8) as u8,
+        (id >> 16) as u8,
+        1 + (id as u8) % 250
+    )
+}
+
+fn free_port(host: &str) -> u16 {
+    std::net::TcpListener::bind(format!("{host}:0"))
         .unwrap()
         .local_addr()
         .unwrap()
@@ -29,8 +42,9 @@ fn free_port() -> u16 {
 }
 
 fn configs(dirs: &[tempfile::TempDir]) -> Vec<BrokerConfig> {
+    let host = cluster_host();
     let voters: Vec<String> = (1..=dirs.len())
-        .map(|id| format!("{id}@127.0.0.1:{}", free_port()))
+        .map(|id| format!("{id}@{host}:{}", free_port(&host)))
         .collect();
     let voters = voters.join(",");
     dirs.iter()

@@ -17,11 +17,14 @@
 //!   `machine.rs` (openraft's state machine over `ClusterMetadata`).
 //! - `network/` — gRPC transport (`proto/raft.proto`): `server.rs` serves raft RPCs and
 //!   forwarded proposals, `client.rs` is openraft's network over tonic clients.
+//! - `liveness.rs` — [`BrokerHeartbeat`]: brokers' liveness reports, kept in the leader's
+//!   memory (not replicated).
 //! - `node.rs` — [`MetaNode`]: start, bootstrap, propose (forwarding to the leader), metadata,
 //!   metrics, membership changes, shutdown.
 //! - `error.rs` — [`MetaError`].
 
 mod error;
+mod liveness;
 pub mod network;
 mod node;
 pub mod placement;
@@ -31,6 +34,7 @@ pub mod store;
 pub mod types;
 
 pub use error::{MetaError, Result};
+pub use liveness::{BrokerHeartbeat, HeartbeatReply, Heartbeats};
 pub use node::{MetaConfig, MetaMetrics, MetaNode, ServerRole};
 pub use requests::{ElectionResult, ElectionScope, MetaRequest, MetaResponse, RequestError};
 pub use state_machine::{

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::{MetaError, Result};
+use crate::liveness::{BrokerHeartbeat, HeartbeatReply, Heartbeats};
 use crate::network::pb::raft_service_server::RaftServiceServer;
 use crate::network::{ForwardReply, Forwarder, NetworkFactory, RaftGrpc};
 use crate::requests::{MetaRequest, MetaResponse};
@@ -139,6 +140,8 @@ struct Inner {
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     committed: CommittedIndex,
     forwarder: Forwarder,
+    /// Broker heartbeats received while this node leads.
+    heartbeats: Heartbeats,
     local_addr: SocketAddr,
     server: Mutex<Option<Server>>,
 }
@@ -191,8 +194,9 @@ impl MetaNode {
 
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let service =
-            RaftServiceServer::new(RaftGrpc::new(raft.clone())).max_decoding_message_size(64 << 20);
+        let heartbeats = Heartbeats::default();
+        let service = RaftServiceServer::new(RaftGrpc::new(raft.clone(), heartbeats.clone()))
+            .max_decoding_message_size(64 << 20);
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let task = tokio::spawn(
@@ -206,6 +210,7 @@ impl MetaNode {
         let node = MetaNode {
             inner: Arc::new(Inner {
                 forwarder: Forwarder::new(config.connect_timeout),
+                heartbeats,
                 config,
                 raft,
                 metadata,
@@ -355,6 +360,51 @@ impl MetaNode {
             snapshot_index: m.snapshot.map(|l| l.index),
             voters: m.membership_config.membership().voter_ids().collect(),
         }
+    }
+
+    /// Sends a broker's heartbeat to the leader (recorded locally when this node leads).
+    /// `NotLeader`/`NoLeader` when no leader took it within `timeout`; the caller simply sends
+    /// the next one on schedule.
+    pub async fn heartbeat(&self, heartbeat: BrokerHeartbeat, timeout: Duration) -> Result<()> {
+        if self.is_leader() {
+            self.inner.heartbeats.record(heartbeat);
+            return Ok(());
+        }
+        let leader = {
+            let m = self.inner.raft.metrics();
+            let m = m.borrow();
+            m.current_leader.and_then(|id| {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| (id, n.addr.clone()))
+            })
+        };
+        let Some((id, addr)) = leader else {
+            return Err(MetaError::NoLeader(timeout));
+        };
+        match self
+            .inner
+            .forwarder
+            .heartbeat(&addr, &heartbeat, timeout)
+            .await
+        {
+            Ok(HeartbeatReply::Recorded) => Ok(()),
+            Ok(HeartbeatReply::NotLeader { leader }) => Err(MetaError::NotLeader {
+                leader: leader.map(|(id, _)| id),
+            }),
+            Err(e) => {
+                tracing::debug!(leader = id, "heartbeat not delivered: {e}");
+                Err(MetaError::NoLeader(timeout))
+            }
+        }
+    }
+
+    /// The last heartbeat of every broker that reported to this node while it led, with its
+    /// arrival time. Not replicated: a node that just became leader knows only what it has
+    /// received since.
+    pub fn heartbeats(&self) -> std::collections::HashMap<i32, (BrokerHeartbeat, Instant)> {
+        self.inner.heartbeats.snapshot()
     }
 
     /// Waits until some node is known as leader; returns its id.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use spate_meta::{
-    ClusterMetadata, MetaConfig, MetaError, MetaNode, MetaRequest, MetaResponse, RequestError,
-    ServerRole,
+    BrokerHeartbeat, ClusterMetadata, MetaConfig, MetaError, MetaNode, MetaRequest, MetaResponse,
+    RequestError, ServerRole,
 };
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -484,5 +484,39 @@ async fn voters_can_be_added_and_removed() -> Result<()> {
     newcomer.shutdown().await?;
     // With one voter left the cluster still commits on its own.
     leader.propose(register(3)).await?;
+    cluster.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_heartbeats_reach_the_leader_from_every_node() -> Result<()> {
+    let cluster = Cluster::start(3).await?;
+    let incarnation = Uuid::new_v4();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let leader = cluster.wait_leader().await?;
+        for id in 1..=3u64 {
+            let heartbeat = BrokerHeartbeat {
+                broker_id: id as i32,
+                incarnation,
+                metadata_offset: id,
+            };
+            // A leader change in between only loses this round.
+            let _ = cluster
+                .node(id)
+                .heartbeat(heartbeat, Duration::from_secs(2))
+                .await;
+        }
+        let seen = cluster.node(leader).heartbeats();
+        if (1..=3).all(|id| {
+            seen.get(&id)
+                .is_some_and(|(h, _)| h.metadata_offset == id as u64)
+        }) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("heartbeats did not all reach leader {leader}: {seen:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cluster.shutdown().await
 }

@@ -4,10 +4,12 @@
 //! (`controller.quorum.voters` set) the metadata quorum is the source of truth: `quorum.rs`
 //! is this broker's seat in it, and `applier.rs` mirrors the committed metadata into the
 //! `Registry` and opens or removes local partition logs. With `replication.enable`,
-//! `replication.rs` runs the follower fetchers and the leader's ISR upkeep.
+//! `replication.rs` runs the follower fetchers and the leader's ISR upkeep; `liveness.rs` is
+//! the controller's fencing of silent brokers, preferred leaders and controlled shutdown.
 
 pub mod admin;
 pub mod applier;
+pub mod liveness;
 pub mod names;
 pub mod partition;
 pub mod quorum;

@@ -7,13 +7,22 @@
 //! up" rule). From then on topic metadata comes from [`ClusterMetadata`]; admin handlers
 //! propose [`MetaRequest`]s here and `applier.rs` turns the committed metadata into local
 //! partition logs.
+//!
+//! From its registration on, the broker heartbeats the active controller (the raft leader)
+//! every `broker.heartbeat.interval.ms` with its incarnation and metadata offset; the
+//! controller side (fencing, unfencing, preferred leaders) is `liveness.rs`.
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
-use spate_meta::{ClusterMetadata, MetaConfig, MetaError, MetaNode, MetaRequest, MetaResponse};
+use spate_meta::{
+    BrokerHeartbeat, ClusterMetadata, MetaConfig, MetaError, MetaNode, MetaRequest, MetaResponse,
+};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
 
 use super::registry::{new_cluster_id, AdminError};
@@ -34,6 +43,8 @@ pub struct Quorum {
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     /// The current producer id block: (next, end).
     producer_ids: Mutex<(i64, i64)>,
+    /// The heartbeat task, from registration until shutdown.
+    heartbeat_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Quorum {
@@ -62,6 +73,7 @@ impl Quorum {
             broker_id,
             incarnation: Uuid::new_v4(),
             producer_ids: Mutex::new((0, 0)),
+            heartbeat_task: Mutex::new(None),
         });
         let register = MetaRequest::RegisterBroker {
             id: broker_id,
@@ -75,23 +87,41 @@ impl Quorum {
             Ok(other) => anyhow::bail!("registering broker {broker_id}: unexpected {other:?}"),
             Err(e) => anyhow::bail!("registering broker {broker_id}: {e}"),
         };
+        // Heartbeat from now on, so that the controller never sees this incarnation silent.
+        *quorum.heartbeat_task.lock() = Some(tokio::spawn(send_heartbeats(
+            quorum.node.clone(),
+            quorum.metadata.clone(),
+            BrokerHeartbeat {
+                broker_id,
+                incarnation: quorum.incarnation,
+                metadata_offset: 0,
+            },
+            Duration::from_millis(config.broker_heartbeat_interval_ms),
+        )));
         // Caught up: our metadata includes our own registration and the cluster id.
         let caught_up = quorum
             .wait_for(FORM_TIMEOUT, |md| {
                 md.metadata_offset >= epoch && !md.cluster_id.is_empty()
             })
             .await;
-        if !caught_up {
-            anyhow::bail!("broker {broker_id} did not catch up with the metadata log");
-        }
-        match quorum
-            .node
-            .propose(MetaRequest::UnfenceBroker { id: broker_id })
-            .await
-        {
-            Ok(_) => {}
-            Err(MetaError::Rejected(e)) if e.is_no_op() => {}
-            Err(e) => anyhow::bail!("unfencing broker {broker_id}: {e}"),
+        let unfenced = if caught_up {
+            match quorum
+                .node
+                .propose(MetaRequest::UnfenceBroker { id: broker_id })
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(MetaError::Rejected(e)) if e.is_no_op() => Ok(()),
+                Err(e) => Err(anyhow::anyhow!("unfencing broker {broker_id}: {e}")),
+            }
+        } else {
+            Err(anyhow::anyhow!(
+                "broker {broker_id} did not catch up with the metadata log"
+            ))
+        };
+        if let Err(e) = unfenced {
+            quorum.shutdown().await;
+            return Err(e);
         }
         tracing::info!(broker = broker_id, epoch, incarnation = %quorum.incarnation, "registered with the metadata quorum");
         Ok(quorum)
@@ -117,6 +147,16 @@ impl Quorum {
     /// Is this node the active controller (the raft leader)?
     pub fn is_controller(&self) -> bool {
         self.node.is_leader()
+    }
+
+    /// The last heartbeat of every broker received while this node is the controller.
+    pub fn heartbeats(&self) -> HashMap<i32, (BrokerHeartbeat, Instant)> {
+        self.node.heartbeats()
+    }
+
+    /// Raft state of this node's metadata replica, for metrics.
+    pub fn raft_metrics(&self) -> spate_meta::MetaMetrics {
+        self.node.metrics()
     }
 
     /// Proposes `request`; rejections come back with the Kafka error a client understands.
@@ -176,8 +216,42 @@ impl Quorum {
     }
 
     pub async fn shutdown(&self) {
+        if let Some(task) = self.heartbeat_task.lock().take() {
+            task.abort();
+        }
         if let Err(e) = self.node.shutdown().await {
             tracing::warn!("metadata node did not shut down cleanly: {e}");
+        }
+    }
+}
+
+impl Drop for Quorum {
+    /// Dropped without `shutdown` (a failed start): the heartbeat task holds a handle to the
+    /// metadata node and would keep it alive.
+    fn drop(&mut self) {
+        if let Some(task) = self.heartbeat_task.get_mut().take() {
+            task.abort();
+        }
+    }
+}
+
+/// Sends `heartbeat` (with the current metadata offset) to the controller every `interval`
+/// until aborted. A heartbeat that finds no controller is simply not delivered; the next one
+/// goes out on schedule.
+async fn send_heartbeats(
+    node: MetaNode,
+    metadata: watch::Receiver<Arc<ClusterMetadata>>,
+    mut heartbeat: BrokerHeartbeat,
+    interval: Duration,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        heartbeat.metadata_offset = metadata.borrow().metadata_offset;
+        let timeout = interval.max(Duration::from_millis(100));
+        if let Err(e) = node.heartbeat(heartbeat, timeout).await {
+            tracing::debug!(broker = heartbeat.broker_id, "heartbeat not delivered: {e}");
         }
     }
 }

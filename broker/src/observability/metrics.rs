@@ -37,6 +37,10 @@ pub struct Metrics {
     offline: IntGauge,
     under_min_isr: IntGauge,
     active_controller: IntGauge,
+    raft_term: IntGauge,
+    raft_commit_index: IntGauge,
+    raft_last_applied: IntGauge,
+    raft_leader: IntGauge,
     groups: IntGaugeVec,
     group_members: IntGaugeVec,
     consumer_lag: IntGaugeVec,
@@ -202,6 +206,26 @@ impl Metrics {
                 "spate_active_controller",
                 "1 if this broker is the active controller",
             ),
+            raft_term: gauge(
+                &r,
+                "spate_raft_term",
+                "Metadata quorum: current raft term (cluster mode)",
+            ),
+            raft_commit_index: gauge(
+                &r,
+                "spate_raft_commit_index",
+                "Metadata quorum: highest committed log index",
+            ),
+            raft_last_applied: gauge(
+                &r,
+                "spate_raft_last_applied",
+                "Metadata quorum: highest log index applied to this broker's metadata",
+            ),
+            raft_leader: gauge(
+                &r,
+                "spate_raft_leader",
+                "Metadata quorum: node id of the current leader (-1 if none)",
+            ),
             groups: gauge_vec(
                 &r,
                 "spate_consumer_groups",
@@ -252,6 +276,10 @@ impl Metrics {
             Box::new(self.offline.clone()),
             Box::new(self.under_min_isr.clone()),
             Box::new(self.active_controller.clone()),
+            Box::new(self.raft_term.clone()),
+            Box::new(self.raft_commit_index.clone()),
+            Box::new(self.raft_last_applied.clone()),
+            Box::new(self.raft_leader.clone()),
             Box::new(self.groups.clone()),
             Box::new(self.group_members.clone()),
             Box::new(self.consumer_lag.clone()),
@@ -334,6 +362,14 @@ impl Metrics {
         self.under_min_isr.set(under_min_isr);
         self.active_controller
             .set(topics.quorum().map_or(1, |q| i64::from(q.is_controller())));
+        if let Some(q) = topics.quorum() {
+            let m = q.raft_metrics();
+            let as_gauge = |v: Option<u64>| v.map_or(-1, |v| v as i64);
+            self.raft_term.set(m.term as i64);
+            self.raft_commit_index.set(as_gauge(m.commit_index));
+            self.raft_last_applied.set(as_gauge(m.last_applied));
+            self.raft_leader.set(as_gauge(m.current_leader));
+        }
         self.groups.reset();
         self.group_members.reset();
         self.consumer_lag.reset();

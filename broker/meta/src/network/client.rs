@@ -25,6 +25,7 @@ use tonic::{Code, Status};
 use super::pb::raft_service_client::RaftServiceClient;
 use super::pb::{Payload, SnapshotChunk};
 use super::{ChunkHeader, ForwardReply};
+use crate::liveness::{BrokerHeartbeat, HeartbeatReply};
 use crate::requests::MetaRequest;
 use crate::types::{Node, NodeId, TypeConfig};
 
@@ -246,6 +247,23 @@ impl Forwarder {
             .await
             .map_err(|_| format!("forwarding to {addr} timed out after {timeout:?}"))?
             .map_err(|s| format!("forwarding to {addr}: {}: {}", s.code(), s.message()))?;
+        serde_json::from_slice(&reply.into_inner().json)
+            .map_err(|e| format!("bad reply from {addr}: {e}"))
+    }
+
+    /// Sends a broker heartbeat to the node at `addr`.
+    pub async fn heartbeat(
+        &self,
+        addr: &str,
+        heartbeat: &BrokerHeartbeat,
+        timeout: Duration,
+    ) -> Result<HeartbeatReply, String> {
+        let mut client = self.channels.get(addr).map_err(|e| e.0)?;
+        let json = serde_json::to_vec(heartbeat).map_err(|e| e.to_string())?;
+        let reply = tokio::time::timeout(timeout, client.broker_heartbeat(Payload { json }))
+            .await
+            .map_err(|_| format!("heartbeat to {addr} timed out after {timeout:?}"))?
+            .map_err(|s| format!("heartbeat to {addr}: {}: {}", s.code(), s.message()))?;
         serde_json::from_slice(&reply.into_inner().json)
             .map_err(|e| format!("bad reply from {addr}: {e}"))
     }

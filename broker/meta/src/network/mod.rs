@@ -1,8 +1,9 @@
 //! gRPC transport between metadata nodes (`proto/raft.proto`).
 //!
 //! Raft messages travel as JSON of openraft's own types inside protobuf envelopes; snapshot
-//! chunks carry their bytes raw. `server.rs` serves a node's raft and forwarded proposals;
-//! `client.rs` implements openraft's network over tonic clients and forwards proposals.
+//! chunks carry their bytes raw. `server.rs` serves a node's raft, forwarded proposals and
+//! broker heartbeats; `client.rs` implements openraft's network over tonic clients and
+//! forwards proposals and heartbeats.
 
 mod client;
 mod server;

@@ -3,6 +3,7 @@
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::InstallSnapshotRequest;
+use openraft::ServerState;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
@@ -10,6 +11,7 @@ use tonic::{Request, Response, Status};
 use super::pb::raft_service_server::RaftService;
 use super::pb::{Payload, SnapshotChunk};
 use super::{ChunkHeader, ForwardReply};
+use crate::liveness::{BrokerHeartbeat, HeartbeatReply, Heartbeats};
 use crate::requests::MetaRequest;
 use crate::types::{Raft, TypeConfig};
 
@@ -23,15 +25,16 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<Payload>, Status> {
         .map_err(|e| Status::internal(format!("cannot encode reply: {e}")))
 }
 
-/// Serves one node's raft to its peers.
+/// Serves one node's raft to its peers, and records broker heartbeats while it leads.
 #[derive(Clone)]
 pub struct RaftGrpc {
     raft: Raft,
+    heartbeats: Heartbeats,
 }
 
 impl RaftGrpc {
-    pub fn new(raft: Raft) -> Self {
-        RaftGrpc { raft }
+    pub fn new(raft: Raft, heartbeats: Heartbeats) -> Self {
+        RaftGrpc { raft, heartbeats }
     }
 }
 
@@ -73,6 +76,27 @@ impl RaftService for RaftGrpc {
                 }
             }
             Err(e) => ForwardReply::Failed(e.to_string()),
+        };
+        encode(&reply)
+    }
+
+    async fn broker_heartbeat(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let heartbeat: BrokerHeartbeat = decode(&req.get_ref().json)?;
+        let reply = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            if m.state == ServerState::Leader && m.current_leader == Some(m.id) {
+                self.heartbeats.record(heartbeat);
+                HeartbeatReply::Recorded
+            } else {
+                let leader = m.current_leader.and_then(|id| {
+                    m.membership_config
+                        .membership()
+                        .get_node(&id)
+                        .map(|n| (id, n.addr.clone()))
+                });
+                HeartbeatReply::NotLeader { leader }
+            }
         };
         encode(&reply)
     }

@@ -1,0 +1,58 @@
+//! Broker liveness, as KRaft's `BrokerHeartbeat`: brokers report to the active controller (the
+//! raft leader) every few seconds; the leader keeps the last report of each broker in memory.
+//!
+//! Nothing here is replicated: a new leader starts with an empty table, and the broker's
+//! controller logic gives every broker a full session from the moment it took over before
+//! fencing anyone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::types::NodeId;
+
+/// One heartbeat of a broker process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerHeartbeat {
+    pub broker_id: i32,
+    /// The process's registration incarnation: reports of an older incarnation are ignored.
+    pub incarnation: Uuid,
+    /// How far the broker has applied the metadata log (`ClusterMetadata::metadata_offset`):
+    /// a fenced broker is unfenced only once this reaches its registration epoch.
+    pub metadata_offset: u64,
+}
+
+/// The leader's answer to a heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum HeartbeatReply {
+    /// The receiver is the leader and recorded the heartbeat.
+    Recorded,
+    /// The receiver is not the leader; try `leader` if known.
+    NotLeader { leader: Option<(NodeId, String)> },
+}
+
+/// The last heartbeat of each broker and when it arrived, kept by the leader.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeats {
+    by_broker: Arc<Mutex<HashMap<i32, (BrokerHeartbeat, Instant)>>>,
+}
+
+impl Heartbeats {
+    pub fn record(&self, heartbeat: BrokerHeartbeat) {
+        self.by_broker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(heartbeat.broker_id, (heartbeat, Instant::now()));
+    }
+
+    /// Every broker's last heartbeat with its arrival time.
+    pub fn snapshot(&self) -> HashMap<i32, (BrokerHeartbeat, Instant)> {
+        self.by_broker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
