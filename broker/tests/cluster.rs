@@ -7,6 +7,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use common::cluster::cluster_configs;
 use common::{batch, call};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -49,50 +50,8 @@ fn fetch_code(r: &FetchResponse) -> i16 {
     r.responses[0].partitions[0].error_code
 }
 
-/// A loopback host of its own for this cluster's raft addresses (all of 127/8 is loopback on
-/// Linux): ports are picked free and released before the brokers bind them, so another test
-/// cluster could grab the same port meanwhile; on a different host the two never talk.
-fn cluster_host() -> String {
-    let id = uuid::Uuid::new_v4().as_u128();
-    format!(
-        "127.{}.{}.{}",
-        (id >> 8) as u8,
-        (id >> 16) as u8,
-        1 + (id as u8) % 250
-    )
-}
-
-fn free_port(host: &str) -> u16 {
-    std::net::TcpListener::bind(format!("{host}:0"))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn configs(dirs: &[tempfile::TempDir]) -> Vec<BrokerConfig> {
-    let host = cluster_host();
-    let voters: Vec<String> = (1..=dirs.len())
-        .map(|id| format!("{id}@{host}:{}", free_port(&host)))
-        .collect();
-    let voters = voters.join(",");
-    dirs.iter()
-        .enumerate()
-        .map(|(i, dir)| {
-            let cli: Vec<(String, String)> = [
-                ("node.id", (i + 1).to_string()),
-                ("listeners", "127.0.0.1:0".into()),
-                ("log.dirs", dir.path().display().to_string()),
-                ("http.listeners", String::new()),
-                ("offsets.topic.num.partitions", "3".into()),
-                ("controller.quorum.voters", voters.clone()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-            BrokerConfig::load(None, vec![], cli).unwrap()
-        })
-        .collect()
+    cluster_configs(dirs, &[("offsets.topic.num.partitions", "3".into())])
 }
 
 async fn start_cluster(configs: &[BrokerConfig]) -> Vec<Broker> {

@@ -1,6 +1,8 @@
 //! Helpers for tests that drive an in-process broker over real sockets.
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses a subset; a failed unwrap is a failed test
 
+pub mod cluster;
+
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
