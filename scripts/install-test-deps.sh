@@ -7,11 +7,12 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-if ! command -v kcat >/dev/null; then
-  step "apt: kcat"
+# kcat for its suite; iproute2 for the fault scenarios' network namespaces.
+if ! command -v kcat >/dev/null || ! command -v ip >/dev/null; then
+  step "apt: kcat iproute2"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq kcat >/dev/null
+  apt-get install -y -qq kcat iproute2 >/dev/null
 fi
 
 step "pip: compat/python/requirements.txt"

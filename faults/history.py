@@ -1,0 +1,209 @@
+"""The workload every fault scenario runs, and the checker that reads the full history back.
+
+``Workload`` is an idempotent (``enable.idempotence=true``) acks=all librdkafka producer that
+writes numbered values to every partition of a topic without pause, recording each
+acknowledgement (partition, offset, value) and each definite failure. ``check`` then reads
+every partition from its start to its high watermark and asserts, per partition:
+
+- no loss: every acknowledged value is in the log, at exactly the acknowledged offset;
+- no duplicates: no value appears twice (the idempotent producer's promise under retries);
+- order: values appear in the order they were produced (sequence numbers increase);
+- one writer: no two acknowledgements claim the same offset (two leaders accepting writes
+  for one partition at once would show up here, or as a lost acknowledged value).
+
+Values that were sent but never acknowledged (in flight at a kill) may or may not be in the
+log; both are correct.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from netcluster import wait_until
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+log = logging.getLogger("faults")
+
+
+@dataclass
+class History:
+    acked: dict[int, dict[int, int]] = field(default_factory=dict)  # partition -> offset -> seq
+    failed: list[str] = field(default_factory=list)
+    duplicate_acks: list[str] = field(default_factory=list)
+    sent: int = 0
+
+    def acked_count(self) -> int:
+        return sum(len(v) for v in self.acked.values())
+
+
+class Workload(threading.Thread):
+    """Produces ``<partition>-<seq>`` values round-robin over ``partitions`` until stopped."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, rate_per_s: int = 400):
+        super().__init__(daemon=True, name=f"workload-{topic}")
+        self.topic = topic
+        self.partitions = partitions
+        self.interval = 1.0 / rate_per_s
+        self.history = History(acked={p: {} for p in range(partitions)})
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.fatal: str | None = None
+        self.producer = Producer({
+            "bootstrap.servers": bootstrap,
+            "broker.address.family": "v4",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            # Never give up on a record during a failover: an expired record is a definite
+            # failure only to the application, but it makes the check weaker.
+            "message.timeout.ms": 300000,
+            "request.timeout.ms": 5000,
+            "retry.backoff.ms": 100,
+            "retry.backoff.max.ms": 500,
+            "reconnect.backoff.ms": 50,
+            "reconnect.backoff.max.ms": 500,
+            "topic.metadata.refresh.interval.ms": 1000,
+            "logger": logging.getLogger("librdkafka"),
+            "error_cb": self._on_error,
+        })
+        self.next_seq = {p: 0 for p in range(partitions)}
+
+    def _on_error(self, err: KafkaError):
+        if err.fatal():
+            self.fatal = str(err)
+            log.error("fatal producer error: %s", err)
+
+    def _on_delivery(self, err, msg):
+        with self.lock:
+            if err is not None:
+                self.history.failed.append(f"{msg.partition()}:{msg.value()!r}: {err}")
+                return
+            p, offset = msg.partition(), msg.offset()
+            seq = int(msg.value().decode().split("-")[1])
+            if offset in self.history.acked[p]:
+                self.history.duplicate_acks.append(f"p{p}@{offset}: {self.history.acked[p][offset]} and {seq}")
+            self.history.acked[p][offset] = seq
+
+    def run(self):
+        p = 0
+        while not self.stopping.is_set() and self.fatal is None:
+            seq = self.next_seq[p]
+            try:
+                self.producer.produce(self.topic, value=f"{p}-{seq}".encode(), partition=p,
+                                      on_delivery=self._on_delivery)
+                self.next_seq[p] = seq + 1
+                with self.lock:
+                    self.history.sent += 1
+                p = (p + 1) % self.partitions
+            except BufferError:
+                pass  # queue full while a partition has no leader: wait for room
+            self.producer.poll(self.interval)
+        self.producer.poll(0)
+
+    def acked(self) -> int:
+        with self.lock:
+            return self.history.acked_count()
+
+    def acked_on(self, partition: int) -> int:
+        with self.lock:
+            return len(self.history.acked[partition])
+
+    def wait_progress(self, what: str, count: int, timeout: float, partition: int | None = None):
+        """Waits until ``count`` more records are acknowledged (on ``partition`` if given)."""
+        get = (lambda: self.acked_on(partition)) if partition is not None else self.acked
+        start = get()
+        deadline = time.monotonic() + timeout
+        while get() < start + count:
+            if self.fatal:
+                raise AssertionError(f"producer failed fatally: {self.fatal}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: only {get() - start} of {count} acks in {timeout:.0f}s")
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 120) -> History:
+        """Stops producing and waits for every outstanding record's outcome."""
+        self.stopping.set()
+        self.join(timeout=10)
+        remaining = self.producer.flush(timeout)
+        if remaining:
+            raise AssertionError(f"{remaining} records still unacknowledged after {timeout:.0f}s")
+        if self.fatal:
+            raise AssertionError(f"producer failed fatally: {self.fatal}")
+        return self.history
+
+
+def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60) -> dict[int, list]:
+    """Every record of every partition up to its high watermark: partition -> [(offset, value)]."""
+    c = Consumer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
+                  "group.id": f"faults-check-{time.time_ns()}", "enable.auto.commit": False,
+                  "enable.partition.eof": True, "isolation.level": "read_uncommitted",
+                  "logger": logging.getLogger("librdkafka")})
+    try:
+        ends = {}
+        for p in range(partitions):
+            # Right after a fault a partition may briefly have no reachable leader: retry.
+            ends[p] = wait_until(f"the high watermark of {topic}-{p}", lambda p=p: (
+                c.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] + 1), 60) - 1
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        out: dict[int, list] = {p: [] for p in range(partitions)}
+        done = {p for p in range(partitions) if ends[p] == 0}
+        deadline = time.monotonic() + timeout
+        while len(done) < partitions:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading back {topic}: reached {[len(v) for v in out.values()]}"
+                                   f" of {ends}")
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    if m.offset() >= ends[m.partition()]:
+                        done.add(m.partition())
+                    continue
+                raise AssertionError(f"consumer error: {m.error()}")
+            if m.offset() < ends[m.partition()]:
+                out[m.partition()].append((m.offset(), m.value().decode()))
+            if m.offset() + 1 >= ends[m.partition()]:
+                done.add(m.partition())
+        return out
+    finally:
+        c.close()
+
+
+def check(history: History, log_contents: dict[int, list]) -> dict:
+    """Asserts no loss, no duplicates, order kept and one writer per offset; returns counts."""
+    problems: list[str] = list(history.duplicate_acks)
+    if history.failed:
+        problems.append(f"{len(history.failed)} records failed definitively, first: "
+                        f"{history.failed[:3]}")
+    stats = {"acked": history.acked_count(), "sent": history.sent, "in_log": 0,
+             "unacked_in_log": 0}
+    for p, acked in history.acked.items():
+        records = log_contents.get(p, [])
+        stats["in_log"] += len(records)
+        by_offset = {}
+        seen: dict[int, int] = {}
+        last = -1
+        for offset, value in records:
+            part, seq = (int(x) for x in value.split("-"))
+            if part != p:
+                problems.append(f"p{p}@{offset}: value {value} belongs to partition {part}")
+            if seq in seen:
+                problems.append(f"p{p}: seq {seq} duplicated at offsets {seen[seq]} and {offset}")
+            seen[seq] = offset
+            if seq <= last:
+                problems.append(f"p{p}@{offset}: seq {seq} after {last} (reordered)")
+            last = max(last, seq)
+            by_offset[offset] = seq
+        for offset, seq in acked.items():
+            if by_offset.get(offset) != seq:
+                problems.append(f"p{p}: acknowledged seq {seq} at offset {offset} is lost "
+                                f"(log has {by_offset.get(offset)!r} there)")
+        stats["unacked_in_log"] += len(set(by_offset.values()) - set(acked.values()))
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        raise AssertionError(f"{len(problems)} problems in the history:\n  {shown}")
+    return stats
