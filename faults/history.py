@@ -135,14 +135,16 @@ class Workload(threading.Thread):
         return self.history
 
 
-def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60) -> dict[int, list]:
-    """Every record of every partition up to its high watermark: partition -> [(offset, value)]."""
+def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60,
+             ends: dict[int, int] | None = None) -> dict[int, list]:
+    """Every record of every partition up to its high watermark: partition -> [(offset, value)].
+    The high watermarks it read up to are left in ``ends`` when given."""
     c = Consumer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
                   "group.id": f"faults-check-{time.time_ns()}", "enable.auto.commit": False,
                   "enable.partition.eof": True, "isolation.level": "read_uncommitted",
                   "logger": logging.getLogger("librdkafka")})
     try:
-        ends = {}
+        ends = {} if ends is None else ends
         for p in range(partitions):
             # Right after a fault a partition may briefly have no reachable leader: retry.
             ends[p] = wait_until(f"the high watermark of {topic}-{p}", lambda p=p: (
@@ -207,3 +209,43 @@ def check(history: History, log_contents: dict[int, list]) -> dict:
         shown = "\n  ".join(problems[:20])
         raise AssertionError(f"{len(problems)} problems in the history:\n  {shown}")
     return stats
+
+
+def replica_batches(data_dir, topic: str, partition: int, below: int) -> list[tuple]:
+    """(base offset, last offset, crc) of every batch that ends below ``below`` in one
+    replica's on-disk log: the record batch header is fixed-size, so no record parsing."""
+    import struct
+    from pathlib import Path
+
+    out = []
+    pdir = Path(data_dir) / f"{topic}-{partition}"
+    for seg in sorted(pdir.glob("*.log")):
+        data = seg.read_bytes()
+        pos = 0
+        while pos + 27 <= len(data):
+            base, length = struct.unpack_from(">qi", data, pos)
+            if length <= 0 or pos + 12 + length > len(data):
+                break  # preallocated or torn tail
+            crc, = struct.unpack_from(">I", data, pos + 17)
+            last = base + struct.unpack_from(">i", data, pos + 23)[0]
+            if last < below:
+                out.append((base, last, crc))
+            pos += 12 + length
+    return out
+
+
+def check_converged(nodes, topic: str, partitions: int, high_watermarks: dict[int, int]) -> bool:
+    """Every replica holds the same batches (offsets and CRCs) below the high watermark;
+    raises AssertionError otherwise (so it can be polled with ``wait_until``)."""
+    for p in range(partitions):
+        hw = high_watermarks[p]
+        logs = {n.id: replica_batches(n.data_dir, topic, p, hw) for n in nodes}
+        reference_id, reference = next(iter(logs.items()))
+        covered = reference[-1][1] + 1 if reference else 0
+        assert covered == hw, f"replica {reference_id} of {topic}-{p} ends at {covered}, HW {hw}"
+        for node_id, batches in logs.items():
+            assert batches == reference, (
+                f"{topic}-{p}: replica {node_id} differs from replica {reference_id} below "
+                f"HW {hw}: first difference at batch "
+                f"{next((i for i, (a, b) in enumerate(zip(batches, reference)) if a != b), min(len(batches), len(reference)))}")
+    return True
