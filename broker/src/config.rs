@@ -68,6 +68,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // Cluster mode (issue 4). Empty voters: the single-node broker with `topics.json`.
     ("controller.quorum.voters", ""),
     ("controller.listener", ""),
+    // Empty: combined (broker and voter) when node.id is a voter, broker-only otherwise.
+    ("process.roles", ""),
     ("broker.rack", ""),
     // Replication between brokers (issue 4, stage 2): off keeps refusing RF > 1.
     ("replication.enable", "false"),
@@ -78,6 +80,16 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("auto.leader.rebalance.enable", "true"),
     ("leader.imbalance.check.interval.seconds", "300"),
     ("controlled.shutdown.enable", "true"),
+    // Replication throttles (bytes/s), as in Kafka; also dynamic broker configs in cluster
+    // mode (IncrementalAlterConfigs on BROKER resources, stored in the metadata quorum).
+    ("leader.replication.throttled.rate", "9223372036854775807"),
+    ("follower.replication.throttled.rate", "9223372036854775807"),
+    // Accepted for kafka-reassign-partitions (it deletes it when clearing throttles); Spate
+    // has one log directory per broker, so there are no inter-directory moves to throttle.
+    (
+        "replica.alter.log.dirs.io.max.bytes.per.second",
+        "9223372036854775807",
+    ),
 ];
 
 /// Typed broker configuration.
@@ -121,6 +133,11 @@ pub struct BrokerConfig {
     pub leader_imbalance_check_interval_ms: u64,
     /// Cluster mode: on SIGTERM, move leaderships away before stopping.
     pub controlled_shutdown_enable: bool,
+    /// Bytes/s a leader sends to throttled, out-of-sync followers (static value; dynamic
+    /// broker configs in the metadata quorum override it).
+    pub leader_replication_throttled_rate: u64,
+    /// Bytes/s a follower fetches for throttled, out-of-sync partitions.
+    pub follower_replication_throttled_rate: u64,
     /// The effective settings, for DescribeConfigs on the broker resource.
     pub raw: BTreeMap<String, String>,
 }
@@ -259,7 +276,7 @@ impl BrokerConfig {
                 )?),
             },
             log_defaults,
-            quorum: parse_quorum(&raw)?,
+            quorum: parse_quorum(&raw, listen)?,
             replication_enable: boolean(&raw, "replication.enable")?,
             replica_lag_time_max_ms: positive(&raw, "replica.lag.time.max.ms")?,
             broker_heartbeat_interval_ms: positive(&raw, "broker.heartbeat.interval.ms")?,
@@ -271,6 +288,8 @@ impl BrokerConfig {
             )?
             .saturating_mul(1000),
             controlled_shutdown_enable: boolean(&raw, "controlled.shutdown.enable")?,
+            leader_replication_throttled_rate: num(&raw, "leader.replication.throttled.rate")?,
+            follower_replication_throttled_rate: num(&raw, "follower.replication.throttled.rate")?,
             raw,
         })
     }
@@ -291,10 +310,26 @@ pub struct QuorumConfig {
     /// Where this node's raft gRPC server binds.
     pub listener: SocketAddr,
     pub rack: Option<String>,
+    pub roles: ProcessRoles,
 }
 
-/// `controller.quorum.voters` (`id@host:port,...`), `controller.listener`, `broker.rack`.
-fn parse_quorum(raw: &BTreeMap<String, String>) -> Result<Option<QuorumConfig>, ConfigError> {
+/// Kafka's `process.roles`: what this node does in the metadata quorum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessRoles {
+    /// `broker,controller`: a broker that is also a voter.
+    Combined,
+    /// `broker`: a broker-only node. It replicates the metadata log as a raft learner (a
+    /// Kafka observer) and never votes.
+    Broker,
+}
+
+/// `controller.quorum.voters` (`id@host:port,...`), `controller.listener`, `broker.rack`,
+/// `process.roles`. `listen` is the Kafka listener, whose IP a broker-only node's raft
+/// listener defaults to.
+fn parse_quorum(
+    raw: &BTreeMap<String, String>,
+    listen: SocketAddr,
+) -> Result<Option<QuorumConfig>, ConfigError> {
     let get = |k: &str| raw.get(k).map(|s| s.trim()).unwrap_or_default();
     let voters_raw = get("controller.quorum.voters");
     if voters_raw.is_empty() {
@@ -319,19 +354,61 @@ fn parse_quorum(raw: &BTreeMap<String, String>) -> Result<Option<QuorumConfig>, 
         }
     }
     let node_id: i64 = num(raw, "node.id")?;
-    let own = u64::try_from(node_id)
-        .ok()
-        .and_then(|id| voters.get(&id))
-        .ok_or_else(|| bad("node.id is not one of the voters"))?;
-    let listener = match get("controller.listener") {
-        "" => parse_addr("controller.listener", own)?,
-        s => parse_addr("controller.listener", s)?,
+    let own = u64::try_from(node_id).ok().and_then(|id| voters.get(&id));
+    let roles_raw = get("process.roles");
+    let mut roles: Vec<&str> = roles_raw
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
+    roles.sort_unstable();
+    roles.dedup();
+    let bad_roles = |reason: &str| invalid("process.roles", roles_raw, reason);
+    let roles = match (roles.as_slice(), own) {
+        ([], Some(_)) | (["broker", "controller"], Some(_)) => ProcessRoles::Combined,
+        ([], None) | (["broker"], None) => ProcessRoles::Broker,
+        (["broker", "controller"], None) => {
+            return Err(bad(
+                "node.id is not one of the voters, as a controller must be",
+            ))
+        }
+        (["broker"], Some(_)) => {
+            return Err(bad_roles(
+                "a broker-only node must not be one of controller.quorum.voters",
+            ))
+        }
+        (["controller"], _) => {
+            return Err(bad_roles(
+                "controller-only nodes are not supported; use broker,controller",
+            ))
+        }
+        _ => {
+            return Err(bad_roles(
+                "expected broker, controller or broker,controller",
+            ))
+        }
+    };
+    let listener = match (get("controller.listener"), own) {
+        // A voter named by DNS (`id@spate-0.spate:9301`) binds every interface on its port.
+        ("", Some(own)) => match (own.parse(), own.rsplit_once(':')) {
+            (Ok(addr), _) => addr,
+            (Err(_), Some((_, port))) => match port.parse::<u16>() {
+                Ok(port) => SocketAddr::from(([0, 0, 0, 0], port)),
+                Err(_) => return Err(bad("voter port is not a number")),
+            },
+            (Err(_), None) => return Err(bad("expected id@host:port")),
+        },
+        // A broker-only node advertises whatever it bound when it joins, so any free port
+        // will do; a fixed one is friendlier to firewalls.
+        ("", None) => SocketAddr::new(listen.ip(), 0),
+        (s, _) => parse_addr("controller.listener", s)?,
     };
     let rack = Some(get("broker.rack").to_string()).filter(|r| !r.is_empty());
     Ok(Some(QuorumConfig {
         voters,
         listener,
         rack,
+        roles,
     }))
 }
 
@@ -500,7 +577,8 @@ mod tests {
         assert_eq!(q.voters.len(), 2);
         assert_eq!(q.listener.to_string(), "127.0.0.1:9302");
         assert_eq!(q.rack.as_deref(), Some("r1"));
-        for bad in ["1@127.0.0.1:9301", "x@h:1", "1@nohostport", "2@a:1,2@b:2"] {
+        assert_eq!(q.roles, ProcessRoles::Combined);
+        for bad in ["x@h:1", "1@nohostport", "2@a:1,2@b:2"] {
             let r = BrokerConfig::load(
                 None,
                 vec![],
@@ -508,6 +586,71 @@ mod tests {
             );
             assert!(r.is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn a_node_outside_the_voters_is_broker_only() {
+        let voters = "1@voter-1.spate:9301,2@voter-2.spate:9301";
+        let load = |extra: &[(&str, &str)]| {
+            let mut cli = vec![
+                ("node.id", "5"),
+                ("listeners", "127.0.0.5:9092"),
+                ("controller.quorum.voters", voters),
+            ];
+            cli.extend_from_slice(extra);
+            BrokerConfig::load(None, vec![], kv(&cli))
+        };
+        let q = load(&[]).unwrap().quorum.unwrap();
+        assert_eq!(q.roles, ProcessRoles::Broker);
+        assert_eq!(
+            q.listener.to_string(),
+            "127.0.0.5:0",
+            "any port, the listener's IP"
+        );
+        let q = load(&[
+            ("process.roles", "broker"),
+            ("controller.listener", "0.0.0.0:9301"),
+        ])
+        .unwrap()
+        .quorum
+        .unwrap();
+        assert_eq!(q.roles, ProcessRoles::Broker);
+        assert_eq!(q.listener.to_string(), "0.0.0.0:9301");
+        for roles in ["broker,controller", "controller", "zookeeper"] {
+            assert!(
+                load(&[("process.roles", roles)]).is_err(),
+                "{roles} accepted"
+            );
+        }
+        // A voter may say so explicitly, in either order, but not claim to be broker-only.
+        let voter = |roles: &str| {
+            BrokerConfig::load(
+                None,
+                vec![],
+                kv(&[
+                    ("node.id", "1"),
+                    ("controller.quorum.voters", voters),
+                    ("controller.listener", "0.0.0.0:9301"),
+                    ("process.roles", roles),
+                ]),
+            )
+        };
+        let q = voter("controller,broker").unwrap().quorum.unwrap();
+        assert_eq!(q.roles, ProcessRoles::Combined);
+        let q = BrokerConfig::load(
+            None,
+            vec![],
+            kv(&[("node.id", "2"), ("controller.quorum.voters", voters)]),
+        )
+        .unwrap()
+        .quorum
+        .unwrap();
+        assert_eq!(
+            q.listener.to_string(),
+            "0.0.0.0:9301",
+            "a voter named by DNS"
+        );
+        assert!(voter("broker").is_err());
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum MetaError {
     /// A membership change was sent to a node that is not the leader.
     #[error("this node is not the leader (leader: {leader:?})")]
     NotLeader { leader: Option<NodeId> },
+    /// The leader refused a membership change (e.g. removing the last voter).
+    #[error("membership change refused: {0}")]
+    MembershipRefused(String),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("storage: {0}")]

@@ -19,12 +19,16 @@
 //!   forwarded proposals, `client.rs` is openraft's network over tonic clients.
 //! - `liveness.rs` — [`BrokerHeartbeat`]: brokers' liveness reports, kept in the leader's
 //!   memory (not replicated).
-//! - `node.rs` — [`MetaNode`]: start, bootstrap, propose (forwarding to the leader), metadata,
-//!   metrics, membership changes, shutdown.
+//! - `membership.rs` — [`MembershipChange`]: learners joining and leaving, voters added and
+//!   removed, run on the leader; [`QuorumView`]: the leader's view for DescribeQuorum.
+//! - `node.rs` — [`MetaNode`]: start (as a voter, or as a learner that asks the leader to add
+//!   it), bootstrap, propose (forwarding to the leader), metadata, metrics, membership
+//!   changes, shutdown.
 //! - `error.rs` — [`MetaError`].
 
 mod error;
 mod liveness;
+mod membership;
 pub mod network;
 mod node;
 pub mod placement;
@@ -35,6 +39,7 @@ pub mod types;
 
 pub use error::{MetaError, Result};
 pub use liveness::{BrokerHeartbeat, HeartbeatReply, Heartbeats};
+pub use membership::{MembershipChange, MembershipReply, QuorumReply, QuorumView, ReplicaView};
 pub use node::{MetaConfig, MetaMetrics, MetaNode, ServerRole};
 pub use requests::{ElectionResult, ElectionScope, MetaRequest, MetaResponse, RequestError};
 pub use state_machine::{

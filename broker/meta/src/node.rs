@@ -1,9 +1,11 @@
 //! [`MetaNode`]: one member of the metadata quorum, as the broker uses it.
 //!
 //! Starting a node opens its stores, starts openraft and the gRPC server, and bootstraps the
-//! cluster if this node is the lowest voter id and has never been initialized. Proposals from
-//! a follower are forwarded to the leader; while there is no leader they are retried until the
-//! propose deadline.
+//! cluster if this node is the lowest voter id and has never been initialized. A learner
+//! (`MetaConfig::learner`, Kafka's broker-only node) never bootstraps: it asks the leader to
+//! add it, again on every start (idempotent; a changed address is updated), and then receives
+//! the log like a voter, without voting. Proposals from a follower or learner are forwarded to
+//! the leader; while there is no leader they are retried until the propose deadline.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::error::{MetaError, Result};
 use crate::liveness::{BrokerHeartbeat, HeartbeatReply, Heartbeats};
+use crate::membership::{self, MembershipChange, MembershipReply, QuorumReply, QuorumView};
 use crate::network::pb::raft_service_server::RaftServiceServer;
 use crate::network::{ForwardReply, Forwarder, NetworkFactory, RaftGrpc};
 use crate::requests::{MetaRequest, MetaResponse};
@@ -32,6 +35,13 @@ use crate::types::{NodeId, Raft};
 pub struct MetaConfig {
     /// This node's raft id; must be a key of `voters` to take part in the initial quorum.
     pub node_id: NodeId,
+    /// Join as a learner (Kafka's broker-only node, an observer of the quorum): never
+    /// bootstrap, ask the leader (found through `voters`) to add this node, then receive the
+    /// log without voting. `node_id` must not be one of `voters`.
+    pub learner: bool,
+    /// The address peers use to reach this node, stored in the membership when a learner
+    /// joins. `None`: the bound listener address (an error if it is unspecified, 0.0.0.0).
+    pub advertised_addr: Option<String>,
     /// Where the gRPC server listens.
     pub bind_addr: SocketAddr,
     /// Vote, log and snapshot files.
@@ -66,6 +76,8 @@ impl MetaConfig {
     ) -> Self {
         MetaConfig {
             node_id,
+            learner: false,
+            advertised_addr: None,
             bind_addr,
             data_dir: data_dir.into(),
             voters,
@@ -127,6 +139,8 @@ pub struct MetaMetrics {
     pub last_applied: Option<u64>,
     pub snapshot_index: Option<u64>,
     pub voters: BTreeSet<NodeId>,
+    /// Members that receive the log without voting (broker-only nodes).
+    pub learners: BTreeSet<NodeId>,
 }
 
 struct Server {
@@ -144,12 +158,22 @@ struct Inner {
     heartbeats: Heartbeats,
     local_addr: SocketAddr,
     server: Mutex<Option<Server>>,
+    /// A learner's request to be added, retried until the leader has taken it.
+    join_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
     /// Dropped without `shutdown`: stop serving, so that the server's raft handle goes away
     /// and openraft stops once the last handle is gone. `shutdown` is the orderly way.
     fn drop(&mut self) {
+        if let Some(task) = self
+            .join_task
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
         if let Some(server) = self
             .server
             .get_mut()
@@ -183,6 +207,30 @@ impl MetaNode {
         if config.voters.is_empty() {
             return Err(MetaError::Config("no voters configured".into()));
         }
+        let local_addr = listener.local_addr()?;
+        let join = if config.learner {
+            if config.voters.contains_key(&config.node_id) {
+                return Err(MetaError::Config(format!(
+                    "node {} is one of the voters; it cannot join as a learner",
+                    config.node_id
+                )));
+            }
+            let addr = match &config.advertised_addr {
+                Some(addr) => addr.clone(),
+                None if local_addr.ip().is_unspecified() => {
+                    return Err(MetaError::Config(format!(
+                        "a learner listening on {local_addr} needs an address peers can reach"
+                    )))
+                }
+                None => local_addr.to_string(),
+            };
+            Some(MembershipChange::JoinAsLearner {
+                node_id: config.node_id,
+                addr,
+            })
+        } else {
+            None
+        };
         let raft_config = Arc::new(config.raft_config()?);
         let (log, sm) = store::open(&config.data_dir).await?;
         let metadata = sm.subscribe();
@@ -192,11 +240,15 @@ impl MetaNode {
             .await
             .map_err(|e| MetaError::Raft(e.to_string()))?;
 
-        let local_addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let heartbeats = Heartbeats::default();
-        let service = RaftServiceServer::new(RaftGrpc::new(raft.clone(), heartbeats.clone()))
-            .max_decoding_message_size(64 << 20);
+        let grpc = RaftGrpc::new(
+            raft.clone(),
+            heartbeats.clone(),
+            committed.clone(),
+            config.propose_timeout,
+        );
+        let service = RaftServiceServer::new(grpc).max_decoding_message_size(64 << 20);
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let task = tokio::spawn(
@@ -217,9 +269,28 @@ impl MetaNode {
                 committed,
                 local_addr,
                 server: Mutex::new(Some(Server { stop, task })),
+                join_task: Mutex::new(None),
             }),
         };
-        node.bootstrap().await?;
+        match join {
+            Some(change) => {
+                // Not awaited: the voters may not be up yet; `wait_for_leader` tells when the
+                // leader has added this node and replicates to it.
+                let task = tokio::spawn(join_as_learner(
+                    node.inner.raft.clone(),
+                    node.inner.forwarder.clone(),
+                    node.inner.config.voters.values().cloned().collect(),
+                    change,
+                    node.inner.config.propose_timeout,
+                ));
+                *node
+                    .inner
+                    .join_task
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(task);
+            }
+            None => node.bootstrap().await?,
+        }
         Ok(node)
     }
 
@@ -359,6 +430,7 @@ impl MetaNode {
             last_applied: m.last_applied.map(|l| l.index),
             snapshot_index: m.snapshot.map(|l| l.index),
             voters: m.membership_config.membership().voter_ids().collect(),
+            learners: m.membership_config.membership().learner_ids().collect(),
         }
     }
 
@@ -370,16 +442,7 @@ impl MetaNode {
             self.inner.heartbeats.record(heartbeat);
             return Ok(());
         }
-        let leader = {
-            let m = self.inner.raft.metrics();
-            let m = m.borrow();
-            m.current_leader.and_then(|id| {
-                m.membership_config
-                    .membership()
-                    .get_node(&id)
-                    .map(|n| (id, n.addr.clone()))
-            })
-        };
+        let leader = self.leader_addr();
         let Some((id, addr)) = leader else {
             return Err(MetaError::NoLeader(timeout));
         };
@@ -417,6 +480,85 @@ impl MetaNode {
             .await
             .map_err(|_| MetaError::NoLeader(timeout))?;
         m.current_leader.ok_or(MetaError::NoLeader(timeout))
+    }
+
+    /// The leader this node knows of, with its address.
+    fn leader_addr(&self) -> Option<(NodeId, String)> {
+        membership::leader_hint(&self.inner.raft.metrics().borrow())
+    }
+
+    /// Makes a membership change on the leader: here if this node leads, else forwarded to it.
+    /// Retries while there is no leader, the leader changes or another change is in progress,
+    /// until the propose timeout. Changes are idempotent (see [`MembershipChange`]).
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<()> {
+        let timeout = self.inner.config.propose_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let reply = if self.is_leader() {
+                membership::apply_on_leader(&self.inner.raft, change.clone(), left).await
+            } else if let Some((_, addr)) = self.leader_addr() {
+                self.inner
+                    .forwarder
+                    .change_membership(&addr, &change, left)
+                    .await
+                    .unwrap_or_else(MembershipReply::Busy)
+            } else {
+                MembershipReply::NotLeader { leader: None }
+            };
+            match reply {
+                MembershipReply::Done => return Ok(()),
+                MembershipReply::Refused(e) => return Err(MetaError::MembershipRefused(e)),
+                MembershipReply::Busy(e) => tracing::debug!("membership change not done yet: {e}"),
+                MembershipReply::NotLeader { .. } => {}
+            }
+            if Instant::now() + pause >= deadline {
+                return Err(MetaError::NoLeader(timeout));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Removes a decommissioned learner (a broker-only node) from the membership; it stops
+    /// receiving the log. Nothing to do if it is not a member; refused for a voter. Runs on the
+    /// leader, forwarded if needed.
+    pub async fn remove_learner(&self, id: NodeId) -> Result<()> {
+        self.change_membership(MembershipChange::RemoveLearner { node_id: id })
+            .await
+    }
+
+    /// The quorum as the leader sees it (asked of the leader if this node does not lead).
+    pub async fn describe_quorum(&self) -> Result<QuorumView> {
+        let timeout = self.inner.config.propose_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let committed = self.inner.committed.get().map(|l| l.index);
+            let reply = if self.is_leader() {
+                Some(membership::quorum_view(&self.inner.raft, committed))
+            } else if let Some((_, addr)) = self.leader_addr() {
+                match self.inner.forwarder.describe_quorum(&addr, left).await {
+                    Ok(reply) => Some(reply),
+                    Err(e) => {
+                        tracing::debug!("describing the quorum failed: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            if let Some(QuorumReply::View(view)) = reply {
+                return Ok(view);
+            }
+            if Instant::now() + pause >= deadline {
+                return Err(MetaError::NoLeader(timeout));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
     }
 
     /// Adds a voter: first as a learner that catches up, then into the voter set. Must be
@@ -475,6 +617,15 @@ impl MetaNode {
 
     /// Stops raft and the gRPC server. Idempotent.
     pub async fn shutdown(&self) -> Result<()> {
+        if let Some(task) = self
+            .inner
+            .join_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
         let server = self
             .inner
             .server
@@ -500,5 +651,50 @@ fn into_result(response: MetaResponse) -> Result<MetaResponse> {
     match response {
         MetaResponse::Rejected(e) => Err(MetaError::Rejected(e)),
         other => Ok(other),
+    }
+}
+
+/// A learner's start: asks the leader to add it (or update its address) until one says done.
+/// The leader is whoever this node already knows, a leader named in a refusal, or else each
+/// voter in turn.
+async fn join_as_learner(
+    raft: Raft,
+    forwarder: Forwarder,
+    voters: Vec<String>,
+    change: MembershipChange,
+    timeout: Duration,
+) {
+    let mut pause = Duration::from_millis(50);
+    let mut hint: Option<String> = None;
+    let mut next_voter = 0usize;
+    loop {
+        let addr = hint
+            .take()
+            .or_else(|| membership::leader_hint(&raft.metrics().borrow()).map(|(_, a)| a))
+            .or_else(|| {
+                let addr = voters.get(next_voter % voters.len().max(1)).cloned();
+                next_voter += 1;
+                addr
+            });
+        let Some(addr) = addr else { return };
+        match forwarder.change_membership(&addr, &change, timeout).await {
+            Ok(MembershipReply::Done) => {
+                tracing::info!(?change, "joined the metadata quorum as a learner");
+                return;
+            }
+            Ok(MembershipReply::NotLeader { leader }) => {
+                hint = leader.map(|(_, a)| a);
+                if hint.is_some() {
+                    // Short: the hint is likely right; a pause still bounds a stale-hint loop.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            }
+            Ok(MembershipReply::Busy(e)) => tracing::debug!("joining as a learner: {e}"),
+            Ok(MembershipReply::Refused(e)) => tracing::warn!("joining as a learner: {e}"),
+            Err(e) => tracing::debug!("joining as a learner: {e}"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }

@@ -28,6 +28,11 @@ pub struct ClusterMetadata {
     pub topics: BTreeMap<String, TopicMetadata>,
     /// First producer id of the next block handed out by `AllocateProducerIds`.
     pub next_producer_id_block: i64,
+    /// Dynamic broker configs (Kafka's `ConfigRecord` for BROKER resources): by broker id as
+    /// a string, `""` being the cluster-wide default. Absent in state written before they
+    /// existed, hence the serde default.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Raft log index of the last entry applied to this state. Brokers compare it across
     /// nodes to tell how current their view is (Kafka's metadata offset).
     pub metadata_offset: u64,

@@ -520,3 +520,111 @@ async fn broker_heartbeats_reach_the_leader_from_every_node() -> Result<()> {
     }
     cluster.shutdown().await
 }
+
+/// Starts a learner (a broker-only node) `id` on 127.0.0.`id`, any port, joining `cluster`.
+async fn start_learner(cluster: &Cluster, id: u64, dir: &std::path::Path) -> Result<MetaNode> {
+    let listener = TcpListener::bind(format!("127.0.0.{id}:0")).await?;
+    let addr = listener.local_addr()?;
+    let mut c = config(id, addr, dir.to_path_buf(), &cluster.voters);
+    c.learner = true;
+    Ok(MetaNode::start_with_listener(c, listener).await?)
+}
+
+/// Waits until `node` has applied what the leader `leader` has applied.
+async fn wait_caught_up(leader: &MetaNode, node: &MetaNode) -> Result<()> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let want = leader.metrics().last_applied;
+        if want.is_some() && node.metrics().last_applied >= want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("not caught up: {:?} vs {:?}", node.metrics(), want);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_joins_follows_the_log_and_rejoins_with_a_new_address() -> Result<()> {
+    let cluster = Cluster::start(3).await?;
+    let leader_id = cluster.wait_leader().await?;
+    add_brokers(cluster.node(leader_id), [1, 2, 3]).await?;
+
+    let dir = tempfile::tempdir()?;
+    let learner = start_learner(&cluster, 4, dir.path()).await?;
+    learner.wait_for_leader(DEADLINE).await?;
+    wait_caught_up(cluster.node(leader_id), &learner).await?;
+    let m = cluster.node(leader_id).metrics();
+    assert_eq!(m.voters, [1, 2, 3].into_iter().collect());
+    assert_eq!(m.learners, [4].into_iter().collect());
+    assert_eq!(learner.metrics().role, ServerRole::Learner);
+
+    // Proposals through the learner are forwarded to the leader, and come back in its log.
+    learner.propose(register(4)).await?;
+    wait_caught_up(cluster.node(leader_id), &learner).await?;
+    assert!(learner.metadata().borrow().brokers.contains_key(&4));
+
+    // The leader's view, asked of the learner: three voters, one observer that is caught up.
+    let view = learner.describe_quorum().await?;
+    assert_eq!(view.leader_id, leader_id);
+    let voters: Vec<u64> = view.voters.iter().map(|r| r.node_id).collect();
+    assert_eq!(voters, [1, 2, 3]);
+    assert_eq!(view.observers.len(), 1);
+    assert_eq!(view.observers[0].node_id, 4);
+    assert!(view.commit_index.is_some());
+
+    // A learner does not count for the quorum: without it the voters commit as before.
+    learner.shutdown().await?;
+    cluster.node(leader_id).propose(register(5)).await?;
+
+    // It restarts on another port: joining again updates its address, and it catches up.
+    let learner = start_learner(&cluster, 4, dir.path()).await?;
+    let new_addr = learner.local_addr().to_string();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let leader = cluster.node(cluster.wait_leader().await?);
+        let view = leader.describe_quorum().await?;
+        if view
+            .observers
+            .iter()
+            .any(|r| r.node_id == 4 && r.addr == new_addr)
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("address not updated to {new_addr}: {view:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let leader_id = cluster.wait_leader().await?;
+    wait_caught_up(cluster.node(leader_id), &learner).await?;
+    assert!(learner.metadata().borrow().brokers.contains_key(&5));
+
+    // Decommissioned through a follower (forwarded): the leader stops replicating to it.
+    let follower = (1..=3).find(|id| *id != leader_id).unwrap_or(1);
+    match cluster.node(follower).remove_learner(leader_id).await {
+        Err(MetaError::MembershipRefused(_)) => {}
+        other => bail!("removing a voter as a learner: {other:?}"),
+    }
+    cluster.node(follower).remove_learner(4).await?;
+    cluster.node(follower).remove_learner(4).await?;
+    assert!(cluster.node(leader_id).metrics().learners.is_empty());
+    learner.shutdown().await?;
+
+    // A voter cannot be configured as a learner.
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let mut c = config(
+        1,
+        listener.local_addr()?,
+        dir.path().join("x"),
+        &cluster.voters,
+    );
+    c.learner = true;
+    match MetaNode::start_with_listener(c, listener).await {
+        Err(MetaError::Config(_)) => {}
+        Err(e) => bail!("expected a config error, got {e}"),
+        Ok(_) => bail!("a voter started as a learner"),
+    }
+    cluster.shutdown().await
+}

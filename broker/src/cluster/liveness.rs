@@ -12,6 +12,8 @@
 //!   first sees it) before fencing. With `auto.leader.rebalance.enable`, every
 //!   `leader.imbalance.check.interval.seconds` it moves leadership back to preferred replicas
 //!   that are eligible ISR members (`ElectPreferredLeaders`), as Kafka's auto rebalance does.
+//! - **Reassignments**: every tick the controller completes reassignments whose new replicas
+//!   have all joined the ISR (`reassignment.rs`).
 //! - **Controlled shutdown** ([`controlled_shutdown`]): the broker proposes `SetShuttingDown`
 //!   (leaderships move away, it leaves every ISR) and waits until its metadata shows it leads
 //!   nothing, so that stopping loses nothing acknowledged and clients move on at once.
@@ -164,6 +166,8 @@ async fn control(q: &Quorum, config: &BrokerConfig, session: Duration, state: &m
             tracing::warn!(broker = id, "unfencing failed: {}", e.message);
         }
     }
+    // Backstop for reassignments whose leader did not complete them (`reassignment.rs`).
+    super::reassignment::complete_caught_up(q).await;
     if !config.auto_leader_rebalance {
         return;
     }

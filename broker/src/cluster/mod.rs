@@ -5,7 +5,9 @@
 //! is this broker's seat in it, and `applier.rs` mirrors the committed metadata into the
 //! `Registry` and opens or removes local partition logs. With `replication.enable`,
 //! `replication.rs` runs the follower fetchers and the leader's ISR upkeep; `liveness.rs` is
-//! the controller's fencing of silent brokers, preferred leaders and controlled shutdown.
+//! the controller's fencing of silent brokers, preferred leaders and controlled shutdown;
+//! `reassignment.rs` finishes partition reassignments and `throttle.rs` limits the replication
+//! traffic they cause.
 
 pub mod admin;
 pub mod applier;
@@ -13,8 +15,10 @@ pub mod liveness;
 pub mod names;
 pub mod partition;
 pub mod quorum;
+pub mod reassignment;
 pub mod registry;
 pub mod replication;
+pub mod throttle;
 pub mod topic_config;
 
 pub use partition::{AppendError, Appended, Partition};

@@ -1,7 +1,10 @@
 //! Cluster mode: this broker's seat in the metadata quorum (`spate-meta`).
 //!
-//! When `controller.quorum.voters` is set, every broker is also a voter of the openraft
-//! metadata quorum. At start the broker registers itself (a new incarnation each process
+//! When `controller.quorum.voters` is set, a broker whose id is one of the voters is also a
+//! voter of the openraft metadata quorum (`process.roles=broker,controller`); any other broker
+//! is broker-only (`process.roles=broker`): its metadata node joins as a raft learner, asking
+//! the leader to add it, and then receives the same metadata log without voting, so everything
+//! below works the same on both kinds of node. At start the broker registers itself (a new incarnation each process
 //! start, so the controller can tell a restart from a retry), waits until its own copy of the
 //! metadata has caught up with its registration record, and unfences itself (KRaft's "caught
 //! up" rule). From then on topic metadata comes from [`ClusterMetadata`]; admin handlers
@@ -12,21 +15,25 @@
 //! every `broker.heartbeat.interval.ms` with its incarnation and metadata offset; the
 //! controller side (fencing, unfencing, preferred leaders) is `liveness.rs`.
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
 use spate_meta::{
-    BrokerHeartbeat, ClusterMetadata, MetaConfig, MetaError, MetaNode, MetaRequest, MetaResponse,
+    BrokerHeartbeat, ClusterMetadata, MembershipChange, MetaConfig, MetaError, MetaNode,
+    MetaRequest, MetaResponse, QuorumView,
 };
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
 
 use super::registry::{new_cluster_id, AdminError};
-use crate::config::{BrokerConfig, QuorumConfig};
+use super::throttle::Throttles;
+use crate::config::{BrokerConfig, ProcessRoles, QuorumConfig};
 
 /// How long start-up waits for a quorum (all voters are usually started together).
 const FORM_TIMEOUT: Duration = Duration::from_secs(120);
@@ -45,6 +52,8 @@ pub struct Quorum {
     producer_ids: Mutex<(i64, i64)>,
     /// The heartbeat task, from registration until shutdown.
     heartbeat_task: Mutex<Option<JoinHandle<()>>>,
+    /// Replication throttle buckets (`throttle.rs`); only replication between brokers uses them.
+    pub throttles: Throttles,
 }
 
 impl Quorum {
@@ -65,7 +74,12 @@ impl Quorum {
         );
         // Only used by the bootstrapping (lowest id) voter, once.
         meta.cluster_id = new_cluster_id();
-        let node = MetaNode::start(meta).await?;
+        let listener = TcpListener::bind(qc.listener).await?;
+        if qc.roles == ProcessRoles::Broker {
+            meta.learner = true;
+            meta.advertised_addr = Some(learner_addr(&host, listener.local_addr()?)?);
+        }
+        let node = MetaNode::start_with_listener(meta, listener).await?;
         node.wait_for_leader(FORM_TIMEOUT).await?;
         let quorum = Arc::new(Self {
             metadata: node.metadata(),
@@ -74,6 +88,7 @@ impl Quorum {
             incarnation: Uuid::new_v4(),
             producer_ids: Mutex::new((0, 0)),
             heartbeat_task: Mutex::new(None),
+            throttles: Throttles::default(),
         });
         let register = MetaRequest::RegisterBroker {
             id: broker_id,
@@ -159,6 +174,16 @@ impl Quorum {
         self.node.metrics()
     }
 
+    /// The quorum as its leader sees it (asked of the leader when this node does not lead).
+    pub async fn describe_quorum(&self) -> Result<QuorumView, MetaError> {
+        self.node.describe_quorum().await
+    }
+
+    /// Adds or removes a voter or learner, on the leader.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<(), MetaError> {
+        self.node.change_membership(change).await
+    }
+
     /// Proposes `request`; rejections come back with the Kafka error a client understands.
     pub async fn propose(&self, request: MetaRequest) -> Result<MetaResponse, AdminError> {
         self.node.propose(request).await.map_err(admin_error)
@@ -235,6 +260,26 @@ impl Drop for Quorum {
     }
 }
 
+/// The raft address a broker-only node asks the leader to store: its bound address, or, when
+/// it binds every interface, its advertised Kafka host with the bound port.
+fn learner_addr(advertised_host: &str, bound: SocketAddr) -> anyhow::Result<String> {
+    if !bound.ip().is_unspecified() {
+        return Ok(bound.to_string());
+    }
+    let host = advertised_host
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    match host.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => anyhow::bail!(
+            "controller.listener {bound} binds every interface and the advertised host is \
+             {advertised_host}: set advertised.listeners so that the metadata leader can reach \
+             this broker-only node"
+        ),
+        Ok(ip) => Ok(SocketAddr::new(ip, bound.port()).to_string()),
+        Err(_) => Ok(format!("{host}:{}", bound.port())),
+    }
+}
+
 /// Sends `heartbeat` (with the current metadata offset) to the controller every `interval`
 /// until aborted. A heartbeat that finds no controller is simply not delivered; the next one
 /// goes out on schedule.
@@ -268,5 +313,29 @@ pub fn admin_error(e: MetaError) -> AdminError {
             AdminError::new(ResponseError::RequestTimedOut, e.to_string())
         }
         e => AdminError::new(ResponseError::UnknownServerError, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_learner_advertises_a_reachable_address() {
+        let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+        let addr = |s: &str| s.parse::<SocketAddr>().expect("test address");
+        assert_eq!(
+            learner_addr("ignored", addr("127.0.0.4:7000")).ok(),
+            Some("127.0.0.4:7000".into())
+        );
+        assert_eq!(
+            learner_addr("spate-4.spate-brokers", any(9093)).ok(),
+            Some("spate-4.spate-brokers:9093".into())
+        );
+        assert_eq!(
+            learner_addr("::1", any(9093)).ok(),
+            Some("[::1]:9093".into())
+        );
+        assert!(learner_addr("0.0.0.0", any(9093)).is_err());
     }
 }

@@ -22,14 +22,14 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use spate_meta::{MetaRequest, NO_LEADER};
+use spate_meta::{MetaRequest, MetaResponse, NO_LEADER};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{Partition, Registry};
+use super::{throttle, Partition, Registry};
 use crate::context::{now_ms, Context};
 use crate::handlers::cluster_view::endpoint;
 
@@ -43,6 +43,8 @@ const FETCH_MAX_BYTES: i32 = 16 << 20;
 const BACKOFF: Duration = Duration::from_millis(200);
 /// A follower joins the ISR only if it fetched this recently (the fetch wait plus slack).
 const FRESH_FETCH_MS: i64 = FETCH_MAX_WAIT_MS as i64 + 1000;
+/// How long the leader waits to see its own ISR expand before completing reassignments.
+const EXPAND_VISIBLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Largest response frame a follower accepts.
 const MAX_FRAME: usize = 128 << 20;
 
@@ -52,6 +54,9 @@ struct Followed {
     topic_id: Uuid,
     leader_epoch: i32,
     replica: Arc<Partition>,
+    /// Listed for this broker in `follower.replication.throttled.replicas` while out of the
+    /// ISR: its fetches count against `follower.replication.throttled.rate`.
+    throttled: bool,
 }
 
 /// Partitions this broker hosts but does not lead, by leader broker.
@@ -73,11 +78,16 @@ fn followed(registry: &Registry) -> BTreeMap<i32, Vec<Followed>> {
             if state.leader == me || state.leader == NO_LEADER || !state.replicas.contains(&me) {
                 continue;
             }
+            let throttled = !state.isr.contains(&me)
+                && md.topics.get(&t.meta.name).is_some_and(|tm| {
+                    throttle::throttled(&tm.configs, throttle::FOLLOWER_REPLICAS, p.index, me)
+                });
             out.entry(state.leader).or_default().push(Followed {
                 topic: t.meta.name.clone(),
                 topic_id: t.meta.id,
                 leader_epoch: state.leader_epoch,
                 replica: p.clone(),
+                throttled,
             });
         }
     }
@@ -194,10 +204,17 @@ async fn round(
         return Ok(false);
     };
 
+    // Over the follower quota, throttled partitions sit this round out (as in Kafka's
+    // fetcher); the others are fetched as usual.
+    let rate = throttle::rate(&md, &registry.config, me, throttle::FOLLOWER_RATE);
+    let over_quota = q.throttles.follower.exceeded(rate);
     // Group by topic id, keeping where each partition's answer goes.
     let mut topics: BTreeMap<Uuid, (String, Vec<FetchPartition>)> = BTreeMap::new();
     let mut by_key: HashMap<(Uuid, i32), &Followed> = HashMap::new();
     for f in &parts {
+        if f.throttled && over_quota {
+            continue;
+        }
         let Ok((leo, last_epoch, start)) = f.replica.fetch_position() else {
             continue;
         };
@@ -215,6 +232,9 @@ async fn round(
                     .with_partition_max_bytes(PARTITION_MAX_BYTES),
             );
         by_key.insert((f.topic_id, f.replica.index), f);
+    }
+    if topics.is_empty() {
+        return Ok(false);
     }
     let request = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -244,11 +264,15 @@ async fn round(
         return Ok(false);
     }
     let mut clean = true;
+    let mut throttled_bytes = 0;
     for t in &response.responses {
         for p in &t.partitions {
             let Some(f) = by_key.get(&(t.topic_id, p.partition_index)) else {
                 continue;
             };
+            if f.throttled {
+                throttled_bytes += p.records.as_ref().map_or(0, Bytes::len);
+            }
             match handle_partition(f, p) {
                 Ok(true) => {}
                 Ok(false) => clean = false,
@@ -259,6 +283,7 @@ async fn round(
             }
         }
     }
+    q.throttles.follower.record(rate, throttled_bytes);
     Ok(clean)
 }
 
@@ -358,6 +383,8 @@ async fn maintain_isr(ctx: &Context, lag_ms: u64) {
     let now = now_ms();
     let lag = i64::try_from(lag_ms).unwrap_or(i64::MAX);
     let mut changed = false;
+    // Partitions whose ISR grew, with the partition epoch the change produced.
+    let mut expanded: Vec<(String, i32, i32)> = Vec::new();
     for t in ctx.registry.topics() {
         for p in &t.partitions {
             if !p.is_leader() {
@@ -413,8 +440,12 @@ async fn maintain_isr(ctx: &Context, lag_ms: u64) {
                 expected_partition_epoch: v.partition_epoch,
             };
             match q.propose(request).await {
-                Ok(_) => {
+                Ok(response) => {
                     changed = true;
+                    if let (false, MetaResponse::Partition(state)) = (joining.is_empty(), response)
+                    {
+                        expanded.push((t.meta.name.clone(), p.index, state.partition_epoch));
+                    }
                     if !lagging.is_empty() {
                         ctx.metrics.isr_shrinks.inc();
                         tracing::info!(topic = %t.meta.name, partition = p.index, ?lagging, ?isr, "shrinking the ISR");
@@ -429,6 +460,20 @@ async fn maintain_isr(ctx: &Context, lag_ms: u64) {
                 }
             }
         }
+    }
+    if !expanded.is_empty() {
+        // A replica added by a reassignment may just have joined: finish the move now rather
+        // than at the controller's next tick. Our own metadata must show the ISR change first.
+        q.wait_for(EXPAND_VISIBLE_TIMEOUT, |md| {
+            expanded.iter().all(|(topic, index, epoch)| {
+                usize::try_from(*index)
+                    .ok()
+                    .and_then(|i| md.partition(topic, i))
+                    .is_none_or(|s| s.partition_epoch >= *epoch)
+            })
+        })
+        .await;
+        super::reassignment::complete_caught_up(&q).await;
     }
     if changed {
         ctx.registry.sync().await;
@@ -492,6 +537,7 @@ mod tests {
             topic_id: Uuid::new_v4(),
             leader_epoch: 2,
             replica: Arc::new(p),
+            throttled: false,
         }
     }
 

@@ -126,7 +126,8 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         ConfigType::Boolean,
     ),
     // Accepted, validated and reported like Kafka, but without effect here yet: index
-    // preallocation, cleaner tuning, timestamp bounds, replication throttles, tiered storage.
+    // preallocation, cleaner tuning, timestamp bounds, tiered storage. The replication
+    // throttle lists do have effect (`throttle.rs`).
     key("file.delete.delay.ms", None, "60000", ConfigType::Long),
     key(
         "follower.replication.throttled.replicas",
@@ -261,6 +262,11 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             "compression.type" if value != "producer" => {
                 return bad("only `producer` is supported")
             }
+            "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => {
+                if let Err(why) = super::throttle::validate_replica_list(value) {
+                    return bad(&why);
+                }
+            }
             _ => {}
         },
     }
@@ -334,6 +340,9 @@ mod tests {
             .unwrap_err()
             .contains("Unknown topic config"));
         assert!(validate("compression.type", "gzip").is_err());
+        assert!(validate("leader.replication.throttled.replicas", "0:1,1:2").is_ok());
+        assert!(validate("follower.replication.throttled.replicas", "*").is_ok());
+        assert!(validate("leader.replication.throttled.replicas", "0,1").is_err());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! AlterConfigs (replace a topic's whole override set) and IncrementalAlterConfigs (set,
-//! delete, append, subtract single keys).
+//! delete, append, subtract single keys). In cluster mode BROKER resources (a broker id, or
+//! `""` for the cluster default) take the dynamic broker configs of `cluster/throttle.rs`
+//! (the replication throttle rates), stored in the metadata quorum.
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
@@ -10,7 +12,10 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use spate_meta::MetaRequest;
 
+use crate::cluster::quorum::APPLY_TIMEOUT;
+use crate::cluster::throttle;
 use crate::cluster::topic_config::{effective, topic_key};
 use crate::cluster::AdminError;
 use crate::context::{str_bytes, Context};
@@ -34,11 +39,22 @@ pub async fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsResp
                         .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect();
-            let outcome = match check_resource(r.resource_type, &r.resource_name) {
-                Ok(()) => {
+            let outcome = match check_resource(ctx, r.resource_type, &r.resource_name) {
+                Ok(Resource::Topic) => {
                     ctx.registry
                         .admin_set_topic_configs(&r.resource_name, configs, req.validate_only)
                         .await
+                }
+                Ok(Resource::Broker) => {
+                    // AlterConfigs replaces the whole dynamic set of the resource.
+                    let current = dynamic_broker_configs(ctx, &r.resource_name);
+                    let mut changes: BTreeMap<String, Option<String>> = current
+                        .keys()
+                        .filter(|k| !configs.contains_key(*k))
+                        .map(|k| (k.clone(), None))
+                        .collect();
+                    changes.extend(configs.into_iter().map(|(k, v)| (k, Some(v))));
+                    alter_broker_configs(ctx, &r.resource_name, changes, req.validate_only).await
                 }
                 Err(e) => Err(e),
             };
@@ -59,52 +75,158 @@ pub async fn handle_incremental(
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        responses.push({
-            let merged = check_resource(r.resource_type, &r.resource_name).and_then(|()| {
-                let topic = ctx
-                    .registry
-                    .topic(&r.resource_name)
-                    .ok_or_else(|| crate::cluster::registry::unknown_topic(&r.resource_name))?;
-                let mut configs = topic.meta.configs.clone();
-                for c in &r.configs {
-                    apply_op(
-                        ctx,
-                        &mut configs,
-                        &c.name,
-                        c.config_operation,
-                        c.value.as_ref().map(|v| v.as_str()),
-                    )?;
+        let outcome = match check_resource(ctx, r.resource_type, &r.resource_name) {
+            Ok(Resource::Broker) => match broker_changes(&r.configs) {
+                Ok(changes) => {
+                    alter_broker_configs(ctx, &r.resource_name, changes, req.validate_only).await
                 }
-                Ok(configs)
-            });
-            let outcome = match merged {
+                Err(e) => Err(e),
+            },
+            Ok(Resource::Topic) => match merge_topic_configs(ctx, &r) {
                 Ok(configs) => {
                     ctx.registry
                         .admin_set_topic_configs(&r.resource_name, configs, req.validate_only)
                         .await
                 }
                 Err(e) => Err(e),
-            };
-            let (code, message) = split(outcome);
+            },
+            Err(e) => Err(e),
+        };
+        let (code, message) = split(outcome);
+        responses.push(
             IncrementalResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name)
                 .with_error_code(code)
-                .with_error_message(message)
-        });
+                .with_error_message(message),
+        );
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-fn check_resource(kind: i8, name: &StrBytes) -> Result<(), AdminError> {
+/// A topic's overrides after the request's operations.
+fn merge_topic_configs(
+    ctx: &Context,
+    r: &kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource,
+) -> Result<BTreeMap<String, String>, AdminError> {
+    let topic = ctx
+        .registry
+        .topic(&r.resource_name)
+        .ok_or_else(|| crate::cluster::registry::unknown_topic(&r.resource_name))?;
+    let mut configs = topic.meta.configs.clone();
+    for c in &r.configs {
+        apply_op(
+            ctx,
+            &mut configs,
+            &c.name,
+            c.config_operation,
+            c.value.as_ref().map(|v| v.as_str()),
+        )?;
+    }
+    Ok(configs)
+}
+
+enum Resource {
+    Topic,
+    Broker,
+}
+
+fn check_resource(ctx: &Context, kind: i8, name: &StrBytes) -> Result<Resource, AdminError> {
     match kind {
-        RESOURCE_TOPIC => Ok(()),
+        RESOURCE_TOPIC => Ok(Resource::Topic),
+        // Dynamic broker configs live in the metadata quorum; a single node has none.
+        RESOURCE_BROKER if ctx.registry.quorum().is_none() => Err(AdminError::new(
+            ResponseError::InvalidRequest,
+            format!("broker {}: dynamic broker configs need cluster mode; set them in the config file and restart", name.as_str()),
+        )),
+        RESOURCE_BROKER
+            if name.is_empty() || name.as_str().parse::<i32>().is_ok_and(|id| id >= 0) =>
+        {
+            Ok(Resource::Broker)
+        }
         RESOURCE_BROKER => Err(AdminError::new(
             ResponseError::InvalidRequest,
-            format!("broker {}: dynamic broker configs are not supported; set them in the config file and restart", name.as_str()),
+            format!("invalid broker id {}", name.as_str()),
         )),
         other => Err(AdminError::new(ResponseError::InvalidRequest, format!("unsupported resource type {other}"))),
     }
+}
+
+/// The dynamic configs stored for a broker resource (`""`: the cluster-wide default).
+fn dynamic_broker_configs(ctx: &Context, resource: &str) -> BTreeMap<String, String> {
+    ctx.registry
+        .quorum()
+        .and_then(|q| q.metadata().broker_configs.get(resource).cloned())
+        .unwrap_or_default()
+}
+
+/// IncrementalAlterConfigs operations on a broker resource as set/delete changes.
+fn broker_changes(
+    configs: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+) -> Result<BTreeMap<String, Option<String>>, AdminError> {
+    let mut changes = BTreeMap::new();
+    for c in configs {
+        let value = match c.config_operation {
+            OP_SET => Some(c.value.as_ref().map(|v| v.to_string()).ok_or_else(|| {
+                AdminError::new(
+                    ResponseError::InvalidConfig,
+                    format!("Null value not supported for {}", c.name.as_str()),
+                )
+            })?),
+            OP_DELETE => None,
+            other => {
+                return Err(AdminError::new(
+                    ResponseError::InvalidRequest,
+                    format!("config operation {other} is not supported for broker configs"),
+                ))
+            }
+        };
+        changes.insert(c.name.to_string(), value);
+    }
+    Ok(changes)
+}
+
+/// Validates and stores dynamic broker configs in the metadata quorum, then waits until this
+/// broker sees them (so a DescribeConfigs right after reads them back).
+async fn alter_broker_configs(
+    ctx: &Context,
+    resource: &str,
+    changes: BTreeMap<String, Option<String>>,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    let invalid = |m: String| AdminError::new(ResponseError::InvalidConfig, m);
+    for (k, v) in &changes {
+        match v {
+            Some(v) => throttle::validate_broker_config(k, v).map_err(invalid)?,
+            // Deleting is always allowed for the keys that can be set.
+            None if throttle::DYNAMIC_BROKER_KEYS.contains(&k.as_str()) => {}
+            None => throttle::validate_broker_config(k, "0").map_err(invalid)?,
+        }
+    }
+    let Some(q) = ctx.registry.quorum().cloned() else {
+        return Err(AdminError::new(
+            ResponseError::InvalidRequest,
+            "dynamic broker configs need cluster mode",
+        ));
+    };
+    if validate_only || changes.is_empty() {
+        return Ok(());
+    }
+    let expected = changes.clone();
+    q.propose_idempotent(MetaRequest::AlterBrokerConfigs {
+        broker: resource.to_string(),
+        configs: changes,
+    })
+    .await?;
+    q.wait_for(APPLY_TIMEOUT, |md| {
+        let stored = md.broker_configs.get(resource);
+        expected
+            .iter()
+            .all(|(k, v)| stored.and_then(|c| c.get(k)) == v.as_ref())
+    })
+    .await;
+    tracing::info!(broker = resource, "dynamic broker configs changed");
+    Ok(())
 }
 
 fn apply_op(

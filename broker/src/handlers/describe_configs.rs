@@ -7,6 +7,7 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
+use crate::cluster::throttle::DYNAMIC_BROKER_KEYS;
 use crate::cluster::topic_config::{effective, TOPIC_KEYS};
 use crate::config::DEFAULTS;
 use crate::context::{str_bytes, Context};
@@ -14,6 +15,8 @@ use crate::context::{str_bytes, Context};
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 pub const SOURCE_TOPIC: i8 = 1;
+pub const SOURCE_DYNAMIC_BROKER: i8 = 2;
+pub const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
 
@@ -125,21 +128,36 @@ fn broker_configs(
     ctx: &Context,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Vec<DescribeConfigsResourceResult> {
+    // Cluster mode: dynamic values from the metadata quorum, this broker's over the default.
+    let md = ctx.registry.quorum().map(|q| q.metadata());
+    let dynamic = |key: &str| {
+        let md = md.as_ref()?;
+        let of = |resource: &str| md.broker_configs.get(resource)?.get(key).cloned();
+        of(&ctx.config.node_id.to_string())
+            .map(|v| (v, SOURCE_DYNAMIC_BROKER))
+            .or_else(|| of("").map(|v| (v, SOURCE_DYNAMIC_DEFAULT_BROKER)))
+    };
     ctx.config
         .raw
         .iter()
         .filter(|(k, _)| wanted(k))
         .map(|(k, v)| {
             let default = DEFAULTS.iter().any(|(dk, dv)| dk == k && dv == v);
-            DescribeConfigsResourceResult::default()
-                .with_name(str_bytes(k.clone()))
-                .with_value(Some(str_bytes(v.clone())))
-                .with_read_only(true)
-                .with_config_source(if default {
+            let settable =
+                ctx.registry.quorum().is_some() && DYNAMIC_BROKER_KEYS.contains(&k.as_str());
+            let (value, source) = dynamic(k).unwrap_or_else(|| {
+                let source = if default {
                     SOURCE_DEFAULT
                 } else {
                     SOURCE_STATIC_BROKER
-                })
+                };
+                (v.clone(), source)
+            });
+            DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(k.clone()))
+                .with_value(Some(str_bytes(value)))
+                .with_read_only(!settable)
+                .with_config_source(source)
         })
         .collect()
 }

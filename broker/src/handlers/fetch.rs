@@ -3,6 +3,7 @@
 //!
 //! Fetch sessions (KIP-227) are not created: every response carries session id 0, which
 //! clients take as "keep sending full fetch requests".
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,9 +12,11 @@ use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use spate_meta::ClusterMetadata;
 use tokio::time::Instant;
 
 use crate::cluster::partition::log_error_code;
+use crate::cluster::{throttle, Quorum};
 use crate::context::{now_ms, Context};
 use crate::observability::telemetry::TRACE_TARGET;
 
@@ -64,6 +67,8 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
     let mut total = 0usize;
     let mut errors = false;
     let replica = replica_of(ctx, version, req);
+    let throttle = replica.and_then(|_| LeaderThrottle::new(ctx));
+    let mut throttled_bytes = 0;
     let mut hw_moved = false;
     let mut topics = Vec::with_capacity(req.topics.len());
     for ft in &req.topics {
@@ -172,7 +177,16 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                 continue;
             }
             let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
-            let records = if limit == 0 || fp.fetch_offset >= max_offset {
+            let throttled = match (&throttle, replica, &topic) {
+                (Some(th), Some(follower), Some(t)) => {
+                    th.applies(&t.meta.name, fp.partition, follower)
+                }
+                _ => false,
+            };
+            // Over the leader's quota a throttled partition is answered without records, not
+            // with an error: the follower simply fetches again (Kafka's behaviour).
+            let held_back = throttled && throttle.as_ref().is_some_and(|th| th.over_quota);
+            let records = if limit == 0 || held_back || fp.fetch_offset >= max_offset {
                 Bytes::new()
             } else {
                 let _span = tracing::trace_span!(
@@ -201,6 +215,9 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                 }
             };
             total += records.len();
+            if throttled {
+                throttled_bytes += records.len();
+            }
             budget = budget.saturating_sub(records.len());
             partitions.push(base.with_records(Some(records)));
         }
@@ -210,6 +227,9 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                 .with_topic_id(ft.topic_id)
                 .with_partitions(partitions),
         );
+    }
+    if let Some(th) = &throttle {
+        th.record(throttled_bytes);
     }
     if hw_moved {
         // Consumers long-polling for this partition may read further now.
@@ -222,6 +242,58 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
         total,
         errors,
     )
+}
+
+/// Cluster mode: the leader side of the replication throttle (`cluster/throttle.rs`) for one
+/// replica fetch, decided once per pass over the request.
+struct LeaderThrottle {
+    quorum: Arc<Quorum>,
+    metadata: Arc<ClusterMetadata>,
+    rate: u64,
+    over_quota: bool,
+}
+
+impl LeaderThrottle {
+    fn new(ctx: &Context) -> Option<Self> {
+        let quorum = ctx.registry.quorum()?.clone();
+        let metadata = quorum.metadata();
+        let rate = throttle::rate(
+            &metadata,
+            &ctx.config,
+            quorum.broker_id,
+            throttle::LEADER_RATE,
+        );
+        let over_quota = quorum.throttles.leader.exceeded(rate);
+        Some(Self {
+            quorum,
+            metadata,
+            rate,
+            over_quota,
+        })
+    }
+
+    /// Is `follower`'s fetch of `topic`-`partition` throttled: listed for this broker in
+    /// `leader.replication.throttled.replicas` and the follower out of the ISR?
+    fn applies(&self, topic: &str, partition: i32, follower: i32) -> bool {
+        let Some(tm) = self.metadata.topics.get(topic) else {
+            return false;
+        };
+        let in_sync = usize::try_from(partition)
+            .ok()
+            .and_then(|i| tm.partitions.get(i))
+            .is_some_and(|p| p.isr.contains(&follower));
+        !in_sync
+            && throttle::throttled(
+                &tm.configs,
+                throttle::LEADER_REPLICAS,
+                partition,
+                self.quorum.broker_id,
+            )
+    }
+
+    fn record(&self, bytes: usize) {
+        self.quorum.throttles.leader.record(self.rate, bytes);
+    }
 }
 
 /// Counts what a fetch response carries out, by topic, before it is sent.

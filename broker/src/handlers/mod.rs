@@ -1,6 +1,7 @@
 //! One file per Kafka API; `dispatch` routes a decoded request to its handler.
 
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod cluster_view;
 pub mod consumer_group_describe;
@@ -11,6 +12,8 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_quorum;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod groups_admin;
@@ -19,11 +22,14 @@ pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
 pub mod produce;
+pub mod raft_voters;
 pub mod sync_group;
+pub mod unregister_broker;
 
 use std::net::SocketAddr;
 
@@ -52,6 +58,13 @@ pub async fn dispatch(ctx: &Context, env: RequestEnvelope, peer: SocketAddr) -> 
             Response::IncrementalAlterConfigs(alter_configs::handle_incremental(ctx, r).await)
         }
         Request::DescribeCluster(r) => Response::DescribeCluster(describe_cluster::handle(ctx, r)),
+        Request::AlterPartitionReassignments(r) => Response::AlterPartitionReassignments(
+            alter_partition_reassignments::handle(ctx, v, r).await,
+        ),
+        Request::ListPartitionReassignments(r) => {
+            Response::ListPartitionReassignments(list_partition_reassignments::handle(ctx, r))
+        }
+        Request::ElectLeaders(r) => Response::ElectLeaders(elect_leaders::handle(ctx, v, r).await),
         Request::InitProducerId(r) => {
             Response::InitProducerId(init_producer_id::handle(ctx, r).await)
         }
@@ -76,5 +89,13 @@ pub async fn dispatch(ctx: &Context, env: RequestEnvelope, peer: SocketAddr) -> 
         Request::ConsumerGroupHeartbeat(r) => Response::ConsumerGroupHeartbeat(
             consumer_group_heartbeat::handle(ctx, &client_id, peer, r),
         ),
+        Request::DescribeQuorum(r) => {
+            Response::DescribeQuorum(describe_quorum::handle(ctx, r).await)
+        }
+        Request::UnregisterBroker(r) => {
+            Response::UnregisterBroker(unregister_broker::handle(ctx, r).await)
+        }
+        Request::AddRaftVoter(r) => Response::AddRaftVoter(raft_voters::add(ctx, r).await),
+        Request::RemoveRaftVoter(r) => Response::RemoveRaftVoter(raft_voters::remove(ctx, r).await),
     })
 }

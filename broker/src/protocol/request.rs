@@ -35,6 +35,9 @@ requests! {
     CreatePartitions => CreatePartitionsRequest,
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
     DescribeCluster => DescribeClusterRequest,
+    AlterPartitionReassignments => AlterPartitionReassignmentsRequest,
+    ListPartitionReassignments => ListPartitionReassignmentsRequest,
+    ElectLeaders => ElectLeadersRequest,
     FindCoordinator => FindCoordinatorRequest,
     JoinGroup => JoinGroupRequest,
     SyncGroup => SyncGroupRequest,
@@ -48,6 +51,10 @@ requests! {
     OffsetDelete => OffsetDeleteRequest,
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
     ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
+    DescribeQuorum => DescribeQuorumRequest,
+    UnregisterBroker => UnregisterBrokerRequest,
+    AddRaftVoter => AddRaftVoterRequest,
+    RemoveRaftVoter => RemoveRaftVoterRequest,
 }
 
 /// A decoded request with what the response needs from its header.

@@ -35,6 +35,9 @@ responses! {
     CreatePartitions => CreatePartitionsResponse,
     IncrementalAlterConfigs => IncrementalAlterConfigsResponse,
     DescribeCluster => DescribeClusterResponse,
+    AlterPartitionReassignments => AlterPartitionReassignmentsResponse,
+    ListPartitionReassignments => ListPartitionReassignmentsResponse,
+    ElectLeaders => ElectLeadersResponse,
     FindCoordinator => FindCoordinatorResponse,
     JoinGroup => JoinGroupResponse,
     SyncGroup => SyncGroupResponse,
@@ -48,6 +51,10 @@ responses! {
     OffsetDelete => OffsetDeleteResponse,
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
     ConsumerGroupDescribe => ConsumerGroupDescribeResponse,
+    DescribeQuorum => DescribeQuorumResponse,
+    UnregisterBroker => UnregisterBrokerResponse,
+    AddRaftVoter => AddRaftVoterResponse,
+    RemoveRaftVoter => RemoveRaftVoterResponse,
 }
 
 /// Appends `int32 size | header | body` for `response` at `version` to `out`.

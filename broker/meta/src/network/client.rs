@@ -3,6 +3,12 @@
 //! Every call has a deadline (openraft's per-RPC TTL, or the forwarding timeout). A peer that
 //! cannot be connected to is reported as `Unreachable`, which makes openraft back off instead of
 //! hammering it; nothing here panics on a bad address or a dead peer.
+//!
+//! Addresses are `host:port` with host a name or an IP. A name is resolved on every connect,
+//! never cached: on Kubernetes a restarted voter keeps its DNS name but gets a new IP. To
+//! notice that the old IP is gone (no RST comes back from a vanished pod), channels send
+//! HTTP/2 keep-alive pings, and a call that times out drops its channel so the next call
+//! connects (and resolves) afresh.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,6 +32,7 @@ use super::pb::raft_service_client::RaftServiceClient;
 use super::pb::{Payload, SnapshotChunk};
 use super::{ChunkHeader, ForwardReply};
 use crate::liveness::{BrokerHeartbeat, HeartbeatReply};
+use crate::membership::{MembershipChange, MembershipReply, QuorumReply};
 use crate::requests::MetaRequest;
 use crate::types::{Node, NodeId, TypeConfig};
 
@@ -55,13 +62,29 @@ impl Channels {
         if let Some(channel) = by_addr.get(addr) {
             return Ok(RaftServiceClient::new(channel.clone()));
         }
+        // A dead connection is noticed within interval + timeout; then tonic reconnects,
+        // resolving the name again.
+        let ping = self.connect_timeout.max(Duration::from_secs(1));
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| Message(format!("bad peer address {addr:?}: {e}")))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
+            .http2_keep_alive_interval(ping)
+            .keep_alive_timeout(ping)
+            .keep_alive_while_idle(true)
             .connect_lazy();
         by_addr.insert(addr.to_string(), channel.clone());
         Ok(RaftServiceClient::new(channel))
+    }
+
+    /// Forgets the channel to `addr` after a call on it timed out, so that the next call opens
+    /// a new connection (resolving the name again) instead of waiting on one that may lead to
+    /// an address nobody answers at any more.
+    fn forget(&self, addr: &str) {
+        self.by_addr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(addr);
     }
 }
 
@@ -89,7 +112,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             node_id: self.node_id,
             target,
             node: node.clone(),
-            client: self.channels.get(&node.addr),
+            channels: self.channels.clone(),
         }
     }
 }
@@ -99,9 +122,10 @@ pub struct PeerClient {
     node_id: NodeId,
     target: NodeId,
     node: Node,
+    /// Looked up per call (not kept) so that a channel dropped after a timeout is replaced.
     /// An invalid address is reported as `Unreachable` on every call, not at construction,
     /// because openraft's factory cannot fail.
-    client: Result<RaftServiceClient<Channel>, Message>,
+    channels: Channels,
 }
 
 impl PeerClient {
@@ -117,19 +141,20 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
         F: Future<Output = Result<tonic::Response<Payload>, Status>>,
     {
-        let client = match &self.client {
-            Ok(c) => c.clone(),
-            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
+        let client = match self.channels.get(&self.node.addr) {
+            Ok(c) => c,
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
         };
         let ttl = option.hard_ttl();
         let reply = match tokio::time::timeout(ttl, rpc(client)).await {
             Err(_) => {
+                self.channels.forget(&self.node.addr);
                 return Err(RPCError::Timeout(Timeout {
                     action,
                     id: self.node_id,
                     target: self.target,
                     timeout: ttl,
-                }))
+                }));
             }
             Ok(Err(status)) => return Err(status_error(&status)),
             Ok(Ok(reply)) => reply.into_inner(),
@@ -233,6 +258,36 @@ impl Forwarder {
         }
     }
 
+    /// One unary call to the node at `addr` with `request` as JSON, decoding the JSON reply.
+    /// A timeout drops the channel (see [`Channels::forget`]).
+    async fn unary<Req, Rep, F>(
+        &self,
+        what: &str,
+        addr: &str,
+        request: &Req,
+        timeout: Duration,
+        rpc: impl FnOnce(RaftServiceClient<Channel>, Payload) -> F,
+    ) -> Result<Rep, String>
+    where
+        Req: Serialize,
+        Rep: DeserializeOwned,
+        F: Future<Output = Result<tonic::Response<Payload>, Status>>,
+    {
+        let client = self.channels.get(addr).map_err(|e| e.0)?;
+        let json = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+        let reply = match tokio::time::timeout(timeout, rpc(client, Payload { json })).await {
+            Err(_) => {
+                self.channels.forget(addr);
+                return Err(format!("{what} to {addr} timed out after {timeout:?}"));
+            }
+            Ok(reply) => {
+                reply.map_err(|s| format!("{what} to {addr}: {}: {}", s.code(), s.message()))?
+            }
+        };
+        serde_json::from_slice(&reply.into_inner().json)
+            .map_err(|e| format!("bad reply from {addr}: {e}"))
+    }
+
     /// Proposes `request` at the node at `addr`. An `Err` means the outcome is unknown (the
     /// request may or may not have been applied).
     pub async fn client_write(
@@ -241,14 +296,14 @@ impl Forwarder {
         request: &MetaRequest,
         timeout: Duration,
     ) -> Result<ForwardReply, String> {
-        let mut client = self.channels.get(addr).map_err(|e| e.0)?;
-        let json = serde_json::to_vec(request).map_err(|e| e.to_string())?;
-        let reply = tokio::time::timeout(timeout, client.client_write(Payload { json }))
-            .await
-            .map_err(|_| format!("forwarding to {addr} timed out after {timeout:?}"))?
-            .map_err(|s| format!("forwarding to {addr}: {}: {}", s.code(), s.message()))?;
-        serde_json::from_slice(&reply.into_inner().json)
-            .map_err(|e| format!("bad reply from {addr}: {e}"))
+        self.unary(
+            "forwarding",
+            addr,
+            request,
+            timeout,
+            |mut c, p| async move { c.client_write(p).await },
+        )
+        .await
     }
 
     /// Sends a broker heartbeat to the node at `addr`.
@@ -258,13 +313,46 @@ impl Forwarder {
         heartbeat: &BrokerHeartbeat,
         timeout: Duration,
     ) -> Result<HeartbeatReply, String> {
-        let mut client = self.channels.get(addr).map_err(|e| e.0)?;
-        let json = serde_json::to_vec(heartbeat).map_err(|e| e.to_string())?;
-        let reply = tokio::time::timeout(timeout, client.broker_heartbeat(Payload { json }))
-            .await
-            .map_err(|_| format!("heartbeat to {addr} timed out after {timeout:?}"))?
-            .map_err(|s| format!("heartbeat to {addr}: {}: {}", s.code(), s.message()))?;
-        serde_json::from_slice(&reply.into_inner().json)
-            .map_err(|e| format!("bad reply from {addr}: {e}"))
+        self.unary(
+            "heartbeat",
+            addr,
+            heartbeat,
+            timeout,
+            |mut c, p| async move { c.broker_heartbeat(p).await },
+        )
+        .await
+    }
+
+    /// Asks the node at `addr` to make a membership change (it must lead).
+    pub async fn change_membership(
+        &self,
+        addr: &str,
+        change: &MembershipChange,
+        timeout: Duration,
+    ) -> Result<MembershipReply, String> {
+        self.unary(
+            "membership change",
+            addr,
+            change,
+            timeout,
+            |mut c, p| async move { c.change_membership(p).await },
+        )
+        .await
+    }
+
+    /// Asks the node at `addr` for its view of the quorum (it must lead).
+    pub async fn describe_quorum(
+        &self,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<QuorumReply, String> {
+        self.unary(
+            "describe quorum",
+            addr,
+            &(),
+            timeout,
+            |mut c, p| async move { c.describe_quorum(p).await },
+        )
+        .await
     }
 }

@@ -1,5 +1,8 @@
 //! The gRPC service a metadata node exposes to its peers: raft RPCs into the local openraft
-//! instance, and proposals forwarded by nodes that are not the leader.
+//! instance, and proposals, membership changes and quorum descriptions forwarded by nodes that
+//! are not the leader.
+
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::InstallSnapshotRequest;
@@ -12,7 +15,9 @@ use super::pb::raft_service_server::RaftService;
 use super::pb::{Payload, SnapshotChunk};
 use super::{ChunkHeader, ForwardReply};
 use crate::liveness::{BrokerHeartbeat, HeartbeatReply, Heartbeats};
+use crate::membership::{self, MembershipChange};
 use crate::requests::MetaRequest;
+use crate::store::CommittedIndex;
 use crate::types::{Raft, TypeConfig};
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
@@ -30,11 +35,24 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<Payload>, Status> {
 pub struct RaftGrpc {
     raft: Raft,
     heartbeats: Heartbeats,
+    committed: CommittedIndex,
+    /// Bounds a forwarded membership change (a new voter catching up, the commit).
+    membership_timeout: Duration,
 }
 
 impl RaftGrpc {
-    pub fn new(raft: Raft, heartbeats: Heartbeats) -> Self {
-        RaftGrpc { raft, heartbeats }
+    pub fn new(
+        raft: Raft,
+        heartbeats: Heartbeats,
+        committed: CommittedIndex,
+        membership_timeout: Duration,
+    ) -> Self {
+        RaftGrpc {
+            raft,
+            heartbeats,
+            committed,
+            membership_timeout,
+        }
     }
 }
 
@@ -89,15 +107,21 @@ impl RaftService for RaftGrpc {
                 self.heartbeats.record(heartbeat);
                 HeartbeatReply::Recorded
             } else {
-                let leader = m.current_leader.and_then(|id| {
-                    m.membership_config
-                        .membership()
-                        .get_node(&id)
-                        .map(|n| (id, n.addr.clone()))
-                });
-                HeartbeatReply::NotLeader { leader }
+                HeartbeatReply::NotLeader {
+                    leader: membership::leader_hint(&m),
+                }
             }
         };
         encode(&reply)
+    }
+
+    async fn change_membership(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let change: MembershipChange = decode(&req.get_ref().json)?;
+        encode(&membership::apply_on_leader(&self.raft, change, self.membership_timeout).await)
+    }
+
+    async fn describe_quorum(&self, _req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let committed = self.committed.get().map(|l| l.index);
+        encode(&membership::quorum_view(&self.raft, committed))
     }
 }

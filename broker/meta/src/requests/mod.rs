@@ -117,6 +117,13 @@ pub enum MetaRequest {
         topic: String,
         partition: i32,
     },
+    /// Sets (`Some`) or deletes (`None`) dynamic broker configs of `broker` (a broker id, or
+    /// `""` for the cluster-wide default), like IncrementalAlterConfigs on a BROKER resource.
+    /// Values are validated by the proposing broker; the state machine checks the resource.
+    AlterBrokerConfigs {
+        broker: String,
+        configs: BTreeMap<String, Option<String>>,
+    },
     /// Hands a block of `count` producer ids to `broker`.
     AllocateProducerIds {
         broker: i32,
@@ -339,6 +346,9 @@ impl MetaRequest {
             MetaRequest::CancelReassignment { topic, partition } => {
                 partition::cancel_reassignment(md, topic, *partition)
             }
+            MetaRequest::AlterBrokerConfigs { broker, configs } => {
+                alter_broker_configs(md, broker, configs)
+            }
             MetaRequest::AllocateProducerIds { broker, count } => {
                 producer_ids::allocate(md, *broker, *count)
             }
@@ -355,6 +365,40 @@ fn init_cluster(md: &mut ClusterMetadata, cluster_id: &str) -> Result<MetaRespon
         return Err(RequestError::InvalidClusterId(cluster_id.to_string()));
     }
     md.cluster_id = cluster_id.to_string();
+    Ok(MetaResponse::Ok)
+}
+
+fn alter_broker_configs(
+    md: &mut ClusterMetadata,
+    broker: &str,
+    configs: &BTreeMap<String, Option<String>>,
+) -> Result<MetaResponse, RequestError> {
+    // Kafka accepts configs for broker ids that are not registered (yet): a broker added
+    // later picks them up. Only the resource name's shape is checked.
+    if !broker.is_empty() && !broker.parse::<i32>().is_ok_and(|id| id >= 0) {
+        return Err(RequestError::InvalidConfig(format!(
+            "invalid broker resource {broker:?}"
+        )));
+    }
+    let mut next = md.broker_configs.get(broker).cloned().unwrap_or_default();
+    for (k, v) in configs {
+        match v {
+            Some(v) => next.insert(k.clone(), v.clone()),
+            None => next.remove(k),
+        };
+    }
+    if md
+        .broker_configs
+        .get(broker)
+        .map_or(next.is_empty(), |c| *c == next)
+    {
+        return Err(RequestError::NoChange);
+    }
+    if next.is_empty() {
+        md.broker_configs.remove(broker);
+    } else {
+        md.broker_configs.insert(broker.to_string(), next);
+    }
     Ok(MetaResponse::Ok)
 }
 

@@ -886,3 +886,40 @@ fn apply_is_deterministic_and_state_round_trips_through_serde() {
     let back: MetaRequest = serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
     assert_eq!(back, req);
 }
+
+#[test]
+fn broker_configs_are_set_deleted_and_read_from_old_state() {
+    let mut md = cluster(2);
+    let set = |broker: &str, k: &str, v: Option<&str>| MetaRequest::AlterBrokerConfigs {
+        broker: broker.into(),
+        configs: BTreeMap::from([(k.to_string(), v.map(str::to_string))]),
+    };
+    let rate = "leader.replication.throttled.rate";
+    assert_eq!(
+        apply(&mut md, set("1", rate, Some("1000"))),
+        MetaResponse::Ok
+    );
+    assert_eq!(apply(&mut md, set("", rate, Some("5"))), MetaResponse::Ok);
+    assert_eq!(md.broker_configs["1"][rate], "1000");
+    assert_eq!(md.broker_configs[""][rate], "5");
+    assert_eq!(
+        reject(&mut md, set("1", rate, Some("1000"))),
+        RequestError::NoChange
+    );
+    assert!(matches!(
+        reject(&mut md, set("-3", rate, Some("1"))),
+        RequestError::InvalidConfig(_)
+    ));
+    assert_eq!(apply(&mut md, set("1", rate, None)), MetaResponse::Ok);
+    assert!(!md.broker_configs.contains_key("1"));
+    assert_eq!(
+        reject(&mut md, set("2", rate, None)),
+        RequestError::NoChange
+    );
+
+    // State written before broker configs existed still loads.
+    let mut json: serde_json::Value = serde_json::to_value(&md).unwrap();
+    json.as_object_mut().unwrap().remove("broker_configs");
+    let old: ClusterMetadata = serde_json::from_value(json).unwrap();
+    assert!(old.broker_configs.is_empty());
+}
