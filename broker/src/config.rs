@@ -62,12 +62,23 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("group.max.session.timeout.ms", "1800000"),
     ("offsets.topic.num.partitions", "50"),
     ("offsets.retention.minutes", "10080"),
+    ("offsets.topic.replication.factor", "3"),
     ("offset.metadata.max.bytes", "4096"),
     ("group.consumer.heartbeat.interval.ms", "5000"),
     ("group.consumer.session.timeout.ms", "45000"),
+    // Transactions (issue 5).
+    ("transaction.state.log.num.partitions", "50"),
+    ("transaction.state.log.replication.factor", "3"),
+    ("transaction.max.timeout.ms", "900000"),
+    (
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "10000",
+    ),
     // Cluster mode (issue 4). Empty voters: the single-node broker with `topics.json`.
     ("controller.quorum.voters", ""),
     ("controller.listener", ""),
+    // Kafka's KRaft default: a voter that hears no leader for 1-2 s starts an election.
+    ("controller.quorum.election.timeout.ms", "1000"),
     // Empty: combined (broker and voter) when node.id is a voter, broker-only otherwise.
     ("process.roles", ""),
     ("broker.rack", ""),
@@ -114,6 +125,7 @@ pub struct BrokerConfig {
     pub flush_scheduler_interval_ms: u64,
     pub json_logs: bool,
     pub group: crate::group::GroupConfig,
+    pub txn: crate::txn::TxnConfig,
     /// Defaults every topic's log starts from; topic configs override them.
     pub log_defaults: LogConfig,
     /// Cluster mode: the metadata quorum's voters and this node's raft address. `None` runs
@@ -262,6 +274,7 @@ impl BrokerConfig {
                     "group.max.session.timeout.ms",
                 )?),
                 offsets_partitions: positive(&raw, "offsets.topic.num.partitions")?,
+                offsets_replication_factor: positive(&raw, "offsets.topic.replication.factor")?,
                 offsets_retention: Duration::from_secs(
                     60 * positive::<u64>(&raw, "offsets.retention.minutes")?,
                 ),
@@ -273,6 +286,15 @@ impl BrokerConfig {
                 consumer_session_timeout: Duration::from_millis(positive(
                     &raw,
                     "group.consumer.session.timeout.ms",
+                )?),
+            },
+            txn: crate::txn::TxnConfig {
+                state_partitions: positive(&raw, "transaction.state.log.num.partitions")?,
+                replication_factor: positive(&raw, "transaction.state.log.replication.factor")?,
+                max_timeout_ms: positive(&raw, "transaction.max.timeout.ms")?,
+                abort_check_interval: Duration::from_millis(positive(
+                    &raw,
+                    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
                 )?),
             },
             log_defaults,
@@ -311,6 +333,9 @@ pub struct QuorumConfig {
     pub listener: SocketAddr,
     pub rack: Option<String>,
     pub roles: ProcessRoles,
+    /// `controller.quorum.election.timeout.ms`: elections start after a random wait between
+    /// this and twice this without a leader (which is also how long a leader's lease lasts).
+    pub election_timeout: Duration,
 }
 
 /// Kafka's `process.roles`: what this node does in the metadata quorum.
@@ -409,6 +434,10 @@ fn parse_quorum(
         listener,
         rack,
         roles,
+        election_timeout: Duration::from_millis(positive(
+            raw,
+            "controller.quorum.election.timeout.ms",
+        )?),
     }))
 }
 

@@ -7,13 +7,18 @@ use kafka_protocol::protocol::StrBytes;
 use crate::cluster::Registry;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
+use crate::observability::replication_trace::AckWaits;
 use crate::observability::Metrics;
+use crate::txn::TxnCoordinator;
 
 pub struct Context {
     pub registry: Arc<Registry>,
     pub config: Arc<BrokerConfig>,
     pub groups: Arc<GroupCoordinator>,
+    pub txn: Arc<TxnCoordinator>,
     pub metrics: Arc<Metrics>,
+    /// acks=all produces waiting for replicas, for linking traces (tracing on only).
+    pub ack_waits: AckWaits,
     /// Host and port clients are told to use.
     pub advertised_host: String,
     pub advertised_port: u16,

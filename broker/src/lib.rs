@@ -11,6 +11,8 @@
 //! - `producer/`  — idempotent producer ids and per-partition sequence state.
 //! - `group/`     — consumer groups (classic rebalance protocol) and committed offsets,
 //!   durable in `__consumer_offsets`.
+//! - `txn/`       — the transaction coordinator, durable in `__transaction_state`, and
+//!   transaction markers.
 //! - `observability/` — Prometheus metrics and the HTTP health endpoints (warp).
 //! - `config.rs`  — broker settings: defaults < file < environment < CLI.
 //! - the log itself (segments, indexes, recovery, retention, compaction) is the `spate-log`
@@ -25,6 +27,7 @@ pub mod observability;
 pub mod producer;
 pub mod protocol;
 pub mod server;
+pub mod txn;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -91,11 +94,23 @@ impl Broker {
                     .await??,
             )
         };
+        let txn = {
+            let (registry, groups, txn_config) =
+                (registry.clone(), groups.clone(), config.txn.clone());
+            Arc::new(
+                tokio::task::spawn_blocking(move || {
+                    txn::TxnCoordinator::open(registry, groups, txn_config)
+                })
+                .await??,
+            )
+        };
         let ctx = Arc::new(Context {
             registry: registry.clone(),
             config: config.clone(),
             groups: groups.clone(),
+            txn: txn.clone(),
             metrics: Arc::new(observability::Metrics::new()),
+            ack_waits: Default::default(),
             advertised_host,
             advertised_port,
         });
@@ -135,6 +150,7 @@ impl Broker {
             config.clone(),
             rx.clone(),
         ));
+        tasks.spawn(server::txn_timers::run(txn, rx.clone()));
         tasks.spawn(server::group_timers::run(groups, rx));
         // Logs recovered, metadata and groups loaded, listener bound: clients can be served.
         ready.store(true, Ordering::Release);

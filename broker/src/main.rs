@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
         .build()?
         .block_on(async {
             // Inside the runtime: the OTLP exporter's gRPC channel runs on it.
-            let telemetry = telemetry::init(config.json_logs);
+            let telemetry = telemetry::init(config.json_logs, config.node_id);
             let result = run(config).await;
             telemetry.shutdown();
             result

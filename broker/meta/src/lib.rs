@@ -16,7 +16,8 @@
 //!   acknowledged), `vote.rs` (vote file, replaced atomically), `snapshot.rs` (snapshot file),
 //!   `machine.rs` (openraft's state machine over `ClusterMetadata`).
 //! - `network/` — gRPC transport (`proto/raft.proto`): `server.rs` serves raft RPCs and
-//!   forwarded proposals, `client.rs` is openraft's network over tonic clients.
+//!   forwarded proposals, `client.rs` is openraft's network over tonic clients, `trace.rs`
+//!   their spans and the W3C trace context passed in gRPC metadata.
 //! - `liveness.rs` — [`BrokerHeartbeat`]: brokers' liveness reports, kept in the leader's
 //!   memory (not replicated).
 //! - `membership.rs` — [`MembershipChange`]: learners joining and leaving, voters added and

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::error::{MetaError, Result};
 use crate::liveness::{BrokerHeartbeat, HeartbeatReply, Heartbeats};
@@ -243,6 +244,7 @@ impl MetaNode {
         let (stop, stopped) = oneshot::channel::<()>();
         let heartbeats = Heartbeats::default();
         let grpc = RaftGrpc::new(
+            config.node_id,
             raft.clone(),
             heartbeats.clone(),
             committed.clone(),
@@ -261,7 +263,7 @@ impl MetaNode {
 
         let node = MetaNode {
             inner: Arc::new(Inner {
-                forwarder: Forwarder::new(config.connect_timeout),
+                forwarder: Forwarder::new(config.node_id, config.connect_timeout),
                 heartbeats,
                 config,
                 raft,
@@ -343,6 +345,16 @@ impl MetaNode {
     /// that a second application is rejected as a no-op ([`crate::RequestError::is_no_op`]) or
     /// is harmless (producer id blocks).
     pub async fn propose(&self, request: MetaRequest) -> Result<MetaResponse> {
+        let span = tracing::trace_span!(
+            target: crate::network::TRACE_TARGET,
+            "meta.propose",
+            meta.request = request.kind(),
+            spate.node.id = self.inner.config.node_id,
+        );
+        self.propose_in(request).instrument(span).await
+    }
+
+    async fn propose_in(&self, request: MetaRequest) -> Result<MetaResponse> {
         let timeout = self.inner.config.propose_timeout;
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_millis(10);

@@ -147,7 +147,8 @@ impl ClusterMetadata {
 
     /// Picks a leader from `isr`: the first eligible member in replica order (so the preferred
     /// replica wins when it can), or [`NO_LEADER`]. Only ISR members are candidates: electing
-    /// anyone else could lose committed records (unclean election is not supported).
+    /// anyone else could lose committed records (see [`Self::elect_unclean`] for topics that
+    /// accept that).
     pub fn elect_leader(&self, replicas: &[i32], isr: &[i32]) -> i32 {
         replicas
             .iter()
@@ -194,6 +195,51 @@ impl ClusterMetadata {
             }
         }
         changed
+    }
+
+    /// Unclean leader election, for topics that opt in with Kafka's
+    /// `unclean.leader.election.enable=true` (or, with `forced`, because an admin asked for it
+    /// with ElectLeaders): a leaderless partition with no eligible ISR member gets its first
+    /// eligible replica as leader and sole ISR member. Records only the old ISR had are lost;
+    /// that is the availability-over-durability trade the setting names. Limited to `only`
+    /// when given. Returns the partitions elected, with their new leaders.
+    pub fn elect_unclean(
+        &mut self,
+        only: Option<&[(String, i32)]>,
+        forced: bool,
+    ) -> Vec<(String, i32, i32)> {
+        let mut elected = Vec::new();
+        for (name, topic) in &self.topics {
+            let allowed = forced
+                || topic
+                    .configs
+                    .get("unclean.leader.election.enable")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            if !allowed {
+                continue;
+            }
+            for (i, p) in topic.partitions.iter().enumerate() {
+                let Ok(index) = i32::try_from(i) else { break };
+                if only.is_some_and(|o| !o.iter().any(|(t, n)| t == name && *n == index)) {
+                    continue;
+                }
+                if p.leader != NO_LEADER || self.elect_leader(&p.replicas, &p.isr) != NO_LEADER {
+                    continue;
+                }
+                if let Some(r) = p.replicas.iter().copied().find(|r| self.is_eligible(*r)) {
+                    elected.push((name.clone(), index, r));
+                }
+            }
+        }
+        for (name, index, leader) in &elected {
+            let Ok(i) = usize::try_from(*index) else {
+                continue;
+            };
+            if let Some(p) = self.partition_mut(name, i) {
+                p.change(*leader, vec![*leader]);
+            }
+        }
+        elected
     }
 
     /// Gives leaderless partitions whose ISR contains `broker` a leader again (the broker was

@@ -10,7 +10,9 @@ use parking_lot::Mutex;
 use spate_log::{parse_batches, LogConfig, LogError, PartitionLog, TimestampOffset};
 use tokio::sync::watch;
 
-use crate::producer::{ProducerStates, SequenceCheck, SequenceError};
+use crate::producer::{
+    control_batch, AbortedTxn, Marker, ProducerStates, ProducerView, SequenceCheck, SequenceError,
+};
 
 /// Where a successful append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,9 +291,9 @@ impl Partition {
     /// producers. Returns the new log end.
     pub fn append_as_follower(&self, records: Bytes) -> Result<i64, LogError> {
         self.with(|s| {
-            let info = s.log.append_as_follower(records)?;
+            let info = s.log.append_as_follower(records.clone())?;
             for b in &info.batches {
-                s.producers.record(b);
+                s.producers.apply(&records, b);
             }
             Ok(s.log.log_end_offset())
         })
@@ -402,6 +404,12 @@ impl Partition {
         // Headers only: the log verifies every CRC itself when it appends, so checking them
         // here too would run CRC-32C twice over every produced byte.
         let batches = batch_headers(&records)?;
+        if batches.iter().any(|b| b.is_control()) {
+            return Err(AppendError {
+                code: ResponseError::InvalidRecord,
+                message: "clients may not write control batches".into(),
+            });
+        }
         let mut guard = self.state.lock();
         let s = guard.as_mut().ok_or_else(|| {
             AppendError::from(LogError::Io(std::io::Error::other("partition is closed")))
@@ -434,9 +442,63 @@ impl Partition {
                 }
             }
         }
-        let info = s.log.append(records, now_ms)?;
+        self.append_locked(s, records, now_ms)
+    }
+
+    /// Writes a transaction marker (a control batch) for `producer_id`, ending its open
+    /// transaction here: `WriteTxnMarkers`, in process or from a remote coordinator. Refused
+    /// with INVALID_PRODUCER_EPOCH when the producer has moved to a newer epoch.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: Marker,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<Appended, AppendError> {
+        let records = control_batch(
+            producer_id,
+            producer_epoch,
+            marker,
+            coordinator_epoch,
+            now_ms,
+        )
+        .map_err(|e| AppendError {
+            code: ResponseError::UnknownServerError,
+            message: format!("encoding a transaction marker: {e}"),
+        })?;
+        let mut guard = self.state.lock();
+        let s = guard.as_mut().ok_or_else(|| {
+            AppendError::from(LogError::Io(std::io::Error::other("partition is closed")))
+        })?;
+        s.producers.check_marker(producer_id, producer_epoch)?;
+        self.append_locked(s, records, now_ms)
+    }
+
+    /// Appends batches the broker wrote itself (TxnOffsetCommit's transactional offset
+    /// records), without the idempotent-producer sequence check but with the producer state
+    /// (they open a transaction on this partition like any transactional batch).
+    pub fn append_internal(&self, records: Bytes, now_ms: i64) -> Result<Appended, AppendError> {
+        let mut guard = self.state.lock();
+        let s = guard.as_mut().ok_or_else(|| {
+            AppendError::from(LogError::Io(std::io::Error::other("partition is closed")))
+        })?;
+        if let Some(first) = batch_headers(&records)?.first() {
+            s.producers
+                .check_marker(first.producer_id, first.producer_epoch)?;
+        }
+        self.append_locked(s, records, now_ms)
+    }
+
+    fn append_locked(
+        &self,
+        s: &mut State,
+        records: Bytes,
+        now_ms: i64,
+    ) -> Result<Appended, AppendError> {
+        let info = s.log.append(records.clone(), now_ms)?;
         for b in &info.batches {
-            s.producers.record(b);
+            s.producers.apply(&records, b);
         }
         {
             let r = self.replicas.lock();
@@ -449,6 +511,25 @@ impl Partition {
             log_start_offset: s.log.log_start_offset(),
             duplicate: false,
         })
+    }
+
+    /// The last stable offset: the high watermark, or the first offset of the earliest
+    /// transaction still open on this partition if that is lower.
+    pub fn last_stable_offset(&self) -> Result<i64, LogError> {
+        self.with(|s| Ok(s.producers.last_stable_offset(s.log.high_watermark())))
+    }
+
+    /// Aborted transactions overlapping `[from, to)`, for read_committed fetches.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Result<Vec<AbortedTxn>, LogError> {
+        self.with(|s| {
+            s.producers.trim_aborted(s.log.log_start_offset());
+            Ok(s.producers.aborted_between(from, to))
+        })
+    }
+
+    /// Producers with state on this partition (DescribeProducers).
+    pub fn producers(&self) -> Result<Vec<ProducerView>, LogError> {
+        self.with(|s| Ok(s.producers.producers()))
     }
 
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
@@ -519,7 +600,7 @@ fn replay_producers(log: &PartitionLog) -> Result<ProducerStates, LogError> {
         let batches = parse_batches(&chunk)?;
         let Some(last) = batches.last() else { break };
         for b in &batches {
-            producers.record(b);
+            producers.apply(&chunk, b);
         }
         offset = last.last_offset() + 1;
     }

@@ -74,6 +74,10 @@ impl Quorum {
         );
         // Only used by the bootstrapping (lowest id) voter, once.
         meta.cluster_id = new_cluster_id();
+        meta.election_timeout_min = qc.election_timeout;
+        meta.election_timeout_max = qc.election_timeout * 2;
+        // Several heartbeats per election timeout, so one lost message starts no election.
+        meta.heartbeat_interval = meta.heartbeat_interval.min(qc.election_timeout / 4);
         let listener = TcpListener::bind(qc.listener).await?;
         if qc.roles == ProcessRoles::Broker {
             meta.learner = true;

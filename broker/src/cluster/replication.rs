@@ -11,6 +11,9 @@
 //!   followers not caught up within `replica.lag.time.max.ms` from the ISR and adds back those
 //!   whose log end reached the high watermark, by proposing `ChangePartition` with the
 //!   expected partition epoch.
+//!
+//! With tracing on, each fetch round is a `replication.fetch` span on the follower (leader,
+//! partitions, bytes and records appended, partition errors).
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,11 +30,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::field::Empty;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{throttle, Partition, Registry};
 use crate::context::{now_ms, Context};
 use crate::handlers::cluster_view::endpoint;
+use crate::observability::metrics::record_count;
+use crate::observability::telemetry::{self, TRACE_TARGET};
+use crate::protocol::request::TRACEPARENT_TAG;
 
 /// Fetch version followers speak: topic ids, `ReplicaState`, `LastFetchedEpoch`.
 const FETCH_VERSION: i16 = 15;
@@ -259,32 +267,70 @@ async fn round(
                 .collect(),
         );
     c.correlation_id = c.correlation_id.wrapping_add(1);
-    let response = call(c, &request).await?;
-    if response.error_code != 0 {
-        return Ok(false);
-    }
-    let mut clean = true;
-    let mut throttled_bytes = 0;
-    for t in &response.responses {
-        for p in &t.partitions {
-            let Some(f) = by_key.get(&(t.topic_id, p.partition_index)) else {
-                continue;
-            };
-            if f.throttled {
-                throttled_bytes += p.records.as_ref().map_or(0, Bytes::len);
-            }
-            match handle_partition(f, p) {
-                Ok(true) => {}
-                Ok(false) => clean = false,
-                Err(e) => {
-                    clean = false;
-                    tracing::warn!(topic = %f.topic, partition = f.replica.index, leader, "replicating: {e}");
+    let span = tracing::trace_span!(
+        target: TRACE_TARGET,
+        "replication.fetch",
+        otel.kind = "client",
+        spate.node.id = me,
+        spate.replication = true,
+        leader,
+        correlation_id = c.correlation_id,
+        partitions = by_key.len(),
+        bytes = Empty,
+        records = Empty,
+        partition_errors = Empty,
+        otel.status_code = Empty,
+        error.message = Empty,
+    );
+    let fetched = async {
+        let response = call(c, &request).await?;
+        if response.error_code != 0 {
+            span.record("otel.status_code", "ERROR");
+            return Ok(false);
+        }
+        let (mut clean, mut bytes, mut records, mut errors) = (true, 0, 0, 0);
+        let mut throttled_bytes = 0;
+        for t in &response.responses {
+            for p in &t.partitions {
+                let Some(f) = by_key.get(&(t.topic_id, p.partition_index)) else {
+                    continue;
+                };
+                let got = p.records.as_ref().map_or(0, Bytes::len);
+                if f.throttled {
+                    throttled_bytes += got;
+                }
+                match handle_partition(f, p) {
+                    Ok(true) => {
+                        if let Some(r) = p.records.as_ref().filter(|_| got > 0 && p.error_code == 0) {
+                            bytes += got;
+                            records += record_count(r);
+                        }
+                    }
+                    Ok(false) => {
+                        clean = false;
+                        errors += 1;
+                    }
+                    Err(e) => {
+                        clean = false;
+                        errors += 1;
+                        tracing::warn!(topic = %f.topic, partition = f.replica.index, leader, "replicating: {e}");
+                    }
                 }
             }
         }
+        q.throttles.follower.record(rate, throttled_bytes);
+        span.record("bytes", bytes);
+        span.record("records", records);
+        span.record("partition_errors", errors);
+        Ok::<_, anyhow::Error>(clean)
     }
-    q.throttles.follower.record(rate, throttled_bytes);
-    Ok(clean)
+    .instrument(span.clone())
+    .await;
+    if let Err(e) = &fetched {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.message", e.to_string().as_str());
+    }
+    fetched
 }
 
 /// Applies one partition's answer. `Ok(false)`: an error to back off on.
@@ -330,15 +376,21 @@ fn handle_partition(
 async fn call(c: &mut Conn, request: &FetchRequest) -> anyhow::Result<FetchResponse> {
     let mut buf = BytesMut::new();
     buf.put_i32(0);
-    RequestHeader::default()
+    let mut header = RequestHeader::default()
         .with_request_api_key(ApiKey::Fetch as i16)
         .with_request_api_version(FETCH_VERSION)
         .with_correlation_id(c.correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("spate-replica-fetcher")))
-        .encode(
-            &mut buf,
-            ApiKey::Fetch.request_header_version(FETCH_VERSION),
-        )?;
+        .with_client_id(Some(StrBytes::from_static_str("spate-replica-fetcher")));
+    // The leader's span for this fetch joins our round's trace.
+    if let Some(parent) = telemetry::traceparent(&tracing::Span::current()) {
+        header
+            .unknown_tagged_fields
+            .insert(TRACEPARENT_TAG, Bytes::from(parent));
+    }
+    header.encode(
+        &mut buf,
+        ApiKey::Fetch.request_header_version(FETCH_VERSION),
+    )?;
     request.encode(&mut buf, FETCH_VERSION)?;
     let size = i32::try_from(buf.len() - 4)?;
     buf[..4].copy_from_slice(&size.to_be_bytes());

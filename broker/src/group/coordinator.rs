@@ -4,6 +4,13 @@
 //! Each change is appended to the group's `__consumer_offsets` partition (Kafka's placement and
 //! record layout) before it is acknowledged; on start the coordinator replays those partitions.
 //! The topic is compacted, so only the latest record per key is kept.
+//!
+//! In cluster mode a broker coordinates exactly the groups whose `__consumer_offsets`
+//! partition it leads, as in Kafka: `sync_ownership` (driven by the group timer) loads a
+//! partition's groups when this broker becomes its leader (in a new leader epoch) and drops
+//! them when it stops leading, and requests for other groups get NOT_COORDINATOR, which sends
+//! clients back to FindCoordinator. Offset commits are acknowledged once the high watermark
+//! passes them, so a commit survives the coordinator's failover.
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +28,7 @@ use super::codec::{self, GroupValue, Key, OffsetValue};
 use super::consumer_group::{ConsumerGroup, Heartbeat, HeartbeatOutcome, TopicsView};
 use super::consumer_protocol;
 use super::group::{Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
-use crate::cluster::{Registry, Topic};
+use crate::cluster::{Partition, Registry, Topic};
 use crate::context::now_ms;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -41,6 +48,9 @@ pub struct GroupConfig {
     pub min_session_timeout: Duration,
     pub max_session_timeout: Duration,
     pub offsets_partitions: i32,
+    /// Cluster mode with replication: `__consumer_offsets` replicas (capped at the brokers
+    /// registered when it is created).
+    pub offsets_replication_factor: i16,
     pub offsets_retention: Duration,
     pub offset_metadata_max_bytes: usize,
     /// KIP-848 groups: how often members heartbeat, and when a silent one is dropped.
@@ -64,6 +74,99 @@ struct State {
     groups: HashMap<String, Group>,
     consumer_groups: HashMap<String, ConsumerGroup>,
     offsets: HashMap<String, GroupOffsets>,
+    /// Cluster mode: the `__consumer_offsets` partitions this broker leads, each with the
+    /// leader epoch it was loaded in. `None` on a single node, which coordinates every group.
+    owned: Option<BTreeMap<i32, i32>>,
+    /// The partition count of `__consumer_offsets` (0 until it exists).
+    offsets_partitions: i32,
+    /// TxnOffsetCommit: offsets written inside a transaction, by producer id then group,
+    /// applied when the transaction's commit marker reaches the group's partition and
+    /// dropped on abort.
+    pending_txn: HashMap<i64, HashMap<String, GroupOffsets>>,
+}
+
+impl State {
+    /// NOT_COORDINATOR for a group whose partition this broker does not lead (cluster mode).
+    fn check_owner(&self, group_id: &str) -> Result<(), ResponseError> {
+        let Some(owned) = &self.owned else {
+            return Ok(());
+        };
+        if self.offsets_partitions <= 0 {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        let partition = codec::partition_for(group_id, self.offsets_partitions);
+        if owned.contains_key(&partition) {
+            Ok(())
+        } else {
+            Err(ResponseError::NotCoordinator)
+        }
+    }
+
+    /// Forgets every group stored in `partition` (another broker coordinates them now).
+    fn unload(&mut self, partition: i32) {
+        let count = self.offsets_partitions;
+        let mine = |id: &String| codec::partition_for(id, count) == partition;
+        self.groups.retain(|id, _| !mine(id));
+        self.consumer_groups.retain(|id, _| !mine(id));
+        self.offsets.retain(|id, _| !mine(id));
+        for groups in self.pending_txn.values_mut() {
+            groups.retain(|id, _| !mine(id));
+        }
+    }
+
+    /// A transaction marker reached `partition`: the producer's pending offsets of the groups
+    /// stored there become committed (or are dropped).
+    fn complete_txn(&mut self, partition: i32, producer_id: i64, commit: bool) {
+        let count = self.offsets_partitions;
+        let Some(groups) = self.pending_txn.get_mut(&producer_id) else {
+            return;
+        };
+        let settled: Vec<String> = groups
+            .keys()
+            .filter(|g| count <= 0 || codec::partition_for(g, count) == partition)
+            .cloned()
+            .collect();
+        for g in settled {
+            if let Some(offsets) = groups.remove(&g) {
+                if commit {
+                    self.offsets.entry(g).or_default().extend(offsets);
+                }
+            }
+        }
+        if groups.is_empty() {
+            self.pending_txn.remove(&producer_id);
+        }
+    }
+}
+
+/// An offset commit appended to a replicated `__consumer_offsets` partition, not yet
+/// acknowledged by its in-sync replicas.
+pub struct PendingCommit {
+    partition: Arc<Partition>,
+    last_offset: i64,
+}
+
+impl PendingCommit {
+    /// Waits until the high watermark passes the commit: NOT_COORDINATOR if leadership moved
+    /// meanwhile, REQUEST_TIMED_OUT at the deadline.
+    pub async fn wait(self, deadline: tokio::time::Instant) -> Result<(), ResponseError> {
+        let mut hw = self.partition.subscribe_hw();
+        let reached = tokio::time::timeout_at(deadline, async {
+            loop {
+                if *hw.borrow_and_update() > self.last_offset || !self.partition.is_leader() {
+                    return;
+                }
+                if hw.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        if !self.partition.is_leader() {
+            return Err(ResponseError::NotCoordinator);
+        }
+        reached.map_err(|_| ResponseError::RequestTimedOut)
+    }
 }
 
 /// A group as DescribeGroups shows it.
@@ -91,12 +194,17 @@ impl GroupCoordinator {
                 .map(Some)
                 .map_err(|e| anyhow::anyhow!("creating {OFFSETS_TOPIC}: {e}"))?,
         };
+        let cluster = registry.quorum().is_some();
         let coordinator = Self {
             registry,
             config,
             state: Mutex::new(State::default()),
         };
-        if let Some(topic) = topic {
+        if cluster {
+            // Groups are loaded partition by partition as this broker comes to lead them.
+            coordinator.state.lock().owned = Some(BTreeMap::new());
+            coordinator.sync_ownership();
+        } else if let Some(topic) = topic {
             coordinator.load(&topic)?;
         }
         Ok(coordinator)
@@ -104,23 +212,9 @@ impl GroupCoordinator {
 
     fn load(&self, topic: &Topic) -> anyhow::Result<()> {
         let mut state = self.state.lock();
+        state.offsets_partitions = topic.meta.partitions;
         for p in &topic.partitions {
-            let (mut offset, end) = p.offsets()?;
-            while offset < end {
-                let chunk = p.read(offset, 4 * 1024 * 1024)?;
-                if chunk.is_empty() {
-                    break;
-                }
-                let metas = spate_log::parse_batches(&chunk)?;
-                let Some(last) = metas.last() else { break };
-                offset = last.last_offset() + 1;
-                let mut buf = chunk.clone();
-                for set in RecordBatchDecoder::decode_all(&mut buf)? {
-                    for r in set.records {
-                        apply_record(&mut state, r.key.as_deref(), r.value.as_deref());
-                    }
-                }
-            }
+            load_partition(&mut state, p)?;
         }
         let (groups, offsets) = (
             state.groups.len(),
@@ -134,14 +228,68 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Appends records to the group's `__consumer_offsets` partition.
+    /// Cluster mode: loads the groups of `__consumer_offsets` partitions this broker has come
+    /// to lead and forgets those of partitions it no longer leads. Cheap when nothing changed.
+    pub fn sync_ownership(&self) {
+        if self.registry.quorum().is_none() {
+            return;
+        }
+        let topic = self.registry.topic(OFFSETS_TOPIC);
+        let led: BTreeMap<i32, Arc<Partition>> = topic
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.is_leader())
+            .map(|p| (p.index, p.clone()))
+            .collect();
+        let mut state = self.state.lock();
+        state.offsets_partitions = topic.as_ref().map_or(0, |t| t.meta.partitions);
+        let owned = state.owned.clone().unwrap_or_default();
+        for (&index, &epoch) in &owned {
+            if led.get(&index).map(|p| p.leader_epoch()) != Some(epoch) {
+                tracing::info!(
+                    partition = index,
+                    "no longer coordinating the groups of {OFFSETS_TOPIC}-{index}"
+                );
+                state.unload(index);
+                if let Some(o) = state.owned.as_mut() {
+                    o.remove(&index);
+                }
+            }
+        }
+        for (&index, p) in &led {
+            let epoch = p.leader_epoch();
+            if owned.get(&index) == Some(&epoch) {
+                continue;
+            }
+            state.unload(index);
+            match load_partition(&mut state, p) {
+                Ok(()) => {
+                    tracing::info!(
+                        partition = index,
+                        epoch,
+                        "coordinating the groups of {OFFSETS_TOPIC}-{index}"
+                    );
+                    if let Some(o) = state.owned.as_mut() {
+                        o.insert(index, epoch);
+                    }
+                }
+                // Not owned: its groups get NOT_COORDINATOR and the next tick tries again.
+                Err(e) => {
+                    tracing::error!(partition = index, "loading {OFFSETS_TOPIC}-{index}: {e}")
+                }
+            }
+        }
+    }
+
+    /// Appends records to the group's `__consumer_offsets` partition; in cluster mode with
+    /// more than one replica, returns what to wait for before acknowledging them.
     fn persist(
         &self,
         group: &str,
         records: Vec<(Key, Option<Bytes>)>,
-    ) -> Result<(), ResponseError> {
+    ) -> Result<Option<PendingCommit>, ResponseError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let topic = self
             .registry
@@ -183,13 +331,19 @@ impl GroupCoordinator {
             tracing::error!("encoding {OFFSETS_TOPIC} records: {e}");
             ResponseError::UnknownServerError
         })?;
-        partition
-            .append(buf.freeze(), now)
-            .map(|_| ())
-            .map_err(|e| {
-                tracing::error!(group, "writing {OFFSETS_TOPIC}: {e}");
+        let appended = partition.append(buf.freeze(), now).map_err(|e| {
+            tracing::error!(group, "writing {OFFSETS_TOPIC}: {e}");
+            if e.code == ResponseError::NotLeaderOrFollower {
+                ResponseError::NotCoordinator
+            } else {
                 ResponseError::CoordinatorNotAvailable
-            })
+            }
+        })?;
+        let replicated = self.registry.quorum().is_some() && partition.isr_counts().1 > 1;
+        Ok(replicated.then(|| PendingCommit {
+            partition: partition.clone(),
+            last_offset: appended.last_offset,
+        }))
     }
 
     fn persist_group(&self, g: &mut Group) {
@@ -235,6 +389,9 @@ impl GroupCoordinator {
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.state.lock();
+            if let Err(e) = state.check_owner(group_id) {
+                return JoinOutcome::error(e, &member_id);
+            }
             if state
                 .consumer_groups
                 .get(group_id)
@@ -264,6 +421,9 @@ impl GroupCoordinator {
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.state.lock();
+            if let Err(e) = state.check_owner(group_id) {
+                return SyncOutcome::error(e);
+            }
             let Some(g) = state.groups.get_mut(group_id) else {
                 return SyncOutcome::error(ResponseError::UnknownMemberId);
             };
@@ -297,6 +457,7 @@ impl GroupCoordinator {
             .map(|t| (t.meta.name.clone(), (t.meta.id, t.meta.partitions)))
             .collect();
         let mut state = self.state.lock();
+        state.check_owner(group_id)?;
         if state.groups.get(group_id).is_some_and(|g| !g.is_empty()) {
             // The id belongs to a live classic group.
             return Err(ResponseError::GroupIdNotFound);
@@ -316,12 +477,18 @@ impl GroupCoordinator {
         f: impl FnOnce(&ConsumerGroup) -> T,
     ) -> Result<T, ResponseError> {
         let state = self.state.lock();
+        state.check_owner(group_id)?;
         state
             .consumer_groups
             .get(group_id)
             .filter(|g| !g.is_empty())
             .map(f)
             .ok_or(ResponseError::GroupIdNotFound)
+    }
+
+    /// NOT_COORDINATOR (or COORDINATOR_NOT_AVAILABLE) unless this broker coordinates the group.
+    pub fn check_owner(&self, group_id: &str) -> Result<(), ResponseError> {
+        self.state.lock().check_owner(group_id)
     }
 
     pub fn consumer_heartbeat_interval(&self) -> Duration {
@@ -336,6 +503,7 @@ impl GroupCoordinator {
         generation: i32,
     ) -> Result<(), ResponseError> {
         let mut state = self.state.lock();
+        state.check_owner(group_id)?;
         let g = state
             .groups
             .get_mut(group_id)
@@ -350,6 +518,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
         let mut state = self.state.lock();
+        state.check_owner(group_id)?;
         let g = state
             .groups
             .get_mut(group_id)
@@ -360,7 +529,8 @@ impl GroupCoordinator {
     }
 
     /// Commits offsets for a group member (generation >= 0) or a standalone consumer
-    /// (generation -1, empty member id, allowed while the group has no members).
+    /// (generation -1, empty member id, allowed while the group has no members). The
+    /// accepted ones are durable once the returned commit (if any) has been waited for.
     pub fn commit(
         &self,
         group_id: &str,
@@ -368,12 +538,15 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
         offsets: Vec<(String, i32, OffsetValue)>,
-    ) -> Vec<Result<(), ResponseError>> {
-        let fail_all = |e: ResponseError, n: usize| vec![Err(e); n];
+    ) -> (Vec<Result<(), ResponseError>>, Option<PendingCommit>) {
+        let fail_all = |e: ResponseError, n: usize| (vec![Err(e); n], None);
         if group_id.is_empty() {
             return fail_all(ResponseError::InvalidGroupId, offsets.len());
         }
         let mut state = self.state.lock();
+        if let Err(e) = state.check_owner(group_id) {
+            return fail_all(e, offsets.len());
+        }
         let consumer_group = state
             .consumer_groups
             .get(group_id)
@@ -421,7 +594,7 @@ impl GroupCoordinator {
         state: &mut State,
         group_id: &str,
         offsets: Vec<(String, i32, OffsetValue)>,
-    ) -> Vec<Result<(), ResponseError>> {
+    ) -> (Vec<Result<(), ResponseError>>, Option<PendingCommit>) {
         let mut results = Vec::with_capacity(offsets.len());
         let mut records = Vec::new();
         let mut accepted = Vec::new();
@@ -450,17 +623,20 @@ impl GroupCoordinator {
             accepted.push((results.len(), topic, partition, value));
             results.push(Ok(()));
         }
-        if let Err(e) = self.persist(group_id, records) {
-            for (i, ..) in &accepted {
-                results[*i] = Err(e);
+        let pending = match self.persist(group_id, records) {
+            Ok(pending) => pending,
+            Err(e) => {
+                for (i, ..) in &accepted {
+                    results[*i] = Err(e);
+                }
+                return (results, None);
             }
-            return results;
-        }
+        };
         let committed = state.offsets.entry(group_id.to_string()).or_default();
         for (_, topic, partition, value) in accepted {
             committed.insert((topic, partition), value);
         }
-        results
+        (results, pending)
     }
 
     /// Committed offsets of a group: all of them, or those asked for (missing ones as None).
@@ -468,11 +644,12 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         wanted: Option<Vec<(String, Vec<i32>)>>,
-    ) -> FetchedOffsets {
+    ) -> Result<FetchedOffsets, ResponseError> {
         let state = self.state.lock();
+        state.check_owner(group_id)?;
         let empty = GroupOffsets::new();
         let committed = state.offsets.get(group_id).unwrap_or(&empty);
-        match wanted {
+        Ok(match wanted {
             Some(topics) => topics
                 .into_iter()
                 .map(|(topic, parts)| {
@@ -494,7 +671,7 @@ impl GroupCoordinator {
                 }
                 by_topic.into_iter().collect()
             }
-        }
+        })
     }
 
     /// (group id, protocol type, state name, group type) of every group.
@@ -626,6 +803,7 @@ impl GroupCoordinator {
     /// Deletes an empty group and its offsets.
     pub fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
         let mut state = self.state.lock();
+        state.check_owner(group_id)?;
         let known = state.groups.contains_key(group_id)
             || state.offsets.contains_key(group_id)
             || state.consumer_groups.contains_key(group_id);
@@ -675,6 +853,7 @@ impl GroupCoordinator {
         partitions: &[(String, i32)],
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
         let mut state = self.state.lock();
+        state.check_owner(group_id)?;
         if !state.groups.contains_key(group_id) && !state.offsets.contains_key(group_id) {
             return Err(ResponseError::GroupIdNotFound);
         }
@@ -728,6 +907,7 @@ impl GroupCoordinator {
             groups,
             offsets,
             consumer_groups,
+            ..
         } = &mut *state;
         for g in consumer_groups.values_mut() {
             for id in g.tick(now, self.config.consumer_session_timeout) {
@@ -780,6 +960,216 @@ impl GroupCoordinator {
                 tracing::info!(%group, partitions = parts.len(), "expired committed offsets");
             }
         }
+    }
+}
+
+/// Transactional offset commits (TxnOffsetCommit), settled by transaction markers.
+impl GroupCoordinator {
+    /// Writes offsets inside producer `producer_id`'s transaction: appended to the group's
+    /// `__consumer_offsets` partition as a transactional batch, and pending until the
+    /// transaction's marker reaches that partition (`complete_txn`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn txn_commit(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<(String, i32, OffsetValue)>,
+    ) -> Vec<Result<(), ResponseError>> {
+        let fail_all = |e: ResponseError, n: usize| vec![Err(e); n];
+        if group_id.is_empty() {
+            return fail_all(ResponseError::InvalidGroupId, offsets.len());
+        }
+        let mut state = self.state.lock();
+        if let Err(e) = state.check_owner(group_id) {
+            return fail_all(e, offsets.len());
+        }
+        // Kafka checks the member and generation only when the client sends them (v3+).
+        if generation >= 0 || !member_id.is_empty() {
+            let refused = match state
+                .consumer_groups
+                .get(group_id)
+                .filter(|g| !g.is_empty())
+            {
+                Some(cg) => cg.check_commit(member_id, generation).err(),
+                None => Self::check_classic_commit(
+                    &mut state,
+                    group_id,
+                    generation,
+                    member_id,
+                    instance_id,
+                ),
+            };
+            if let Some(e) = refused {
+                return fail_all(e, offsets.len());
+            }
+        }
+        let mut results = Vec::with_capacity(offsets.len());
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for (topic, partition, value) in offsets {
+            if value.metadata.len() > self.config.offset_metadata_max_bytes {
+                results.push(Err(ResponseError::OffsetMetadataTooLarge));
+                continue;
+            }
+            records.push((
+                Key::Offset {
+                    group: group_id.to_string(),
+                    topic: topic.clone(),
+                    partition,
+                },
+                codec::encode_offset(&value),
+            ));
+            accepted.push((results.len(), topic, partition, value));
+            results.push(Ok(()));
+        }
+        if let Err(e) = self.persist_txn(group_id, producer_id, producer_epoch, records) {
+            for (i, ..) in &accepted {
+                results[*i] = Err(e);
+            }
+            return results;
+        }
+        let pending = state
+            .pending_txn
+            .entry(producer_id)
+            .or_default()
+            .entry(group_id.to_string())
+            .or_default();
+        for (_, topic, partition, value) in accepted {
+            pending.insert((topic, partition), value);
+        }
+        results
+    }
+
+    /// A transaction marker was written to `__consumer_offsets`-`partition`.
+    pub fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
+        let mut state = self.state.lock();
+        if state.offsets_partitions <= 0 {
+            state.offsets_partitions = self
+                .registry
+                .topic(OFFSETS_TOPIC)
+                .map_or(0, |t| t.meta.partitions);
+        }
+        state.complete_txn(partition, producer_id, commit);
+    }
+
+    fn persist_txn(
+        &self,
+        group: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: Vec<(Key, Bytes)>,
+    ) -> Result<(), ResponseError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let topic = self
+            .registry
+            .topic(OFFSETS_TOPIC)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let partition = topic
+            .partition(codec::partition_for(group, topic.meta.partitions))
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let now = now_ms();
+        let records: Vec<Record> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, (key, value))| Record {
+                transactional: true,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id,
+                producer_epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: now,
+                key: Some(codec::encode_key(&key)),
+                value: Some(value),
+                headers: IndexMap::new(),
+                delete_horizon: false,
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .map_err(|e| {
+            tracing::error!("encoding {OFFSETS_TOPIC} records: {e}");
+            ResponseError::UnknownServerError
+        })?;
+        partition
+            .append_internal(buf.freeze(), now)
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::warn!(group, producer_id, "writing transactional offsets: {e}");
+                match e.code {
+                    ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                    ResponseError::InvalidProducerEpoch => ResponseError::ProducerFenced,
+                    _ => ResponseError::CoordinatorNotAvailable,
+                }
+            })
+    }
+}
+
+/// Replays one `__consumer_offsets` partition into `state`.
+fn load_partition(state: &mut State, p: &Partition) -> anyhow::Result<()> {
+    let (mut offset, end) = p.offsets()?;
+    while offset < end {
+        let chunk = p.read(offset, 4 * 1024 * 1024)?;
+        if chunk.is_empty() {
+            break;
+        }
+        let metas = spate_log::parse_batches(&chunk)?;
+        let Some(last) = metas.last() else { break };
+        offset = last.last_offset() + 1;
+        let mut buf = chunk.clone();
+        for set in RecordBatchDecoder::decode_all(&mut buf)? {
+            for r in set.records {
+                if r.control {
+                    // A transaction marker: key (version, type), type 1 = commit.
+                    let commit = r.key.as_deref().is_some_and(|k| k.get(3) == Some(&1));
+                    state.complete_txn(p.index, r.producer_id, commit);
+                } else if r.transactional {
+                    apply_txn_record(state, r.producer_id, r.key.as_deref(), r.value.as_deref());
+                } else {
+                    apply_record(state, r.key.as_deref(), r.value.as_deref());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A TxnOffsetCommit record: pending until its transaction's marker.
+fn apply_txn_record(state: &mut State, producer_id: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+    let (Some(key), Some(value)) = (key, value) else {
+        return;
+    };
+    if let (
+        Ok(Key::Offset {
+            group,
+            topic,
+            partition,
+        }),
+        Ok(v),
+    ) = (codec::decode_key(key), codec::decode_offset(value))
+    {
+        state
+            .pending_txn
+            .entry(producer_id)
+            .or_default()
+            .entry(group)
+            .or_default()
+            .insert((topic, partition), v);
     }
 }
 

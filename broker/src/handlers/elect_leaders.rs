@@ -11,9 +11,11 @@
 //! is not an eligible ISR member. `topic_partitions: null` means every partition, and then, as
 //! in Kafka, partitions that need no election are left out of the answer.
 //!
-//! Unclean elections are not implemented (Spate never elects a leader outside the ISR): a
-//! partition with a leader gets ELECTION_NOT_NEEDED, as in Kafka; a leaderless one gets
-//! ELIGIBLE_LEADERS_NOT_AVAILABLE (83) and comes back when an ISR member does. A single node
+//! Unclean elections are the state machine's `ElectUncleanLeaders`: a leaderless partition
+//! with no eligible ISR member gets an eligible replica from outside the ISR (records only the
+//! old ISR had are lost — the admin asked for it); one with a leader gets ELECTION_NOT_NEEDED,
+//! one with no eligible replica at all ELIGIBLE_LEADERS_NOT_AVAILABLE (83). Topics with
+//! `unclean.leader.election.enable=true` get such elections automatically. A single node
 //! leads every partition itself: ELECTION_NOT_NEEDED everywhere.
 use std::collections::BTreeMap;
 
@@ -23,7 +25,7 @@ use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaE
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
 use spate_meta::{ClusterMetadata, ElectionScope, MetaRequest, MetaResponse, NO_LEADER};
 
-use crate::cluster::quorum::APPLY_TIMEOUT;
+use crate::cluster::quorum::{Quorum, APPLY_TIMEOUT};
 use crate::context::{str_bytes, topic_name, Context};
 
 const PREFERRED: i8 = 0;
@@ -54,52 +56,23 @@ pub async fn handle(ctx: &Context, version: i16, req: ElectLeadersRequest) -> El
                 Some(list) => ElectionScope::Partitions(list),
                 None => ElectionScope::All,
             };
-            match q
-                .propose(MetaRequest::ElectPreferredLeaders { scope })
-                .await
-            {
-                Ok(MetaResponse::Elections(results)) => {
-                    let elected: Vec<(String, i32, i32)> = results
-                        .iter()
-                        .filter_map(|r| {
-                            r.result
-                                .as_ref()
-                                .ok()
-                                .map(|l| (r.topic.clone(), r.partition, *l))
-                        })
-                        .collect();
-                    if !elected.is_empty() {
-                        // Answer once this broker's metadata shows the new leaders.
-                        q.wait_for(APPLY_TIMEOUT, |md| {
-                            elected
-                                .iter()
-                                .all(|(t, p, l)| leader(md, t, *p) == Some(*l))
-                        })
-                        .await;
-                        ctx.registry.sync().await;
-                    }
-                    results
-                        .into_iter()
-                        .map(|r| {
-                            let error = r.result.err().map(|e| {
-                                let code = ResponseError::try_from_code(e.kafka_error_code())
-                                    .unwrap_or(ResponseError::UnknownServerError);
-                                (code, e.to_string())
-                            });
-                            (r.topic, r.partition, error)
-                        })
-                        .collect()
-                }
-                Ok(other) => {
-                    return fail(
-                        ResponseError::UnknownServerError,
-                        &format!("unexpected answer {other:?}"),
-                    )
-                }
-                Err(e) => return fail(e.code, &e.message),
+            match elect(ctx, &q, MetaRequest::ElectPreferredLeaders { scope }).await {
+                Ok(outcomes) => outcomes,
+                Err((code, message)) => return fail(code, &message),
             }
         }
-        (UNCLEAN, Some(q)) => unclean(&q.metadata(), requested),
+        (UNCLEAN, Some(q)) => {
+            // Kafka's "all partitions" for an unclean election means the leaderless ones.
+            let md = q.metadata();
+            let all = requested.is_none();
+            let partitions = requested.unwrap_or_else(|| leaderless(&md));
+            drop(md);
+            match elect(ctx, &q, MetaRequest::ElectUncleanLeaders { partitions }).await {
+                Ok(outcomes) if all => outcomes.into_iter().filter(|o| o.2.is_none()).collect(),
+                Ok(outcomes) => outcomes,
+                Err((code, message)) => return fail(code, &message),
+            }
+        }
         (other, _) => {
             return fail(
                 ResponseError::InvalidRequest,
@@ -108,6 +81,67 @@ pub async fn handle(ctx: &Context, version: i16, req: ElectLeadersRequest) -> El
         }
     };
     ElectLeadersResponse::default().with_replica_election_results(group(outcomes))
+}
+
+/// Proposes an election and waits until this broker's metadata shows the new leaders.
+async fn elect(
+    ctx: &Context,
+    q: &Quorum,
+    request: MetaRequest,
+) -> Result<Vec<Outcome>, (ResponseError, String)> {
+    let results = match q.propose(request).await {
+        Ok(MetaResponse::Elections(results)) => results,
+        Ok(other) => {
+            return Err((
+                ResponseError::UnknownServerError,
+                format!("unexpected answer {other:?}"),
+            ))
+        }
+        Err(e) => return Err((e.code, e.message)),
+    };
+    let elected: Vec<(String, i32, i32)> = results
+        .iter()
+        .filter_map(|r| {
+            r.result
+                .as_ref()
+                .ok()
+                .map(|l| (r.topic.clone(), r.partition, *l))
+        })
+        .collect();
+    if !elected.is_empty() {
+        q.wait_for(APPLY_TIMEOUT, |md| {
+            elected
+                .iter()
+                .all(|(t, p, l)| leader(md, t, *p) == Some(*l))
+        })
+        .await;
+        ctx.registry.sync().await;
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| {
+            let error = r.result.err().map(|e| {
+                let code = ResponseError::try_from_code(e.kafka_error_code())
+                    .unwrap_or(ResponseError::UnknownServerError);
+                (code, e.to_string())
+            });
+            (r.topic, r.partition, error)
+        })
+        .collect())
+}
+
+/// Every partition without a leader.
+fn leaderless(md: &ClusterMetadata) -> Vec<(String, i32)> {
+    md.topics
+        .iter()
+        .flat_map(|(name, t)| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.leader == NO_LEADER)
+                .filter_map(move |(i, _)| Some((name.clone(), i32::try_from(i).ok()?)))
+        })
+        .collect()
 }
 
 fn leader(md: &ClusterMetadata, topic: &str, partition: i32) -> Option<i32> {
@@ -129,35 +163,6 @@ fn not_needed(topic: &str, partition: i32) -> (ResponseError, String) {
         ResponseError::ElectionNotNeeded,
         format!("Partition {topic}-{partition} already has a leader."),
     )
-}
-
-/// Unclean election without electing anyone outside the ISR: see the module docs.
-fn unclean(md: &ClusterMetadata, requested: Option<Vec<(String, i32)>>) -> Vec<Outcome> {
-    let all = requested.is_none();
-    let list = requested.unwrap_or_else(|| {
-        md.topics
-            .iter()
-            .flat_map(|(name, t)| {
-                (0..t.partitions.len())
-                    .filter_map(move |i| Some((name.clone(), i32::try_from(i).ok()?)))
-            })
-            .collect()
-    });
-    list.into_iter()
-        .filter_map(|(topic, partition)| {
-            let error = match leader(md, &topic, partition) {
-                None => unknown(&topic, partition),
-                Some(NO_LEADER) => (
-                    ResponseError::EligibleLeadersNotAvailable,
-                    format!("Partition {topic}-{partition} has no in-sync replica to lead it; unclean leader election is not supported."),
-                ),
-                // As in Kafka, "all partitions" leaves out those that need nothing.
-                Some(_) if all => return None,
-                Some(_) => not_needed(&topic, partition),
-            };
-            Some((topic, partition, Some(error)))
-        })
-        .collect()
 }
 
 fn single_node(ctx: &Context, requested: Option<Vec<(String, i32)>>) -> Vec<Outcome> {

@@ -9,11 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use spate_meta::ClusterMetadata;
 use tokio::time::Instant;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::cluster::partition::log_error_code;
 use crate::cluster::{throttle, Quorum};
@@ -22,6 +24,9 @@ use crate::observability::telemetry::TRACE_TARGET;
 
 /// Topic ids replace names from Fetch v13 on.
 const TOPIC_ID_VERSION: i16 = 13;
+/// `isolation_level` 1: only records below the last stable offset, with the aborted
+/// transactions among them.
+const READ_COMMITTED: i8 = 1;
 /// `ReplicaState` replaces `ReplicaId` from Fetch v15 on.
 const REPLICA_STATE_VERSION: i16 = 15;
 
@@ -37,6 +42,9 @@ fn replica_of(ctx: &Context, version: i16, req: &FetchRequest) -> Option<i32> {
 }
 
 pub async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> FetchResponse {
+    if let Some(follower) = replica_of(ctx, version, &req) {
+        mark_replication(&Span::current(), follower, &req);
+    }
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appended = ctx.registry.subscribe_appends();
     loop {
@@ -68,6 +76,10 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
     let mut errors = false;
     let replica = replica_of(ctx, version, req);
     let throttle = replica.and_then(|_| LeaderThrottle::new(ctx));
+    // A replica fetch's request span, to link the acks=all produces it acknowledges.
+    let trace_span = replica
+        .map(|_| Span::current())
+        .filter(|s| !s.is_disabled());
     let mut throttled_bytes = 0;
     let mut hw_moved = false;
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -108,6 +120,7 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                 continue;
             };
             if let Some(follower) = replica {
+                let topic_name = topic.as_ref().map_or("", |t| t.meta.name.as_str());
                 // A follower names the leader epoch it believes in; a mismatch means one
                 // side's metadata is stale.
                 let led = partition.leader_epoch();
@@ -152,6 +165,25 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                         let after =
                             partition.record_follower_fetch(follower, fp.fetch_offset, now_ms());
                         hw_moved |= after > before;
+                        if let Some(span) = &trace_span {
+                            ctx.ack_waits.acknowledge(
+                                topic_name,
+                                fp.partition,
+                                follower,
+                                fp.fetch_offset,
+                                span,
+                            );
+                            if after > before {
+                                tracing::trace!(
+                                    target: TRACE_TARGET,
+                                    parent: span,
+                                    topic = topic_name,
+                                    partition = fp.partition,
+                                    high_watermark = after,
+                                    "high watermark advanced"
+                                );
+                            }
+                        }
                     }
                 }
             }
@@ -163,14 +195,22 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                     continue;
                 }
             };
+            // The last stable offset: below the earliest open transaction.
+            let lso = partition.last_stable_offset().unwrap_or(hw);
+            let read_committed = replica.is_none() && req.isolation_level == READ_COMMITTED;
             let base = base
                 .with_high_watermark(hw)
-                .with_last_stable_offset(hw)
+                .with_last_stable_offset(lso)
                 .with_log_start_offset(start)
                 .with_aborted_transactions(Some(vec![]));
-            // Consumers read up to the high watermark; followers up to the log end. On a
-            // single node (and for one replica) both are the log end.
-            let max_offset = if replica.is_some() { leo } else { hw };
+            // Consumers read up to the high watermark (read_committed: the last stable
+            // offset); followers up to the log end. On a single node (and for one replica)
+            // the high watermark is the log end.
+            let max_offset = match replica {
+                Some(_) => leo,
+                None if read_committed => lso,
+                None => hw,
+            };
             if fp.fetch_offset < start || fp.fetch_offset > leo {
                 errors = true;
                 partitions.push(base.with_error_code(ResponseError::OffsetOutOfRange.code()));
@@ -214,6 +254,22 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                     }
                 }
             };
+            // read_committed consumers drop the records of aborted transactions in range.
+            let base = if read_committed && !records.is_empty() {
+                let aborted = partition
+                    .aborted_between(fp.fetch_offset, max_offset)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect();
+                base.with_aborted_transactions(Some(aborted))
+            } else {
+                base
+            };
             total += records.len();
             if throttled {
                 throttled_bytes += records.len();
@@ -242,6 +298,17 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
         total,
         errors,
     )
+}
+
+/// Marks a follower's Fetch request span as replication traffic.
+fn mark_replication(span: &Span, follower: i32, req: &FetchRequest) {
+    if span.is_disabled() {
+        return;
+    }
+    span.set_attribute("spate.replication", true);
+    span.set_attribute("replica_id", i64::from(follower));
+    let partitions: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
+    span.set_attribute("partitions", partitions as i64);
 }
 
 /// Cluster mode: the leader side of the replication throttle (`cluster/throttle.rs`) for one

@@ -1,6 +1,7 @@
-//! FindCoordinator. A single node coordinates every group. In cluster mode group coordinators
-//! are still local to each broker; a group's coordinator is the leader of the group's
-//! `__consumer_offsets` partition (created through the quorum on first use), as in Kafka.
+//! FindCoordinator. A single node coordinates every group. In cluster mode a group's
+//! coordinator is the leader of the group's `__consumer_offsets` partition (created through
+//! the quorum on first use, replicated), as in Kafka; see `group/coordinator.rs`. Transactional
+//! ids (key type 1) work the same way with `__transaction_state` (`txn/coordinator.rs`).
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -10,10 +11,11 @@ use crate::context::{str_bytes, Context};
 use crate::group::codec::partition_for;
 use crate::group::coordinator::{offsets_topic_configs, OFFSETS_TOPIC};
 use crate::handlers::cluster_view::endpoint;
+use crate::txn::{txn_topic_configs, TXN_TOPIC};
 
 const KEY_GROUP: i8 = 0;
-/// `__consumer_offsets` replicas in cluster mode: one until replication exists.
-const OFFSETS_REPLICATION_FACTOR: i16 = 1;
+/// A transactional id: its coordinator leads its `__transaction_state` partition.
+const KEY_TRANSACTION: i8 = 1;
 
 pub async fn handle(
     ctx: &Context,
@@ -48,30 +50,51 @@ async fn answer(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
             .with_error_code(ResponseError::CoordinatorNotAvailable.code())
             .with_error_message(Some(str_bytes(why)))
     };
-    if key_type != KEY_GROUP {
-        return unavailable(c, "transactions are not supported yet".into());
-    }
+    let (topic_name, partitions, replication_factor, configs) = match key_type {
+        KEY_GROUP => (
+            OFFSETS_TOPIC,
+            ctx.config.group.offsets_partitions,
+            ctx.config.group.offsets_replication_factor,
+            offsets_topic_configs(),
+        ),
+        KEY_TRANSACTION => (
+            TXN_TOPIC,
+            ctx.config.txn.state_partitions,
+            ctx.config.txn.replication_factor,
+            txn_topic_configs(),
+        ),
+        other => {
+            return c
+                .with_node_id(BrokerId(-1))
+                .with_error_code(ResponseError::InvalidRequest.code())
+                .with_error_message(Some(str_bytes(format!("unknown key type {other}"))))
+        }
+    };
     let Some(q) = ctx.registry.quorum() else {
         return c
             .with_node_id(ctx.node_id())
             .with_host(str_bytes(ctx.advertised_host.clone()))
             .with_port(ctx.advertised_port as i32);
     };
+    // Replicated like Kafka's (offsets.topic.replication.factor and
+    // transaction.state.log.replication.factor, 3), so coordinator state survives a broker;
+    // capped at the brokers there are, so small clusters start.
+    let replicas = if ctx.config.replication_enable {
+        let brokers = i16::try_from(q.metadata().brokers.len()).unwrap_or(i16::MAX);
+        replication_factor.min(brokers).max(1)
+    } else {
+        1
+    };
     if let Err(e) = ctx
         .registry
-        .admin_ensure_internal_topic(
-            OFFSETS_TOPIC,
-            ctx.config.group.offsets_partitions,
-            OFFSETS_REPLICATION_FACTOR,
-            offsets_topic_configs(),
-        )
+        .admin_ensure_internal_topic(topic_name, partitions, replicas, configs)
         .await
     {
-        return unavailable(c, format!("creating {OFFSETS_TOPIC}: {}", e.message));
+        return unavailable(c, format!("creating {topic_name}: {}", e.message));
     }
     let md = q.metadata();
-    let Some(topic) = md.topics.get(OFFSETS_TOPIC) else {
-        return unavailable(c, format!("{OFFSETS_TOPIC} is not created yet"));
+    let Some(topic) = md.topics.get(topic_name) else {
+        return unavailable(c, format!("{topic_name} is not created yet"));
     };
     let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
     let partition = partition_for(key.as_str(), count);
@@ -86,7 +109,7 @@ async fn answer(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
             .with_port(i32::from(port)),
         None => unavailable(
             c,
-            format!("{OFFSETS_TOPIC}-{partition} has no available leader"),
+            format!("{topic_name}-{partition} has no available leader"),
         ),
     }
 }

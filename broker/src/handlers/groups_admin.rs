@@ -45,6 +45,11 @@ pub fn describe(ctx: &Context, req: DescribeGroupsRequest) -> DescribeGroupsResp
         .groups
         .into_iter()
         .map(|id| {
+            if let Err(e) = ctx.groups.check_owner(&id) {
+                return DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(e.code());
+            }
             let d = ctx.groups.describe(&id);
             DescribedGroup::default()
                 .with_group_id(id)

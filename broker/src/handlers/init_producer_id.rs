@@ -1,17 +1,34 @@
-//! InitProducerId: hand an idempotent producer its id. Java clients since 3.0 and franz-go
-//! are idempotent by default and cannot produce without it.
-use kafka_protocol::error::ResponseError;
+//! InitProducerId: hand a producer its id. Without a transactional id the producer is only
+//! idempotent and gets a fresh id (Java clients since 3.0 and franz-go are idempotent by
+//! default and cannot produce without it). With one, the transaction coordinator allocates
+//! the id once and bumps its epoch on every call, fencing older instances and aborting a
+//! transaction they left open.
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::context::Context;
+use crate::handlers::txn_common::fenced_error;
 
-pub async fn handle(ctx: &Context, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(
+    ctx: &Context,
+    version: i16,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
-        // Transactions need a transaction coordinator, which this broker does not run yet.
-        return resp.with_error_code(ResponseError::CoordinatorNotAvailable.code());
+    if let Some(id) = req.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+        // KIP-360: a client re-initializing names the producer id and epoch it had.
+        let expected = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+        return match ctx
+            .txn
+            .init_producer_id(id.as_str(), req.transaction_timeout_ms, expected)
+            .await
+        {
+            Ok((pid, epoch)) => resp
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch),
+            Err(e) => resp.with_error_code(fenced_error(e, version, 4).code()),
+        };
     }
     match ctx.registry.admin_allocate_producer_id().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),

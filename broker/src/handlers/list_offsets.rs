@@ -14,6 +14,8 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 /// KIP-405: earliest offset on local storage; all storage is local here.
 const EARLIEST_LOCAL: i64 = -4;
+/// `isolation_level` 1: "latest" is the last stable offset.
+const READ_COMMITTED: i8 = 1;
 
 pub fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let topics = req
@@ -43,7 +45,7 @@ pub fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest) -> ListOffse
                     } else {
                         resp
                     };
-                    match lookup(p, lp.timestamp) {
+                    match lookup(p, lp.timestamp, req.isolation_level == READ_COMMITTED) {
                         Ok((offset, timestamp)) => {
                             resp.with_offset(offset).with_timestamp(timestamp)
                         }
@@ -60,10 +62,15 @@ pub fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest) -> ListOffse
 }
 
 /// (offset, timestamp) for a ListOffsets query; (-1, -1) when no record qualifies.
-fn lookup(p: &Partition, timestamp: i64) -> Result<(i64, i64), ResponseError> {
+fn lookup(
+    p: &Partition,
+    timestamp: i64,
+    read_committed: bool,
+) -> Result<(i64, i64), ResponseError> {
     let code = |e: spate_log::LogError| log_error_code(&e);
     let (start, hw) = p.offsets().map_err(code)?;
     Ok(match timestamp {
+        LATEST if read_committed => (p.last_stable_offset().map_err(code)?, -1),
         LATEST => (hw, -1),
         EARLIEST | EARLIEST_LOCAL => (start, -1),
         MAX_TIMESTAMP => p

@@ -1,5 +1,7 @@
 //! One file per Kafka API; `dispatch` routes a decoded request to its handler.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod api_versions;
@@ -12,8 +14,11 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_producers;
 pub mod describe_quorum;
+pub mod describe_transactions;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod groups_admin;
@@ -23,13 +28,17 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
 pub mod produce;
 pub mod raft_voters;
 pub mod sync_group;
+pub mod txn_common;
+pub mod txn_offset_commit;
 pub mod unregister_broker;
+pub mod write_txn_markers;
 
 use std::net::SocketAddr;
 
@@ -66,7 +75,7 @@ pub async fn dispatch(ctx: &Context, env: RequestEnvelope, peer: SocketAddr) -> 
         }
         Request::ElectLeaders(r) => Response::ElectLeaders(elect_leaders::handle(ctx, v, r).await),
         Request::InitProducerId(r) => {
-            Response::InitProducerId(init_producer_id::handle(ctx, r).await)
+            Response::InitProducerId(init_producer_id::handle(ctx, v, r).await)
         }
         Request::FindCoordinator(r) => {
             Response::FindCoordinator(find_coordinator::handle(ctx, v, r).await)
@@ -77,7 +86,7 @@ pub async fn dispatch(ctx: &Context, env: RequestEnvelope, peer: SocketAddr) -> 
         Request::SyncGroup(r) => Response::SyncGroup(sync_group::handle(ctx, r).await),
         Request::Heartbeat(r) => Response::Heartbeat(heartbeat::handle(ctx, r)),
         Request::LeaveGroup(r) => Response::LeaveGroup(leave_group::handle(ctx, v, r)),
-        Request::OffsetCommit(r) => Response::OffsetCommit(offset_commit::handle(ctx, r)),
+        Request::OffsetCommit(r) => Response::OffsetCommit(offset_commit::handle(ctx, r).await),
         Request::OffsetFetch(r) => Response::OffsetFetch(offset_fetch::handle(ctx, v, r)),
         Request::ListGroups(r) => Response::ListGroups(groups_admin::list(ctx, r)),
         Request::DescribeGroups(r) => Response::DescribeGroups(groups_admin::describe(ctx, r)),
@@ -97,5 +106,27 @@ pub async fn dispatch(ctx: &Context, env: RequestEnvelope, peer: SocketAddr) -> 
         }
         Request::AddRaftVoter(r) => Response::AddRaftVoter(raft_voters::add(ctx, r).await),
         Request::RemoveRaftVoter(r) => Response::RemoveRaftVoter(raft_voters::remove(ctx, r).await),
+        Request::AddPartitionsToTxn(r) => {
+            Response::AddPartitionsToTxn(add_partitions_to_txn::handle(ctx, v, r).await)
+        }
+        Request::AddOffsetsToTxn(r) => {
+            Response::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, v, r).await)
+        }
+        Request::TxnOffsetCommit(r) => {
+            Response::TxnOffsetCommit(txn_offset_commit::handle(ctx, v, r))
+        }
+        Request::EndTxn(r) => Response::EndTxn(end_txn::handle(ctx, v, r).await),
+        Request::WriteTxnMarkers(r) => {
+            Response::WriteTxnMarkers(write_txn_markers::handle(ctx, r).await)
+        }
+        Request::DescribeProducers(r) => {
+            Response::DescribeProducers(describe_producers::handle(ctx, r))
+        }
+        Request::DescribeTransactions(r) => {
+            Response::DescribeTransactions(describe_transactions::handle(ctx, r))
+        }
+        Request::ListTransactions(r) => {
+            Response::ListTransactions(list_transactions::handle(ctx, r))
+        }
     })
 }

@@ -7,7 +7,11 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use crate::context::{now_ms, Context};
 use crate::group::codec::OffsetValue;
 
-pub fn handle(ctx: &Context, req: OffsetCommitRequest) -> OffsetCommitResponse {
+/// How long a commit waits for the in-sync replicas of its `__consumer_offsets` partition
+/// (Kafka's `offsets.commit.timeout.ms` default).
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub async fn handle(ctx: &Context, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let now = now_ms();
     let mut flat = Vec::new();
     let mut shape: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = Vec::new();
@@ -33,16 +37,25 @@ pub fn handle(ctx: &Context, req: OffsetCommitRequest) -> OffsetCommitResponse {
         shape.push((t.name.clone(), parts));
     }
     let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
-    let mut results = ctx
-        .groups
-        .commit(
-            &req.group_id,
-            req.generation_id_or_member_epoch,
-            &req.member_id,
-            instance.as_deref(),
-            flat,
-        )
-        .into_iter();
+    let (mut results, pending) = ctx.groups.commit(
+        &req.group_id,
+        req.generation_id_or_member_epoch,
+        &req.member_id,
+        instance.as_deref(),
+        flat,
+    );
+    // Acknowledged only once replicated: a commit must survive the coordinator's failover.
+    if let Some(pending) = pending {
+        if let Err(e) = pending
+            .wait(tokio::time::Instant::now() + COMMIT_TIMEOUT)
+            .await
+        {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(e);
+            }
+        }
+    }
+    let mut results = results.into_iter();
     let topics = shape
         .into_iter()
         .map(|(name, parts)| {

@@ -20,9 +20,15 @@ pub fn handle(ctx: &Context, version: i16, req: OffsetFetchRequest) -> OffsetFet
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let topics = ctx
-                    .groups
-                    .fetch_offsets(&g.group_id, wanted)
+                let fetched = match ctx.groups.fetch_offsets(&g.group_id, wanted) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        return OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id)
+                            .with_error_code(e.code())
+                    }
+                };
+                let topics = fetched
                     .into_iter()
                     .map(|(t, parts)| {
                         OffsetFetchResponseTopics::default()
@@ -54,7 +60,11 @@ pub fn handle(ctx: &Context, version: i16, req: OffsetFetchRequest) -> OffsetFet
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
-    let fetched: FetchedOffsets = ctx.groups.fetch_offsets(&req.group_id, wanted);
+    let fetched: FetchedOffsets = match ctx.groups.fetch_offsets(&req.group_id, wanted) {
+        Ok(f) => f,
+        // v0 has no error field; the client sees no offsets and asks again.
+        Err(e) => return OffsetFetchResponse::default().with_error_code(e.code()),
+    };
     let topics = fetched
         .into_iter()
         .map(|(t, parts)| {

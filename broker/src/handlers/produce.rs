@@ -6,18 +6,26 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
+
 use crate::cluster::topic_config::min_insync_replicas;
 use crate::cluster::Partition;
 use crate::context::{now_ms, str_bytes, Context};
+use crate::observability::replication_trace::Registration;
 use crate::observability::telemetry::TRACE_TARGET;
 
 /// An acks=all append waiting for the high watermark to pass it.
-struct Pending {
+struct Pending<'a> {
     topic: usize,
     partition: usize,
     replica: Arc<Partition>,
     last_offset: i64,
     min_isr: usize,
+    /// `replication.wait`, a child of the request span, from the append to the answer.
+    span: Span,
+    /// The wait as replica fetches see it, to link them (tracing on only).
+    registration: Option<Registration<'a>>,
 }
 
 /// Returns `None` for acks=0: the client expects no response.
@@ -27,6 +35,7 @@ pub async fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespons
     let now = now_ms();
     let mut appended_any = false;
     let mut pending: Vec<Pending> = Vec::new();
+    let request_span = Span::current();
     let mut responses: Vec<TopicProduceResponse> = req
         .topic_data
         .into_iter()
@@ -93,12 +102,34 @@ pub async fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespons
                                 ctx.metrics.records_in.with_label_values(&[topic.name.as_str()]).inc_by(count);
                             }
                             if acks == -1 && replica_count > 1 {
+                                // Registered straight after the append: a follower can
+                                // acknowledge it only with the fetch after the one that
+                                // read it, a round trip later.
+                                let span = tracing::trace_span!(
+                                    target: TRACE_TARGET,
+                                    parent: &request_span,
+                                    "replication.wait",
+                                    topic = topic.name.as_str(),
+                                    partition = pd.index,
+                                    last_offset = a.last_offset,
+                                    hw.awaited = a.last_offset + 1,
+                                    min_isr,
+                                    isr = isr_size,
+                                    replicas = replica_count,
+                                    outcome = Empty,
+                                    acked_by = Empty,
+                                    otel.status_code = Empty,
+                                );
+                                let registration =
+                                    ctx.ack_waits.register(topic.name.as_str(), pd.index, a.last_offset, &span);
                                 pending.push(Pending {
                                     topic: ti,
                                     partition: pi,
                                     replica: partition.clone(),
                                     last_offset: a.last_offset,
                                     min_isr,
+                                    span,
+                                    registration,
                                 });
                             }
                             resp.with_base_offset(a.base_offset)
@@ -123,7 +154,9 @@ pub async fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespons
     // acks=all with replicas: answer once the high watermark passes each append.
     let deadline = tokio::time::Instant::now() + timeout;
     for w in pending {
-        if let Err(code) = wait_for_hw(&w, deadline).await {
+        let waited = wait_for_hw(&w, deadline).instrument(w.span.clone()).await;
+        trace_outcome(&w, &waited);
+        if let Err(code) = waited {
             let resp = &mut responses[w.topic].partition_responses[w.partition];
             resp.error_code = code.code();
             resp.error_message = Some(str_bytes(match code {
@@ -143,8 +176,30 @@ pub async fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespons
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
 
+/// Records how a wait ended on its span, and links the replica fetches that acknowledged it.
+fn trace_outcome(w: &Pending<'_>, waited: &Result<(), ResponseError>) {
+    if w.span.is_disabled() {
+        return;
+    }
+    let outcome = match waited {
+        Ok(()) => "acknowledged",
+        Err(ResponseError::RequestTimedOut) => "timed_out",
+        Err(ResponseError::NotLeaderOrFollower) => "not_leader",
+        Err(_) => "not_enough_replicas",
+    };
+    w.span.record("outcome", outcome);
+    if waited.is_err() {
+        w.span.record("otel.status_code", "ERROR");
+    }
+    if let Some(r) = &w.registration {
+        r.link_acks(&w.span);
+        w.span
+            .record("acked_by", format!("{:?}", r.acked_by()).as_str());
+    }
+}
+
 /// Waits until the partition's high watermark is past `last_offset` (or `deadline`).
-async fn wait_for_hw(w: &Pending, deadline: tokio::time::Instant) -> Result<(), ResponseError> {
+async fn wait_for_hw(w: &Pending<'_>, deadline: tokio::time::Instant) -> Result<(), ResponseError> {
     let mut hw = w.replica.subscribe_hw();
     let reached = tokio::time::timeout_at(deadline, async {
         loop {

@@ -379,7 +379,7 @@ impl Metrics {
             self.group_members
                 .with_label_values(&[group.as_str()])
                 .set(d.members.len() as i64);
-            for (topic, parts) in groups.fetch_offsets(&group, None) {
+            for (topic, parts) in groups.fetch_offsets(&group, None).unwrap_or_default() {
                 for (p, committed) in parts {
                     let (Some(c), Some(end)) = (committed, ends.get(&(topic.clone(), p))) else {
                         continue;

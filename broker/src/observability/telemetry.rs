@@ -2,15 +2,19 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set; otherwise no trace layer is installed, and since
 //! every trace span is declared under `TRACE_TARGET`, which no other layer enables, those
 //! spans are disabled at their call sites and cost nothing.
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
-/// The `tracing` target of spans exported as traces (produce, fetch, replication, raft RPCs).
-pub const TRACE_TARGET: &str = "spate::trace";
+/// The `tracing` target of spans exported as traces (produce, fetch, replication, raft RPCs);
+/// the metadata quorum's spans use the same one.
+pub const TRACE_TARGET: &str = spate_meta::network::TRACE_TARGET;
 
 /// Keeps the exporter alive; `shutdown` flushes spans still buffered.
 pub struct Telemetry {
@@ -27,36 +31,66 @@ impl Telemetry {
     }
 }
 
-/// An OTLP/gRPC exporter to `endpoint` (e.g. `http://collector:4317`). Must run inside the
+/// An OTLP/gRPC exporter to `endpoint` (e.g. `http://collector:4317`), for the broker
+/// `node_id` (the `service.instance.id` resource attribute; `None` when several brokers share
+/// one process, as in tests: their spans carry `spate.node.id` anyway). Must run inside the
 /// tokio runtime: the gRPC channel's I/O runs on it.
-pub fn tracer_provider(endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
+pub fn tracer_provider(endpoint: &str, node_id: Option<i32>) -> anyhow::Result<SdkTracerProvider> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
         .build()?;
+    let resource = Resource::builder().with_service_name("spate-broker");
+    let resource = match node_id {
+        Some(id) => resource.with_attribute(KeyValue::new("service.instance.id", id.to_string())),
+        None => resource,
+    };
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(
-            Resource::builder()
-                .with_service_name("spate-broker")
-                .build(),
-        )
+        .with_resource(resource.build())
         .build())
 }
 
-/// The layer that turns `TRACE_TARGET` spans into OpenTelemetry spans.
+/// The layer that turns `TRACE_TARGET` spans into OpenTelemetry spans. Also installs the W3C
+/// trace-context propagator, with which raft RPCs carry their caller's trace to the peer.
 pub fn trace_layer<S>(provider: &SdkTracerProvider) -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("spate-broker"))
         .with_filter(Targets::new().with_target(TRACE_TARGET, LevelFilter::TRACE))
 }
 
+/// `span`'s context as a W3C `traceparent`, for requests that have no metadata of their own
+/// (a follower's Fetch). `None` with tracing off.
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    if span.is_disabled() {
+        return None;
+    }
+    let mut carrier = std::collections::HashMap::new();
+    let cx = span.context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut carrier));
+    carrier.remove("traceparent")
+}
+
+/// Makes the remote span named by `traceparent` the parent of `span` (not yet entered).
+pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
+    if span.is_disabled() {
+        return;
+    }
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+}
+
 /// Installs the global subscriber: stderr logs filtered by `RUST_LOG` (default info), plus
-/// OTLP traces when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
-pub fn init(json: bool) -> Telemetry {
+/// OTLP traces from broker `node_id` when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+pub fn init(json: bool, node_id: i32) -> Telemetry {
     let filter = || {
         EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new("info"))
@@ -72,7 +106,7 @@ pub fn init(json: bool) -> Telemetry {
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .ok()
         .filter(|e| !e.is_empty());
-    let provider = endpoint.and_then(|e| match tracer_provider(&e) {
+    let provider = endpoint.and_then(|e| match tracer_provider(&e, Some(node_id)) {
         Ok(p) => Some(p),
         Err(err) => {
             eprintln!("OTLP exporter to {e} not started: {err}");

@@ -1,7 +1,10 @@
-//! Idempotent producers: producer id allocation and per-partition sequence state.
+//! Idempotent and transactional producers: producer id allocation, per-partition sequence
+//! state, open transactions, the last stable offset and the aborted-transaction index.
 
 pub mod ids;
 pub mod state;
 
 pub use ids::ProducerIdAllocator;
-pub use state::{ProducerStates, SequenceCheck, SequenceError};
+pub use state::{
+    control_batch, AbortedTxn, Marker, ProducerStates, ProducerView, SequenceCheck, SequenceError,
+};

@@ -1,6 +1,13 @@
 //! Per-partition producer state: the last five batches of every producer id, so that a
-//! retried batch is answered with its original offsets instead of being written twice.
-use std::collections::{HashMap, VecDeque};
+//! retried batch is answered with its original offsets instead of being written twice; and
+//! the partition's side of transactions: which producers have a transaction open here (from
+//! their first transactional batch to their commit or abort marker), the last stable offset
+//! that follows from them, and the index of aborted transactions read_committed fetches need.
+//!
+//! Everything here is derived from the log: it is rebuilt by replaying the log on open and
+//! after truncation, and followers apply the batches they fetch, so it survives restarts and
+//! leader failover.
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use spate_log::BatchMeta;
 
@@ -19,6 +26,39 @@ struct CachedBatch {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<CachedBatch>,
+    /// The first offset of this producer's open transaction on this partition.
+    txn_first_offset: Option<i64>,
+    /// The coordinator epoch of the last marker (DescribeProducers shows it).
+    coordinator_epoch: i32,
+    last_timestamp: i64,
+}
+
+/// A transaction that was aborted on this partition: its records lie between `first_offset`
+/// and `last_offset` (the abort marker). Fetch v4+ hands these to read_committed consumers,
+/// which drop the producer's records in that range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+/// The kind of a control batch (the type field of its one record's key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    Abort,
+    Commit,
+}
+
+/// A producer as DescribeProducers shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerView {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
+    pub txn_start_offset: i64,
 }
 
 /// What to do with an incoming batch.
@@ -43,6 +83,10 @@ pub enum SequenceError {
 #[derive(Debug, Default)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: (first offset, producer id), earliest first.
+    ongoing: BTreeSet<(i64, i64)>,
+    /// Aborted transactions, in the order of their markers (so by `last_offset`).
+    aborted: Vec<AbortedTxn>,
 }
 
 impl ProducerStates {
@@ -76,7 +120,106 @@ impl ProducerStates {
         expect_first(batch, expected)
     }
 
-    /// Records a batch that is now in the log (with its assigned offsets).
+    /// A transaction marker for `producer_id` at `epoch` may be written: not from an epoch
+    /// older than the producer's current one (a fenced coordinator or a late retry).
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), SequenceError> {
+        match self.producers.get(&producer_id) {
+            Some(e) if epoch < e.epoch => Err(SequenceError::StaleEpoch {
+                got: epoch,
+                current: e.epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a batch that is now in the log. `buf[batch.position..]` holds its bytes (a
+    /// control batch's type is in its record). Control batches end the producer's
+    /// transaction; transactional data batches open one if none is open.
+    pub fn apply(&mut self, buf: &[u8], batch: &BatchMeta) {
+        if batch.is_control() {
+            let end = (batch.position + batch.size).min(buf.len());
+            let marker = buf
+                .get(batch.position..end)
+                .and_then(control_type)
+                .unwrap_or(Marker::Abort);
+            let coordinator_epoch = buf
+                .get(batch.position..end)
+                .and_then(control_coordinator_epoch)
+                .unwrap_or(-1);
+            self.end_txn(batch, marker, coordinator_epoch);
+        } else {
+            self.record(batch);
+        }
+    }
+
+    /// Applies a commit or abort marker at `batch` (its offset is the transaction's end).
+    pub fn end_txn(&mut self, batch: &BatchMeta, marker: Marker, coordinator_epoch: i32) {
+        if batch.producer_id < 0 {
+            return;
+        }
+        let entry = self.producers.entry(batch.producer_id).or_default();
+        if batch.producer_epoch != entry.epoch {
+            entry.epoch = batch.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.last_timestamp = batch.max_timestamp;
+        if let Some(first) = entry.txn_first_offset.take() {
+            self.ongoing.remove(&(first, batch.producer_id));
+            if marker == Marker::Abort {
+                self.aborted.push(AbortedTxn {
+                    producer_id: batch.producer_id,
+                    first_offset: first,
+                    last_offset: batch.base_offset,
+                });
+            }
+        }
+    }
+
+    /// The last stable offset: the first offset of the earliest open transaction, capped by
+    /// `high_watermark`. read_committed consumers read below it.
+    pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
+        self.ongoing
+            .first()
+            .map_or(high_watermark, |(first, _)| (*first).min(high_watermark))
+    }
+
+    /// Aborted transactions overlapping `[from, to)`: ended at or after `from` and begun
+    /// before `to`, as Kafka's `collectAbortedTransactions`.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let start = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted[start..]
+            .iter()
+            .filter(|a| a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions wholly below the log start (retention removed them).
+    pub fn trim_aborted(&mut self, log_start: i64) {
+        let cut = self.aborted.partition_point(|a| a.last_offset < log_start);
+        self.aborted.drain(..cut);
+    }
+
+    /// Every producer with state here, for DescribeProducers.
+    pub fn producers(&self) -> Vec<ProducerView> {
+        let mut out: Vec<ProducerView> = self
+            .producers
+            .iter()
+            .map(|(id, e)| ProducerView {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_timestamp,
+                coordinator_epoch: e.coordinator_epoch,
+                txn_start_offset: e.txn_first_offset.unwrap_or(-1),
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
+    /// Records a data batch that is now in the log (with its assigned offsets).
     pub fn record(&mut self, batch: &BatchMeta) {
         if batch.producer_id < 0 {
             return;
@@ -85,6 +228,15 @@ impl ProducerStates {
         if batch.producer_epoch != entry.epoch {
             entry.epoch = batch.producer_epoch;
             entry.batches.clear();
+        }
+        entry.last_timestamp = batch.max_timestamp;
+        if batch.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(batch.base_offset);
+            self.ongoing.insert((batch.base_offset, batch.producer_id));
+        }
+        if batch.base_sequence < 0 {
+            // Internal transactional writes (TxnOffsetCommit) carry no sequence.
+            return;
         }
         if entry.batches.len() == CACHED_BATCHES {
             entry.batches.pop_front();
@@ -104,6 +256,53 @@ impl ProducerStates {
     pub fn is_empty(&self) -> bool {
         self.producers.is_empty()
     }
+}
+
+/// The marker type of a control batch (`batch` is the whole batch, uncompressed as Kafka
+/// writes them): its first record's key is `int16 version, int16 type` (0 abort, 1 commit).
+pub fn control_type(batch: &[u8]) -> Option<Marker> {
+    let (key, _) = control_record(batch)?;
+    match i16::from_be_bytes([*key.get(2)?, *key.get(3)?]) {
+        0 => Some(Marker::Abort),
+        1 => Some(Marker::Commit),
+        _ => None,
+    }
+}
+
+/// The coordinator epoch in a control record's value (`int16 version, int32 epoch`).
+fn control_coordinator_epoch(batch: &[u8]) -> Option<i32> {
+    let (_, value) = control_record(batch)?;
+    let v = value.get(2..6)?;
+    Some(i32::from_be_bytes([v[0], v[1], v[2], v[3]]))
+}
+
+/// (key, value) of a batch's first record.
+fn control_record(batch: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut pos = spate_log::batch::HEADER_SIZE;
+    let _len = read_varint(batch, &mut pos)?;
+    pos += 1; // attributes
+    let _ts = read_varint(batch, &mut pos)?;
+    let _delta = read_varint(batch, &mut pos)?;
+    let klen = usize::try_from(read_varint(batch, &mut pos)?).ok()?;
+    let key = batch.get(pos..pos + klen)?;
+    pos += klen;
+    let vlen = usize::try_from(read_varint(batch, &mut pos)?).ok()?;
+    let value = batch.get(pos..pos + vlen)?;
+    Some((key, value))
+}
+
+/// A zigzag varint (varlong) as record fields use.
+fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut raw: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        raw |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+        }
+    }
+    None
 }
 
 fn next_seq(seq: i32) -> i32 {
@@ -209,5 +408,171 @@ mod tests {
             s.check(&batch(1, 0, 1, 1, 0)),
             Err(SequenceError::OutOfOrder { .. })
         ));
+    }
+}
+
+/// Encodes a control batch: one record whose key is `(version 0, type)` and whose value is
+/// `(version 0, coordinator epoch)`, transactional and control attributes set, no sequence.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: Marker,
+    coordinator_epoch: i32,
+    now_ms: i64,
+) -> Result<bytes::Bytes, String> {
+    use bytes::BufMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let mut key = bytes::BytesMut::with_capacity(4);
+    key.put_i16(0);
+    key.put_i16(match marker {
+        Marker::Abort => 0,
+        Marker::Commit => 1,
+    });
+    let mut value = bytes::BytesMut::with_capacity(6);
+    value.put_i16(0);
+    value.put_i32(coordinator_epoch);
+    let record = Record {
+        transactional: true,
+        control: true,
+        partition_leader_epoch: 0,
+        producer_id,
+        producer_epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: now_ms,
+        key: Some(key.freeze()),
+        value: Some(value.freeze()),
+        headers: Default::default(),
+        delete_horizon: false,
+    };
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &[record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod txn_tests {
+    use super::*;
+
+    fn txn_batch(pid: i64, epoch: i16, seq: i32, count: i32, base_offset: i64) -> BatchMeta {
+        BatchMeta {
+            position: 0,
+            size: 0,
+            base_offset,
+            last_offset_delta: count - 1,
+            partition_leader_epoch: 0,
+            attributes: 0x10,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            record_count: count,
+        }
+    }
+
+    fn marker(pid: i64, epoch: i16, offset: i64, m: Marker) -> (bytes::Bytes, BatchMeta) {
+        let bytes = control_batch(pid, epoch, m, 7, 0).unwrap();
+        let mut meta = spate_log::batch::parse_one(&bytes, 0).unwrap();
+        meta.base_offset = offset;
+        (bytes, meta)
+    }
+
+    #[test]
+    fn control_batches_round_trip_their_type_and_coordinator_epoch() {
+        let (bytes, meta) = marker(4, 2, 0, Marker::Commit);
+        assert!(meta.is_control() && meta.is_transactional());
+        assert_eq!(meta.base_sequence, -1);
+        assert_eq!(control_type(&bytes), Some(Marker::Commit));
+        assert_eq!(control_coordinator_epoch(&bytes), Some(7));
+        let (bytes, _) = marker(4, 2, 0, Marker::Abort);
+        assert_eq!(control_type(&bytes), Some(Marker::Abort));
+    }
+
+    #[test]
+    fn last_stable_offset_stops_at_the_earliest_open_transaction() {
+        let mut s = ProducerStates::default();
+        assert_eq!(s.last_stable_offset(10), 10);
+        s.record(&txn_batch(1, 0, 0, 2, 3)); // 3..4
+        s.record(&txn_batch(2, 0, 0, 1, 5)); // 5
+        s.record(&txn_batch(1, 0, 2, 1, 6)); // 6: same txn, first offset stays 3
+        assert_eq!(s.last_stable_offset(10), 3);
+        assert_eq!(s.last_stable_offset(2), 2, "never above the high watermark");
+        let (b, m) = marker(1, 0, 7, Marker::Commit);
+        s.apply(&b, &m);
+        assert_eq!(s.last_stable_offset(10), 5);
+        let (b, m) = marker(2, 0, 8, Marker::Abort);
+        s.apply(&b, &m);
+        assert_eq!(s.last_stable_offset(10), 10);
+        // The producer's sequence continues across transactions within an epoch.
+        assert_eq!(
+            s.check(&txn_batch(1, 0, 3, 1, -1)),
+            Ok(SequenceCheck::Append)
+        );
+    }
+
+    #[test]
+    fn aborted_index_lists_transactions_overlapping_the_fetched_range() {
+        let mut s = ProducerStates::default();
+        s.record(&txn_batch(1, 0, 0, 2, 0)); // 0..1
+        let (b, m) = marker(1, 0, 2, Marker::Abort);
+        s.apply(&b, &m);
+        s.record(&txn_batch(2, 0, 0, 1, 3));
+        let (b, m) = marker(2, 0, 4, Marker::Commit);
+        s.apply(&b, &m);
+        s.record(&txn_batch(1, 0, 2, 1, 5));
+        let (b, m) = marker(1, 0, 6, Marker::Abort);
+        s.apply(&b, &m);
+        let all = s.aborted_between(0, 100);
+        assert_eq!(
+            all,
+            vec![
+                AbortedTxn {
+                    producer_id: 1,
+                    first_offset: 0,
+                    last_offset: 2
+                },
+                AbortedTxn {
+                    producer_id: 1,
+                    first_offset: 5,
+                    last_offset: 6
+                }
+            ]
+        );
+        assert_eq!(s.aborted_between(3, 5).len(), 0);
+        assert_eq!(s.aborted_between(2, 3).len(), 1);
+        assert_eq!(s.aborted_between(6, 7)[0].first_offset, 5);
+        s.trim_aborted(3);
+        assert_eq!(s.aborted_between(0, 100).len(), 1);
+    }
+
+    #[test]
+    fn a_marker_from_a_newer_epoch_fences_the_old_one() {
+        let mut s = ProducerStates::default();
+        s.record(&txn_batch(1, 0, 0, 1, 0));
+        // The coordinator bumped the epoch and aborted (InitProducerId of a new instance).
+        let (b, m) = marker(1, 1, 1, Marker::Abort);
+        s.apply(&b, &m);
+        assert_eq!(
+            s.check(&txn_batch(1, 0, 1, 1, -1)),
+            Err(SequenceError::StaleEpoch { got: 0, current: 1 })
+        );
+        assert!(s.check_marker(1, 0).is_err());
+        assert_eq!(
+            s.check(&txn_batch(1, 1, 0, 1, -1)),
+            Ok(SequenceCheck::Append)
+        );
+        assert_eq!(s.aborted_between(0, 10).len(), 1);
     }
 }

@@ -55,6 +55,14 @@ requests! {
     UnregisterBroker => UnregisterBrokerRequest,
     AddRaftVoter => AddRaftVoterRequest,
     RemoveRaftVoter => RemoveRaftVoterRequest,
+    AddPartitionsToTxn => AddPartitionsToTxnRequest,
+    AddOffsetsToTxn => AddOffsetsToTxnRequest,
+    EndTxn => EndTxnRequest,
+    WriteTxnMarkers => WriteTxnMarkersRequest,
+    TxnOffsetCommit => TxnOffsetCommitRequest,
+    DescribeProducers => DescribeProducersRequest,
+    DescribeTransactions => DescribeTransactionsRequest,
+    ListTransactions => ListTransactionsRequest,
 }
 
 /// A decoded request with what the response needs from its header.
@@ -64,8 +72,16 @@ pub struct RequestEnvelope {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// The caller's W3C `traceparent`, from Spate's own header tag ([`TRACEPARENT_TAG`]).
+    pub traceparent: Option<String>,
     pub body: Request,
 }
+
+/// A request-header tagged field (flexible header versions only) in which Spate's follower
+/// fetchers send the W3C `traceparent` of their fetch span, so that the leader's handling of
+/// a replica fetch joins the follower's trace. Kafka brokers skip tags they do not know; this
+/// one is far above the tags Kafka numbers from 0.
+pub const TRACEPARENT_TAG: i32 = 10_000;
 
 /// Why a frame could not become a request. Kafka answers only the ApiVersions case (KIP-511)
 /// and closes the connection on the others; so does Spate.
@@ -122,6 +138,11 @@ pub fn decode_request(mut frame: Bytes) -> Result<RequestEnvelope, DecodeError> 
         version,
         correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
+        traceparent: header
+            .unknown_tagged_fields
+            .get(&TRACEPARENT_TAG)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_string),
         body,
     })
 }

@@ -55,6 +55,14 @@ responses! {
     UnregisterBroker => UnregisterBrokerResponse,
     AddRaftVoter => AddRaftVoterResponse,
     RemoveRaftVoter => RemoveRaftVoterResponse,
+    AddPartitionsToTxn => AddPartitionsToTxnResponse,
+    AddOffsetsToTxn => AddOffsetsToTxnResponse,
+    EndTxn => EndTxnResponse,
+    WriteTxnMarkers => WriteTxnMarkersResponse,
+    TxnOffsetCommit => TxnOffsetCommitResponse,
+    DescribeProducers => DescribeProducersResponse,
+    DescribeTransactions => DescribeTransactionsResponse,
+    ListTransactions => ListTransactionsResponse,
 }
 
 /// Appends `int32 size | header | body` for `response` at `version` to `out`.

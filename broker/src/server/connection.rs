@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::context::Context;
 use crate::handlers::{api_versions, dispatch};
-use crate::observability::telemetry::TRACE_TARGET;
+use crate::observability::telemetry::{self, TRACE_TARGET};
 use crate::protocol::{decode_request, encode_response, DecodeError, FrameDecoder, Response};
 use tracing::Instrument;
 
@@ -61,7 +61,11 @@ pub async fn serve(
                         client.id = env.client_id.as_deref().unwrap_or(""),
                         correlation_id,
                         net.peer = %peer,
+                        spate.node.id = ctx.config.node_id,
                     );
+                    if let Some(parent) = &env.traceparent {
+                        telemetry::continue_trace(&span, parent);
+                    }
                     let handled = tokio::select! {
                         r = dispatch(&ctx, env, peer).instrument(span) => r,
                         _ = shutdown.changed() => return,

@@ -1,4 +1,6 @@
-//! Drives the group coordinator's timers: session expiry, rebalance deadlines, offset expiry.
+//! Drives the group coordinator's timers: session expiry, rebalance deadlines, offset expiry,
+//! and (cluster mode) which groups this broker coordinates as `__consumer_offsets` leadership
+//! moves.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,10 @@ pub async fn run(groups: Arc<GroupCoordinator>, mut shutdown: watch::Receiver<bo
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => groups.tick(),
+            _ = tick.tick() => {
+                groups.sync_ownership();
+                groups.tick();
+            }
             _ = shutdown.changed() => return,
         }
     }

@@ -4,3 +4,4 @@ pub mod connection;
 pub mod group_timers;
 pub mod listener;
 pub mod maintenance;
+pub mod txn_timers;

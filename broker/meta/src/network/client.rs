@@ -9,6 +9,9 @@
 //! notice that the old IP is gone (no RST comes back from a vanished pod), channels send
 //! HTTP/2 keep-alive pings, and a call that times out drops its channel so the next call
 //! connects (and resolves) afresh.
+//!
+//! Each call runs in a client span (`raft.rpc`, `raft.forward`) whose context goes to the peer
+//! in the `traceparent` metadata entry (see `trace.rs`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,10 +29,13 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::{Code, Request, Status};
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use super::pb::raft_service_client::RaftServiceClient;
 use super::pb::{Payload, SnapshotChunk};
+use super::trace::{self, TRACE_TARGET};
 use super::{ChunkHeader, ForwardReply};
 use crate::liveness::{BrokerHeartbeat, HeartbeatReply};
 use crate::membership::{MembershipChange, MembershipReply, QuorumReply};
@@ -129,12 +135,62 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    /// Runs one RPC under openraft's deadline and decodes the peer's `Result<T, E>` reply.
-    async fn call<T, E, F>(
+    /// The client span of one raft RPC to this peer.
+    fn span(&self, action: RPCTypes) -> Span {
+        let method = match action {
+            RPCTypes::Vote => "Vote",
+            RPCTypes::AppendEntries => "AppendEntries",
+            RPCTypes::InstallSnapshot => "InstallSnapshot",
+        };
+        tracing::trace_span!(
+            target: TRACE_TARGET,
+            "raft.rpc",
+            otel.name = method,
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = trace::SERVICE,
+            rpc.method = method,
+            spate.node.id = self.node_id,
+            raft.target = self.target,
+            net.peer = %self.node.addr,
+            raft.entries = Empty,
+            otel.status_code = Empty,
+            error.message = Empty,
+        )
+    }
+
+    /// Runs one RPC under openraft's deadline, in `span`, and decodes the peer's `Result<T, E>`
+    /// reply.
+    async fn call<M, T, E, F>(
         &self,
         action: RPCTypes,
         option: &RPCOption,
-        rpc: impl FnOnce(RaftServiceClient<Channel>) -> F,
+        span: Span,
+        message: M,
+        rpc: impl FnOnce(RaftServiceClient<Channel>, Request<M>) -> F,
+    ) -> Result<T, RPCError<NodeId, Node, E>>
+    where
+        T: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+        F: Future<Output = Result<tonic::Response<Payload>, Status>>,
+    {
+        let result = self
+            .call_in(action, option, &span, message, rpc)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result {
+            trace::fail(&span, &e.to_string());
+        }
+        result
+    }
+
+    async fn call_in<M, T, E, F>(
+        &self,
+        action: RPCTypes,
+        option: &RPCOption,
+        span: &Span,
+        message: M,
+        rpc: impl FnOnce(RaftServiceClient<Channel>, Request<M>) -> F,
     ) -> Result<T, RPCError<NodeId, Node, E>>
     where
         T: DeserializeOwned,
@@ -145,8 +201,10 @@ impl PeerClient {
             Ok(c) => c,
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
         };
+        let mut request = Request::new(message);
+        trace::inject(span, request.metadata_mut());
         let ttl = option.hard_ttl();
-        let reply = match tokio::time::timeout(ttl, rpc(client)).await {
+        let reply = match tokio::time::timeout(ttl, rpc(client, request)).await {
             Err(_) => {
                 self.channels.forget(&self.node.addr);
                 return Err(RPCError::Timeout(Timeout {
@@ -197,12 +255,18 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        let span = self.span(RPCTypes::AppendEntries);
+        span.record("raft.entries", rpc.entries.len());
         let payload = Payload {
             json: json(&rpc).map_err(encode_error)?,
         };
-        self.call(RPCTypes::AppendEntries, &option, |mut c| async move {
-            c.append_entries(payload).await
-        })
+        self.call(
+            RPCTypes::AppendEntries,
+            &option,
+            span,
+            payload,
+            |mut c, r| async move { c.append_entries(r).await },
+        )
         .await
     }
 
@@ -224,9 +288,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             header_json: json(&header).map_err(encode_error)?,
             data: rpc.data,
         };
-        self.call(RPCTypes::InstallSnapshot, &option, |mut c| async move {
-            c.install_snapshot(chunk).await
-        })
+        self.call(
+            RPCTypes::InstallSnapshot,
+            &option,
+            self.span(RPCTypes::InstallSnapshot),
+            chunk,
+            |mut c, r| async move { c.install_snapshot(r).await },
+        )
         .await
     }
 
@@ -238,9 +306,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let payload = Payload {
             json: json(&rpc).map_err(encode_error)?,
         };
-        self.call(RPCTypes::Vote, &option, |mut c| async move {
-            c.vote(payload).await
-        })
+        self.call(
+            RPCTypes::Vote,
+            &option,
+            self.span(RPCTypes::Vote),
+            payload,
+            |mut c, r| async move { c.vote(r).await },
+        )
         .await
     }
 }
@@ -248,25 +320,66 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 /// Sends proposals to the leader on behalf of a node that is not the leader.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
+    node_id: NodeId,
     channels: Channels,
 }
 
 impl Forwarder {
-    pub fn new(connect_timeout: Duration) -> Self {
+    pub fn new(node_id: NodeId, connect_timeout: Duration) -> Self {
         Forwarder {
+            node_id,
             channels: Channels::new(connect_timeout),
         }
     }
 
-    /// One unary call to the node at `addr` with `request` as JSON, decoding the JSON reply.
-    /// A timeout drops the channel (see [`Channels::forget`]).
+    /// One unary call to the node at `addr` with `request` as JSON, decoding the JSON reply,
+    /// in a client span named `method`. A timeout drops the channel (see
+    /// [`Channels::forget`]).
     async fn unary<Req, Rep, F>(
         &self,
+        method: &'static str,
         what: &str,
         addr: &str,
         request: &Req,
         timeout: Duration,
-        rpc: impl FnOnce(RaftServiceClient<Channel>, Payload) -> F,
+        rpc: impl FnOnce(RaftServiceClient<Channel>, Request<Payload>) -> F,
+    ) -> Result<Rep, String>
+    where
+        Req: Serialize,
+        Rep: DeserializeOwned,
+        F: Future<Output = Result<tonic::Response<Payload>, Status>>,
+    {
+        let span = tracing::trace_span!(
+            target: TRACE_TARGET,
+            "raft.forward",
+            otel.name = method,
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = trace::SERVICE,
+            rpc.method = method,
+            spate.node.id = self.node_id,
+            net.peer = addr,
+            otel.status_code = Empty,
+            error.message = Empty,
+        );
+        let result = self
+            .unary_in(&span, what, addr, request, timeout, rpc)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result {
+            trace::fail(&span, e);
+        }
+        result
+    }
+
+    async fn unary_in<Req, Rep, F>(
+        &self,
+        span: &Span,
+        what: &str,
+        addr: &str,
+        request: &Req,
+        timeout: Duration,
+        rpc: impl FnOnce(RaftServiceClient<Channel>, Request<Payload>) -> F,
     ) -> Result<Rep, String>
     where
         Req: Serialize,
@@ -275,7 +388,9 @@ impl Forwarder {
     {
         let client = self.channels.get(addr).map_err(|e| e.0)?;
         let json = serde_json::to_vec(request).map_err(|e| e.to_string())?;
-        let reply = match tokio::time::timeout(timeout, rpc(client, Payload { json })).await {
+        let mut message = Request::new(Payload { json });
+        trace::inject(span, message.metadata_mut());
+        let reply = match tokio::time::timeout(timeout, rpc(client, message)).await {
             Err(_) => {
                 self.channels.forget(addr);
                 return Err(format!("{what} to {addr} timed out after {timeout:?}"));
@@ -297,6 +412,7 @@ impl Forwarder {
         timeout: Duration,
     ) -> Result<ForwardReply, String> {
         self.unary(
+            "ClientWrite",
             "forwarding",
             addr,
             request,
@@ -314,6 +430,7 @@ impl Forwarder {
         timeout: Duration,
     ) -> Result<HeartbeatReply, String> {
         self.unary(
+            "BrokerHeartbeat",
             "heartbeat",
             addr,
             heartbeat,
@@ -331,6 +448,7 @@ impl Forwarder {
         timeout: Duration,
     ) -> Result<MembershipReply, String> {
         self.unary(
+            "ChangeMembership",
             "membership change",
             addr,
             change,
@@ -347,6 +465,7 @@ impl Forwarder {
         timeout: Duration,
     ) -> Result<QuorumReply, String> {
         self.unary(
+            "DescribeQuorum",
             "describe quorum",
             addr,
             &(),

@@ -3,15 +3,18 @@
 //! Raft messages travel as JSON of openraft's own types inside protobuf envelopes; snapshot
 //! chunks carry their bytes raw. `server.rs` serves a node's raft, forwarded proposals and
 //! broker heartbeats; `client.rs` implements openraft's network over tonic clients and
-//! forwards proposals and heartbeats.
+//! forwards proposals and heartbeats. `trace.rs`: spans for both sides, and the trace
+//! context they pass in gRPC metadata.
 
 mod client;
 mod server;
+mod trace;
 
 use serde::{Deserialize, Serialize};
 
 pub use client::{Forwarder, NetworkFactory, PeerClient};
 pub use server::RaftGrpc;
+pub use trace::TRACE_TARGET;
 
 use crate::requests::MetaResponse;
 use crate::types::{NodeId, SnapshotMeta, Vote};

@@ -99,6 +99,11 @@ pub enum MetaRequest {
     ElectPreferredLeaders {
         scope: ElectionScope,
     },
+    /// Unclean election for these partitions (ElectLeaders type UNCLEAN): a leaderless
+    /// partition with no eligible ISR member gets an eligible replica outside the ISR.
+    ElectUncleanLeaders {
+        partitions: Vec<(String, i32)>,
+    },
     /// Starts moving a partition to `target` replicas: replicas become target ∪ current until
     /// the new replicas have joined the ISR and `CompleteReassignment` is applied. A target that
     /// only removes replicas completes at once.
@@ -231,6 +236,8 @@ pub enum RequestError {
         partition: i32,
         replica: i32,
     },
+    #[error("partition {topic}-{partition} has no eligible replica to lead it")]
+    EligibleLeadersNotAvailable { topic: String, partition: i32 },
     #[error("invalid replica assignment: {0}")]
     InvalidReplicaAssignment(String),
     #[error("partition {topic}-{partition} is being reassigned")]
@@ -278,6 +285,7 @@ impl RequestError {
             InvalidConfig(_) => 40,
             ReassignmentInProgress { .. } => 60,
             PreferredLeaderNotAvailable { .. } => 80,
+            EligibleLeadersNotAvailable { .. } => 83,
             ElectionNotNeeded { .. } => 84,
             NoReassignmentInProgress { .. } => 85,
             StalePartitionEpoch { .. } => 95,
@@ -290,6 +298,30 @@ impl RequestError {
 }
 
 impl MetaRequest {
+    /// The variant's name, for traces and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MetaRequest::InitCluster { .. } => "InitCluster",
+            MetaRequest::RegisterBroker { .. } => "RegisterBroker",
+            MetaRequest::UnregisterBroker { .. } => "UnregisterBroker",
+            MetaRequest::FenceBroker { .. } => "FenceBroker",
+            MetaRequest::UnfenceBroker { .. } => "UnfenceBroker",
+            MetaRequest::SetShuttingDown { .. } => "SetShuttingDown",
+            MetaRequest::CreateTopic { .. } => "CreateTopic",
+            MetaRequest::DeleteTopic { .. } => "DeleteTopic",
+            MetaRequest::CreatePartitions { .. } => "CreatePartitions",
+            MetaRequest::AlterTopicConfigs { .. } => "AlterTopicConfigs",
+            MetaRequest::ChangePartition { .. } => "ChangePartition",
+            MetaRequest::ElectPreferredLeaders { .. } => "ElectPreferredLeaders",
+            MetaRequest::ElectUncleanLeaders { .. } => "ElectUncleanLeaders",
+            MetaRequest::Reassign { .. } => "Reassign",
+            MetaRequest::CompleteReassignment { .. } => "CompleteReassignment",
+            MetaRequest::CancelReassignment { .. } => "CancelReassignment",
+            MetaRequest::AlterBrokerConfigs { .. } => "AlterBrokerConfigs",
+            MetaRequest::AllocateProducerIds { .. } => "AllocateProducerIds",
+        }
+    }
+
     /// Applies the request to `md`, whose `metadata_offset` is already the index of the entry
     /// carrying it. Leaves `md` untouched when it returns `Rejected`.
     pub fn apply(&self, md: &mut ClusterMetadata) -> MetaResponse {
@@ -335,6 +367,9 @@ impl MetaRequest {
                 *expected_partition_epoch,
             ),
             MetaRequest::ElectPreferredLeaders { scope } => partition::elect_preferred(md, scope),
+            MetaRequest::ElectUncleanLeaders { partitions } => {
+                Ok(partition::elect_unclean(md, partitions))
+            }
             MetaRequest::Reassign {
                 topic,
                 partition,
@@ -353,6 +388,23 @@ impl MetaRequest {
                 producer_ids::allocate(md, *broker, *count)
             }
         };
+        // Topics with unclean.leader.election.enable: whatever left a partition without an
+        // eligible ISR member (or made a replica eligible, or turned the setting on) may let
+        // another replica lead it now. Deterministic, so every replica of the log agrees.
+        if result.is_ok()
+            && matches!(
+                self,
+                MetaRequest::RegisterBroker { .. }
+                    | MetaRequest::UnregisterBroker { .. }
+                    | MetaRequest::FenceBroker { .. }
+                    | MetaRequest::UnfenceBroker { .. }
+                    | MetaRequest::SetShuttingDown { .. }
+                    | MetaRequest::AlterTopicConfigs { .. }
+                    | MetaRequest::ChangePartition { .. }
+            )
+        {
+            md.elect_unclean(None, false);
+        }
         result.unwrap_or_else(MetaResponse::Rejected)
     }
 }

@@ -150,6 +150,48 @@ fn elect_one(md: &mut ClusterMetadata, topic: &str, partition: i32) -> Result<i3
     Ok(preferred)
 }
 
+pub(super) fn elect_unclean(
+    md: &mut ClusterMetadata,
+    partitions: &[(String, i32)],
+) -> MetaResponse {
+    let elected = md.elect_unclean(Some(partitions), true);
+    let results = partitions
+        .iter()
+        .map(|(topic, partition)| {
+            let result = match elected
+                .iter()
+                .find(|(t, p, _)| t == topic && p == partition)
+            {
+                Some((.., leader)) => Ok(*leader),
+                None => match md
+                    .topics
+                    .get(topic)
+                    .and_then(|t| t.partitions.get(usize::try_from(*partition).ok()?))
+                {
+                    None => Err(RequestError::UnknownPartition {
+                        topic: topic.clone(),
+                        partition: *partition,
+                    }),
+                    Some(p) if p.leader != NO_LEADER => Err(RequestError::ElectionNotNeeded {
+                        topic: topic.clone(),
+                        partition: *partition,
+                    }),
+                    Some(_) => Err(RequestError::EligibleLeadersNotAvailable {
+                        topic: topic.clone(),
+                        partition: *partition,
+                    }),
+                },
+            };
+            ElectionResult {
+                topic: topic.clone(),
+                partition: *partition,
+                result,
+            }
+        })
+        .collect();
+    MetaResponse::Elections(results)
+}
+
 pub(super) fn reassign(
     md: &mut ClusterMetadata,
     topic: &str,

@@ -923,3 +923,72 @@ fn broker_configs_are_set_deleted_and_read_from_old_state() {
     let old: ClusterMetadata = serde_json::from_value(json).unwrap();
     assert!(old.broker_configs.is_empty());
 }
+
+/// Fences every ISR member of `t-0` but the last; returns (last ISR member, a replica outside
+/// the ISR that is still eligible).
+fn leave_only_one_isr_member_then_fence_it(md: &mut ClusterMetadata) -> (i32, i32) {
+    let p = partition(md, "t", 0);
+    let (first, second, third) = (p.replicas[0], p.replicas[1], p.replicas[2]);
+    // `first` falls out of the ISR while alive (say it lagged), then the rest die.
+    let leader = p.leader;
+    let shrunk: Vec<i32> = p.isr.iter().copied().filter(|r| *r != first).collect();
+    let new_leader = if leader == first { shrunk[0] } else { leader };
+    apply(
+        md,
+        change("t", 0, Some(new_leader), Some(shrunk), p.partition_epoch),
+    );
+    fence(md, second);
+    fence(md, third);
+    (third, first)
+}
+
+#[test]
+fn unclean_election_only_for_topics_that_allow_it() {
+    let mut md = cluster(3);
+    create_topic(&mut md, "t", 1, 3);
+    let (last_isr, outside) = leave_only_one_isr_member_then_fence_it(&mut md);
+    let p = partition(&md, "t", 0);
+    assert_eq!(
+        (p.leader, p.isr.clone()),
+        (NO_LEADER, vec![last_isr]),
+        "clean: waits"
+    );
+
+    // Turning the setting on elects the live replica outside the ISR.
+    apply(
+        &mut md,
+        MetaRequest::AlterTopicConfigs {
+            name: "t".into(),
+            configs: [(
+                "unclean.leader.election.enable".to_string(),
+                Some("true".to_string()),
+            )]
+            .into(),
+        },
+    );
+    let p = partition(&md, "t", 0);
+    assert_eq!((p.leader, p.isr.clone()), (outside, vec![outside]));
+}
+
+#[test]
+fn elect_leaders_unclean_forces_an_election_and_reports_per_partition() {
+    let mut md = cluster(3);
+    create_topic(&mut md, "t", 2, 3);
+    let (_, outside) = leave_only_one_isr_member_then_fence_it(&mut md);
+    let req = MetaRequest::ElectUncleanLeaders {
+        partitions: vec![("t".into(), 0), ("t".into(), 1), ("t".into(), 7)],
+    };
+    let MetaResponse::Elections(results) = apply(&mut md, req) else {
+        panic!("expected elections");
+    };
+    assert_eq!(results[0].result, Ok(outside));
+    assert!(matches!(
+        results[1].result,
+        Err(RequestError::ElectionNotNeeded { .. })
+    ));
+    assert_eq!(
+        results[2].result.clone().map_err(|e| e.kafka_error_code()),
+        Err(3)
+    );
+    assert_eq!(partition(&md, "t", 0).isr, vec![outside]);
+}

@@ -1,0 +1,27 @@
+//! What the transaction APIs share: error mapping for older versions and partition checks.
+use kafka_protocol::error::ResponseError;
+
+use crate::context::Context;
+
+/// PRODUCER_FENCED (KIP-588) is only understood from `since` on; older versions of the same
+/// API get INVALID_PRODUCER_EPOCH, as Kafka answers them.
+pub fn fenced_error(e: ResponseError, version: i16, since: i16) -> ResponseError {
+    if e == ResponseError::ProducerFenced && version < since {
+        ResponseError::InvalidProducerEpoch
+    } else {
+        e
+    }
+}
+
+/// Does `topic`-`partition` exist (anywhere in the cluster)?
+pub fn partition_exists(ctx: &Context, topic: &str, partition: i32) -> bool {
+    match ctx.registry.quorum() {
+        Some(q) => usize::try_from(partition)
+            .ok()
+            .is_some_and(|i| q.metadata().partition(topic, i).is_some()),
+        None => ctx
+            .registry
+            .topic(topic)
+            .is_some_and(|t| t.partition(partition).is_some()),
+    }
+}

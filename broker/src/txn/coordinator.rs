@@ -1,0 +1,610 @@
+//! The transaction coordinator: every transactional id this broker coordinates, durable in
+//! the compacted `__transaction_state` topic (Kafka's placement and record layout, see
+//! `codec.rs`).
+//!
+//! A transactional id belongs to partition `abs(hash(id)) % transaction.state.log.num.partitions`
+//! and is coordinated by that partition's leader (FindCoordinator key type 1 says which). Each
+//! state change is appended to the partition before it is acted on, so after a restart or a
+//! leadership move the new coordinator replays the partition and finishes what was decided:
+//! transactions found in PrepareCommit/PrepareAbort get their markers (again), open ones time
+//! out. In cluster mode a partition is (re)loaded whenever this broker leads it in a new
+//! leader epoch, lazily on the first request and by the timer.
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use indexmap::IndexMap;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use parking_lot::Mutex;
+
+use super::codec;
+use super::markers;
+use super::replicated::Unreplicated;
+use super::state::{EndStep, InitStep, TxnMetadata, TxnState};
+use crate::cluster::{Partition, Registry};
+use crate::context::now_ms;
+use crate::group::codec::partition_for;
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::producer::Marker;
+
+pub const TXN_TOPIC: &str = "__transaction_state";
+
+/// A transaction in PrepareCommit/PrepareAbort this long is retried by the timer (its
+/// markers could not all be written, or the coordinator moved here).
+const MARKER_RETRY_MS: i64 = 3_000;
+/// How long EndTxn keeps trying to write markers before answering (the outcome is decided
+/// once PrepareCommit/PrepareAbort is durable; the timer finishes the rest).
+const MARKER_ATTEMPTS: u32 = 5;
+
+/// Coordinator settings, named as Kafka's broker configs.
+#[derive(Debug, Clone)]
+pub struct TxnConfig {
+    /// `transaction.state.log.num.partitions`
+    pub state_partitions: i32,
+    /// `transaction.state.log.replication.factor` (cluster mode; capped by the brokers).
+    pub replication_factor: i16,
+    /// `transaction.max.timeout.ms`
+    pub max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    pub abort_check_interval: Duration,
+}
+
+/// The config overrides `__transaction_state` is created with.
+pub fn txn_topic_configs() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
+    ])
+}
+
+pub struct TxnCoordinator {
+    registry: Arc<Registry>,
+    groups: Arc<GroupCoordinator>,
+    config: TxnConfig,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    txns: HashMap<String, TxnMetadata>,
+    /// `__transaction_state` partitions loaded, with the leader epoch they were loaded in.
+    loaded: BTreeMap<i32, i32>,
+    /// The partition count of `__transaction_state` (0 until it exists).
+    partitions: i32,
+}
+
+impl State {
+    fn unload(&mut self, partition: i32) {
+        let count = self.partitions;
+        self.txns
+            .retain(|id, _| partition_for(id, count) != partition);
+        self.loaded.remove(&partition);
+    }
+}
+
+/// A transaction as DescribeTransactions / ListTransactions show it.
+pub type TxnView = TxnMetadata;
+
+impl TxnCoordinator {
+    /// Creates `__transaction_state` on a single node and loads it. In cluster mode the topic
+    /// is created through the quorum by the first FindCoordinator for a transactional id,
+    /// and partitions are loaded as this broker comes to lead them.
+    pub fn open(
+        registry: Arc<Registry>,
+        groups: Arc<GroupCoordinator>,
+        config: TxnConfig,
+    ) -> anyhow::Result<Self> {
+        if registry.quorum().is_none() && registry.topic(TXN_TOPIC).is_none() {
+            registry
+                .create_internal_topic(TXN_TOPIC, config.state_partitions, txn_topic_configs())
+                .map_err(|e| anyhow::anyhow!("creating {TXN_TOPIC}: {e}"))?;
+        }
+        let coordinator = Self {
+            registry,
+            groups,
+            config,
+            state: Mutex::new(State::default()),
+        };
+        coordinator.sync_ownership();
+        let count = coordinator.state.lock().txns.len();
+        if count > 0 {
+            tracing::info!(transactional_ids = count, "loaded {TXN_TOPIC}");
+        }
+        Ok(coordinator)
+    }
+
+    pub fn config(&self) -> &TxnConfig {
+        &self.config
+    }
+
+    /// Loads the partitions of `__transaction_state` this broker leads (all of them on a
+    /// single node) in a leader epoch not loaded yet, and forgets the others.
+    pub fn sync_ownership(&self) {
+        let Some(topic) = self.registry.topic(TXN_TOPIC) else {
+            return;
+        };
+        let cluster = self.registry.quorum().is_some();
+        let led: BTreeMap<i32, Arc<Partition>> = topic
+            .partitions
+            .iter()
+            .filter(|p| !cluster || p.is_leader())
+            .map(|p| (p.index, p.clone()))
+            .collect();
+        let mut st = self.state.lock();
+        st.partitions = topic.meta.partitions;
+        let loaded: Vec<(i32, i32)> = st.loaded.iter().map(|(k, v)| (*k, *v)).collect();
+        for (index, epoch) in loaded {
+            if led.get(&index).map(|p| p.leader_epoch()) != Some(epoch) {
+                tracing::info!(
+                    partition = index,
+                    "no longer coordinating {TXN_TOPIC}-{index}"
+                );
+                st.unload(index);
+            }
+        }
+        for (index, p) in &led {
+            let epoch = p.leader_epoch();
+            if st.loaded.get(index) == Some(&epoch) {
+                continue;
+            }
+            st.unload(*index);
+            match load_partition(&mut st, p) {
+                Ok(n) => {
+                    if cluster {
+                        tracing::info!(
+                            partition = index,
+                            epoch,
+                            transactional_ids = n,
+                            "coordinating {TXN_TOPIC}-{index}"
+                        );
+                    }
+                    st.loaded.insert(*index, epoch);
+                }
+                Err(e) => tracing::error!(partition = index, "loading {TXN_TOPIC}-{index}: {e}"),
+            }
+        }
+    }
+
+    /// The `__transaction_state` partition of `id`, if this broker coordinates it now
+    /// (NOT_COORDINATOR otherwise, which sends clients back to FindCoordinator).
+    fn owner_check(&self, id: &str) -> Result<Arc<Partition>, ResponseError> {
+        if id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        let topic = self
+            .registry
+            .topic(TXN_TOPIC)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let index = partition_for(id, topic.meta.partitions);
+        let p = topic
+            .partition(index)
+            .ok_or(ResponseError::NotCoordinator)?
+            .clone();
+        if self.registry.quorum().is_some() && !p.is_leader() {
+            return Err(ResponseError::NotCoordinator);
+        }
+        let loaded = self.state.lock().loaded.get(&index) == Some(&p.leader_epoch());
+        if !loaded {
+            self.sync_ownership();
+            if self.state.lock().loaded.get(&index) != Some(&p.leader_epoch()) {
+                return Err(ResponseError::CoordinatorLoadInProgress);
+            }
+        }
+        Ok(p)
+    }
+
+    /// Appends `m` to its `__transaction_state` partition; with followers, returns the append
+    /// to wait for before acting on it.
+    fn write(
+        &self,
+        p: &Arc<Partition>,
+        m: &TxnMetadata,
+    ) -> Result<Option<Unreplicated>, ResponseError> {
+        let now = now_ms();
+        let record = Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: now,
+            key: Some(codec::encode_key(&m.transactional_id)),
+            value: Some(codec::encode_value(m)),
+            headers: IndexMap::new(),
+            delete_horizon: false,
+        };
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &[record],
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .map_err(|e| {
+            tracing::error!("encoding a {TXN_TOPIC} record: {e}");
+            ResponseError::UnknownServerError
+        })?;
+        let appended = p.append(buf.freeze(), now).map_err(|e| {
+            tracing::error!(transactional_id = %m.transactional_id, "writing {TXN_TOPIC}: {e}");
+            if e.code == ResponseError::NotLeaderOrFollower {
+                ResponseError::NotCoordinator
+            } else {
+                ResponseError::CoordinatorNotAvailable
+            }
+        })?;
+        Ok(Unreplicated::after_append(p, appended.last_offset))
+    }
+
+    /// Persists `next` and makes it the id's current metadata. The caller waits for the
+    /// returned append (outside the lock) before answering or acting on it.
+    fn store(
+        &self,
+        st: &mut State,
+        p: &Arc<Partition>,
+        next: TxnMetadata,
+    ) -> Result<Option<Unreplicated>, ResponseError> {
+        let pending = self.write(p, &next)?;
+        st.txns.insert(next.transactional_id.clone(), next);
+        Ok(pending)
+    }
+
+    /// InitProducerId with a transactional id: (producer id, epoch).
+    pub async fn init_producer_id(
+        &self,
+        id: &str,
+        timeout_ms: i32,
+        mut expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), ResponseError> {
+        if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
+            return Err(ResponseError::InvalidTransactionTimeout);
+        }
+        // At most: abort the previous epoch's transaction, then bump (or allocate) once.
+        for _ in 0..3 {
+            let p = self.owner_check(id)?;
+            let now = now_ms();
+            let step = {
+                let mut st = self.state.lock();
+                let step = st.txns.get(id).map(|m| m.init(timeout_ms, expected, now));
+                match step {
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(InitStep::Ready(next))) => {
+                        let answer = (next.producer_id, next.producer_epoch);
+                        let pending = self.store(&mut st, &p, next)?;
+                        Ok((answer, pending))
+                    }
+                    Some(Ok(InitStep::AbortFirst(next))) => {
+                        let pending = self.store(&mut st, &p, next.clone())?;
+                        Err(Some((next, pending)))
+                    }
+                    Some(Ok(InitStep::NewProducerId)) | None => Err(None),
+                }
+            };
+            let abort = match step {
+                Ok((answer, pending)) => {
+                    settle(pending).await?;
+                    return Ok(answer);
+                }
+                Err(abort) => abort,
+            };
+            if let Some((next, pending)) = abort {
+                settle(pending).await?;
+                tracing::info!(
+                    transactional_id = id,
+                    producer_id = next.producer_id,
+                    epoch = next.producer_epoch,
+                    "aborting the open transaction of a re-initialized producer"
+                );
+                if !self.finish(&next).await {
+                    return Err(ResponseError::ConcurrentTransactions);
+                }
+                expected = None;
+                continue;
+            }
+            let pid = self
+                .registry
+                .admin_allocate_producer_id()
+                .await
+                .map_err(|e| e.code)?;
+            let pending = {
+                let mut st = self.state.lock();
+                match st.txns.get(id) {
+                    Some(m) if m.state.is_preparing() => {
+                        return Err(ResponseError::ConcurrentTransactions)
+                    }
+                    // Another InitProducerId got here first: start over with its state.
+                    Some(m) if m.producer_epoch < i16::MAX - 1 => continue,
+                    _ => {}
+                }
+                self.store(&mut st, &p, TxnMetadata::new(id, pid, timeout_ms, now_ms()))?
+            };
+            settle(pending).await?;
+            return Ok((pid, 0));
+        }
+        Err(ResponseError::ConcurrentTransactions)
+    }
+
+    /// AddPartitionsToTxn (and AddOffsetsToTxn, whose partition is the group's
+    /// `__consumer_offsets` partition).
+    pub async fn add_partitions(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<(), ResponseError> {
+        let p = self.owner_check(id)?;
+        let pending = {
+            let mut st = self.state.lock();
+            let m = st
+                .txns
+                .get(id)
+                .ok_or(ResponseError::InvalidProducerIdMapping)?;
+            match m.add_partitions(producer_id, epoch, partitions, now_ms())? {
+                Some(next) => self.store(&mut st, &p, next)?,
+                None => None,
+            }
+        };
+        settle(pending).await
+    }
+
+    /// Is every one of `partitions` in `id`'s open transaction? (AddPartitionsToTxn v4+
+    /// `verify_only`.)
+    pub fn verify_partitions(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<bool>, ResponseError> {
+        self.owner_check(id)?;
+        let st = self.state.lock();
+        let m = st
+            .txns
+            .get(id)
+            .ok_or(ResponseError::InvalidProducerIdMapping)?;
+        m.check_producer(producer_id, epoch)?;
+        Ok(partitions
+            .iter()
+            .map(|p| m.state == TxnState::Ongoing && m.partitions.contains(p))
+            .collect())
+    }
+
+    /// The `__consumer_offsets` partition AddOffsetsToTxn adds for `group`.
+    pub fn offsets_partition(&self, group: &str) -> (String, i32) {
+        let count = match self.registry.quorum() {
+            Some(q) => q
+                .metadata()
+                .topics
+                .get(OFFSETS_TOPIC)
+                .map(|t| t.partitions.len() as i32),
+            None => self
+                .registry
+                .topic(OFFSETS_TOPIC)
+                .map(|t| t.meta.partitions),
+        }
+        .unwrap_or(self.groups_partitions());
+        (OFFSETS_TOPIC.to_string(), partition_for(group, count))
+    }
+
+    fn groups_partitions(&self) -> i32 {
+        self.registry.config.group.offsets_partitions
+    }
+
+    /// EndTxn: PrepareCommit/PrepareAbort is persisted (the decision), then markers go to
+    /// every partition of the transaction, then Complete* is persisted.
+    pub async fn end_txn(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<(), ResponseError> {
+        let p = self.owner_check(id)?;
+        let (next, pending) = {
+            let mut st = self.state.lock();
+            let m = st
+                .txns
+                .get(id)
+                .ok_or(ResponseError::InvalidProducerIdMapping)?;
+            match m.end(producer_id, epoch, commit, now_ms())? {
+                EndStep::AlreadyDone => return Ok(()),
+                EndStep::Prepare(next) => {
+                    let pending = self.store(&mut st, &p, next.clone())?;
+                    (next, pending)
+                }
+            }
+        };
+        // No marker before the decision is replicated: a new coordinator must know it.
+        settle(pending).await?;
+        if !self.finish(&next).await {
+            tracing::warn!(
+                transactional_id = id,
+                "transaction markers not all written yet; the coordinator keeps retrying"
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes the markers of a PrepareCommit/PrepareAbort transaction and completes it.
+    /// `false` if some partition could not be reached (the timer retries).
+    async fn finish(&self, prepared: &TxnMetadata) -> bool {
+        let marker = if prepared.state == TxnState::PrepareCommit {
+            Marker::Commit
+        } else {
+            Marker::Abort
+        };
+        let coordinator_epoch = self
+            .registry
+            .topic(TXN_TOPIC)
+            .and_then(|t| {
+                let count = t.meta.partitions;
+                t.partition(partition_for(&prepared.transactional_id, count))
+                    .map(|p| p.leader_epoch())
+            })
+            .unwrap_or(0);
+        let mut remaining: BTreeSet<(String, i32)> = prepared.partitions.clone();
+        for attempt in 0..MARKER_ATTEMPTS {
+            remaining = markers::write_markers(
+                &self.registry,
+                &self.groups,
+                prepared.producer_id,
+                prepared.producer_epoch,
+                marker,
+                coordinator_epoch,
+                &remaining,
+            )
+            .await;
+            if remaining.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        }
+        if !remaining.is_empty() {
+            return false;
+        }
+        let Ok(p) = self.owner_check(&prepared.transactional_id) else {
+            return false;
+        };
+        let pending = {
+            let mut st = self.state.lock();
+            let current = st.txns.get(&prepared.transactional_id);
+            if current.map(|m| (m.producer_id, m.producer_epoch, m.state))
+                != Some((
+                    prepared.producer_id,
+                    prepared.producer_epoch,
+                    prepared.state,
+                ))
+            {
+                // Completed meanwhile (a retry by the timer).
+                return true;
+            }
+            let done = prepared.complete(now_ms());
+            match self.store(&mut st, &p, done) {
+                Ok(pending) => pending,
+                Err(_) => return false,
+            }
+        };
+        settle(pending).await.is_ok()
+    }
+
+    /// Timer: loads newly led partitions, aborts timed-out transactions (under a bumped
+    /// epoch, fencing their producers) and retries markers of transactions stuck preparing.
+    pub async fn tick(&self) {
+        self.sync_ownership();
+        let now = now_ms();
+        let mut work: Vec<(TxnMetadata, Option<Unreplicated>)> = Vec::new();
+        {
+            let ids: Vec<String> = self.state.lock().txns.keys().cloned().collect();
+            for id in ids {
+                let Ok(p) = self.owner_check(&id) else {
+                    continue;
+                };
+                let mut st = self.state.lock();
+                let Some(m) = st.txns.get(&id) else { continue };
+                if let Some(next) = m.timed_out(now) {
+                    tracing::info!(transactional_id = %id, producer_id = next.producer_id, "aborting a transaction that timed out");
+                    if let Ok(pending) = self.store(&mut st, &p, next.clone()) {
+                        work.push((next, pending));
+                    }
+                } else if m.state.is_preparing() && now - m.last_update_ms >= MARKER_RETRY_MS {
+                    work.push((m.clone(), None));
+                }
+            }
+        }
+        for (m, pending) in work {
+            if settle(pending).await.is_err() {
+                continue;
+            }
+            if !self.finish(&m).await {
+                tracing::warn!(transactional_id = %m.transactional_id, "transaction markers still pending");
+            }
+        }
+    }
+
+    /// DescribeTransactions.
+    pub fn describe(&self, id: &str) -> Result<TxnView, ResponseError> {
+        self.owner_check(id)?;
+        self.state
+            .lock()
+            .txns
+            .get(id)
+            .cloned()
+            .ok_or(ResponseError::TransactionalIdNotFound)
+    }
+
+    /// ListTransactions: every id coordinated here, optionally filtered by state names and
+    /// producer ids (empty filters match everything).
+    pub fn list(&self, states: &[String], producer_ids: &[i64]) -> Vec<TxnView> {
+        let st = self.state.lock();
+        let mut out: Vec<TxnView> = st
+            .txns
+            .values()
+            .filter(|m| states.is_empty() || states.iter().any(|s| s == m.state.name()))
+            .filter(|m| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        out
+    }
+}
+
+/// Waits until a `__transaction_state` write is replicated (if it needs to be).
+async fn settle(pending: Option<Unreplicated>) -> Result<(), ResponseError> {
+    match pending {
+        None => Ok(()),
+        Some(p) => p.wait().await.map_err(|e| match e {
+            ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+            _ => ResponseError::CoordinatorNotAvailable,
+        }),
+    }
+}
+
+/// Replays one `__transaction_state` partition into `st`; returns how many ids it holds.
+fn load_partition(st: &mut State, p: &Partition) -> anyhow::Result<usize> {
+    let (mut offset, end) = p.offsets()?;
+    let mut seen = BTreeSet::new();
+    while offset < end {
+        let chunk = p.read(offset, 4 * 1024 * 1024)?;
+        if chunk.is_empty() {
+            break;
+        }
+        let metas = spate_log::parse_batches(&chunk)?;
+        let Some(last) = metas.last() else { break };
+        offset = last.last_offset() + 1;
+        let mut buf = chunk.clone();
+        for set in RecordBatchDecoder::decode_all(&mut buf)? {
+            for r in set.records {
+                let Some(key) = r.key.as_deref() else {
+                    continue;
+                };
+                let id = match codec::decode_key(key) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::warn!("skipping a {TXN_TOPIC} record: {e}");
+                        continue;
+                    }
+                };
+                match r.value.as_deref().map(|v| codec::decode_value(&id, v)) {
+                    Some(Ok(m)) => {
+                        seen.insert(id.clone());
+                        st.txns.insert(id, m);
+                    }
+                    Some(Err(e)) => tracing::warn!("skipping a {TXN_TOPIC} record: {e}"),
+                    None => {
+                        st.txns.remove(&id);
+                    }
+                }
+            }
+        }
+    }
+    Ok(seen.len())
+}

@@ -1,0 +1,260 @@
+//! Transaction markers: the commit or abort control batch the coordinator writes to every
+//! partition of a transaction (`WriteTxnMarkers` semantics). Partitions this broker leads are
+//! written in process; in cluster mode the others get a WriteTxnMarkers request (API 27) at
+//! their leader, which runs `write_local` there.
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, ProducerId, RequestHeader, ResponseHeader, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::cluster::Registry;
+use crate::context::{now_ms, topic_name};
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::handlers::cluster_view::endpoint;
+use crate::producer::Marker;
+use crate::txn::replicated::Unreplicated;
+
+/// The WriteTxnMarkers version brokers send each other (v1: flexible).
+const MARKERS_VERSION: i16 = 1;
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_FRAME: usize = 16 << 20;
+
+/// Writes one marker to a partition this broker leads. A marker on `__consumer_offsets`
+/// also settles the producer's pending transactional offset commits there. With followers,
+/// returns the append to wait for before the marker counts as written.
+#[allow(clippy::too_many_arguments)]
+pub fn write_local(
+    registry: &Registry,
+    groups: &GroupCoordinator,
+    topic: &str,
+    partition: i32,
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: Marker,
+    coordinator_epoch: i32,
+) -> Result<Option<Unreplicated>, ResponseError> {
+    registry.leader_check(topic, partition)?;
+    let p = registry
+        .topic(topic)
+        .and_then(|t| t.partition(partition).cloned())
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let appended = p
+        .append_marker(
+            producer_id,
+            producer_epoch,
+            marker,
+            coordinator_epoch,
+            now_ms(),
+        )
+        .map_err(|e| {
+            tracing::debug!(topic, partition, producer_id, "marker refused: {e}");
+            e.code
+        })?;
+    registry.notify_append();
+    if topic == OFFSETS_TOPIC {
+        groups.complete_txn(partition, producer_id, marker == Marker::Commit);
+    }
+    Ok(Unreplicated::after_append(&p, appended.last_offset))
+}
+
+/// Did a marker attempt settle the partition? Deleted topics and markers superseded by a
+/// newer producer epoch need nothing more.
+fn settled<T>(r: &Result<T, ResponseError>) -> bool {
+    matches!(
+        r,
+        Ok(_)
+            | Err(ResponseError::UnknownTopicOrPartition)
+            | Err(ResponseError::InvalidProducerEpoch)
+    )
+}
+
+/// Writes the marker to every partition; returns those not written yet.
+pub async fn write_markers(
+    registry: &Arc<Registry>,
+    groups: &GroupCoordinator,
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: Marker,
+    coordinator_epoch: i32,
+    partitions: &BTreeSet<(String, i32)>,
+) -> BTreeSet<(String, i32)> {
+    let mut remaining = BTreeSet::new();
+    // Cluster mode: partitions led elsewhere, by leader.
+    let mut remote: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+    let mut unreplicated = Vec::new();
+    for (topic, partition) in partitions {
+        let r = write_local(
+            registry,
+            groups,
+            topic,
+            *partition,
+            producer_id,
+            producer_epoch,
+            marker,
+            coordinator_epoch,
+        );
+        match r {
+            Ok(Some(pending)) => {
+                unreplicated.push(((topic.clone(), *partition), pending));
+                continue;
+            }
+            ref r if settled(r) => continue,
+            _ => {}
+        }
+        let leader = registry.quorum().and_then(|q| {
+            let md = q.metadata();
+            usize::try_from(*partition)
+                .ok()
+                .and_then(|i| md.partition(topic, i))
+                .map(|s| s.leader)
+                .filter(|l| *l >= 0 && *l != q.broker_id)
+        });
+        match leader {
+            Some(l) => remote
+                .entry(l)
+                .or_default()
+                .push((topic.clone(), *partition)),
+            None => {
+                tracing::debug!(
+                    topic,
+                    partition,
+                    "no leader for a transaction marker: {:?}",
+                    r.err()
+                );
+                remaining.insert((topic.clone(), *partition));
+            }
+        }
+    }
+    for (leader, parts) in remote {
+        let request = marker_request(
+            producer_id,
+            producer_epoch,
+            marker,
+            coordinator_epoch,
+            &parts,
+        );
+        let ep = registry
+            .quorum()
+            .and_then(|q| endpoint(&q.metadata(), leader));
+        let result = match ep {
+            Some(ep) => call(&ep, &request).await,
+            None => Err(anyhow::anyhow!("broker {leader} has no endpoint")),
+        };
+        match result {
+            Ok(resp) => {
+                let mut ok: BTreeSet<(String, i32)> = BTreeSet::new();
+                for m in &resp.markers {
+                    for t in &m.topics {
+                        for p in &t.partitions {
+                            let r = match ResponseError::try_from_code(p.error_code) {
+                                None => Ok(()),
+                                Some(e) => Err(e),
+                            };
+                            if settled(&r) {
+                                ok.insert((t.name.to_string(), p.partition_index));
+                            }
+                        }
+                    }
+                }
+                remaining.extend(parts.into_iter().filter(|p| !ok.contains(p)));
+            }
+            Err(e) => {
+                tracing::debug!(leader, "WriteTxnMarkers failed: {e}");
+                remaining.extend(parts);
+            }
+        }
+    }
+    for (tp, pending) in unreplicated {
+        if let Err(e) = pending.wait().await {
+            tracing::debug!(topic = %tp.0, partition = tp.1, "marker not replicated: {e:?}");
+            remaining.insert(tp);
+        }
+    }
+    remaining
+}
+
+fn marker_request(
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: Marker,
+    coordinator_epoch: i32,
+    parts: &[(String, i32)],
+) -> WriteTxnMarkersRequest {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in parts {
+        by_topic.entry(t.as_str()).or_default().push(*p);
+    }
+    let topics = by_topic
+        .into_iter()
+        .map(|(t, ps)| {
+            WritableTxnMarkerTopic::default()
+                .with_name(topic_name(t))
+                .with_partition_indexes(ps)
+        })
+        .collect();
+    WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(producer_epoch)
+        .with_transaction_result(marker == Marker::Commit)
+        .with_coordinator_epoch(coordinator_epoch)
+        .with_topics(topics)])
+}
+
+/// One WriteTxnMarkers round trip on a fresh connection (markers are rare: once per
+/// transaction per remote leader).
+async fn call(
+    ep: &(String, u16),
+    request: &WriteTxnMarkersRequest,
+) -> anyhow::Result<WriteTxnMarkersResponse> {
+    let api = ApiKey::WriteTxnMarkers;
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(MARKERS_VERSION)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("spate-txn-coordinator")))
+        .encode(&mut buf, api.request_header_version(MARKERS_VERSION))?;
+    request.encode(&mut buf, MARKERS_VERSION)?;
+    let size = i32::try_from(buf.len() - 4)?;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    let io = async {
+        let mut stream = TcpStream::connect((ep.0.as_str(), ep.1)).await?;
+        stream.set_nodelay(true)?;
+        stream.write_all(&buf).await?;
+        let mut size = [0u8; 4];
+        stream.read_exact(&mut size).await?;
+        let size = usize::try_from(i32::from_be_bytes(size))?;
+        if size > MAX_FRAME {
+            anyhow::bail!("response frame of {size} bytes");
+        }
+        let mut body = vec![0u8; size];
+        stream.read_exact(&mut body).await?;
+        Ok::<_, anyhow::Error>(Bytes::from(body))
+    };
+    let mut frame = tokio::time::timeout(RPC_TIMEOUT, io).await??;
+    let header = ResponseHeader::decode(&mut frame, api.response_header_version(MARKERS_VERSION))?;
+    if header.correlation_id != 1 {
+        anyhow::bail!("correlation id 1 answered {}", header.correlation_id);
+    }
+    let response = WriteTxnMarkersResponse::decode(&mut frame, MARKERS_VERSION)?;
+    if frame.has_remaining() {
+        tracing::debug!(
+            "{} trailing bytes in a WriteTxnMarkers response",
+            frame.remaining()
+        );
+    }
+    Ok(response)
+}
