@@ -5,7 +5,7 @@
 #
 #   scripts/test.sh            install test dependencies, then run everything
 #   SPATE_SKIP_INSTALL=1 ...   skip the install step
-#   SPATE_SUITES="build python" only these suites (build rust python kcat go js java faults fuzz)
+#   SPATE_SUITES="build python" only these suites (build rust python kcat go js java faults e2e fuzz)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -16,7 +16,7 @@ fi
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 export SPATE_BROKER_BIN=${SPATE_BROKER_BIN:-$target_dir/debug/spate-broker}
-suites=${SPATE_SUITES:-"build rust python kcat go js java faults fuzz"}
+suites=${SPATE_SUITES:-"build rust python kcat go js java faults e2e fuzz"}
 passed=0
 failed=0
 failed_names=()
@@ -65,6 +65,8 @@ run go client bash -c "cd compat/go && go test -count=1 ./..."
 run js client bash -c "cd compat/js && node --test"
 run java client bash -c "cd compat/java && mvn -q -B test"
 run faults client bash -c "cd faults && python3 -m pytest -q"
+# The operator, chart and brokers on a real API server built from Go modules (cached).
+run e2e e2e/run.sh
 run fuzz fuzz_smoke
 
 echo

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
 use kube::Client;
@@ -81,6 +81,7 @@ pub fn next_spec(
 }
 
 /// A candidate for one named lease.
+#[derive(Clone)]
 pub struct LeaderElector {
     api: Api<Lease>,
     name: String,
@@ -89,6 +90,9 @@ pub struct LeaderElector {
     pub lease_duration: Duration,
     /// How often the holder renews (and candidates retry).
     pub renew_every: Duration,
+    /// Owner of the lease (the operator's Deployment), so the garbage collector removes the
+    /// lease with it.
+    pub owner: Option<OwnerReference>,
 }
 
 impl LeaderElector {
@@ -100,6 +104,7 @@ impl LeaderElector {
             identity: identity.to_string(),
             lease_duration: Duration::from_secs(15),
             renew_every: Duration::from_secs(5),
+            owner: None,
         }
     }
 
@@ -117,6 +122,7 @@ impl LeaderElector {
                 resource_version: current
                     .as_ref()
                     .and_then(|l| l.metadata.resource_version.clone()),
+                owner_references: self.owner.clone().map(|o| vec![o]),
                 ..ObjectMeta::default()
             },
             spec: Some(next_spec(spec, &self.identity, self.lease_duration, now)),
@@ -133,6 +139,39 @@ impl LeaderElector {
             Ok(_) => Ok(true),
             // Someone else wrote first (409) or created it meanwhile.
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes the lease if we hold it, on a clean shutdown: a standby takes over at once
+    /// instead of after the lease expires, and `helm uninstall` leaves no Lease behind. The
+    /// resourceVersion precondition keeps us from deleting a lease another replica just took.
+    pub async fn release(&self) -> Result<()> {
+        let lease = match self.api.get_opt(&self.name).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) | Err(kube::Error::Api(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let ours = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            == Some(self.identity.as_str());
+        if !ours {
+            return Ok(());
+        }
+        let dp = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                resource_version: lease.metadata.resource_version.clone(),
+                uid: lease.metadata.uid.clone(),
+            }),
+            ..kube::api::DeleteParams::default()
+        };
+        match self.api.delete(&self.name, &dp).await {
+            Ok(_) => Ok(()),
+            // 403: the release is being uninstalled and our Role went first; the lease's
+            // owner reference (the Deployment) takes it instead.
+            Err(kube::Error::Api(s)) if matches!(s.code, 403 | 404 | 409) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -243,12 +282,19 @@ mod tests {
             }
             calls
         });
-        let elector = LeaderElector::new(
+        let mut elector = LeaderElector::new(
             Client::new(service, "default"),
             "ops",
             "spate-operator",
             "pod-a",
         );
+        elector.owner = Some(OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: "spate-operator".into(),
+            uid: "d-1".into(),
+            ..OwnerReference::default()
+        });
         assert!(elector.try_acquire_or_renew().await.expect("round"));
         drop(elector);
         let calls = server.await.expect("server");
@@ -264,5 +310,9 @@ mod tests {
         );
         assert_eq!(calls[1].body["spec"]["holderIdentity"], "pod-a");
         assert_eq!(calls[1].body["spec"]["leaseDurationSeconds"], 15);
+        // Owned by the operator's Deployment, so `helm uninstall` leaves no lease behind.
+        let owner = &calls[1].body["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "Deployment");
+        assert_eq!(owner["uid"], "d-1");
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
 use spate_operator::crd::{Cluster, Topic};
@@ -32,6 +34,10 @@ struct Args {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "spate-operator")]
     lease_name: String,
+    /// The operator's Deployment (in the lease namespace). The lease is owned by it, so it
+    /// goes when the Deployment does (`helm uninstall`) instead of outliving the release.
+    #[arg(long, env = "OPERATOR_DEPLOYMENT")]
+    owner_deployment: Option<String>,
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME", default_value = "spate-operator")]
     identity: String,
@@ -47,6 +53,24 @@ where
     match ns {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
+    }
+}
+
+/// An owner reference to Deployment `name`, or None (logged) when it cannot be read.
+async fn deployment_owner(client: &Client, ns: &str, name: &str) -> Option<OwnerReference> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    match api.get(name).await {
+        Ok(d) => Some(OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: name.to_string(),
+            uid: d.metadata.uid.unwrap_or_default(),
+            ..OwnerReference::default()
+        }),
+        Err(e) => {
+            tracing::warn!(deployment = name, error = %e, "cannot read the operator Deployment; the leader lease will have no owner");
+            None
+        }
     }
 }
 
@@ -69,13 +93,17 @@ async fn main() -> anyhow::Result<()> {
     ready.store(true, Ordering::Release);
 
     let (leader_tx, mut leader_rx) = tokio::sync::watch::channel(false);
-    let elector = LeaderElector::new(
+    let mut elector = LeaderElector::new(
         client.clone(),
         &args.lease_namespace,
         &args.lease_name,
         &args.identity,
     );
-    tokio::spawn(elector.run(leader_tx));
+    if let Some(name) = &args.owner_deployment {
+        elector.owner = deployment_owner(&client, &args.lease_namespace, name).await;
+    }
+    let releaser = elector.clone();
+    let campaign = tokio::spawn(elector.run(leader_tx));
     tracing::info!(identity = %args.identity, "waiting for leadership");
     leader_rx.wait_for(|l| *l).await?;
     metrics.leader.set(1);
@@ -123,7 +151,13 @@ async fn main() -> anyhow::Result<()> {
         let _ = leader_rx.wait_for(|l| !*l).await;
     };
     tokio::select! {
-        _ = futures::future::join(clusters, topics) => tracing::info!("controllers stopped"),
+        _ = futures::future::join(clusters, topics) => {
+            tracing::info!("controllers stopped; releasing the leader lease");
+            campaign.abort();
+            if let Err(e) = releaser.release().await {
+                tracing::warn!(error = %e, "releasing the leader lease failed");
+            }
+        }
         _ = lost => {
             // Another replica may already be reconciling: stop at once, restart as a candidate.
             tracing::error!("lost the leader lease; exiting");

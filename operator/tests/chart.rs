@@ -178,6 +178,7 @@ fn rbac_grants_what_the_operator_uses() {
         ("events", "create"),
         ("leases", "update"),
         ("leases", "create"),
+        ("leases", "delete"),
     ] {
         assert!(
             granted.contains(&(res.to_string(), verb.to_string())),

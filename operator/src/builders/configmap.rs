@@ -28,12 +28,17 @@ pub fn properties_key(id: i32) -> String {
 }
 
 /// The metadata-quorum voters: the `voter_count` lowest broker ids. Lowest ids are stable
-/// across scale-up, so adding brokers never changes the quorum.
+/// across scale-up, so adding brokers never changes the quorum; `broker_ids` includes brokers
+/// being removed, so asking for fewer brokers does not change it either (removing a voter is
+/// refused instead).
 pub fn voters(c: &Cluster, broker_ids: &[i32]) -> Vec<i32> {
     let mut ids = broker_ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    ids.truncate(usize::try_from(c.spec.voter_count()).unwrap_or(1));
+    let count = c
+        .spec
+        .voter_count_for(i32::try_from(ids.len()).unwrap_or(i32::MAX));
+    ids.truncate(usize::try_from(count).unwrap_or(1));
     ids
 }
 
@@ -150,6 +155,18 @@ mod tests {
         );
         let single = cluster(1);
         assert_eq!(voters(&single, &[0]), vec![0]);
+    }
+
+    #[test]
+    fn asking_for_fewer_brokers_keeps_the_quorum() {
+        // replicas lowered from 3 to 2: broker 2 is still there (being drained or refused),
+        // and it still votes, so no broker's voter list changes.
+        let c = cluster(2);
+        assert_eq!(voters(&c, &[0, 1, 2]), vec![0, 1, 2]);
+        assert_eq!(
+            quorum_voters(&c, &[0, 1, 2]),
+            quorum_voters(&cluster(3), &[0, 1, 2])
+        );
     }
 
     #[test]

@@ -22,6 +22,13 @@ use serde::{Deserialize, Serialize};
     shortname = "spc",
     category = "spate",
     doc = "A Spate cluster: brokers, their volumes, services and configuration",
+    // The scale subresource: `kubectl scale spc/<name> --replicas=N`, and what the disruption
+    // controller reads to size the brokers' PodDisruptionBudget (the pods' controller is the
+    // Cluster; without it the budget never syncs: "does not implement the scale subresource").
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas"
+    ),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyBrokers"),
     printcolumn(
@@ -107,10 +114,16 @@ fn default_image() -> String {
 impl ClusterSpec {
     /// How many brokers vote in the metadata quorum.
     pub fn voter_count(&self) -> i32 {
-        let default = if self.replicas >= 3 { 3 } else { 1 };
-        self.metadata_voters
-            .unwrap_or(default)
-            .clamp(1, self.replicas.max(1))
+        self.voter_count_for(self.replicas)
+    }
+
+    /// How many brokers vote when `brokers` exist or are wanted. The reconciler passes the
+    /// brokers that exist too (those being removed included), so lowering `replicas` never
+    /// shrinks the quorum: that would rewrite every broker's voter list.
+    pub fn voter_count_for(&self, brokers: i32) -> i32 {
+        let n = brokers.max(self.replicas).max(1);
+        let default = if n >= 3 { 3 } else { 1 };
+        self.metadata_voters.unwrap_or(default).clamp(1, n)
     }
 }
 

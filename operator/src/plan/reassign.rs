@@ -2,13 +2,16 @@
 //!
 //! Three steps, each moving as little as it can:
 //! 1. **Evacuate**: every replica on a broker outside `targets` (draining or gone) is replaced,
-//!    in place, by the target broker with the fewest replicas that the partition lacks.
-//! 2. **Balance replicas**: while the busiest broker has two or more replicas more than the
-//!    idlest, move one replica of a partition the idlest lacks. Such a partition always exists
-//!    (the busiest hosts more partitions than the idlest), and each move shrinks the sum of
-//!    squared counts, so this ends with every count within one of the others.
+//!    in place, by the target broker with the fewest replicas of that topic that the partition
+//!    lacks.
+//! 2. **Balance replicas**: within each topic, then overall: while the busiest broker has two
+//!    or more replicas more than the idlest, move one replica of a partition the idlest lacks.
+//!    Such a partition always exists (the busiest hosts more partitions than the idlest), and
+//!    each move shrinks the sum of squared counts, so this ends with every count within one of
+//!    the others, per topic and overall (see [`balance`]). Per topic matters: a broker that
+//!    joins should take a share of every topic's traffic, not only replicas of the biggest one.
 //! 3. **Balance leaders**: swap preferred-leader positions inside a partition (no data moves)
-//!    while that narrows the spread of preferred leaders.
+//!    while that narrows the spread of preferred leaders, per topic, then overall.
 //!
 //! Replication factors never change. Rack awareness is not considered yet.
 
@@ -56,13 +59,6 @@ fn leader_counts(assignment: &Assignment, targets: &BTreeSet<i32>) -> BTreeMap<i
     c
 }
 
-/// `(busiest, idlest)` broker by count; ties go to the lowest id.
-fn extremes(c: &BTreeMap<i32, usize>) -> Option<((i32, usize), (i32, usize))> {
-    let max = c.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
-    let min = c.iter().min_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)))?;
-    Some(((*max.0, *max.1), (*min.0, *min.1)))
-}
-
 /// The target assignment for every partition, given the brokers that should hold replicas.
 /// Partitions that keep their replica list are included unchanged; use [`changed`] for the
 /// moves to send.
@@ -83,77 +79,177 @@ pub fn balanced_assignment(
         }
     }
     let mut next = current.clone();
-    let mut count = counts(&next, targets);
+    let topics: BTreeSet<String> = next.keys().map(|(t, _)| t.clone()).collect();
 
-    // 1. Evacuate replicas from brokers outside the target set.
-    for replicas in next.values_mut() {
-        for i in 0..replicas.len() {
-            if targets.contains(&replicas[i]) {
+    // 1. Evacuate replicas from brokers outside the target set, each to the target broker
+    //    with the fewest replicas of that topic (then overall) that the partition lacks.
+    let keys: Vec<(String, i32)> = next.keys().cloned().collect();
+    for key in &keys {
+        for i in 0..next[key].len() {
+            if targets.contains(&next[key][i]) {
                 continue;
             }
-            let pick = count
+            let global = counts(&next, targets);
+            let in_topic = topic_counts(&next, targets, &key.0, false);
+            let replicas = &next[key];
+            let pick = in_topic
                 .iter()
                 .filter(|(b, _)| !replicas.contains(b))
-                .min_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)))
+                .min_by(|a, b| {
+                    a.1.cmp(b.1)
+                        .then(global[a.0].cmp(&global[b.0]))
+                        .then(a.0.cmp(b.0))
+                })
                 .map(|(b, _)| *b);
-            if let Some(b) = pick {
-                replicas[i] = b;
-                if let Some(n) = count.get_mut(&b) {
-                    *n += 1;
-                }
+            if let (Some(b), Some(r)) = (pick, next.get_mut(key)) {
+                r[i] = b;
             }
         }
     }
 
-    // 2. Balance replica counts.
-    while let Some(((hi, hi_n), (lo, lo_n))) = extremes(&count) {
-        if hi_n <= lo_n + 1 {
-            break;
+    // 2. Balance replica counts, within each topic (a joining broker gets a share of every
+    //    topic, not just of the biggest) and overall.
+    balance_to_fixpoint(&mut next, targets, &topics, false);
+    // 3. Balance preferred leaders the same way, by swapping positions within partitions.
+    balance_to_fixpoint(&mut next, targets, &topics, true);
+    Ok(next)
+}
+
+/// Per-topic and overall passes of [`balance`], repeated until neither moves anything, so
+/// planning again on the result is a no-op. It ends: a per-topic move lowers the sum over
+/// topics of squared per-topic counts; an overall move leaves that sum no higher (it only
+/// moves from a topic where the busy broker holds more) and lowers the overall one.
+fn balance_to_fixpoint(
+    next: &mut Assignment,
+    targets: &BTreeSet<i32>,
+    topics: &BTreeSet<String>,
+    leaders: bool,
+) {
+    let rounds = next.values().map(Vec::len).sum::<usize>() + 1;
+    for _ in 0..rounds {
+        let mut moved = false;
+        for topic in topics {
+            moved |= balance(next, targets, Some(topic), leaders);
         }
-        let Some(replicas) = next
-            .values_mut()
-            .find(|r| r.contains(&hi) && !r.contains(&lo))
-        else {
-            break;
+        moved |= balance(next, targets, None, leaders);
+        if !moved {
+            return;
+        }
+    }
+}
+
+/// Replicas (or, with `leaders`, preferred leaderships) per target broker in one topic.
+fn topic_counts(
+    assignment: &Assignment,
+    targets: &BTreeSet<i32>,
+    topic: &str,
+    leaders: bool,
+) -> BTreeMap<i32, usize> {
+    let mut c: BTreeMap<i32, usize> = targets.iter().map(|b| (*b, 0)).collect();
+    for ((t, _), replicas) in assignment {
+        if t != topic {
+            continue;
+        }
+        let held: &[i32] = if leaders {
+            replicas.get(..1).unwrap_or_default()
+        } else {
+            replicas
         };
-        if let Some(slot) = replicas.iter_mut().find(|b| **b == hi) {
+        for b in held {
+            if let Some(n) = c.get_mut(b) {
+                *n += 1;
+            }
+        }
+    }
+    c
+}
+
+/// Moves replicas (or, with `leaders`, swaps the preferred leader with another replica of the
+/// same partition, which moves no data) from the busiest to the idlest broker until their
+/// counts are within one.
+///
+/// With `topic`, counts are that topic's and ties go to the busiest (idlest) broker overall,
+/// so the topics' remainders spread. Without, counts are overall and a move is only taken from
+/// a topic where the busy broker holds more than the idle one, which keeps every topic within
+/// one. Such a topic always exists when the overall counts differ by two or more (the
+/// per-topic differences sum to the overall one), and every move shrinks the sum of squared
+/// counts, so replica balancing always ends within one. Returns whether anything moved.
+fn balance(
+    next: &mut Assignment,
+    targets: &BTreeSet<i32>,
+    topic: Option<&str>,
+    leaders: bool,
+) -> bool {
+    let overall = |a: &Assignment| {
+        if leaders {
+            leader_counts(a, targets)
+        } else {
+            counts(a, targets)
+        }
+    };
+    let limit = next.values().map(Vec::len).sum::<usize>() * 2 + 1;
+    let mut moved = false;
+    for _ in 0..limit {
+        let global = overall(next);
+        let count = match topic {
+            Some(t) => topic_counts(next, targets, t, leaders),
+            None => global.clone(),
+        };
+        let by_count_then_global = |a: &(&i32, &usize), b: &(&i32, &usize)| {
+            a.1.cmp(b.1).then(global[a.0].cmp(&global[b.0]))
+        };
+        let Some((hi, hi_n)) = count
+            .iter()
+            .max_by(|a, b| by_count_then_global(a, b).then(b.0.cmp(a.0)))
+        else {
+            return moved;
+        };
+        let Some((lo, lo_n)) = count
+            .iter()
+            .min_by(|a, b| by_count_then_global(a, b).then(a.0.cmp(b.0)))
+        else {
+            return moved;
+        };
+        let (hi, lo) = (*hi, *lo);
+        if *hi_n <= lo_n + 1 {
+            return moved;
+        }
+        let eligible = |t: &str| match topic {
+            Some(only) => t == only,
+            None => {
+                let c = topic_counts(next, targets, t, leaders);
+                c[&hi] > c[&lo]
+            }
+        };
+        let eligible_topics: BTreeSet<String> = next
+            .keys()
+            .map(|(t, _)| t.clone())
+            .filter(|t| eligible(t))
+            .collect();
+        let Some(replicas) = next
+            .iter_mut()
+            .filter(|((t, _), _)| eligible_topics.contains(t))
+            .map(|(_, r)| r)
+            .find(|r| {
+                if leaders {
+                    r.first() == Some(&hi) && r.contains(&lo)
+                } else {
+                    r.contains(&hi) && !r.contains(&lo)
+                }
+            })
+        else {
+            return moved;
+        };
+        if leaders {
+            if let Some(pos) = replicas.iter().position(|b| *b == lo) {
+                replicas.swap(0, pos);
+            }
+        } else if let Some(slot) = replicas.iter_mut().find(|b| **b == hi) {
             *slot = lo;
         }
-        if let Some(n) = count.get_mut(&hi) {
-            *n -= 1;
-        }
-        if let Some(n) = count.get_mut(&lo) {
-            *n += 1;
-        }
+        moved = true;
     }
-
-    // 3. Balance preferred leaders by swapping positions within partitions.
-    let mut leaders = leader_counts(&next, targets);
-    let limit = next.len() * 2 + 1;
-    for _ in 0..limit {
-        let Some(((hi, hi_n), (lo, lo_n))) = extremes(&leaders) else {
-            break;
-        };
-        if hi_n <= lo_n + 1 {
-            break;
-        }
-        let Some(replicas) = next
-            .values_mut()
-            .find(|r| r.first() == Some(&hi) && r.contains(&lo))
-        else {
-            break;
-        };
-        if let Some(pos) = replicas.iter().position(|b| *b == lo) {
-            replicas.swap(0, pos);
-        }
-        if let Some(n) = leaders.get_mut(&hi) {
-            *n -= 1;
-        }
-        if let Some(n) = leaders.get_mut(&lo) {
-            *n += 1;
-        }
-    }
-    Ok(next)
+    moved
 }
 
 /// The partitions whose replica list differs between `current` and `target`.
@@ -229,6 +325,28 @@ mod tests {
             moves.len() <= 3,
             "only the needed partitions move: {moves:?}"
         );
+    }
+
+    #[test]
+    fn joining_brokers_get_a_share_of_every_topic() {
+        // A big topic (50 x RF 3) and a small one (6 x RF 3) on brokers 0..3; brokers 3 and
+        // 4 join. Balancing totals alone could fill them from the big topic only.
+        let mut a = Assignment::new();
+        for p in 0..50 {
+            a.insert(("big".into(), p), vec![p % 3, (p + 1) % 3, (p + 2) % 3]);
+        }
+        for p in 0..6 {
+            a.insert(("small".into(), p), vec![p % 3, (p + 1) % 3, (p + 2) % 3]);
+        }
+        let targets = set(&[0, 1, 2, 3, 4]);
+        let next = balanced_assignment(&a, &targets).expect("plan");
+        for t in ["big", "small"] {
+            let c = topic_counts(&next, &targets, t, false);
+            assert!(spread(&c) <= 1, "{t}: {c:?}");
+            let l = topic_counts(&next, &targets, t, true);
+            assert!(spread(&l) <= 1, "{t} leaders: {l:?}");
+        }
+        assert!(spread(&counts(&next, &targets)) <= 1);
     }
 
     #[test]
@@ -314,6 +432,11 @@ mod tests {
         }
         let c = counts(after, targets);
         assert!(spread(&c) <= 1, "replica counts {c:?}");
+        let topics: BTreeSet<&String> = after.keys().map(|(t, _)| t).collect();
+        for t in topics {
+            let c = topic_counts(after, targets, t, false);
+            assert!(spread(&c) <= 1, "replica counts of {t}: {c:?}");
+        }
     }
 
     proptest! {
