@@ -1,0 +1,220 @@
+"""A consume-transform-produce pipeline, exactly once, while brokers are killed.
+
+Input: 2,000 numbered records (idempotent producer). The pipeline (confluent-kafka) reads them
+with read_committed in a consumer group and, per batch, in one transaction writes
+`out-<n>` for each input `<n>` to the output topic and commits the input offsets
+(send_offsets_to_transaction). Meanwhile the test kill -9s the transaction coordinator's
+broker, then the leader of an output partition, restarting each. An aborted transaction
+rewinds the consumer to the committed offsets and tries again. At the end the output, read
+with read_committed, holds each input's result exactly once; read_uncommitted may also show
+results of aborted attempts (that is what the isolation level is for).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,
+                             TopicPartition)
+
+from conftest import create_topic
+from history import read_all
+from netcluster import wait_until
+from scenarios import leader_of, view, wait_in_sync
+
+INPUTS = 2000
+PARTITIONS = 3
+TXN_ID = "faults-pipeline"
+GROUP = "faults-pipeline"
+TXN_STATE_PARTITIONS = 50  # transaction.state.log.num.partitions
+log = logging.getLogger("faults")
+
+
+def java_hash(s: str) -> int:
+    """Java's String.hashCode, which places a transactional id on a __transaction_state
+    partition (as Kafka does)."""
+    h = 0
+    for ch in s:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def coordinator_of(cluster) -> int:
+    partition = abs(java_hash(TXN_ID)) % TXN_STATE_PARTITIONS
+    return view(cluster, "__transaction_state")["partitions"][partition]["leader"]
+
+
+class Pipeline(threading.Thread):
+    def __init__(self, bootstrap: str):
+        super().__init__(daemon=True, name="pipeline")
+        self.bootstrap = bootstrap
+        self.committed = 0  # transactions committed
+        self.aborted = 0
+        self.done = threading.Event()
+        self.error: str | None = None
+
+    def run(self):
+        try:
+            self._run()
+        except Exception as e:  # noqa: BLE001 - reported to the test thread
+            self.error = repr(e)
+            log.exception("pipeline failed")
+
+    def _run(self):
+        common = {"bootstrap.servers": self.bootstrap, "broker.address.family": "v4",
+                  "logger": logging.getLogger("librdkafka")}
+        p = Producer({**common, "transactional.id": TXN_ID, "transaction.timeout.ms": 20000,
+                      "message.timeout.ms": 20000, "retry.backoff.max.ms": 500,
+                      "reconnect.backoff.max.ms": 500, "linger.ms": 5})
+        p.init_transactions(60)
+        c = Consumer({**common, "group.id": GROUP, "isolation.level": "read_committed",
+                      "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                      "session.timeout.ms": 10000, "heartbeat.interval.ms": 500})
+        c.subscribe(["pipe-in"])
+        seen_inputs = 0
+        try:
+            while not self.done.is_set():
+                msgs = [m for m in c.consume(200, timeout=0.5) if not m.error()]
+                if not msgs:
+                    continue
+                try:
+                    p.begin_transaction()
+                    for m in msgs:
+                        n = m.value().decode()
+                        p.produce("pipe-out", value=f"out-{n}".encode(), key=m.key())
+                    p.send_offsets_to_transaction(c.position(c.assignment()),
+                                                  c.consumer_group_metadata(), 60)
+                    p.commit_transaction(60)
+                    self.committed += 1
+                    seen_inputs += len(msgs)
+                except KafkaException as e:
+                    err: KafkaError = e.args[0]
+                    if err.fatal():
+                        raise
+                    log.info("transaction failed (%s), aborting and rewinding", err)
+                    self._abort(p)
+                    self.aborted += 1
+                    self._rewind(c)
+        finally:
+            c.close()
+
+    @staticmethod
+    def _abort(p: Producer):
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                p.abort_transaction(30)
+                return
+            except KafkaException as e:
+                if e.args[0].fatal() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)  # retriable (coordinator moving): try the abort again
+
+    @staticmethod
+    def _rewind(c: Consumer):
+        """Back to the last committed input offsets: the aborted batch is processed again."""
+        assignment = c.assignment()
+        committed = c.committed(assignment, timeout=30)
+        for tp in committed:
+            c.seek(TopicPartition(tp.topic, tp.partition,
+                                  tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+
+
+def committed_inputs(bootstrap: str) -> int:
+    c = Consumer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
+                  "group.id": GROUP})
+    try:
+        tps = c.committed([TopicPartition("pipe-in", p) for p in range(PARTITIONS)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in tps)
+    finally:
+        c.close()
+
+
+# Known failure (2026-12-05): after the coordinator kill the pipeline goes on, but after the
+# kill of pipe-out-0's leader no transaction completes for 90 s+, until the coordinator
+# times the transaction out and fences the producer (epoch bump). Not in CI until fixed.
+@pytest.mark.skipif(os.environ.get("SPATE_FAULT_TXN") != "1",
+                    reason="known failure, see the comment above; SPATE_FAULT_TXN=1 runs it")
+def test_pipeline_is_exactly_once_through_coordinator_and_leader_kills(cluster):
+    create_topic(cluster, "pipe-in", PARTITIONS)
+    create_topic(cluster, "pipe-out", PARTITIONS)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "broker.address.family": "v4",
+                         "enable.idempotence": True, "acks": "all"})
+    for n in range(INPUTS):
+        producer.produce("pipe-in", value=str(n).encode(), key=str(n).encode())
+    assert producer.flush(60) == 0
+
+    pipeline = Pipeline(cluster.bootstrap)
+    pipeline.start()
+    try:
+        progress = lambda n: lambda: pipeline.error or pipeline.committed >= n  # noqa: E731
+        wait_until("a few committed transactions", progress(3), 60)
+        victim = coordinator_of(cluster)
+        cluster.nodes[victim].kill9()
+        log.info("killed broker %d, the transaction coordinator", victim)
+        done = pipeline.committed
+        wait_until("transactions through the new coordinator", progress(done + 3), 90)
+        cluster.nodes[victim].start()
+        cluster.wait_ready([victim])
+        wait_in_sync(cluster, "pipe-out", victim)
+
+        leader = leader_of(cluster, "pipe-out", 0)
+        cluster.nodes[leader].kill9()
+        log.info("killed broker %d, leader of pipe-out-0", leader)
+        done = pipeline.committed
+        wait_until("transactions after the leader kill", progress(done + 3), 90)
+        cluster.nodes[leader].start()
+        cluster.wait_ready([leader])
+
+        wait_until("every input processed",
+                   lambda: pipeline.error or committed_inputs(cluster.bootstrap) >= INPUTS, 180)
+    finally:
+        pipeline.done.set()
+        pipeline.join(timeout=60)
+    assert pipeline.error is None, pipeline.error
+    log.info("pipeline: %d committed, %d aborted transactions",
+             pipeline.committed, pipeline.aborted)
+
+    out = _read_committed(cluster.bootstrap)
+    values = sorted(v for records in out.values() for _, v in records)
+    expected = sorted(f"out-{n}" for n in range(INPUTS))
+    duplicates = len(values) - len(set(values))
+    missing = set(expected) - set(values)
+    assert not duplicates and not missing and values == expected, (
+        f"{duplicates} duplicates, {len(missing)} missing (e.g. {sorted(missing)[:5]})")
+    # Aborted attempts' records are in the log, hidden by read_committed only.
+    raw = read_all(cluster.bootstrap, "pipe-out", PARTITIONS)
+    assert sum(len(r) for r in raw.values()) >= len(values)
+
+
+def _read_committed(bootstrap: str) -> dict:
+    """Every committed record of pipe-out up to its last stable offset."""
+    c = Consumer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
+                  "group.id": f"check-{time.time_ns()}", "enable.auto.commit": False,
+                  "isolation.level": "read_committed", "enable.partition.eof": True})
+    try:
+        c.assign([TopicPartition("pipe-out", p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+        out: dict[int, list] = {p: [] for p in range(PARTITIONS)}
+        eof: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(eof) < PARTITIONS:
+            assert time.monotonic() < deadline, f"read {[len(v) for v in out.values()]}"
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(m.partition())
+                    continue
+                raise AssertionError(f"consumer error: {m.error()}")
+            eof.discard(m.partition())
+            out[m.partition()].append((m.offset(), m.value().decode()))
+        return out
+    finally:
+        c.close()
+
