@@ -40,6 +40,9 @@ use crate::config::BrokerConfig;
 use crate::context::Context;
 use crate::group::GroupCoordinator;
 
+/// How long shutdown waits for background tasks before aborting them.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long a controlled shutdown waits for leaderships to move away.
 const CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -179,7 +182,20 @@ impl Broker {
     /// (see `controlled_shutdown`).
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        // A task stuck on a dead peer (an election, a fetch) must not hold the exit for long:
+        // the logs below are closed cleanly either way.
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                remaining = self.tasks.len(),
+                "tasks still running {SHUTDOWN_GRACE:?} after shutdown: aborting them"
+            );
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
         let registry = self.registry.clone();
         let quorum = registry.quorum().cloned();
         let _ = tokio::task::spawn_blocking(move || registry.close()).await;
