@@ -27,8 +27,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-BRIDGE = "spfbr0"
-SUBNET_PREFIX = "10.201.0"
+# Overridable so two runs on one machine (CI and a developer) do not share namespaces.
+NET = os.environ.get("SPATE_FAULT_NET", "spf")
+BRIDGE = f"{NET}br0"
+SUBNET_PREFIX = os.environ.get("SPATE_FAULT_SUBNET", "10.201.0")
 KAFKA_PORT = 9092
 RAFT_PORT = 9093
 HTTP_PORT = 9644
@@ -80,7 +82,7 @@ class Net:
 
     @staticmethod
     def ns(i: int) -> str:
-        return f"spf-b{i}"
+        return f"{NET}-b{i}"
 
     @staticmethod
     def addr(i: int) -> str:
@@ -92,7 +94,7 @@ class Net:
         ip("addr", "add", f"{SUBNET_PREFIX}.1/24", "dev", BRIDGE)
         ip("link", "set", BRIDGE, "up")
         for i in range(1, self.count + 1):
-            ns, veth = self.ns(i), f"spfv{i}"
+            ns, veth = self.ns(i), f"{NET}v{i}"
             ip("netns", "add", ns)
             ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
             ip("link", "set", veth, "master", BRIDGE, "up")
@@ -103,7 +105,7 @@ class Net:
     def down(self):
         for i in range(1, self.count + 1):
             ip("netns", "del", self.ns(i), check=False)
-            ip("link", "del", f"spfv{i}", check=False)
+            ip("link", "del", f"{NET}v{i}", check=False)
         ip("link", "del", BRIDGE, check=False)
 
     def cut(self, a: int, b: int):
