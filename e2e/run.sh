@@ -36,8 +36,10 @@ SUDO=""
 profile_flag=()
 [ "$PROFILE" = release ] && profile_flag=(--release)
 log "cargo build ($PROFILE): broker, operator, node agent, suite"
-cargo build "${profile_flag[@]}" -p spate-broker -p spate-operator -p spate-node-agent
-cargo test -p spate-e2e --no-run
+# --workspace: the same feature resolution as scripts/test.sh's `cargo test --workspace`, so
+# CI reuses those artifacts (a -p subset resolves features differently and rebuilds ~4 min).
+cargo build "${profile_flag[@]}" --workspace --bins
+cargo test --workspace --no-run -q
 python3 -c 'import confluent_kafka' 2>/dev/null || {
   echo "run.sh: python3 with confluent-kafka is required (scripts/install-test-deps.sh)" >&2; exit 1; }
 log "control plane binaries (cached in $E2E_BIN)"
@@ -116,8 +118,8 @@ agent_pid=$!
 kill -0 "$agent_pid" 2>/dev/null || { echo "run.sh: the node agent exited" >&2; exit 1; }
 
 # ---------------------------------------------------------------- test
-log "cargo test -p spate-e2e"
-if cargo test -p spate-e2e -- --nocapture; then
+log "cargo test --workspace --test e2e"
+if cargo test --workspace --test e2e -- --nocapture; then
   status=0
   log "e2e suite passed"
 else

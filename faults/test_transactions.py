@@ -1,6 +1,6 @@
 """A consume-transform-produce pipeline, exactly once, while brokers are killed.
 
-Input: 2,000 numbered records (idempotent producer). The pipeline (confluent-kafka) reads them
+Input: 6,000 numbered records (idempotent producer). The pipeline (confluent-kafka) reads them
 with read_committed in a consumer group and, per batch, in one transaction writes
 `out-<n>` for each input `<n>` to the output topic and commits the input offsets
 (send_offsets_to_transaction). Meanwhile the test kill -9s the transaction coordinator's
@@ -27,7 +27,9 @@ from history import read_all
 from netcluster import wait_until
 from scenarios import leader_of, view, wait_in_sync
 
-INPUTS = 2000
+# Enough batches (of up to 200) that the pipeline still has input after the second kill:
+# with 2000 it could run dry before the "+3 transactions" checks.
+INPUTS = 6000
 PARTITIONS = 3
 TXN_ID = "faults-pipeline"
 GROUP = "faults-pipeline"
@@ -135,9 +137,12 @@ def committed_inputs(bootstrap: str) -> int:
         c.close()
 
 
-# Known failure (2026-12-05): after the coordinator kill the pipeline goes on, but after the
-# kill of pipe-out-0's leader no transaction completes for 90 s+, until the coordinator
-# times the transaction out and fences the producer (epoch bump). Not in CI until fixed.
+# Known failures (2026-12-05), so not in CI: (1) librdkafka 2.16 (issues #5511, #5456) never
+# sends the TxnOffsetCommit of a transaction whose cached group coordinator left the Metadata
+# broker list (fenced after its kill), so the transaction times out and the producer is
+# fenced; listing fenced brokers in Metadata works around it, but Kafka does not list them.
+# (2) with that workaround, one run in six read 200 duplicates after an abort that followed
+# UNKNOWN_MEMBER_ID from the new group coordinator (not yet understood).
 @pytest.mark.skipif(os.environ.get("SPATE_FAULT_TXN") != "1",
                     reason="known failure, see the comment above; SPATE_FAULT_TXN=1 runs it")
 def test_pipeline_is_exactly_once_through_coordinator_and_leader_kills(cluster):
