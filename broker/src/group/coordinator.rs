@@ -281,6 +281,18 @@ impl GroupCoordinator {
         }
     }
 
+    /// The group's `__consumer_offsets` partition (Kafka's placement).
+    fn offsets_partition(&self, group: &str) -> Result<Arc<Partition>, ResponseError> {
+        let topic = self
+            .registry
+            .topic(OFFSETS_TOPIC)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        topic
+            .partition(codec::partition_for(group, topic.meta.partitions))
+            .cloned()
+            .ok_or(ResponseError::CoordinatorNotAvailable)
+    }
+
     /// Appends records to the group's `__consumer_offsets` partition; in cluster mode with
     /// more than one replica, returns what to wait for before acknowledging them.
     fn persist(
@@ -291,47 +303,10 @@ impl GroupCoordinator {
         if records.is_empty() {
             return Ok(None);
         }
-        let topic = self
-            .registry
-            .topic(OFFSETS_TOPIC)
-            .ok_or(ResponseError::CoordinatorNotAvailable)?;
-        let partition = topic
-            .partition(codec::partition_for(group, topic.meta.partitions))
-            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let partition = self.offsets_partition(group)?;
         let now = now_ms();
-        let records: Vec<Record> = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, (key, value))| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1,
-                timestamp: now,
-                key: Some(codec::encode_key(&key)),
-                value,
-                headers: IndexMap::new(),
-                delete_horizon: false,
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| {
-            tracing::error!("encoding {OFFSETS_TOPIC} records: {e}");
-            ResponseError::UnknownServerError
-        })?;
-        let appended = partition.append(buf.freeze(), now).map_err(|e| {
+        let batch = encode_batch(records, None, now)?;
+        let appended = partition.append(batch, now).map_err(|e| {
             tracing::error!(group, "writing {OFFSETS_TOPIC}: {e}");
             if e.code == ResponseError::NotLeaderOrFollower {
                 ResponseError::NotCoordinator
@@ -1066,48 +1041,12 @@ impl GroupCoordinator {
         if records.is_empty() {
             return Ok(());
         }
-        let topic = self
-            .registry
-            .topic(OFFSETS_TOPIC)
-            .ok_or(ResponseError::CoordinatorNotAvailable)?;
-        let partition = topic
-            .partition(codec::partition_for(group, topic.meta.partitions))
-            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let partition = self.offsets_partition(group)?;
         let now = now_ms();
-        let records: Vec<Record> = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, (key, value))| Record {
-                transactional: true,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id,
-                producer_epoch,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1,
-                timestamp: now,
-                key: Some(codec::encode_key(&key)),
-                value: Some(value),
-                headers: IndexMap::new(),
-                delete_horizon: false,
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| {
-            tracing::error!("encoding {OFFSETS_TOPIC} records: {e}");
-            ResponseError::UnknownServerError
-        })?;
+        let records = records.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        let batch = encode_batch(records, Some((producer_id, producer_epoch)), now)?;
         partition
-            .append_internal(buf.freeze(), now)
+            .append_internal(batch, now)
             .map(|_| ())
             .map_err(|e| {
                 tracing::warn!(group, producer_id, "writing transactional offsets: {e}");
@@ -1118,6 +1057,49 @@ impl GroupCoordinator {
                 }
             })
     }
+}
+
+/// One record batch of `__consumer_offsets` records; transactional when `producer` (id,
+/// epoch) is given.
+fn encode_batch(
+    records: Vec<(Key, Option<Bytes>)>,
+    producer: Option<(i64, i16)>,
+    now: i64,
+) -> Result<Bytes, ResponseError> {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: producer.is_some(),
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: now,
+            key: Some(codec::encode_key(&key)),
+            value,
+            headers: IndexMap::new(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| {
+        tracing::error!("encoding {OFFSETS_TOPIC} records: {e}");
+        ResponseError::UnknownServerError
+    })?;
+    Ok(buf.freeze())
 }
 
 /// Replays one `__consumer_offsets` partition into `state`.
