@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::cluster::cluster_configs;
+use common::cluster::{addr, cluster_configs, eventually, start_all};
 use common::{batch, call};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -48,31 +48,6 @@ fn configs(dirs: &[tempfile::TempDir], voters: usize) -> Vec<BrokerConfig> {
         configs.push(BrokerConfig::load(None, vec![], cli).unwrap());
     }
     configs
-}
-
-async fn start_all(configs: &[BrokerConfig]) -> Vec<Option<Broker>> {
-    let starts = configs.iter().cloned().map(Broker::start);
-    futures_util::future::join_all(starts)
-        .await
-        .into_iter()
-        .map(|b| Some(b.unwrap()))
-        .collect()
-}
-
-fn addr(brokers: &[Option<Broker>], id: i32) -> SocketAddr {
-    brokers[(id - 1) as usize].as_ref().unwrap().local_addr
-}
-
-async fn eventually<F: std::future::Future<Output = bool>>(
-    within: Duration,
-    what: &str,
-    mut check: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn metadata(addr: SocketAddr) -> MetadataResponse {

@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::cluster::cluster_configs;
+use common::cluster::{addr, cluster_configs, eventually, start_all};
 use common::{batch, call};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -32,33 +32,8 @@ fn configs(dirs: &[tempfile::TempDir]) -> Vec<BrokerConfig> {
     )
 }
 
-async fn start_all(configs: &[BrokerConfig]) -> Vec<Option<Broker>> {
-    let starts = configs.iter().cloned().map(Broker::start);
-    futures_util::future::join_all(starts)
-        .await
-        .into_iter()
-        .map(|b| Some(b.unwrap()))
-        .collect()
-}
-
-fn addr(brokers: &[Option<Broker>], id: i32) -> SocketAddr {
-    brokers[(id - 1) as usize].as_ref().unwrap().local_addr
-}
-
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.into()))
-}
-
-async fn eventually<F: std::future::Future<Output = bool>>(
-    within: Duration,
-    what: &str,
-    mut check: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// (leader, replicas, ISR) of `topic`-0 as `addr` sees it; leader -1 when unknown.

@@ -1,5 +1,10 @@
 //! A cluster of in-process brokers, all voters of one metadata quorum.
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use spate_broker::config::BrokerConfig;
+use spate_broker::Broker;
+use tokio::time::Instant;
 
 /// A loopback host of its own for this cluster's raft addresses (all of 127/8 is loopback on
 /// Linux): ports are picked free and released before the brokers bind them, so another test
@@ -47,4 +52,32 @@ pub fn cluster_configs(dirs: &[tempfile::TempDir], extra: &[(&str, String)]) -> 
             BrokerConfig::load(None, vec![], cli).unwrap()
         })
         .collect()
+}
+
+/// Starts every broker at once (the voters must form the quorum together).
+pub async fn start_all(configs: &[BrokerConfig]) -> Vec<Option<Broker>> {
+    let starts = configs.iter().cloned().map(Broker::start);
+    futures_util::future::join_all(starts)
+        .await
+        .into_iter()
+        .map(|b| Some(b.unwrap()))
+        .collect()
+}
+
+/// The Kafka listener of broker `id` (ids start at 1).
+pub fn addr(brokers: &[Option<Broker>], id: i32) -> SocketAddr {
+    brokers[(id - 1) as usize].as_ref().unwrap().local_addr
+}
+
+/// Polls `check` until it holds or `within` passes.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
