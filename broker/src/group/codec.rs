@@ -31,6 +31,18 @@ pub struct OffsetValue {
     pub commit_timestamp: i64,
 }
 
+impl OffsetValue {
+    /// A commit as OffsetCommit and TxnOffsetCommit carry it (metadata null means empty).
+    pub fn committed(offset: i64, leader_epoch: i32, metadata: Option<&str>, now: i64) -> Self {
+        Self {
+            offset,
+            leader_epoch,
+            metadata: metadata.unwrap_or_default().to_string(),
+            commit_timestamp: now,
+        }
+    }
+}
+
 /// What survives a restart of a group: its generation and protocol. Members are not restored;
 /// they rejoin, as after a coordinator move in Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]

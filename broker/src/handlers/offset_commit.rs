@@ -21,16 +21,12 @@ pub async fn handle(ctx: &Context, req: OffsetCommitRequest) -> OffsetCommitResp
             flat.push((
                 t.name.to_string(),
                 p.partition_index,
-                OffsetValue {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                    commit_timestamp: now,
-                },
+                OffsetValue::committed(
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.committed_metadata.as_deref(),
+                    now,
+                ),
             ));
             parts.push(p.partition_index);
         }

@@ -18,16 +18,12 @@ pub fn handle(ctx: &Context, version: i16, req: TxnOffsetCommitRequest) -> TxnOf
             flat.push((
                 t.name.to_string(),
                 p.partition_index,
-                OffsetValue {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                    commit_timestamp: now,
-                },
+                OffsetValue::committed(
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.committed_metadata.as_deref(),
+                    now,
+                ),
             ));
         }
     }
