@@ -253,6 +253,18 @@ fn create_topic_uses_only_eligible_brokers() {
 }
 
 #[test]
+fn a_retried_create_with_the_same_id_succeeds_without_a_second_topic() {
+    let mut md = cluster(3);
+    let MetaResponse::TopicCreated { id, partitions } = create_topic(&mut md, "t", 2, 3) else {
+        panic!("topic not created");
+    };
+    let before = md.topics.clone();
+    let retried = create_topic(&mut md, "t", 2, 3);
+    assert_eq!(retried, MetaResponse::TopicCreated { id, partitions });
+    assert_eq!(md.topics, before, "the retry changes no topic");
+}
+
+#[test]
 fn invalid_topic_creations_are_rejected() {
     let mut md = cluster(3);
     create_topic(&mut md, "t", 1, 1);

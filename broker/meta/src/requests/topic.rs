@@ -72,7 +72,15 @@ pub(super) fn create(
     configs: &BTreeMap<String, String>,
 ) -> Result<MetaResponse, RequestError> {
     validate_name(name)?;
-    if md.topics.contains_key(name) {
+    if let Some(t) = md.topics.get(name) {
+        // A proposal forwarded to the leader may be applied and then retried when the reply is
+        // lost; the same id means it is that retry, which must succeed, not report "exists".
+        if t.id == id {
+            return Ok(MetaResponse::TopicCreated {
+                id,
+                partitions: t.partitions.clone(),
+            });
+        }
         return Err(RequestError::TopicExists(name.to_string()));
     }
     if id.is_nil() || md.topics.values().any(|t| t.id == id) {
