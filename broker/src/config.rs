@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::listeners::Listeners;
 use spate_log::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("listeners", "127.0.0.1:9092"),
     ("http.listeners", "127.0.0.1:9644"),
     ("advertised.listeners", ""),
+    ("listener.security.protocol.map", ""),
+    ("inter.broker.listener.name", ""),
     ("log.dirs", "./spate-data"),
     ("auto.create.topics.enable", "true"),
     ("num.partitions", "1"),
@@ -107,7 +110,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub node_id: i32,
+    /// Where the inter-broker listener binds (the only one unless `listeners` names more).
     pub listen: SocketAddr,
+    /// Every named client listener; `listen` and `advertised` are the inter-broker one's.
+    pub listeners: Listeners,
     /// The HTTP endpoint (metrics, health); `None` when `http.listeners` is empty.
     pub http_listen: Option<SocketAddr>,
     /// Whether `http.listeners` was set explicitly (then failing to bind it is fatal).
@@ -185,7 +191,14 @@ impl BrokerConfig {
 
     pub fn from_raw(raw: BTreeMap<String, String>) -> Result<Self, ConfigError> {
         let get = |k: &str| raw.get(k).map(String::as_str).unwrap_or_default();
-        let listen = parse_addr("listeners", get("listeners"))?;
+        let listeners = Listeners::parse(
+            get("listeners"),
+            get("advertised.listeners"),
+            get("listener.security.protocol.map"),
+            get("inter.broker.listener.name"),
+        )?;
+        let listen = listeners.inter_broker().bind;
+        let advertised = listeners.inter_broker().advertised.clone();
         let http_listen = match get("http.listeners") {
             "" => None,
             s => Some(parse_addr("http.listeners", s)?),
@@ -193,19 +206,6 @@ impl BrokerConfig {
         let http_listen_explicit = DEFAULTS
             .iter()
             .any(|(k, v)| *k == "http.listeners" && *v != get("http.listeners"));
-        let advertised = match get("advertised.listeners") {
-            "" => None,
-            s => {
-                let s = s.rsplit("://").next().unwrap_or(s);
-                let (host, port) = s
-                    .rsplit_once(':')
-                    .ok_or_else(|| invalid("advertised.listeners", s, "expected host:port"))?;
-                let port = port
-                    .parse()
-                    .map_err(|_| invalid("advertised.listeners", s, "bad port"))?;
-                Some((host.to_string(), port))
-            }
-        };
         let flush_messages: i64 = num(&raw, "log.flush.interval.messages")?;
         let flush_ms: i64 = num(&raw, "log.flush.interval.ms")?;
         let log_defaults = LogConfig {
@@ -247,6 +247,7 @@ impl BrokerConfig {
         Ok(Self {
             node_id: num(&raw, "node.id")?,
             listen,
+            listeners,
             http_listen,
             http_listen_explicit,
             advertised,

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use spate_meta::ListenerEndpoint;
+
 use crate::cluster::Registry;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
@@ -19,14 +21,24 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// acks=all produces waiting for replicas, for linking traces (tracing on only).
     pub ack_waits: AckWaits,
-    /// Host and port clients are told to use.
-    pub advertised_host: String,
-    pub advertised_port: u16,
+    /// What clients are told to use, per listener (the inter-broker listener first).
+    pub advertised: Vec<ListenerEndpoint>,
 }
 
 impl Context {
     pub fn node_id(&self) -> BrokerId {
         BrokerId(self.config.node_id)
+    }
+
+    /// This broker's address for clients of `listener` (the inter-broker one if unknown).
+    pub fn advertised(&self, listener: &str) -> (StrBytes, i32) {
+        let e = self
+            .advertised
+            .iter()
+            .find(|e| e.name == listener)
+            .or(self.advertised.first());
+        e.map(|e| (str_bytes(e.host.clone()), i32::from(e.port)))
+            .unwrap_or_else(|| (str_bytes(""), -1))
     }
 }
 

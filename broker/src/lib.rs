@@ -23,6 +23,7 @@ pub mod config;
 pub mod context;
 pub mod group;
 pub mod handlers;
+pub mod listeners;
 pub mod observability;
 pub mod producer;
 pub mod protocol;
@@ -46,9 +47,47 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a controlled shutdown waits for leaderships to move away.
 const CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Binds every listener, the inter-broker one first.
+async fn bind_listeners(
+    config: &BrokerConfig,
+) -> anyhow::Result<Vec<(listeners::Listener, TcpListener)>> {
+    let ls = &config.listeners;
+    let order =
+        std::iter::once(ls.inter_broker).chain((0..ls.all.len()).filter(|i| *i != ls.inter_broker));
+    let mut out = Vec::with_capacity(ls.all.len());
+    for i in order {
+        let l = ls.all[i].clone();
+        let socket = TcpListener::bind(l.bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding listener {} at {}: {e}", l.name, l.bind))?;
+        out.push((l, socket));
+    }
+    Ok(out)
+}
+
+/// What each bound listener tells clients, in binding order.
+fn advertised(
+    sockets: &[(listeners::Listener, TcpListener)],
+) -> anyhow::Result<Vec<spate_meta::ListenerEndpoint>> {
+    sockets
+        .iter()
+        .map(|(l, s)| {
+            let (host, port) = l.advertised_endpoint(s.local_addr()?);
+            Ok(spate_meta::ListenerEndpoint {
+                name: l.name.clone(),
+                host,
+                port,
+            })
+        })
+        .collect()
+}
+
 /// A started broker: bound, recovered, serving until `shutdown` is triggered.
 pub struct Broker {
+    /// The inter-broker listener's bound address.
     pub local_addr: std::net::SocketAddr,
+    /// Every listener's name and bound address, the inter-broker one first.
+    pub listeners: Vec<(String, std::net::SocketAddr)>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served, if anywhere.
     pub http_addr: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -60,9 +99,9 @@ impl Broker {
     /// Opens the data directory (recovering every log) and starts listening.
     pub async fn start(config: BrokerConfig) -> anyhow::Result<Self> {
         let config = Arc::new(config);
-        // A single node recovers its logs before binding. In cluster mode the listener is
-        // bound first: the broker registers the address it serves on.
-        let (registry, listener) = match &config.quorum {
+        // A single node recovers its logs before binding. In cluster mode the listeners are
+        // bound first: the broker registers the addresses it serves on.
+        let (registry, sockets) = match &config.quorum {
             None => {
                 let config = config.clone();
                 let registry =
@@ -70,26 +109,27 @@ impl Broker {
                 (registry, None)
             }
             Some(qc) => {
-                let listener = TcpListener::bind(config.listen).await?;
-                let (advertised_host, advertised_port) =
-                    config.advertised_endpoint(listener.local_addr()?);
-                let quorum =
-                    Quorum::start(&config, qc, advertised_host.clone(), advertised_port).await?;
+                let sockets = bind_listeners(&config).await?;
+                let quorum = Quorum::start(&config, qc, advertised(&sockets)?).await?;
                 let config = config.clone();
                 let registry = Arc::new(
                     tokio::task::spawn_blocking(move || Registry::open_cluster(config, quorum))
                         .await??,
                 );
                 registry.sync().await;
-                (registry, Some(listener))
+                (registry, Some(sockets))
             }
         };
-        let listener = match listener {
-            Some(l) => l,
-            None => TcpListener::bind(config.listen).await?,
+        let sockets = match sockets {
+            Some(s) => s,
+            None => bind_listeners(&config).await?,
         };
-        let local_addr = listener.local_addr()?;
-        let (advertised_host, advertised_port) = config.advertised_endpoint(local_addr);
+        let local_addr = sockets[0].1.local_addr()?;
+        let advertised = advertised(&sockets)?;
+        let bound = sockets
+            .iter()
+            .map(|(l, s)| Ok((l.name.clone(), s.local_addr()?)))
+            .collect::<std::io::Result<Vec<_>>>()?;
         let groups = {
             let (registry, group_config) = (registry.clone(), config.group.clone());
             Arc::new(
@@ -114,8 +154,7 @@ impl Broker {
             txn: txn.clone(),
             metrics: Arc::new(observability::Metrics::new()),
             ack_waits: Default::default(),
-            advertised_host,
-            advertised_port,
+            advertised,
         });
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
@@ -145,7 +184,14 @@ impl Broker {
             },
         };
         tasks.spawn(cluster::replication::run(ctx.clone(), rx.clone()));
-        tasks.spawn(server::listener::run(ctx, listener, rx.clone()));
+        for (l, socket) in sockets {
+            tasks.spawn(server::listener::run(
+                ctx.clone(),
+                l.name.into(),
+                socket,
+                rx.clone(),
+            ));
+        }
         tasks.spawn(server::maintenance::run(registry.clone(), rx.clone()));
         tasks.spawn(cluster::applier::run(registry.clone(), rx.clone()));
         tasks.spawn(cluster::liveness::run(
@@ -159,6 +205,7 @@ impl Broker {
         ready.store(true, Ordering::Release);
         Ok(Self {
             local_addr,
+            listeners: bound,
             http_addr,
             shutdown,
             tasks,

@@ -65,7 +65,12 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .http_addr
         .map(|a| a.to_string())
         .unwrap_or_else(|| "off".into());
-    tracing::info!(addr = %broker.local_addr, %http, data_dir = %data_dir.display(), "spate broker listening");
+    let listeners: Vec<String> = broker
+        .listeners
+        .iter()
+        .map(|(name, addr)| format!("{name}://{addr}"))
+        .collect();
+    tracing::info!(addr = %broker.local_addr, listeners = %listeners.join(","), %http, data_dir = %data_dir.display(), "spate broker listening");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),

@@ -83,7 +83,10 @@ class Broker:
         return self.proc is not None and self.proc.poll() is None
 
     def argv(self) -> list[str]:
-        args = [str(self.binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir)]
+        args = [str(self.binary), "--data-dir", str(self.data_dir)]
+        # Settings that name listeners themselves must include the bootstrap address.
+        if "listeners" not in self.settings:
+            args += ["--listen", self.bootstrap]
         for k, v in self.settings.items():
             args += ["--set", f"{k}={v}"]
         return args

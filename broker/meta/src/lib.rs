@@ -44,5 +44,5 @@ pub use membership::{MembershipChange, MembershipReply, QuorumReply, QuorumView,
 pub use node::{MetaConfig, MetaMetrics, MetaNode, ServerRole};
 pub use requests::{ElectionResult, ElectionScope, MetaRequest, MetaResponse, RequestError};
 pub use state_machine::{
-    BrokerRegistration, ClusterMetadata, PartitionState, TopicMetadata, NO_LEADER,
+    BrokerRegistration, ClusterMetadata, ListenerEndpoint, PartitionState, TopicMetadata, NO_LEADER,
 };

@@ -47,8 +47,14 @@ pub struct BrokerRegistration {
     /// Metadata offset of the registration record (Kafka's broker epoch): stale requests from an
     /// older incarnation can be told apart by it.
     pub epoch: u64,
+    /// The inter-broker listener: followers fetch from here, and clients are sent here when
+    /// `listeners` is empty.
     pub host: String,
     pub port: u16,
+    /// Every named client listener (Kafka's `advertised.listeners`). Absent in registrations
+    /// written before named listeners existed, hence the serde default.
+    #[serde(default)]
+    pub listeners: Vec<ListenerEndpoint>,
     pub rack: Option<String>,
     /// A fenced broker may lead nothing and joins no ISR. Brokers register fenced and are
     /// unfenced once they have caught up with the metadata log.
@@ -62,6 +68,26 @@ impl BrokerRegistration {
     pub fn is_eligible(&self) -> bool {
         !self.fenced && !self.shutting_down
     }
+
+    /// Where a client that connected through `listener` reaches this broker. `None` when the
+    /// broker has no such listener: Kafka then leaves the broker out of the answer.
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, u16)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map(|l| (l.host.as_str(), l.port))
+    }
+}
+
+/// One advertised listener of a broker, as in KRaft's `BrokerEndpoint`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEndpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
 }
 
 /// A topic and its partitions; partition `i` is `partitions[i]`.

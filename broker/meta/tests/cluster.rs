@@ -183,6 +183,7 @@ fn register(id: i32) -> MetaRequest {
         incarnation: Uuid::from_u128(id as u128),
         host: format!("broker-{id}"),
         port: 9092,
+        listeners: vec![],
         rack: None,
     }
 }

@@ -250,6 +250,7 @@ mod tests {
             epoch,
             host: "127.0.0.1".into(),
             port: 9092,
+            listeners: vec![],
             rack: None,
             fenced,
             shutting_down: false,

@@ -22,8 +22,8 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
 use spate_meta::{
-    BrokerHeartbeat, ClusterMetadata, MembershipChange, MetaConfig, MetaError, MetaNode,
-    MetaRequest, MetaResponse, QuorumView,
+    BrokerHeartbeat, ClusterMetadata, ListenerEndpoint, MembershipChange, MetaConfig, MetaError,
+    MetaNode, MetaRequest, MetaResponse, QuorumView,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -57,14 +57,17 @@ pub struct Quorum {
 }
 
 impl Quorum {
-    /// Starts the metadata node, registers this broker with `host:port` as its client
-    /// endpoint and unfences it once caught up.
+    /// Starts the metadata node, registers this broker with its advertised listeners (the
+    /// inter-broker one first) and unfences it once caught up.
     pub async fn start(
         config: &BrokerConfig,
         qc: &QuorumConfig,
-        host: String,
-        port: u16,
+        listeners: Vec<ListenerEndpoint>,
     ) -> anyhow::Result<Arc<Self>> {
+        let (host, port) = listeners
+            .first()
+            .map(|l| (l.host.clone(), l.port))
+            .ok_or_else(|| anyhow::anyhow!("a broker needs a listener"))?;
         let broker_id = config.node_id;
         let mut meta = MetaConfig::new(
             broker_id as u64,
@@ -99,6 +102,7 @@ impl Quorum {
             incarnation: quorum.incarnation,
             host,
             port,
+            listeners,
             rack: qc.rack.clone(),
         };
         let epoch = match quorum.node.propose(register).await {

@@ -19,11 +19,19 @@ use crate::cluster::Quorum;
 use crate::context::{str_bytes, topic_name, Context};
 use crate::handlers::metadata::NO_AUTHORIZED_OPERATIONS;
 
-/// Brokers clients may talk to: registered and not fenced.
-fn live_brokers(md: &ClusterMetadata) -> impl Iterator<Item = &BrokerRegistration> {
-    md.brokers.values().filter(|b| !b.fenced)
+/// Brokers clients of `listener` may talk to: registered, not fenced, and listening there,
+/// each with its address on that listener.
+fn live_brokers<'a>(
+    md: &'a ClusterMetadata,
+    listener: &'a str,
+) -> impl Iterator<Item = (&'a BrokerRegistration, (&'a str, u16))> {
+    md.brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(move |b| b.endpoint(listener).map(|e| (b, e)))
 }
 
+/// A live broker's inter-broker address (replication, transaction markers).
 pub fn endpoint(md: &ClusterMetadata, broker: i32) -> Option<(String, u16)> {
     md.brokers
         .get(&broker)
@@ -31,10 +39,20 @@ pub fn endpoint(md: &ClusterMetadata, broker: i32) -> Option<(String, u16)> {
         .map(|b| (b.host.clone(), b.port))
 }
 
+/// A live broker's address for clients of `listener`.
+pub fn client_endpoint(md: &ClusterMetadata, broker: i32, listener: &str) -> Option<(String, u16)> {
+    md.brokers
+        .get(&broker)
+        .filter(|b| !b.fenced)
+        .and_then(|b| b.endpoint(listener))
+        .map(|(h, p)| (h.to_string(), p))
+}
+
 /// Metadata's brokers and topics in cluster mode; auto-creates through the quorum.
 pub async fn metadata(
     ctx: &Context,
     q: &Arc<Quorum>,
+    listener: &str,
     wanted: Option<Vec<MetadataRequestTopic>>,
     all: bool,
     allow_create: bool,
@@ -60,12 +78,12 @@ pub async fn metadata(
         }
     }
     let md = q.metadata();
-    let brokers = live_brokers(&md)
-        .map(|b| {
+    let brokers = live_brokers(&md, listener)
+        .map(|(b, (host, port))| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(i32::from(b.port))
+                .with_host(str_bytes(host))
+                .with_port(i32::from(port))
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect();
@@ -147,13 +165,16 @@ fn describe(md: &ClusterMetadata, name: &str, topic: &TopicMetadata) -> Metadata
 }
 
 /// DescribeCluster's brokers.
-pub fn describe_cluster_brokers(md: &ClusterMetadata) -> Vec<DescribeClusterBroker> {
-    live_brokers(md)
-        .map(|b| {
+pub fn describe_cluster_brokers(
+    md: &ClusterMetadata,
+    listener: &str,
+) -> Vec<DescribeClusterBroker> {
+    live_brokers(md, listener)
+        .map(|(b, (host, port))| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(i32::from(b.port))
+                .with_host(str_bytes(host))
+                .with_port(i32::from(port))
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect()

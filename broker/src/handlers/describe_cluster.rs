@@ -5,7 +5,13 @@ use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 use crate::context::{str_bytes, Context};
 use crate::handlers::metadata::{CLUSTER_OPERATIONS, NO_AUTHORIZED_OPERATIONS};
 
-pub fn handle(ctx: &Context, req: DescribeClusterRequest) -> DescribeClusterResponse {
+/// `listener` is the one the request arrived on: brokers are described by its addresses.
+pub fn handle(
+    ctx: &Context,
+    req: DescribeClusterRequest,
+    listener: &str,
+) -> DescribeClusterResponse {
+    let (host, port) = ctx.advertised(listener);
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(str_bytes(ctx.registry.cluster_id.clone()))
@@ -17,14 +23,15 @@ pub fn handle(ctx: &Context, req: DescribeClusterRequest) -> DescribeClusterResp
         })
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(ctx.node_id())
-            .with_host(str_bytes(ctx.advertised_host.clone()))
-            .with_port(ctx.advertised_port as i32)]);
+            .with_host(host)
+            .with_port(port)]);
     match ctx.registry.quorum() {
         None => response,
         Some(q) => response
             .with_controller_id(kafka_protocol::messages::BrokerId(q.controller_id()))
             .with_brokers(crate::handlers::cluster_view::describe_cluster_brokers(
                 &q.metadata(),
+                listener,
             )),
     }
 }

@@ -10,7 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::context::{str_bytes, Context};
 use crate::group::codec::partition_for;
 use crate::group::coordinator::{offsets_topic_configs, OFFSETS_TOPIC};
-use crate::handlers::cluster_view::endpoint;
+use crate::handlers::cluster_view::client_endpoint;
 use crate::txn::{txn_topic_configs, TXN_TOPIC};
 
 const KEY_GROUP: i8 = 0;
@@ -21,6 +21,7 @@ pub async fn handle(
     ctx: &Context,
     version: i16,
     req: FindCoordinatorRequest,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     let keys = if version >= 4 {
         req.coordinator_keys.clone()
@@ -29,7 +30,7 @@ pub async fn handle(
     };
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
-        coordinators.push(answer(ctx, req.key_type, key).await);
+        coordinators.push(answer(ctx, req.key_type, key, listener).await);
     }
     if version >= 4 {
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
@@ -43,7 +44,7 @@ pub async fn handle(
         .with_port(c.port)
 }
 
-async fn answer(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
+async fn answer(ctx: &Context, key_type: i8, key: StrBytes, listener: &str) -> Coordinator {
     let c = Coordinator::default().with_key(key.clone());
     let unavailable = |c: Coordinator, why: String| {
         c.with_node_id(BrokerId(-1))
@@ -71,10 +72,11 @@ async fn answer(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
         }
     };
     let Some(q) = ctx.registry.quorum() else {
+        let (host, port) = ctx.advertised(listener);
         return c
             .with_node_id(ctx.node_id())
-            .with_host(str_bytes(ctx.advertised_host.clone()))
-            .with_port(ctx.advertised_port as i32);
+            .with_host(host)
+            .with_port(port);
     };
     // Replicated like Kafka's (offsets.topic.replication.factor and
     // transaction.state.log.replication.factor, 3), so coordinator state survives a broker;
@@ -102,7 +104,7 @@ async fn answer(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
         .ok()
         .and_then(|p| topic.partitions.get(p))
         .map_or(-1, |p| p.leader);
-    match endpoint(&md, leader) {
+    match client_endpoint(&md, leader, listener) {
         Some((host, port)) => c
             .with_node_id(BrokerId(leader))
             .with_host(str_bytes(host))

@@ -21,7 +21,13 @@ pub const TOPIC_OPERATIONS: i32 = 0b1101_1111_1000;
 /// IDEMPOTENT_WRITE.
 pub const CLUSTER_OPERATIONS: i32 = 0b1_1111_1010_0000;
 
-pub async fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> MetadataResponse {
+/// `listener` is the one the request arrived on: brokers are described by its addresses.
+pub async fn handle(
+    ctx: &Context,
+    version: i16,
+    req: MetadataRequest,
+    listener: &str,
+) -> MetadataResponse {
     let registry = &ctx.registry;
     // v0 used an empty list for "all topics"; later versions use null.
     let all = match &req.topics {
@@ -42,7 +48,7 @@ pub async fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> Metada
     };
     if let Some(q) = registry.quorum() {
         let (brokers, topics) =
-            super::cluster_view::metadata(ctx, q, req.topics, all, allow_create).await;
+            super::cluster_view::metadata(ctx, q, listener, req.topics, all, allow_create).await;
         let topics = topics
             .into_iter()
             .map(|t| t.with_topic_authorized_operations(topic_ops))
@@ -79,11 +85,12 @@ pub async fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> Metada
         .into_iter()
         .map(|t| t.with_topic_authorized_operations(topic_ops))
         .collect();
+    let (host, port) = ctx.advertised(listener);
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(ctx.node_id())
-            .with_host(str_bytes(ctx.advertised_host.clone()))
-            .with_port(ctx.advertised_port as i32)])
+            .with_host(host)
+            .with_port(port)])
         .with_cluster_id(Some(str_bytes(registry.cluster_id.clone())))
         .with_controller_id(ctx.node_id())
         .with_cluster_authorized_operations(cluster_ops)

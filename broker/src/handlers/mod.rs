@@ -45,13 +45,19 @@ use std::net::SocketAddr;
 use crate::context::Context;
 use crate::protocol::{Request, RequestEnvelope, Response};
 
-/// Runs one request. `None` means the client expects no response (Produce with acks=0).
-pub async fn dispatch(ctx: &Context, env: RequestEnvelope, peer: SocketAddr) -> Option<Response> {
+/// Runs one request that arrived on `listener`. `None` means the client expects no response
+/// (Produce with acks=0).
+pub async fn dispatch(
+    ctx: &Context,
+    env: RequestEnvelope,
+    peer: SocketAddr,
+    listener: &str,
+) -> Option<Response> {
     let v = env.version;
     let client_id = env.client_id.unwrap_or_default();
     Some(match env.body {
         Request::ApiVersions(r) => Response::ApiVersions(api_versions::handle(r)),
-        Request::Metadata(r) => Response::Metadata(metadata::handle(ctx, v, r).await),
+        Request::Metadata(r) => Response::Metadata(metadata::handle(ctx, v, r, listener).await),
         Request::Produce(r) => Response::Produce(produce::handle(ctx, r).await?),
         Request::Fetch(r) => Response::Fetch(fetch::handle(ctx, v, r).await),
         Request::ListOffsets(r) => Response::ListOffsets(list_offsets::handle(ctx, v, r)),
@@ -66,7 +72,9 @@ pub async fn dispatch(ctx: &Context, env: RequestEnvelope, peer: SocketAddr) -> 
         Request::IncrementalAlterConfigs(r) => {
             Response::IncrementalAlterConfigs(alter_configs::handle_incremental(ctx, r).await)
         }
-        Request::DescribeCluster(r) => Response::DescribeCluster(describe_cluster::handle(ctx, r)),
+        Request::DescribeCluster(r) => {
+            Response::DescribeCluster(describe_cluster::handle(ctx, r, listener))
+        }
         Request::AlterPartitionReassignments(r) => Response::AlterPartitionReassignments(
             alter_partition_reassignments::handle(ctx, v, r).await,
         ),
@@ -78,7 +86,7 @@ pub async fn dispatch(ctx: &Context, env: RequestEnvelope, peer: SocketAddr) -> 
             Response::InitProducerId(init_producer_id::handle(ctx, v, r).await)
         }
         Request::FindCoordinator(r) => {
-            Response::FindCoordinator(find_coordinator::handle(ctx, v, r).await)
+            Response::FindCoordinator(find_coordinator::handle(ctx, v, r, listener).await)
         }
         Request::JoinGroup(r) => {
             Response::JoinGroup(join_group::handle(ctx, v, &client_id, peer, r).await)

@@ -22,6 +22,7 @@ pub async fn serve(
     ctx: Arc<Context>,
     mut stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -67,7 +68,7 @@ pub async fn serve(
                         telemetry::continue_trace(&span, parent);
                     }
                     let handled = tokio::select! {
-                        r = dispatch(&ctx, env, peer).instrument(span) => r,
+                        r = dispatch(&ctx, env, peer, &listener).instrument(span) => r,
                         _ = shutdown.changed() => return,
                     };
                     timer.observe_duration();

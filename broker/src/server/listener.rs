@@ -8,14 +8,20 @@ use tokio::task::JoinSet;
 use super::connection;
 use crate::context::Context;
 
-/// Accepts connections until `shutdown` turns true, then waits for open connections to end.
-pub async fn run(ctx: Arc<Context>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+/// Accepts connections on the listener called `name` until `shutdown` turns true, then waits
+/// for open connections to end.
+pub async fn run(
+    ctx: Arc<Context>,
+    name: Arc<str>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(connection::serve(ctx.clone(), stream, peer, shutdown.clone()));
+                    connections.spawn(connection::serve(ctx.clone(), stream, peer, name.clone(), shutdown.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: keep serving the rest.

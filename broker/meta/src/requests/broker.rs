@@ -3,14 +3,14 @@
 use uuid::Uuid;
 
 use super::{MetaResponse, RequestError};
-use crate::state_machine::{BrokerRegistration, ClusterMetadata};
+use crate::state_machine::{BrokerRegistration, ClusterMetadata, ListenerEndpoint};
 
 pub(super) fn register(
     md: &mut ClusterMetadata,
     id: i32,
     incarnation: Uuid,
-    host: &str,
-    port: u16,
+    (host, port): (&str, u16),
+    listeners: &[ListenerEndpoint],
     rack: Option<&str>,
 ) -> Result<MetaResponse, RequestError> {
     if id < 0 {
@@ -18,9 +18,23 @@ pub(super) fn register(
             "broker id {id} is negative"
         )));
     }
-    if host.is_empty() || port == 0 {
+    let endpoints =
+        std::iter::once((host, port)).chain(listeners.iter().map(|l| (l.host.as_str(), l.port)));
+    for (host, port) in endpoints {
+        if host.is_empty() || port == 0 {
+            return Err(RequestError::InvalidRegistration(format!(
+                "endpoint {host:?}:{port} is not routable"
+            )));
+        }
+    }
+    if let Some(dup) = listeners
+        .iter()
+        .enumerate()
+        .find(|(i, l)| listeners[..*i].iter().any(|o| o.name == l.name))
+    {
         return Err(RequestError::InvalidRegistration(format!(
-            "endpoint {host:?}:{port} is not routable"
+            "listener {} is named twice",
+            dup.1.name
         )));
     }
     if rack.is_some_and(str::is_empty) {
@@ -49,6 +63,7 @@ pub(super) fn register(
             epoch,
             host: host.to_string(),
             port,
+            listeners: listeners.to_vec(),
             rack: rack.map(str::to_string),
             fenced: true,
             shutting_down: false,

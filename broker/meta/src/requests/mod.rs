@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::state_machine::{ClusterMetadata, PartitionState};
+use crate::state_machine::{ClusterMetadata, ListenerEndpoint, PartitionState};
 
 /// A change to the cluster metadata: the application data of the raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +42,9 @@ pub enum MetaRequest {
         incarnation: Uuid,
         host: String,
         port: u16,
+        /// Named client listeners; empty means clients use `host:port`.
+        #[serde(default)]
+        listeners: Vec<ListenerEndpoint>,
         rack: Option<String>,
     },
     /// The broker leaves the cluster for good; its leaderships and ISR slots are given up.
@@ -332,8 +335,16 @@ impl MetaRequest {
                 incarnation,
                 host,
                 port,
+                listeners,
                 rack,
-            } => broker::register(md, *id, *incarnation, host, *port, rack.as_deref()),
+            } => broker::register(
+                md,
+                *id,
+                *incarnation,
+                (host, *port),
+                listeners,
+                rack.as_deref(),
+            ),
             MetaRequest::UnregisterBroker { id } => broker::unregister(md, *id),
             MetaRequest::FenceBroker { id } => broker::fence(md, *id),
             MetaRequest::UnfenceBroker { id } => broker::unfence(md, *id),

@@ -33,6 +33,7 @@ fn register(md: &mut ClusterMetadata, id: i32, rack: Option<&str>) -> u64 {
             incarnation: Uuid::from_u128(id as u128),
             host: format!("broker-{id}"),
             port: 9092,
+            listeners: vec![],
             rack: rack.map(str::to_string),
         },
     ) {
@@ -124,6 +125,7 @@ fn brokers_register_fenced_with_the_offset_as_epoch() {
             incarnation: Uuid::from_u128(7),
             host: "broker-7".into(),
             port: 9092,
+            listeners: vec![],
             rack: Some("r1".into()),
         },
     );
@@ -136,6 +138,7 @@ fn brokers_register_fenced_with_the_offset_as_epoch() {
             incarnation: Uuid::from_u128(1),
             host: "h".into(),
             port: 1,
+            listeners: vec![],
             rack: None,
         },
         MetaRequest::RegisterBroker {
@@ -143,6 +146,7 @@ fn brokers_register_fenced_with_the_offset_as_epoch() {
             incarnation: Uuid::from_u128(1),
             host: "".into(),
             port: 1,
+            listeners: vec![],
             rack: None,
         },
         MetaRequest::RegisterBroker {
@@ -150,6 +154,7 @@ fn brokers_register_fenced_with_the_offset_as_epoch() {
             incarnation: Uuid::from_u128(1),
             host: "h".into(),
             port: 0,
+            listeners: vec![],
             rack: None,
         },
     ] {
@@ -177,6 +182,7 @@ fn restarted_broker_reregisters_fenced_and_leaves_isrs() {
             incarnation: Uuid::from_u128(1001),
             host: "broker-1".into(),
             port: 9093,
+            listeners: vec![],
             rack: None,
         },
     ) {
@@ -1003,4 +1009,44 @@ fn elect_leaders_unclean_forces_an_election_and_reports_per_partition() {
         Err(3)
     );
     assert_eq!(partition(&md, "t", 0).isr, vec![outside]);
+}
+
+#[test]
+fn brokers_answer_per_listener() {
+    let ep = |name: &str, host: &str, port| ListenerEndpoint {
+        name: name.into(),
+        host: host.into(),
+        port,
+    };
+    let mut md = ClusterMetadata::default();
+    let req = |listeners: Vec<ListenerEndpoint>| MetaRequest::RegisterBroker {
+        id: 1,
+        incarnation: Uuid::from_u128(1),
+        host: "spate-1.internal".into(),
+        port: 9092,
+        listeners,
+        rack: None,
+    };
+    let twice = vec![ep("A", "h", 1), ep("A", "h", 2)];
+    assert!(matches!(
+        reject(&mut md, req(twice)),
+        RequestError::InvalidRegistration(m) if m.contains("named twice")
+    ));
+    assert!(matches!(
+        reject(&mut md, req(vec![ep("EXTERNAL", "", 1)])),
+        RequestError::InvalidRegistration(_)
+    ));
+    let listeners = vec![
+        ep("INTERNAL", "spate-1.internal", 9092),
+        ep("EXTERNAL", "203.0.113.9", 31001),
+    ];
+    apply(&mut md, req(listeners));
+    let b = &md.brokers[&1];
+    assert_eq!(b.endpoint("EXTERNAL"), Some(("203.0.113.9", 31001)));
+    assert_eq!(b.endpoint("INTERNAL"), Some(("spate-1.internal", 9092)));
+    assert_eq!(b.endpoint("OTHER"), None, "Kafka leaves such brokers out");
+    // Registrations from before named listeners answer every listener with host:port.
+    let mut old = b.clone();
+    old.listeners.clear();
+    assert_eq!(old.endpoint("ANY"), Some(("spate-1.internal", 9092)));
 }
