@@ -176,15 +176,19 @@ impl BrokerConfig {
                 set(&mut raw, k, v)?;
             }
         }
+        let env: BTreeMap<String, String> = env.into_iter().collect();
         let by_env_name: BTreeMap<String, &str> =
             DEFAULTS.iter().map(|(k, _)| (env_name(k), *k)).collect();
-        for (name, value) in env {
-            if let Some(key) = by_env_name.get(&name) {
-                raw.insert(key.to_string(), value);
+        for (name, value) in &env {
+            if let Some(key) = by_env_name.get(name) {
+                raw.insert(key.to_string(), value.clone());
             }
         }
         for (k, v) in cli {
             set(&mut raw, k, v)?;
+        }
+        for (k, v) in raw.iter_mut() {
+            *v = expand_env(k, v, &env)?;
         }
         Self::from_raw(raw)
     }
@@ -475,6 +479,38 @@ fn set(raw: &mut BTreeMap<String, String>, key: String, value: String) -> Result
     Ok(())
 }
 
+/// Replaces `${env:NAME}` with the environment variable NAME, the syntax of Kafka's
+/// EnvVarConfigProvider (KIP-887): a properties file shared by pods can then name what only
+/// the pod knows, such as its node's address from the downward API.
+fn expand_env(
+    key: &str,
+    value: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<String, ConfigError> {
+    const OPEN: &str = "${env:";
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len()..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| invalid(key, value, "unterminated ${env:...}"))?;
+        let name = &after[..end];
+        let v = env.get(name).ok_or_else(|| {
+            invalid(
+                key,
+                value,
+                &format!("environment variable {name} is not set"),
+            )
+        })?;
+        out.push_str(v);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 fn read_properties(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
         path: path.to_path_buf(),
@@ -565,6 +601,38 @@ mod tests {
         assert!(c.auto_create_topics);
         assert_eq!(c.log_defaults.flush.ms, Some(1000));
         assert_eq!(c.log_defaults.flush.messages, None);
+    }
+
+    #[test]
+    fn env_references_are_expanded_like_kafkas_env_provider() {
+        let env = kv(&[("NODE_IP", "10.0.0.7"), ("UNRELATED", "x")]);
+        let cli = kv(&[
+            (
+                "listeners",
+                "INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:9094",
+            ),
+            (
+                "listener.security.protocol.map",
+                "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
+            ),
+            (
+                "advertised.listeners",
+                "INTERNAL://spate-0:9092,EXTERNAL://${env:NODE_IP}:31001",
+            ),
+        ]);
+        let c = BrokerConfig::load(None, env.clone(), cli.clone()).unwrap();
+        assert_eq!(
+            c.listeners.all[1].advertised,
+            Some(("10.0.0.7".into(), 31001))
+        );
+        let missing = BrokerConfig::load(None, vec![], cli)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("NODE_IP is not set"), "{missing}");
+        let open = BrokerConfig::load(None, env, kv(&[("broker.rack", "${env:NODE_IP")]))
+            .unwrap_err()
+            .to_string();
+        assert!(open.contains("unterminated"), "{open}");
     }
 
     #[test]
