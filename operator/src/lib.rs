@@ -4,7 +4,8 @@
 //!
 //! - `crd/`: the custom resource types (`spate.dev/v1alpha1`); `crdgen` renders them.
 //! - `builders/`: pure functions from a `Cluster` to the Kubernetes objects it needs
-//!   (ConfigMap, Services, broker Pods, PVCs, PodDisruptionBudget, ServiceAccount).
+//!   (ConfigMap, Services, broker Pods, PVCs, PodDisruptionBudget, ServiceAccount), and
+//!   `external.rs`, which reads the external listener's addresses back from applied Services.
 //! - `plan/`: pure planning: broker membership, reassignment/drain plans, restart safety.
 //! - `kafka/`: a small async Kafka admin client (`kafka-protocol` codecs over TCP) and the
 //!   `KafkaAdmin` trait the reconcilers use, so tests can swap in a fake cluster.

@@ -3,20 +3,26 @@
 //! The operator owns the settings that wire a broker into the cluster (`node.id`, listeners,
 //! `log.dirs`, the metadata quorum); a user's `spec.config` value for one of those is ignored.
 //! `broker.rack` comes from the pod's environment (see `pods.rs`), not from this file.
+//!
+//! A broker has one unnamed listener, or, once its external address is known (see
+//! `external.rs`), two: `PLAINTEXT` for in-cluster clients and replication, and `EXTERNAL`.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
+use super::external::{ExternalEndpoints, EXTERNAL_NAME, EXTERNAL_PORT, INTERNAL_NAME};
 use super::{broker_host, configmap_name, labels, object_meta, DATA_MOUNT, HTTP_PORT, RAFT_PORT};
 use crate::crd::Cluster;
 
 /// Keys the operator sets itself; user values for them are ignored.
-pub const OPERATOR_KEYS: [&str; 7] = [
+pub const OPERATOR_KEYS: [&str; 9] = [
     "node.id",
     "listeners",
     "http.listeners",
     "advertised.listeners",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
     "log.dirs",
     "controller.quorum.voters",
     "controller.listener",
@@ -51,9 +57,52 @@ pub fn quorum_voters(c: &Cluster, broker_ids: &[i32]) -> String {
         .join(",")
 }
 
-/// One broker's settings: the user's `spec.config` overlaid with the operator's keys.
-pub fn broker_settings(c: &Cluster, id: i32, broker_ids: &[i32]) -> BTreeMap<String, String> {
+/// The listener settings of broker `id`: one unnamed listener, or `PLAINTEXT` plus `EXTERNAL`
+/// when the broker has an external endpoint.
+fn listener_settings(
+    c: &Cluster,
+    id: i32,
+    external: &ExternalEndpoints,
+) -> Vec<(&'static str, String)> {
     let port = c.spec.listeners.internal.port;
+    let internal = format!("{}:{port}", broker_host(c, id));
+    let endpoint = external
+        .get(&id)
+        .filter(|_| c.spec.listeners.external.is_some());
+    let Some(ext) = endpoint else {
+        return vec![
+            ("listeners", format!("0.0.0.0:{port}")),
+            ("advertised.listeners", internal),
+        ];
+    };
+    vec![
+        (
+            "listeners",
+            format!("{INTERNAL_NAME}://0.0.0.0:{port},{EXTERNAL_NAME}://0.0.0.0:{EXTERNAL_PORT}"),
+        ),
+        (
+            "advertised.listeners",
+            format!(
+                "{INTERNAL_NAME}://{internal},{EXTERNAL_NAME}://{}:{}",
+                ext.host, ext.port
+            ),
+        ),
+        (
+            "listener.security.protocol.map",
+            format!("{INTERNAL_NAME}:PLAINTEXT,{EXTERNAL_NAME}:PLAINTEXT"),
+        ),
+        ("inter.broker.listener.name", INTERNAL_NAME.to_string()),
+    ]
+}
+
+/// One broker's settings: the user's `spec.config` overlaid with the operator's keys.
+/// `external` holds the brokers' known external endpoints (empty without an external listener).
+pub fn broker_settings(
+    c: &Cluster,
+    id: i32,
+    broker_ids: &[i32],
+    external: &ExternalEndpoints,
+) -> BTreeMap<String, String> {
     let mut settings: BTreeMap<String, String> = c
         .spec
         .config
@@ -63,17 +112,15 @@ pub fn broker_settings(c: &Cluster, id: i32, broker_ids: &[i32]) -> BTreeMap<Str
         .collect();
     let operator = [
         ("node.id", id.to_string()),
-        ("listeners", format!("0.0.0.0:{port}")),
         ("http.listeners", format!("0.0.0.0:{HTTP_PORT}")),
-        (
-            "advertised.listeners",
-            format!("{}:{port}", broker_host(c, id)),
-        ),
         ("log.dirs", format!("{DATA_MOUNT}/data")),
         ("controller.quorum.voters", quorum_voters(c, broker_ids)),
         ("controller.listener", format!("0.0.0.0:{RAFT_PORT}")),
     ];
-    for (k, v) in operator {
+    for (k, v) in operator
+        .into_iter()
+        .chain(listener_settings(c, id, external))
+    {
         settings.insert(k.to_string(), v);
     }
     // Replication is opt-in on the broker while it matures; a Cluster wants it unless the
@@ -96,14 +143,14 @@ pub fn render_properties(settings: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// The ConfigMap for all `broker_ids`.
-pub fn build(c: &Cluster, broker_ids: &[i32]) -> ConfigMap {
+/// The ConfigMap for all `broker_ids`, with their known external endpoints.
+pub fn build(c: &Cluster, broker_ids: &[i32], external: &ExternalEndpoints) -> ConfigMap {
     let data = broker_ids
         .iter()
         .map(|id| {
             (
                 properties_key(*id),
-                render_properties(&broker_settings(c, *id, broker_ids)),
+                render_properties(&broker_settings(c, *id, broker_ids, external)),
             )
         })
         .collect();
@@ -117,12 +164,25 @@ pub fn build(c: &Cluster, broker_ids: &[i32]) -> ConfigMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::builders::test_support::cluster;
+    use crate::builders::external::ExternalEndpoint;
+    use crate::builders::test_support::{cluster, with_external};
+    use crate::crd::cluster::ExternalType;
+
+    fn none() -> ExternalEndpoints {
+        ExternalEndpoints::new()
+    }
+
+    fn endpoint(host: &str, port: i32) -> ExternalEndpoint {
+        ExternalEndpoint {
+            host: host.into(),
+            port,
+        }
+    }
 
     #[test]
     fn each_broker_gets_its_own_file_with_its_node_id() {
         let c = cluster(3);
-        let cm = build(&c, &[0, 1, 2]);
+        let cm = build(&c, &[0, 1, 2], &none());
         let data = cm.data.expect("data");
         assert_eq!(data.len(), 3);
         let b1 = &data["broker-1.properties"];
@@ -132,13 +192,80 @@ mod tests {
         assert!(b1.contains("http.listeners=0.0.0.0:9644\n"));
         assert!(b1.contains("replication.enable=true\n"));
         assert!(b1.contains("log.dirs=/var/lib/spate/data\n"));
+        assert!(!b1.contains("listener.security.protocol.map"));
+        assert!(!b1.contains("inter.broker.listener.name"));
         assert_eq!(cm.metadata.name.as_deref(), Some("spate-config"));
+    }
+
+    #[test]
+    fn node_port_broker_advertises_its_node_ip_reference_and_node_port() {
+        let c = with_external(cluster(2), ExternalType::NodePort);
+        let ext = ExternalEndpoints::from([(1, endpoint("${env:SPATE_NODE_IP}", 31001))]);
+        let s = broker_settings(&c, 1, &[0, 1], &ext);
+        assert_eq!(
+            s["listeners"],
+            "PLAINTEXT://0.0.0.0:9092,EXTERNAL://0.0.0.0:9094"
+        );
+        assert_eq!(
+            s["advertised.listeners"],
+            "PLAINTEXT://spate-1.spate-brokers.kafka.svc:9092,EXTERNAL://${env:SPATE_NODE_IP}:31001"
+        );
+        assert_eq!(
+            s["listener.security.protocol.map"],
+            "PLAINTEXT:PLAINTEXT,EXTERNAL:PLAINTEXT"
+        );
+        assert_eq!(s["inter.broker.listener.name"], "PLAINTEXT");
+    }
+
+    #[test]
+    fn load_balancer_broker_advertises_its_address_once_known() {
+        let c = with_external(cluster(2), ExternalType::LoadBalancer);
+        let ext = ExternalEndpoints::from([(0, endpoint("203.0.113.7", 19092))]);
+        let cm = build(&c, &[0, 1], &ext);
+        let data = cm.data.expect("data");
+        assert!(data["broker-0.properties"].contains(
+            "advertised.listeners=PLAINTEXT://spate-0.spate-brokers.kafka.svc:9092,EXTERNAL://203.0.113.7:19092\n"
+        ));
+        // Broker 1's load balancer has no address yet: no EXTERNAL listener at all, exactly
+        // the config it would have without an external listener.
+        let pending = &data["broker-1.properties"];
+        assert!(!pending.contains("EXTERNAL"), "{pending}");
+        assert_eq!(
+            pending,
+            &render_properties(&broker_settings(&cluster(2), 1, &[0, 1], &none()))
+        );
+    }
+
+    #[test]
+    fn user_values_for_listener_wiring_are_ignored() {
+        let mut c = with_external(cluster(1), ExternalType::NodePort);
+        for k in [
+            "listener.security.protocol.map",
+            "inter.broker.listener.name",
+        ] {
+            c.spec.config.insert(k.into(), "X".into());
+        }
+        let plain = broker_settings(&c, 0, &[0], &none());
+        assert!(!plain.contains_key("inter.broker.listener.name"));
+        let ext = ExternalEndpoints::from([(0, endpoint("${env:SPATE_NODE_IP}", 31001))]);
+        let named = broker_settings(&c, 0, &[0], &ext);
+        assert_eq!(named["inter.broker.listener.name"], "PLAINTEXT");
+    }
+
+    #[test]
+    fn stale_endpoints_are_ignored_once_the_external_listener_is_removed() {
+        let c = cluster(1);
+        let ext = ExternalEndpoints::from([(0, endpoint("203.0.113.7", 19092))]);
+        assert_eq!(
+            broker_settings(&c, 0, &[0], &ext),
+            broker_settings(&c, 0, &[0], &none())
+        );
     }
 
     #[test]
     fn user_config_is_kept_but_cannot_override_wiring() {
         let c = cluster(3);
-        let s = broker_settings(&c, 2, &[0, 1, 2]);
+        let s = broker_settings(&c, 2, &[0, 1, 2], &none());
         assert_eq!(s["log.retention.ms"], "3600000");
         assert_eq!(s["node.id"], "2", "spec.config node.id=99 is ignored");
     }
@@ -175,7 +302,7 @@ mod tests {
         c.spec
             .config
             .insert("log.retention.ms".into(), "1\nnode.id=7".into());
-        let text = render_properties(&broker_settings(&c, 0, &[0]));
+        let text = render_properties(&broker_settings(&c, 0, &[0], &none()));
         assert!(text.contains("node.id=0\n"));
         assert!(!text.contains("\nnode.id=7"));
     }

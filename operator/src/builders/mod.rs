@@ -4,6 +4,7 @@
 //! functions return. Names and labels live here so every object agrees on them.
 
 pub mod configmap;
+pub mod external;
 pub mod pdb;
 pub mod pods;
 pub mod pvc;
@@ -30,6 +31,8 @@ pub const CONFIG_MOUNT: &str = "/etc/spate";
 pub const LABEL_CLUSTER: &str = "spate.dev/cluster";
 /// Label: a broker pod's or volume's `node.id`.
 pub const LABEL_BROKER_ID: &str = "spate.dev/broker-id";
+/// Label on the external listener's Services (`external`), so stale ones can be found.
+pub const LABEL_LISTENER: &str = "spate.dev/listener";
 /// Label on claims kept after their broker was removed (reclaimPolicy Retain).
 pub const LABEL_RETAINED: &str = "spate.dev/retained";
 /// Annotation: hash of everything that needs a restart to take effect.
@@ -53,6 +56,16 @@ pub fn headless_service_name(c: &Cluster) -> String {
 /// ClusterIP Service clients bootstrap from.
 pub fn bootstrap_service_name(c: &Cluster) -> String {
     format!("{}-bootstrap", c.name_any())
+}
+
+/// NodePort/LoadBalancer Service outside clients bootstrap from.
+pub fn external_bootstrap_service_name(c: &Cluster) -> String {
+    format!("{}-external-bootstrap", c.name_any())
+}
+
+/// NodePort/LoadBalancer Service reaching one broker from outside.
+pub fn external_service_name(c: &Cluster, id: i32) -> String {
+    format!("{}-external", pod_name(c, id))
 }
 
 /// Broker pod name.
@@ -158,6 +171,7 @@ pub fn stable_hash(data: &[u8]) -> String {
 
 #[cfg(test)]
 pub(crate) mod test_support {
+    use crate::crd::cluster::{ExternalListener, ExternalType};
     use crate::crd::{Cluster, ClusterSpec};
 
     /// A three-broker cluster `spate` in namespace `kafka`, with a uid so owner references work.
@@ -175,6 +189,17 @@ pub(crate) mod test_support {
         c.metadata.generation = Some(1);
         c
     }
+
+    /// `c` with an external listener of `type_` on Service port 19092.
+    pub fn with_external(mut c: Cluster, type_: ExternalType) -> Cluster {
+        c.spec.listeners.external = Some(ExternalListener {
+            type_,
+            port: 19092,
+            node_port_base: None,
+            annotations: Default::default(),
+        });
+        c
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +214,11 @@ mod tests {
         assert_eq!(pvc_name(&c, 2), "data-spate-2");
         assert_eq!(broker_host(&c, 1), "spate-1.spate-brokers.kafka.svc");
         assert_eq!(bootstrap_address(&c), "spate-bootstrap.kafka.svc:9092");
+        assert_eq!(external_service_name(&c, 2), "spate-2-external");
+        assert_eq!(
+            external_bootstrap_service_name(&c),
+            "spate-external-bootstrap"
+        );
     }
 
     #[test]

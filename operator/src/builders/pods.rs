@@ -16,11 +16,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::configmap::{broker_settings, properties_key, render_properties};
+use super::external::{ExternalEndpoints, EXTERNAL_PORT, NODE_IP_ENV};
+use super::services::EXTERNAL;
 use super::{
     broker_labels, broker_selector, configmap_name, headless_service_name, object_meta, pod_name,
     pvc_name, service_account_name, stable_hash, ANNOTATION_REVISION, CONFIG_MOUNT, DATA_MOUNT,
     HTTP_PORT, RAFT_PORT,
 };
+use crate::crd::cluster::ExternalType;
 use crate::crd::Cluster;
 
 /// The broker runs as this uid/gid (matches the Dockerfile's `spate` user).
@@ -37,6 +40,21 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
         failure_threshold: Some(failures),
         timeout_seconds: Some(3),
         ..Probe::default()
+    }
+}
+
+/// An environment variable read through the downward API.
+fn field_env(name: &str, field_path: String) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path,
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
     }
 }
 
@@ -66,17 +84,10 @@ pub fn pod_spec(c: &Cluster, id: i32) -> PodSpec {
     if let Some(rack) = &c.spec.rack {
         // The node's topology label, copied onto the pod at binding time
         // (PodTopologyLabelsAdmission), read through the downward API as `broker.rack`.
-        env.push(EnvVar {
-            name: "SPATE_BROKER_RACK".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: format!("metadata.labels['{}']", rack.topology_key),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        });
+        env.push(field_env(
+            "SPATE_BROKER_RACK",
+            format!("metadata.labels['{}']", rack.topology_key),
+        ));
         spread.push(TopologySpreadConstraint {
             max_skew: 1,
             topology_key: rack.topology_key.clone(),
@@ -87,6 +98,18 @@ pub fn pod_spec(c: &Cluster, id: i32) -> PodSpec {
             }),
             ..TopologySpreadConstraint::default()
         });
+    }
+    let mut ports = vec![
+        container_port("kafka", kafka),
+        container_port("raft", RAFT_PORT),
+        container_port("http", HTTP_PORT),
+    ];
+    if let Some(ext) = &c.spec.listeners.external {
+        ports.push(container_port(EXTERNAL, EXTERNAL_PORT));
+        if ext.type_ == ExternalType::NodePort {
+            // Only the pod knows its node; `server.properties` names it as ${env:SPATE_NODE_IP}.
+            env.push(field_env(NODE_IP_ENV, "status.hostIP".into()));
+        }
     }
     PodSpec {
         hostname: Some(pod_name(c, id)),
@@ -113,11 +136,7 @@ pub fn pod_spec(c: &Cluster, id: i32) -> PodSpec {
                 format!("{CONFIG_MOUNT}/{}", properties_key(id)),
             ]),
             env: (!env.is_empty()).then_some(env),
-            ports: Some(vec![
-                container_port("kafka", kafka),
-                container_port("raft", RAFT_PORT),
-                container_port("http", HTTP_PORT),
-            ]),
+            ports: Some(ports),
             readiness_probe: Some(http_probe("/readyz", 5, 3)),
             liveness_probe: Some(Probe {
                 initial_delay_seconds: Some(30),
@@ -171,21 +190,22 @@ pub fn pod_spec(c: &Cluster, id: i32) -> PodSpec {
 }
 
 /// The revision of broker `id`: a hash of its pod spec and its `server.properties`. A pod
-/// whose annotation differs must be restarted to pick up the change.
-pub fn revision(c: &Cluster, id: i32, broker_ids: &[i32]) -> String {
+/// whose annotation differs must be restarted to pick up the change (such as an external
+/// address that became known).
+pub fn revision(c: &Cluster, id: i32, broker_ids: &[i32], external: &ExternalEndpoints) -> String {
     let spec = serde_json::to_vec(&pod_spec(c, id)).unwrap_or_default();
-    let props = render_properties(&broker_settings(c, id, broker_ids));
+    let props = render_properties(&broker_settings(c, id, broker_ids, external));
     let mut data = spec;
     data.extend_from_slice(props.as_bytes());
     stable_hash(&data)
 }
 
 /// The pod of broker `id`, annotated with its revision.
-pub fn build(c: &Cluster, id: i32, broker_ids: &[i32]) -> Pod {
+pub fn build(c: &Cluster, id: i32, broker_ids: &[i32], external: &ExternalEndpoints) -> Pod {
     let mut meta = object_meta(c, pod_name(c, id), broker_labels(c, id));
     meta.annotations = Some(BTreeMap::from([(
         ANNOTATION_REVISION.to_string(),
-        revision(c, id, broker_ids),
+        revision(c, id, broker_ids, external),
     )]));
     Pod {
         metadata: meta,
@@ -197,16 +217,29 @@ pub fn build(c: &Cluster, id: i32, broker_ids: &[i32]) -> Pod {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::builders::test_support::cluster;
+    use crate::builders::external::ExternalEndpoint;
+    use crate::builders::test_support::{cluster, with_external};
     use crate::crd::cluster::RackSpec;
 
     fn container(p: &Pod) -> Container {
         p.spec.as_ref().expect("spec").containers[0].clone()
     }
 
+    fn none() -> ExternalEndpoints {
+        ExternalEndpoints::new()
+    }
+
+    fn port_names(c: &Container) -> Vec<(String, i32)> {
+        c.ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+            .collect()
+    }
+
     #[test]
     fn broker_pod_runs_its_own_config_with_probes() {
-        let pod = build(&cluster(3), 2, &[0, 1, 2]);
+        let pod = build(&cluster(3), 2, &[0, 1, 2], &none());
         assert_eq!(pod.metadata.name.as_deref(), Some("spate-2"));
         let c = container(&pod);
         assert_eq!(
@@ -226,7 +259,7 @@ mod tests {
 
     #[test]
     fn broker_pod_is_reachable_by_stable_dns_and_mounts_its_claim() {
-        let pod = build(&cluster(3), 1, &[0, 1, 2]);
+        let pod = build(&cluster(3), 1, &[0, 1, 2], &none());
         let spec = pod.spec.expect("spec");
         assert_eq!(spec.hostname.as_deref(), Some("spate-1"));
         assert_eq!(spec.subdomain.as_deref(), Some("spate-brokers"));
@@ -248,10 +281,10 @@ mod tests {
     #[test]
     fn revision_changes_with_config_but_not_with_scale_up() {
         let c = cluster(3);
-        let r = revision(&c, 0, &[0, 1, 2]);
+        let r = revision(&c, 0, &[0, 1, 2], &none());
         assert_eq!(
             r,
-            revision(&c, 0, &[0, 1, 2, 3]),
+            revision(&c, 0, &[0, 1, 2, 3], &none()),
             "voters unchanged on scale-up"
         );
         let mut changed = c.clone();
@@ -259,10 +292,10 @@ mod tests {
             .spec
             .config
             .insert("log.retention.ms".into(), "1000".into());
-        assert_ne!(r, revision(&changed, 0, &[0, 1, 2]));
+        assert_ne!(r, revision(&changed, 0, &[0, 1, 2], &none()));
         let mut image = c.clone();
         image.spec.image = "spate:next".into();
-        assert_ne!(r, revision(&image, 0, &[0, 1, 2]));
+        assert_ne!(r, revision(&image, 0, &[0, 1, 2], &none()));
     }
 
     #[test]
@@ -271,7 +304,7 @@ mod tests {
         c.spec.rack = Some(RackSpec {
             topology_key: "topology.kubernetes.io/zone".into(),
         });
-        let pod = build(&c, 0, &[0, 1, 2]);
+        let pod = build(&c, 0, &[0, 1, 2], &none());
         let env = container(&pod).env.expect("env");
         assert_eq!(env[0].name, "SPATE_BROKER_RACK");
         let field = env[0]
@@ -291,5 +324,61 @@ mod tests {
             .iter()
             .any(|t| t.topology_key == "topology.kubernetes.io/zone"
                 && t.when_unsatisfiable == "DoNotSchedule"));
+    }
+
+    #[test]
+    fn without_external_listener_the_pod_has_no_external_port_or_node_ip() {
+        let c = container(&build(&cluster(1), 0, &[0], &none()));
+        assert_eq!(
+            port_names(&c),
+            [
+                ("kafka".to_string(), 9092),
+                ("raft".to_string(), 9093),
+                ("http".to_string(), 9644)
+            ]
+        );
+        assert!(c.env.is_none());
+    }
+
+    #[test]
+    fn node_port_broker_exposes_external_port_and_reads_its_node_ip() {
+        let c = with_external(cluster(1), ExternalType::NodePort);
+        let ctr = container(&build(&c, 0, &[0], &none()));
+        assert!(port_names(&ctr).contains(&("external".to_string(), 9094)));
+        let env = ctr.env.expect("env");
+        let node_ip = env
+            .iter()
+            .find(|e| e.name == "SPATE_NODE_IP")
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|v| v.field_ref.as_ref())
+            .expect("SPATE_NODE_IP from the downward API");
+        assert_eq!(node_ip.field_path, "status.hostIP");
+    }
+
+    #[test]
+    fn load_balancer_broker_exposes_external_port_without_node_ip() {
+        let c = with_external(cluster(1), ExternalType::LoadBalancer);
+        let ctr = container(&build(&c, 0, &[0], &none()));
+        assert!(port_names(&ctr).contains(&("external".to_string(), 9094)));
+        assert!(ctr.env.is_none());
+    }
+
+    #[test]
+    fn revision_changes_when_the_external_address_becomes_known() {
+        let c = with_external(cluster(2), ExternalType::LoadBalancer);
+        let waiting = revision(&c, 0, &[0, 1], &none());
+        let known = ExternalEndpoints::from([(
+            0,
+            ExternalEndpoint {
+                host: "203.0.113.7".into(),
+                port: 19092,
+            },
+        )]);
+        assert_ne!(waiting, revision(&c, 0, &[0, 1], &known));
+        assert_eq!(
+            revision(&c, 1, &[0, 1], &none()),
+            revision(&c, 1, &[0, 1], &known),
+            "another broker's address does not restart this one"
+        );
     }
 }

@@ -49,6 +49,12 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.bootstrapAddress"
     ),
     printcolumn(
+        name = "External",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.listeners[?(@.name==\"external\")].bootstrapServers"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -168,12 +174,16 @@ pub struct ListenersSpec {
 }
 
 /// The in-cluster Kafka listener.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct InternalListener {
-    /// Kafka port on every broker and on the bootstrap Service.
+    /// Kafka port on every broker and on the bootstrap Service. Not 9093, 9094 or 9644: the
+    /// brokers' raft, external and HTTP listeners use them.
     #[serde(default = "default_kafka_port")]
     #[schemars(range(min = 1, max = 65535))]
+    // Keep in step with RAFT_PORT, EXTERNAL_PORT and HTTP_PORT in `builders`.
+    #[x_kube(validation = Rule::new("self != 9093 && self != 9094 && self != 9644")
+        .message("port 9093, 9094 and 9644 are taken by the broker's raft, external and HTTP listeners"))]
     pub port: i32,
 }
 
@@ -190,16 +200,23 @@ fn default_kafka_port() -> i32 {
 }
 
 /// A listener exposed outside the cluster: one Service per broker plus a bootstrap Service.
+/// Brokers get a second listener (`EXTERNAL`) that advertises each broker's external address.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalListener {
     /// Service type for the external Services.
     #[serde(rename = "type")]
     pub type_: ExternalType,
-    /// Port of the external Services.
+    /// Port of the external Services; with `LoadBalancer`, the port clients connect to.
     #[serde(default = "default_kafka_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+    /// `NodePort` only: pin the node ports instead of letting Kubernetes pick them. The
+    /// external bootstrap Service gets this port and broker `id` gets `nodePortBase + 1 + id`;
+    /// all must lie in the API server's node-port range (default 30000-32767).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub node_port_base: Option<i32>,
     /// Annotations for the external Services (cloud load-balancer settings).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
@@ -208,10 +225,21 @@ pub struct ExternalListener {
 /// How an external listener is exposed.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExternalType {
-    /// A NodePort Service per broker.
+    /// A NodePort Service per broker; each broker advertises its node's IP (`status.hostIP`)
+    /// and its Service's node port.
     NodePort,
-    /// A LoadBalancer Service per broker.
+    /// A LoadBalancer Service per broker; each broker advertises its load balancer's address.
     LoadBalancer,
+}
+
+impl ExternalType {
+    /// The Service `type`.
+    pub fn service_type(self) -> &'static str {
+        match self {
+            ExternalType::NodePort => "NodePort",
+            ExternalType::LoadBalancer => "LoadBalancer",
+        }
+    }
 }
 
 /// Rack awareness.
@@ -274,6 +302,10 @@ pub struct ClusterStatus {
     /// `host:port` for clients inside the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_address: Option<String>,
+    /// Where clients bootstrap, per listener (`internal`, and `external` once its address is
+    /// known).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerStatus>,
     /// Partitions whose ISR is smaller than their replica set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub under_replicated_partitions: Option<i32>,
@@ -287,6 +319,16 @@ pub struct ClusterStatus {
     /// Up to 20 affected partitions (`topic-partition`), offline first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub affected_partitions: Vec<String>,
+}
+
+/// How clients of one listener bootstrap.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    /// `internal` or `external`.
+    pub name: String,
+    /// Comma-separated `host:port` list for the client's `bootstrap.servers`.
+    pub bootstrap_servers: String,
 }
 
 /// One broker's state.
@@ -353,5 +395,36 @@ mod tests {
         assert!(yaml.contains("\"status\":{}"), "status subresource enabled");
         assert!(yaml.contains("metadataVoters cannot exceed replicas"));
         assert!(yaml.contains("storageClassName is immutable"));
+    }
+
+    fn with_internal_port(port: i32) -> Cluster {
+        let mut s = spec(3);
+        s.listeners.internal.port = port;
+        Cluster::new("spate", s)
+    }
+
+    #[test]
+    fn cel_refuses_an_internal_port_the_broker_already_uses() {
+        use crate::builders::{external::EXTERNAL_PORT, HTTP_PORT, RAFT_PORT};
+        for taken in [RAFT_PORT, EXTERNAL_PORT, HTTP_PORT] {
+            let err = kube::core::cel::validate_cel(&with_internal_port(taken))
+                .expect_err("reserved port refused");
+            assert!(format!("{err:?}").contains("are taken"), "{taken}: {err:?}");
+        }
+        kube::core::cel::validate_cel(&with_internal_port(19092)).expect("a free port is fine");
+    }
+
+    #[test]
+    fn external_listener_parses_with_defaults() {
+        let s: ClusterSpec = serde_json::from_value(serde_json::json!({
+            "replicas": 3,
+            "storage": {"size": "1Gi"},
+            "listeners": {"external": {"type": "NodePort", "nodePortBase": 31000}},
+        }))
+        .expect("spec parses");
+        let ext = s.listeners.external.expect("external");
+        assert_eq!(ext.type_.service_type(), "NodePort");
+        assert_eq!(ext.port, 9092);
+        assert_eq!(ext.node_port_base, Some(31000));
     }
 }

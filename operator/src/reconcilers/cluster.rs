@@ -2,7 +2,10 @@
 //!
 //! Each pass:
 //! 1. reads the broker pods and claims, and plans membership (`plan::membership`);
-//! 2. server-side-applies the ServiceAccount, ConfigMap, Services and PodDisruptionBudget;
+//! 2. server-side-applies the ServiceAccount, Services, ConfigMap and PodDisruptionBudget;
+//!    the external Services first, since the ConfigMap advertises the addresses the API server
+//!    gives them (node ports, load-balancer addresses), and deletes external Services no
+//!    longer wanted;
 //! 3. creates the claim and pod of every broker that should exist and has no pod;
 //! 4. asks the cluster (Metadata) what it holds and does at most one of, in this order:
 //!    - scale-down: refuse (condition + Event) if a topic's replication factor exceeds the
@@ -14,13 +17,13 @@
 //!    - rolling restart: delete one broker pod whose revision is stale, only when every broker
 //!      is ready and no partition would fall below `min.insync.replicas` (`plan::safety`);
 //!    - preferred leader election when leaders drifted (e.g. after a broker came back);
-//! 5. writes status: conditions, per-broker state, data health.
+//! 5. writes status: conditions, per-broker state, data health, bootstrap addresses.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -30,8 +33,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{apply_status, Context, FIELD_MANAGER};
+use crate::builders::external::{self, ExternalEndpoints};
 use crate::builders::{self, configmap, pdb, pods, pvc, service_account, services};
-use crate::crd::cluster::{BrokerStatus, ReclaimPolicy};
+use crate::crd::cluster::{BrokerStatus, ListenerStatus, ReclaimPolicy};
 use crate::crd::conditions::{self, DEGRADED, READY, RECONCILING};
 use crate::crd::{Cluster, ClusterStatus};
 use crate::kafka::{ClusterMetadata, KafkaAdmin, KafkaError, Reassignment};
@@ -98,7 +102,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         .collect();
     all_ids.sort_unstable();
 
-    apply_objects(c, &ctx, &ns, &all_ids).await?;
+    let external = apply_objects(c, &ctx, &ns, &all_ids).await?;
 
     // Create brokers that should exist and have no pod (new, or deleted for a restart).
     for id in membership.target() {
@@ -106,7 +110,8 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
             apply(&pvcs_api, &pvc::build(c, id)).await?;
         }
         if !pods.contains_key(&id) {
-            apply(&pods_api, &pods::build(c, id, &all_ids)).await?;
+            let pod = pods::build(c, id, &all_ids, &external.endpoints);
+            apply(&pods_api, &pod).await?;
         }
     }
     if !membership.add.is_empty() {
@@ -115,9 +120,21 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
             .await;
     }
 
+    let brokers = Brokers {
+        ids: &all_ids,
+        external: &external.endpoints,
+    };
     let outcome =
-        act_on_cluster(c, &ctx, &pods, &membership, &all_ids, &pods_api, &pvcs_api).await?;
-    let status = build_status(c, &pods, &membership, &all_ids, &outcome, Timestamp::now());
+        act_on_cluster(c, &ctx, &pods, &membership, brokers, &pods_api, &pvcs_api).await?;
+    let status = build_status(
+        c,
+        &pods,
+        &membership,
+        brokers,
+        &outcome,
+        &external,
+        Timestamp::now(),
+    );
     let in_progress = conditions::is_true(&status.conditions, RECONCILING);
     apply_status(
         &Api::<Cluster>::namespaced(ctx.client.clone(), &ns),
@@ -141,43 +158,86 @@ fn broker_id<K: Resource>(obj: &K) -> Option<i32> {
         .ok()
 }
 
-/// Server-side apply with the operator's field manager.
-async fn apply<K>(api: &Api<K>, obj: &K) -> Result<()>
+/// The brokers whose config is rendered (those being removed included) and their known
+/// external endpoints: what the ConfigMap and each pod's revision are built from.
+#[derive(Clone, Copy)]
+struct Brokers<'a> {
+    ids: &'a [i32],
+    external: &'a ExternalEndpoints,
+}
+
+/// Server-side apply with the operator's field manager; returns the object as stored.
+async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(obj),
-    )
-    .await?;
-    Ok(())
+    Ok(api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await?)
 }
 
-async fn apply_objects(c: &Cluster, ctx: &Context, ns: &str, ids: &[i32]) -> Result<()> {
+/// Applies the owned objects; returns what the external Services say about addresses.
+async fn apply_objects(
+    c: &Cluster,
+    ctx: &Context,
+    ns: &str,
+    ids: &[i32],
+) -> Result<external::Observed> {
     let client = ctx.client.clone();
     apply(
         &Api::namespaced(client.clone(), ns),
         &service_account::build(c),
     )
     .await?;
-    apply(
-        &Api::namespaced(client.clone(), ns),
-        &configmap::build(c, ids),
-    )
-    .await?;
     let svc_api = Api::namespaced(client.clone(), ns);
     apply(&svc_api, &services::headless(c)).await?;
     apply(&svc_api, &services::bootstrap(c)).await?;
-    for svc in services::external(c, ids) {
-        apply(&svc_api, &svc).await?;
-    }
+    let external = apply_external_services(c, &svc_api, ids).await?;
+    apply(
+        &Api::namespaced(client.clone(), ns),
+        &configmap::build(c, ids, &external.endpoints),
+    )
+    .await?;
     if let Some(budget) = pdb::build(c) {
         apply(&Api::namespaced(client, ns), &budget).await?;
     }
-    Ok(())
+    Ok(external)
+}
+
+/// Applies the external Services, reads back the node ports and load-balancer addresses the
+/// API server gave them, and deletes external Services no longer wanted (the listener was
+/// removed, or their broker was).
+async fn apply_external_services(
+    c: &Cluster,
+    svc_api: &Api<Service>,
+    ids: &[i32],
+) -> Result<external::Observed> {
+    let wanted = services::external(c, ids);
+    let mut applied = Vec::with_capacity(wanted.len());
+    for svc in &wanted {
+        applied.push(apply(svc_api, svc).await?);
+    }
+    let names: BTreeSet<String> = wanted.iter().map(ResourceExt::name_any).collect();
+    let existing = svc_api
+        .list(&ListParams::default().labels(&services::external_list_selector(c)))
+        .await?;
+    for svc in existing.items {
+        let name = svc.name_any();
+        if names.contains(&name) {
+            continue;
+        }
+        match svc_api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(external::observe(c, ids, &applied))
 }
 
 fn pod_ready(pod: &Pod) -> bool {
@@ -205,16 +265,16 @@ fn tp_list(tps: &[(String, i32)], limit: usize) -> String {
     s.join(", ")
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn act_on_cluster(
     c: &Cluster,
     ctx: &Context,
     pods: &BTreeMap<i32, Pod>,
     membership: &plan::Membership,
-    all_ids: &[i32],
+    brokers: Brokers<'_>,
     pods_api: &Api<Pod>,
     pvcs_api: &Api<PersistentVolumeClaim>,
 ) -> Result<Outcome> {
+    let all_ids = brokers.ids;
     let mut out = Outcome::default();
     if pods.is_empty() {
         out.progress = Some(("Creating", "creating brokers".into()));
@@ -381,8 +441,9 @@ async fn act_on_cluster(
         .iter()
         .copied()
         .filter(|id| {
-            pods.get(id)
-                .is_some_and(|p| pod_revision(p) != Some(pods::revision(c, *id, all_ids).as_str()))
+            pods.get(id).is_some_and(|p| {
+                pod_revision(p) != Some(pods::revision(c, *id, all_ids, brokers.external).as_str())
+            })
         })
         .collect();
     let voters = configmap::voters(c, all_ids);
@@ -514,18 +575,47 @@ async fn remove_broker(
     Ok(())
 }
 
+/// `status.listeners`: the internal bootstrap address, and the external one once known. A
+/// node port is open on every node; the brokers' own nodes are the ones their advertised
+/// addresses name, so those are listed.
+fn listener_status(
+    c: &Cluster,
+    pods: &BTreeMap<i32, Pod>,
+    external: &external::Observed,
+) -> Vec<ListenerStatus> {
+    let nodes: BTreeSet<String> = pods
+        .values()
+        .filter_map(|p| p.status.as_ref()?.host_ip.clone())
+        .filter(|ip| !ip.is_empty())
+        .collect();
+    let internal = ListenerStatus {
+        name: "internal".into(),
+        bootstrap_servers: builders::bootstrap_address(c),
+    };
+    let external = external
+        .bootstrap_servers(&nodes)
+        .map(|servers| ListenerStatus {
+            name: services::EXTERNAL.into(),
+            bootstrap_servers: servers,
+        });
+    std::iter::once(internal).chain(external).collect()
+}
+
 fn build_status(
     c: &Cluster,
     pods: &BTreeMap<i32, Pod>,
     membership: &plan::Membership,
-    all_ids: &[i32],
+    brokers: Brokers<'_>,
     outcome: &Outcome,
+    external: &external::Observed,
     now: Timestamp,
 ) -> ClusterStatus {
+    let all_ids = brokers.ids;
     let mut status = c.status.clone().unwrap_or_default();
     let generation = c.metadata.generation;
     status.observed_generation = generation;
     status.bootstrap_address = Some(builders::bootstrap_address(c));
+    status.listeners = listener_status(c, pods, external);
     if let Some(b) = &outcome.balanced {
         status.balanced_brokers = b.clone();
     }
@@ -625,8 +715,27 @@ fn build_status(
         now,
     );
 
+    // Brokers whose external address is not known yet run without their external listener.
+    let waiting: Vec<i32> = external
+        .pending
+        .iter()
+        .copied()
+        .filter(|id| !membership.remove.contains(id))
+        .collect();
     let (reconciling, reason, message) = match &outcome.progress {
         Some((reason, msg)) => (true, *reason, msg.clone()),
+        None if !waiting.is_empty() => (
+            true,
+            "WaitingForExternalAddress",
+            format!(
+                "waiting for the external address of brokers {waiting:?} (Services {})",
+                waiting
+                    .iter()
+                    .map(|id| builders::external_service_name(c, *id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
         None if !target_ready => (true, "BrokersStarting", "waiting for brokers".to_string()),
         None => (false, "Idle", "nothing to do".to_string()),
     };
@@ -693,6 +802,7 @@ mod tests {
 
     use super::*;
     use crate::builders::test_support;
+    use crate::crd::cluster::ExternalType;
     use crate::reconcilers::fixtures::{
         context, default_reply, finish, ApiCall, FakeKafka, Journal,
     };
@@ -702,7 +812,8 @@ mod tests {
     fn ready_pods(c: &Cluster, ids: &[i32]) -> Vec<Value> {
         ids.iter()
             .map(|id| {
-                let mut pod = serde_json::to_value(pods::build(c, *id, ids)).expect("pod json");
+                let pod = pods::build(c, *id, ids, &ExternalEndpoints::new());
+                let mut pod = serde_json::to_value(pod).expect("pod json");
                 pod["status"] = json!({"phase": "Running",
                     "conditions": [{"type": "Ready", "status": "True"}]});
                 pod
@@ -727,10 +838,31 @@ mod tests {
         kafka: FakeKafka,
         journal: &Journal,
     ) -> (Result<Action>, Vec<ApiCall>) {
+        run_with(c, pods, pvcs, kafka, journal, |_| None).await
+    }
+
+    /// [`run`], with `services` answering Service requests first (`None`: the default).
+    async fn run_with(
+        c: Cluster,
+        pods: Vec<Value>,
+        pvcs: Vec<Value>,
+        kafka: FakeKafka,
+        journal: &Journal,
+        services: impl Fn(&ApiCall) -> Option<(u16, Value)> + Send + 'static,
+    ) -> (Result<Action>, Vec<ApiCall>) {
         let (ctx, server) = context(kafka, journal);
         let echo = serde_json::to_value(&c).expect("cluster json");
         let server = server.run(move |call| {
-            if call.method == "GET" && call.path.starts_with("/api/v1/namespaces/kafka/pods?") {
+            if let Some(reply) = call
+                .path
+                .starts_with("/api/v1/namespaces/kafka/services")
+                .then(|| services(call))
+                .flatten()
+            {
+                reply
+            } else if call.method == "GET"
+                && call.path.starts_with("/api/v1/namespaces/kafka/pods?")
+            {
                 (200, list(pods.clone()))
             } else if call.method == "GET"
                 && call
@@ -1132,5 +1264,298 @@ mod tests {
         .await;
         assert_eq!(result.expect("ok"), Action::requeue(PROGRESS_REQUEUE));
         assert_eq!(condition(&status(&calls), READY).1, "ClusterUnreachable");
+    }
+
+    // ---- The external listener ----
+
+    /// Answers applies of external Services as the API server would once it allocated node
+    /// ports (`31000` for the bootstrap, `31001 + id` per broker) or, with `ingress`, once
+    /// the load balancers got addresses (`203.0.113.<id + 10>`, the bootstrap `.1`).
+    fn external_services(ingress: bool) -> impl Fn(&ApiCall) -> Option<(u16, Value)> {
+        move |call| {
+            if call.method != "PATCH" {
+                return None;
+            }
+            let name = call.body["metadata"]["name"].as_str().unwrap_or("");
+            let id = if name == "spate-external-bootstrap" {
+                -1
+            } else {
+                name.strip_prefix("spate-")?
+                    .strip_suffix("-external")?
+                    .parse::<i32>()
+                    .ok()?
+            };
+            let mut svc = call.body.clone();
+            if svc["spec"]["type"] == "NodePort" {
+                svc["spec"]["ports"][0]["nodePort"] = json!(31001 + id);
+            } else if ingress {
+                let ip = format!("203.0.113.{}", if id < 0 { 1 } else { id + 10 });
+                svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": ip}]}});
+            }
+            Some((200, svc))
+        }
+    }
+
+    fn properties(calls: &[ApiCall], id: i32) -> String {
+        calls
+            .iter()
+            .find(|c| {
+                c.method == "PATCH"
+                    && c.path
+                        .starts_with("/api/v1/namespaces/kafka/configmaps/spate-config?")
+            })
+            .and_then(|c| c.body["data"][format!("broker-{id}.properties")].as_str())
+            .unwrap_or_else(|| panic!("no properties for broker {id}"))
+            .to_string()
+    }
+
+    /// Ready pods of `c` built with `endpoints`, on nodes `10.0.0.<id>`.
+    fn ready_pods_on_nodes(c: &Cluster, ids: &[i32], endpoints: &ExternalEndpoints) -> Vec<Value> {
+        ids.iter()
+            .map(|id| {
+                let pod = pods::build(c, *id, ids, endpoints);
+                let mut pod = serde_json::to_value(pod).expect("pod json");
+                pod["status"] = json!({"phase": "Running", "hostIP": format!("10.0.0.{id}"),
+                    "conditions": [{"type": "Ready", "status": "True"}]});
+                pod
+            })
+            .collect()
+    }
+
+    fn listeners(status: &Value) -> Vec<(String, String)> {
+        status["listeners"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| {
+                (
+                    l["name"].as_str().unwrap_or("").into(),
+                    l["bootstrapServers"].as_str().unwrap_or("").into(),
+                )
+            })
+            .collect()
+    }
+
+    fn balanced(mut c: Cluster, ids: &[i32]) -> Cluster {
+        c.status = Some(ClusterStatus {
+            balanced_brokers: ids.to_vec(),
+            ..ClusterStatus::default()
+        });
+        c
+    }
+
+    #[tokio::test]
+    async fn node_ports_are_allocated_before_the_config_that_advertises_them() {
+        let journal = Journal::default();
+        let c = test_support::with_external(test_support::cluster(3), ExternalType::NodePort);
+        let (result, calls) = run_with(
+            c,
+            vec![],
+            vec![],
+            FakeKafka::new(0, journal.clone()),
+            &journal,
+            external_services(false),
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        let service = journal
+            .position("k8s PATCH /api/v1/namespaces/kafka/services/spate-2-external?")
+            .expect("external Service applied");
+        let config = journal
+            .position("k8s PATCH /api/v1/namespaces/kafka/configmaps/spate-config?")
+            .expect("ConfigMap applied");
+        assert!(service < config, "{:?}", journal.entries());
+        for id in 0..3 {
+            let props = properties(&calls, id);
+            let advertised = format!(
+                "advertised.listeners=PLAINTEXT://spate-{id}.spate-brokers.kafka.svc:9092,EXTERNAL://${{env:SPATE_NODE_IP}}:{}\n",
+                31001 + id
+            );
+            assert!(props.contains(&advertised), "{props}");
+        }
+        let pod = calls
+            .iter()
+            .find(|c| c.path.starts_with("/api/v1/namespaces/kafka/pods/spate-0?"))
+            .expect("pod applied");
+        let env = &pod.body["spec"]["containers"][0]["env"];
+        assert_eq!(env[0]["name"], "SPATE_NODE_IP");
+        assert_eq!(
+            env[0]["valueFrom"]["fieldRef"]["fieldPath"],
+            "status.hostIP"
+        );
+        let svc = calls
+            .iter()
+            .find(|c| {
+                c.path
+                    .starts_with("/api/v1/namespaces/kafka/services/spate-1-external?")
+            })
+            .expect("service applied");
+        assert_eq!(svc.body["spec"]["ports"][0]["targetPort"], "external");
+        assert_eq!(svc.body["spec"]["selector"]["spate.dev/broker-id"], "1");
+    }
+
+    #[tokio::test]
+    async fn node_port_cluster_reports_its_external_bootstrap_and_stays_put() {
+        let journal = Journal::default();
+        let c = balanced(
+            test_support::with_external(test_support::cluster(3), ExternalType::NodePort),
+            &[0, 1, 2],
+        );
+        // The pods already run with the node ports the Services keep.
+        let endpoints: ExternalEndpoints = (0..3)
+            .map(|id| {
+                let host = "${env:SPATE_NODE_IP}".to_string();
+                (
+                    id,
+                    external::ExternalEndpoint {
+                        host,
+                        port: 31001 + id,
+                    },
+                )
+            })
+            .collect();
+        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 3, 3);
+        let (result, calls) = run_with(
+            c.clone(),
+            ready_pods_on_nodes(&c, &[0, 1, 2], &endpoints),
+            claims(&c, &[0, 1, 2]),
+            kafka,
+            &journal,
+            external_services(false),
+        )
+        .await;
+        assert_eq!(
+            result.expect("ok"),
+            Action::requeue(Duration::from_secs(60))
+        );
+        assert!(deletes(&calls).is_empty(), "{:?}", deletes(&calls));
+        let s = status(&calls);
+        assert_eq!(condition(&s, RECONCILING).1, "Idle");
+        assert_eq!(
+            listeners(&s),
+            [
+                ("internal".into(), "spate-bootstrap.kafka.svc:9092".into()),
+                (
+                    "external".into(),
+                    "10.0.0.0:31000,10.0.0.1:31000,10.0.0.2:31000".into()
+                ),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn load_balancer_without_an_address_is_waited_for_without_external_config() {
+        let journal = Journal::default();
+        let c = balanced(
+            test_support::with_external(test_support::cluster(3), ExternalType::LoadBalancer),
+            &[0, 1, 2],
+        );
+        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 3, 3);
+        let (result, calls) = run_with(
+            c.clone(),
+            ready_pods_on_nodes(&c, &[0, 1, 2], &ExternalEndpoints::new()),
+            claims(&c, &[0, 1, 2]),
+            kafka,
+            &journal,
+            external_services(false),
+        )
+        .await;
+        assert_eq!(result.expect("ok"), Action::requeue(PROGRESS_REQUEUE));
+        for id in 0..3 {
+            let props = properties(&calls, id);
+            assert!(!props.contains("EXTERNAL"), "{props}");
+            assert!(props.contains("\nlisteners=0.0.0.0:9092\n"), "{props}");
+        }
+        assert!(deletes(&calls).is_empty(), "nothing to roll yet");
+        let s = status(&calls);
+        let (reconciling, reason, message) = condition(&s, RECONCILING);
+        assert_eq!(
+            (reconciling.as_str(), reason.as_str()),
+            ("True", "WaitingForExternalAddress")
+        );
+        assert!(message.contains("spate-0-external"), "{message}");
+        assert_eq!(
+            condition(&s, READY).0,
+            "True",
+            "in-cluster clients are served"
+        );
+        assert_eq!(listeners(&s).len(), 1, "no external bootstrap yet");
+    }
+
+    #[tokio::test]
+    async fn load_balancer_address_is_advertised_and_rolls_the_brokers() {
+        let journal = Journal::default();
+        let c = balanced(
+            test_support::with_external(test_support::cluster(3), ExternalType::LoadBalancer),
+            &[0, 1, 2],
+        );
+        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 3, 3);
+        let (_, calls) = run_with(
+            c.clone(),
+            // Started while the load balancers had no address.
+            ready_pods_on_nodes(&c, &[0, 1, 2], &ExternalEndpoints::new()),
+            claims(&c, &[0, 1, 2]),
+            kafka,
+            &journal,
+            external_services(true),
+        )
+        .await;
+        for id in 0..3 {
+            let props = properties(&calls, id);
+            let advertised = format!(
+                "advertised.listeners=PLAINTEXT://spate-{id}.spate-brokers.kafka.svc:9092,EXTERNAL://203.0.113.{}:19092\n",
+                id + 10
+            );
+            assert!(props.contains(&advertised), "{props}");
+            assert!(props.contains("inter.broker.listener.name=PLAINTEXT\n"));
+        }
+        assert_eq!(deletes(&calls).len(), 1, "one broker at a time");
+        assert!(deletes(&calls)[0].starts_with("/api/v1/namespaces/kafka/pods/spate-"));
+        let s = status(&calls);
+        assert_eq!(condition(&s, RECONCILING).1, "Rolling");
+        assert!(listeners(&s).contains(&("external".into(), "203.0.113.1:19092".into())));
+    }
+
+    #[tokio::test]
+    async fn external_services_no_longer_wanted_are_deleted() {
+        let journal = Journal::default();
+        let with = test_support::with_external(test_support::cluster(2), ExternalType::NodePort);
+        // Broker 2 was removed; its Service and the others are what a list returns.
+        let stale: Vec<Value> = services::external(&with, &[0, 1, 2])
+            .into_iter()
+            .map(|s| serde_json::to_value(s).expect("service json"))
+            .collect();
+        let listed = stale.clone();
+        let answer = move |call: &ApiCall| {
+            (call.method == "GET" && call.path.contains("spate.dev%2Flistener%3Dexternal"))
+                .then(|| (200, list(listed.clone())))
+                .or_else(|| external_services(false)(call))
+        };
+        let (_, calls) = run_with(
+            with.clone(),
+            vec![],
+            vec![],
+            FakeKafka::new(0, journal.clone()),
+            &journal,
+            answer.clone(),
+        )
+        .await;
+        let d = deletes(&calls);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].starts_with("/api/v1/namespaces/kafka/services/spate-2-external?"));
+
+        // The listener removed from the spec: every external Service goes, and the
+        // brokers' config is the single-listener one again.
+        let (_, calls) = run_with(
+            test_support::cluster(2),
+            vec![],
+            vec![],
+            FakeKafka::new(0, journal.clone()),
+            &journal,
+            answer,
+        )
+        .await;
+        assert_eq!(deletes(&calls).len(), 4, "{:?}", deletes(&calls));
+        assert!(!properties(&calls, 0).contains("EXTERNAL"));
     }
 }
