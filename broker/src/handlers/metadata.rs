@@ -50,7 +50,7 @@ pub async fn handle(ctx: &Context, version: i16, req: MetadataRequest) -> Metada
         return MetadataResponse::default()
             .with_brokers(brokers)
             .with_cluster_id(Some(str_bytes(registry.cluster_id.clone())))
-            .with_controller_id(kafka_protocol::messages::BrokerId(q.controller_id()))
+            .with_controller_id(super::cluster_view::reported_controller(q))
             .with_cluster_authorized_operations(cluster_ops)
             .with_topics(topics);
     }
