@@ -82,7 +82,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("controller.listener", ""),
     // Kafka's KRaft default: a voter that hears no leader for 1-2 s starts an election.
     ("controller.quorum.election.timeout.ms", "1000"),
-    // Empty: combined (broker and voter) when node.id is a voter, broker-only otherwise.
+    // Empty: combined (broker and voter) when node.id is a voter, broker-only otherwise;
+    // `controller` makes a voter that is no broker.
     ("process.roles", ""),
     ("broker.rack", ""),
     // Replication between brokers (issue 4, stage 2): off keeps refusing RF > 1.
@@ -321,6 +322,13 @@ impl BrokerConfig {
         })
     }
 
+    /// `process.roles=controller`: no Kafka listener, no broker registration, no logs.
+    pub fn controller_only(&self) -> bool {
+        self.quorum
+            .as_ref()
+            .is_some_and(|q| q.roles == ProcessRoles::Controller)
+    }
+
     /// The address clients are told to connect to.
     pub fn advertised_endpoint(&self, bound: SocketAddr) -> (String, u16) {
         self.advertised
@@ -351,18 +359,38 @@ pub enum ProcessRoles {
     /// `broker`: a broker-only node. It replicates the metadata log as a raft learner (a
     /// Kafka observer) and never votes.
     Broker,
+    /// `controller`: a controller-only node. A voter that runs the controller duties when it
+    /// leads, but no Kafka listener: it never registers as a broker, so it hosts no partitions
+    /// and clients never see it.
+    Controller,
 }
 
 /// `controller.quorum.voters` (`id@host:port,...`), `controller.listener`, `broker.rack`,
 /// `process.roles`. `listen` is the Kafka listener, whose IP a broker-only node's raft
-/// listener defaults to.
+/// listener defaults to (a controller-only node parses but never binds it).
 fn parse_quorum(
     raw: &BTreeMap<String, String>,
     listen: SocketAddr,
 ) -> Result<Option<QuorumConfig>, ConfigError> {
     let get = |k: &str| raw.get(k).map(|s| s.trim()).unwrap_or_default();
+    let roles_raw = get("process.roles");
+    let mut roles: Vec<&str> = roles_raw
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
+    roles.sort_unstable();
+    roles.dedup();
+    let bad_roles = |reason: &str| invalid("process.roles", roles_raw, reason);
     let voters_raw = get("controller.quorum.voters");
     if voters_raw.is_empty() {
+        // A single node is a broker: starting one would serve the clients that a
+        // controller-only config means to keep away.
+        if roles == ["controller"] {
+            return Err(bad_roles(
+                "a controller-only node needs controller.quorum.voters",
+            ));
+        }
         return Ok(None);
     }
     let bad = |reason: &str| invalid("controller.quorum.voters", voters_raw, reason);
@@ -385,15 +413,6 @@ fn parse_quorum(
     }
     let node_id: i64 = num(raw, "node.id")?;
     let own = u64::try_from(node_id).ok().and_then(|id| voters.get(&id));
-    let roles_raw = get("process.roles");
-    let mut roles: Vec<&str> = roles_raw
-        .split(',')
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .collect();
-    roles.sort_unstable();
-    roles.dedup();
-    let bad_roles = |reason: &str| invalid("process.roles", roles_raw, reason);
     let roles = match (roles.as_slice(), own) {
         ([], Some(_)) | (["broker", "controller"], Some(_)) => ProcessRoles::Combined,
         ([], None) | (["broker"], None) => ProcessRoles::Broker,
@@ -407,9 +426,10 @@ fn parse_quorum(
                 "a broker-only node must not be one of controller.quorum.voters",
             ))
         }
-        (["controller"], _) => {
+        (["controller"], Some(_)) => ProcessRoles::Controller,
+        (["controller"], None) => {
             return Err(bad_roles(
-                "controller-only nodes are not supported; use broker,controller",
+                "a controller-only node must be one of controller.quorum.voters",
             ))
         }
         _ => {
@@ -749,6 +769,58 @@ mod tests {
             "a voter named by DNS"
         );
         assert!(voter("broker").is_err());
+    }
+
+    #[test]
+    fn a_controller_only_node_must_be_a_voter() {
+        let voters = "1@127.0.0.1:9301,2@voter-2.spate:9301,3@127.0.0.1:9303";
+        let load = |id: &str, roles: &str| {
+            BrokerConfig::load(
+                None,
+                vec![],
+                kv(&[
+                    ("node.id", id),
+                    ("controller.quorum.voters", voters),
+                    ("process.roles", roles),
+                ]),
+            )
+        };
+        let c = load("1", "controller").unwrap();
+        assert!(c.controller_only());
+        let q = c.quorum.unwrap();
+        assert_eq!(q.roles, ProcessRoles::Controller);
+        assert_eq!(
+            q.listener.to_string(),
+            "127.0.0.1:9301",
+            "its own voter entry"
+        );
+        let q = load("2", " controller , controller")
+            .unwrap()
+            .quorum
+            .unwrap();
+        assert_eq!(q.roles, ProcessRoles::Controller);
+        assert_eq!(
+            q.listener.to_string(),
+            "0.0.0.0:9301",
+            "a voter named by DNS"
+        );
+        // Not a voter: refused, naming the setting to fix.
+        match load("4", "controller") {
+            Err(ConfigError::Invalid { key, reason, .. }) => {
+                assert_eq!(key, "process.roles");
+                assert!(reason.contains("controller.quorum.voters"), "{reason}");
+            }
+            other => panic!("a non-voter controller was accepted: {other:?}"),
+        }
+        // The other roles are unchanged: a voter may be combined but not broker-only.
+        let c = load("3", "broker,controller").unwrap();
+        assert!(!c.controller_only());
+        assert!(matches!(
+            load("3", "broker"),
+            Err(ConfigError::Invalid { reason, .. }) if reason.contains("must not be one of")
+        ));
+        let single = BrokerConfig::load(None, vec![], kv(&[("process.roles", "controller ,")]));
+        assert!(single.is_err(), "a controller without a quorum");
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - `txn/`       — the transaction coordinator, durable in `__transaction_state`, and
 //!   transaction markers.
 //! - `observability/` — Prometheus metrics and the HTTP health endpoints (warp).
+//! - `controller.rs` — a controller-only node (`process.roles=controller`): a metadata voter
+//!   and controller with no Kafka listener; [`Broker`] below is every other node.
 //! - `config.rs`  — broker settings: defaults < file < environment < CLI.
 //! - the log itself (segments, indexes, recovery, retention, compaction) is the `spate-log`
 //!   crate in `broker/log`.
@@ -21,6 +23,7 @@
 pub mod cluster;
 pub mod config;
 pub mod context;
+pub mod controller;
 pub mod group;
 pub mod handlers;
 pub mod listeners;
@@ -40,6 +43,8 @@ use crate::cluster::{Quorum, Registry};
 use crate::config::BrokerConfig;
 use crate::context::Context;
 use crate::group::GroupCoordinator;
+
+pub use crate::controller::Controller;
 
 /// How long shutdown waits for background tasks before aborting them.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -98,6 +103,9 @@ pub struct Broker {
 impl Broker {
     /// Opens the data directory (recovering every log) and starts listening.
     pub async fn start(config: BrokerConfig) -> anyhow::Result<Self> {
+        if config.controller_only() {
+            anyhow::bail!("process.roles=controller is no broker: start a controller::Controller");
+        }
         let config = Arc::new(config);
         // A single node recovers its logs before binding. In cluster mode the listeners are
         // bound first: the broker registers the addresses it serves on.

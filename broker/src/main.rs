@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use spate_broker::config::BrokerConfig;
 use spate_broker::observability::telemetry;
-use spate_broker::Broker;
+use spate_broker::{Broker, Controller};
 
 /// A Kafka wire-compatible event streaming broker.
 #[derive(Parser, Debug)]
@@ -59,6 +59,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    if config.controller_only() {
+        return run_controller(config).await;
+    }
     let data_dir = config.data_dir.clone();
     let broker = Broker::start(config).await?;
     let http = broker
@@ -71,13 +74,33 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .map(|(name, addr)| format!("{name}://{addr}"))
         .collect();
     tracing::info!(addr = %broker.local_addr, listeners = %listeners.join(","), %http, data_dir = %data_dir.display(), "spate broker listening");
+    wait_for_signal().await?;
+    // Cluster mode: leaderships move to other in-sync replicas first.
+    broker.controlled_shutdown().await;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// `process.roles=controller`: a metadata voter and controller, no Kafka listener.
+async fn run_controller(config: BrokerConfig) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    let controller = Controller::start(config).await?;
+    let http = controller
+        .http_addr
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "off".into());
+    tracing::info!(raft = %controller.raft_addr, %http, data_dir = %data_dir.display(), "spate controller running");
+    wait_for_signal().await?;
+    controller.shutdown().await;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
     }
-    // Cluster mode: leaderships move to other in-sync replicas first.
-    broker.controlled_shutdown().await;
-    tracing::info!("shut down cleanly");
     Ok(())
 }

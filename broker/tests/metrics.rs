@@ -7,23 +7,7 @@ mod common;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut conn = TcpStream::connect(addr).await.unwrap();
-    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut raw = String::new();
-    conn.read_to_string(&mut raw).await.unwrap();
-    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
 
 /// Parses the exposition with a Prometheus text-format parser and returns one sample.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {

@@ -3,7 +3,9 @@
 //! nodes join as raft learners, receive the metadata, host replicas and serve Metadata like
 //! voters; a restarted one rejoins (on a new raft port: an address change); stopping one does
 //! not touch the quorum; UnregisterBroker removes it; DescribeQuorum reports voters and
-//! observers; AddRaftVoter/RemoveRaftVoter promote and demote a node.
+//! observers; AddRaftVoter/RemoveRaftVoter promote and demote a node. Controller-only voters
+//! (`process.roles=controller`) run a cluster of broker-only nodes without ever being seen by
+//! clients, through a broker failover and a controller failover.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
@@ -12,40 +14,56 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::cluster::{addr, cluster_configs, eventually, start_all};
-use common::{batch, call};
+use common::cluster::{addr, cluster_configs, eventually, quorum_voters, start_all};
+use common::{batch, call, http_get};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use spate_broker::config::BrokerConfig;
-use spate_broker::Broker;
+use spate_broker::{Broker, Controller};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+/// Short liveness timings and replication, for every node.
+const EXTRA: [(&str, &str); 5] = [
+    ("offsets.topic.num.partitions", "1"),
+    ("replication.enable", "true"),
+    ("replica.lag.time.max.ms", "1500"),
+    ("broker.heartbeat.interval.ms", "200"),
+    ("broker.session.timeout.ms", "3000"),
+];
+
+/// Node `id`'s config in the quorum of `voters`: Kafka listener on a free port, no HTTP
+/// endpoint, then [`EXTRA`] and `more` (later settings win).
+fn node_config(
+    id: usize,
+    dir: &tempfile::TempDir,
+    voters: &str,
+    more: &[(&str, &str)],
+) -> BrokerConfig {
+    let dir = dir.path().display().to_string();
+    let id = id.to_string();
+    let mut cli = vec![
+        ("node.id", id.as_str()),
+        ("listeners", "127.0.0.1:0"),
+        ("log.dirs", dir.as_str()),
+        ("http.listeners", ""),
+        ("controller.quorum.voters", voters),
+    ];
+    cli.extend(EXTRA);
+    cli.extend_from_slice(more);
+    let cli = cli.into_iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    BrokerConfig::load(None, vec![], cli).unwrap()
+}
 
 /// `voters` voter configs (ids 1..=voters) and `broker_only` more (the next ids), sharing
 /// `controller.quorum.voters`; broker-only nodes leave `controller.listener` at its default.
 fn configs(dirs: &[tempfile::TempDir], voters: usize) -> Vec<BrokerConfig> {
-    let extra = [
-        ("offsets.topic.num.partitions", "1".to_string()),
-        ("replication.enable", "true".into()),
-        ("replica.lag.time.max.ms", "1500".into()),
-        ("broker.heartbeat.interval.ms", "200".into()),
-        ("broker.session.timeout.ms", "3000".into()),
-    ];
+    let extra = EXTRA.map(|(k, v)| (k, v.to_string()));
     let mut configs = cluster_configs(&dirs[..voters], &extra);
     let quorum = configs[0].raw["controller.quorum.voters"].clone();
     for (i, dir) in dirs.iter().enumerate().skip(voters) {
-        let mut cli: Vec<(String, String)> = [
-            ("node.id", (i + 1).to_string()),
-            ("listeners", "127.0.0.1:0".into()),
-            ("log.dirs", dir.path().display().to_string()),
-            ("http.listeners", String::new()),
-            ("controller.quorum.voters", quorum.clone()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        cli.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        configs.push(BrokerConfig::load(None, vec![], cli).unwrap());
+        configs.push(node_config(i + 1, dir, &quorum, &[]));
     }
     configs
 }
@@ -360,5 +378,284 @@ async fn raft_voters_are_added_and_removed_through_the_kafka_api() {
 
     for b in brokers.into_iter().flatten() {
         b.shutdown().await;
+    }
+}
+
+/// The raft leader `addr` reports; `None` while DescribeQuorum fails (an election).
+async fn quorum_leader(addr: SocketAddr) -> Option<i32> {
+    let mut conn = TcpStream::connect(addr).await.ok()?;
+    let req = DescribeQuorumRequest::default().with_topics(vec![
+        describe_quorum_request::TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![
+                describe_quorum_request::PartitionData::default().with_partition_index(0)
+            ]),
+    ]);
+    let resp: DescribeQuorumResponse = call(&mut conn, ApiKey::DescribeQuorum, 2, &req).await;
+    let p = resp.topics.first()?.partitions.first()?;
+    (resp.error_code == 0 && p.error_code == 0).then_some(p.leader_id.0)
+}
+
+/// Every value a consumer reads from `topic`/`partition` at `addr`, once the high watermark
+/// has reached `at_least`.
+async fn read_values(addr: SocketAddr, topic: &str, partition: i32, at_least: i64) -> Vec<String> {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut values, mut offset) = (Vec::new(), 0);
+    loop {
+        let fetch = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(100)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let fetched: FetchResponse = call(&mut conn, ApiKey::Fetch, 12, &fetch).await;
+        let p = &fetched.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "fetch at {offset}");
+        if let Some(mut records) = p.records.clone().filter(|r| !r.is_empty()) {
+            for set in RecordBatchDecoder::decode_all(&mut records).unwrap() {
+                for r in set.records {
+                    offset = r.offset + 1;
+                    values.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+                }
+            }
+        }
+        if offset >= p.high_watermark && p.high_watermark >= at_least {
+            return values;
+        }
+        assert!(Instant::now() < deadline, "high watermark below {at_least}");
+    }
+}
+
+/// (leader, ISR) of `topic`/`partition` as `addr` reports it; leader -1 when unknown.
+async fn leader_and_isr(addr: SocketAddr, topic: &str, partition: i32) -> (i32, Vec<i32>) {
+    let (_, topics) = view(addr).await;
+    topics
+        .iter()
+        .find(|t| t.0 == topic)
+        .and_then(|t| t.1.iter().find(|p| p.0 == partition))
+        .map_or((-1, vec![]), |p| (p.1, p.3.clone()))
+}
+
+/// One sample of an unlabelled gauge in Prometheus text.
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The Kafka listener of broker-only node `id` in the controller-only test (ids 4..=6).
+fn kafka(brokers: &[Option<Broker>], id: i32) -> SocketAddr {
+    brokers[(id - 4) as usize].as_ref().unwrap().local_addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_only_voters_run_a_cluster_of_broker_only_nodes() {
+    let dirs: Vec<_> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
+    let voters = quorum_voters(3);
+    // The voters' own loopback host: nothing else binds Kafka's port there, so a connection
+    // would have to be a controller serving `listeners` despite its role.
+    let first = voters.split(',').next().unwrap();
+    let host = first.split_once('@').unwrap().1.rsplit_once(':').unwrap().0;
+    let ignored_listener = format!("{host}:9092");
+    let controller_configs: Vec<_> = (1..=3)
+        .map(|id| {
+            let more = [
+                ("process.roles", "controller"),
+                ("listeners", ignored_listener.as_str()),
+                ("http.listeners", "127.0.0.1:0"),
+            ];
+            node_config(id, &dirs[id - 1], &voters, &more)
+        })
+        .collect();
+    let broker_configs: Vec<_> = (4..=6)
+        .map(|id| node_config(id, &dirs[id - 1], &voters, &[("process.roles", "broker")]))
+        .collect();
+    let (controllers, mut brokers) = futures_util::future::join(
+        futures_util::future::join_all(controller_configs.into_iter().map(Controller::start)),
+        start_all(&broker_configs),
+    )
+    .await;
+    let mut controllers: Vec<Option<Controller>> =
+        controllers.into_iter().map(|c| Some(c.unwrap())).collect();
+
+    // Controllers: ready once in the quorum with a known leader; no Kafka listener; metrics
+    // name one active controller among them.
+    assert!(TcpStream::connect(ignored_listener.as_str()).await.is_err());
+    let https: Vec<SocketAddr> = controllers
+        .iter()
+        .map(|c| c.as_ref().unwrap().http_addr.unwrap())
+        .collect();
+    for &http in &https {
+        eventually(
+            Duration::from_secs(20),
+            "a ready controller",
+            || async move { http_get(http, "/readyz").await.0 == 200 },
+        )
+        .await;
+    }
+    let mut active = 0.0;
+    for &http in &https {
+        let (_, text) = http_get(http, "/metrics").await;
+        let leader = gauge(&text, "spate_raft_leader").unwrap();
+        assert!((1.0..=3.0).contains(&leader), "raft leader {leader}");
+        active += gauge(&text, "spate_active_controller").unwrap();
+        assert_eq!(
+            gauge(&text, "spate_partition_count"),
+            None,
+            "no broker metrics"
+        );
+    }
+    assert_eq!(active, 1.0);
+
+    // Brokers: Metadata lists exactly the three of them, and names a live broker (itself) as
+    // the controller, never a controller-only node; DescribeCluster agrees.
+    for id in 4..=6 {
+        let a = kafka(&brokers, id);
+        eventually(
+            Duration::from_secs(20),
+            "the three brokers",
+            || async move { view(a).await.0 == (4..=6).collect() },
+        )
+        .await;
+        assert_eq!(metadata(a).await.controller_id.0, id);
+    }
+    let mut conn = TcpStream::connect(kafka(&brokers, 5)).await.unwrap();
+    let cluster: DescribeClusterResponse = call(
+        &mut conn,
+        ApiKey::DescribeCluster,
+        0,
+        &DescribeClusterRequest::default(),
+    )
+    .await;
+    let listed: BTreeSet<i32> = cluster.brokers.iter().map(|b| b.broker_id.0).collect();
+    assert_eq!((listed, cluster.controller_id.0), ((4..=6).collect(), 5));
+
+    // DescribeQuorum (asked of a broker): the controller-only voters and the broker observers.
+    let four = kafka(&brokers, 4);
+    eventually(Duration::from_secs(20), "the quorum", || async move {
+        let (leader, _, hw, voters, observers) = describe_quorum(four).await;
+        (1..=3).contains(&leader)
+            && ids(&voters) == [1, 2, 3]
+            && ids(&observers) == [4, 5, 6]
+            && observers.iter().all(|o| o.1 >= hw)
+    })
+    .await;
+
+    // RF 3 topics are created through a broker and placed on the brokers only.
+    create_topic(four, "events", 3, 3).await;
+    eventually(Duration::from_secs(30), "full ISRs", || async move {
+        let (_, topics) = view(four).await;
+        topics.iter().find(|t| t.0 == "events").is_some_and(|t| {
+            t.1.len() == 3
+                && t.1.iter().all(|p| {
+                    (4..=6).contains(&p.1) && p.3.len() == 3 && p.2.iter().all(|r| *r >= 4)
+                })
+        })
+    })
+    .await;
+    let (old_leader, _) = leader_and_isr(four, "events", 0).await;
+    assert_eq!(
+        produce_one(kafka(&brokers, old_leader), "events", 0, "v0").await,
+        0
+    );
+    assert_eq!(
+        read_values(kafka(&brokers, old_leader), "events", 0, 1).await,
+        ["v0"]
+    );
+
+    // The partition's leader crashes: the controller (a controller-only node, the only kind
+    // that can lead the quorum) fences it and an in-sync broker takes over.
+    brokers[(old_leader - 4) as usize]
+        .take()
+        .unwrap()
+        .shutdown()
+        .await;
+    let survivor = kafka(&brokers, if old_leader == 4 { 5 } else { 4 });
+    eventually(
+        Duration::from_secs(30),
+        "leadership to move to an in-sync broker",
+        || async move {
+            let (leader, isr) = leader_and_isr(survivor, "events", 0).await;
+            leader >= 4 && leader != old_leader && !isr.contains(&old_leader)
+        },
+    )
+    .await;
+    let (new_leader, _) = leader_and_isr(survivor, "events", 0).await;
+    let new_leader_addr = kafka(&brokers, new_leader);
+    assert_eq!(produce_one(new_leader_addr, "events", 0, "v1").await, 1);
+    assert_eq!(
+        read_values(new_leader_addr, "events", 0, 2).await,
+        ["v0", "v1"]
+    );
+
+    // The active controller stops: the two other voters elect a new one, which takes
+    // metadata changes.
+    let old_controller = quorum_leader(survivor).await.unwrap();
+    assert!(controllers[(old_controller - 1) as usize]
+        .as_ref()
+        .unwrap()
+        .is_active());
+    controllers[(old_controller - 1) as usize]
+        .take()
+        .unwrap()
+        .shutdown()
+        .await;
+    eventually(
+        Duration::from_secs(30),
+        "a new active controller",
+        || async move {
+            quorum_leader(survivor)
+                .await
+                .is_some_and(|l| (1..=3).contains(&l) && l != old_controller)
+        },
+    )
+    .await;
+    let new_controller = quorum_leader(survivor).await.unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the new controller to know it leads",
+        || {
+            let c = controllers[(new_controller - 1) as usize].as_ref().unwrap();
+            let active = c.is_active();
+            async move { active }
+        },
+    )
+    .await;
+    create_topic(survivor, "after-controller-failover", 1, 2).await;
+    eventually(
+        Duration::from_secs(30),
+        "the new topic led",
+        || async move {
+            leader_and_isr(survivor, "after-controller-failover", 0)
+                .await
+                .0
+                >= 4
+        },
+    )
+    .await;
+    let (leader, _) = leader_and_isr(survivor, "after-controller-failover", 0).await;
+    assert_eq!(
+        produce_one(kafka(&brokers, leader), "after-controller-failover", 0, "x").await,
+        0
+    );
+
+    // Controller-only nodes never opened a partition log: their data is the metadata log.
+    for dir in &dirs[..3] {
+        let entries: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(entries, ["__meta"], "{}", dir.path().display());
+    }
+
+    for b in brokers.into_iter().flatten() {
+        b.shutdown().await;
+    }
+    for c in controllers.into_iter().flatten() {
+        c.shutdown().await;
     }
 }

@@ -4,12 +4,17 @@
 //! voter of the openraft metadata quorum (`process.roles=broker,controller`); any other broker
 //! is broker-only (`process.roles=broker`): its metadata node joins as a raft learner, asking
 //! the leader to add it, and then receives the same metadata log without voting, so everything
-//! below works the same on both kinds of node. At start the broker registers itself (a new incarnation each process
-//! start, so the controller can tell a restart from a retry), waits until its own copy of the
-//! metadata has caught up with its registration record, and unfences itself (KRaft's "caught
-//! up" rule). From then on topic metadata comes from [`ClusterMetadata`]; admin handlers
-//! propose [`MetaRequest`]s here and `applier.rs` turns the committed metadata into local
-//! partition logs.
+//! below works the same on both kinds of node. A controller-only node
+//! (`process.roles=controller`) is a voter that stops after [`Quorum::open`]: it never
+//! registers, so it is no broker anyone places replicas on or sends clients to, and it runs
+//! only the controller side (`liveness.rs`) and the quorum's gRPC server.
+//!
+//! At start a broker registers itself (a new incarnation each process start, so the
+//! controller can tell a restart from a retry), waits until its own copy of the metadata has
+//! caught up with its registration record, and unfences itself (KRaft's "caught up" rule).
+//! From then on topic metadata comes from [`ClusterMetadata`]; admin handlers propose
+//! [`MetaRequest`]s here and `applier.rs` turns the committed metadata into local partition
+//! logs.
 //!
 //! From its registration on, the broker heartbeats the active controller (the raft leader)
 //! every `broker.heartbeat.interval.ms` with its incarnation and metadata offset; the
@@ -44,6 +49,8 @@ const PRODUCER_ID_BLOCK: i32 = 1000;
 
 pub struct Quorum {
     node: MetaNode,
+    /// This node's id (raft ids are node ids). A controller-only node registers no broker
+    /// under it.
     pub broker_id: i32,
     /// Random per process start.
     pub incarnation: Uuid,
@@ -57,20 +64,36 @@ pub struct Quorum {
 }
 
 impl Quorum {
-    /// Starts the metadata node, registers this broker with its advertised listeners (the
-    /// inter-broker one first) and unfences it once caught up.
+    /// A broker's seat: [`Quorum::open`], then [`Quorum::register`] with its advertised
+    /// listeners (the inter-broker one first).
     pub async fn start(
         config: &BrokerConfig,
         qc: &QuorumConfig,
         listeners: Vec<ListenerEndpoint>,
     ) -> anyhow::Result<Arc<Self>> {
-        let (host, port) = listeners
+        let host = listeners
             .first()
-            .map(|l| (l.host.clone(), l.port))
+            .map(|l| l.host.clone())
             .ok_or_else(|| anyhow::anyhow!("a broker needs a listener"))?;
-        let broker_id = config.node_id;
+        let quorum = Self::open(config, qc, &host).await?;
+        if let Err(e) = quorum.register(config, qc, listeners).await {
+            quorum.shutdown().await;
+            return Err(e);
+        }
+        Ok(quorum)
+    }
+
+    /// Starts the metadata node (a learner for a broker-only node, which asks the leader to
+    /// add it at an address reachable through `advertised_host`) and waits until a leader is
+    /// known. Registers nothing: a controller-only node stops here.
+    pub async fn open(
+        config: &BrokerConfig,
+        qc: &QuorumConfig,
+        advertised_host: &str,
+    ) -> anyhow::Result<Arc<Self>> {
+        let node_id = config.node_id;
         let mut meta = MetaConfig::new(
-            broker_id as u64,
+            node_id as u64,
             qc.listener,
             config.data_dir.join("__meta"),
             qc.voters.clone(),
@@ -84,70 +107,82 @@ impl Quorum {
         let listener = TcpListener::bind(qc.listener).await?;
         if qc.roles == ProcessRoles::Broker {
             meta.learner = true;
-            meta.advertised_addr = Some(learner_addr(&host, listener.local_addr()?)?);
+            meta.advertised_addr = Some(learner_addr(advertised_host, listener.local_addr()?)?);
         }
         let node = MetaNode::start_with_listener(meta, listener).await?;
-        node.wait_for_leader(FORM_TIMEOUT).await?;
-        let quorum = Arc::new(Self {
+        if let Err(e) = node.wait_for_leader(FORM_TIMEOUT).await {
+            let _ = node.shutdown().await;
+            return Err(e.into());
+        }
+        Ok(Arc::new(Self {
             metadata: node.metadata(),
             node,
-            broker_id,
+            broker_id: node_id,
             incarnation: Uuid::new_v4(),
             producer_ids: Mutex::new((0, 0)),
             heartbeat_task: Mutex::new(None),
             throttles: Throttles::default(),
-        });
+        }))
+    }
+
+    /// Registers this broker with its advertised listeners (the inter-broker one first, also
+    /// its `host:port`), heartbeats the controller from then on, and unfences itself once
+    /// caught up.
+    pub async fn register(
+        &self,
+        config: &BrokerConfig,
+        qc: &QuorumConfig,
+        listeners: Vec<ListenerEndpoint>,
+    ) -> anyhow::Result<()> {
+        let broker_id = self.broker_id;
+        let (host, port) = listeners
+            .first()
+            .map(|l| (l.host.clone(), l.port))
+            .ok_or_else(|| anyhow::anyhow!("a broker needs a listener"))?;
         let register = MetaRequest::RegisterBroker {
             id: broker_id,
-            incarnation: quorum.incarnation,
+            incarnation: self.incarnation,
             host,
             port,
             listeners,
             rack: qc.rack.clone(),
         };
-        let epoch = match quorum.node.propose(register).await {
+        let epoch = match self.node.propose(register).await {
             Ok(MetaResponse::BrokerRegistered { epoch }) => epoch,
             Ok(other) => anyhow::bail!("registering broker {broker_id}: unexpected {other:?}"),
             Err(e) => anyhow::bail!("registering broker {broker_id}: {e}"),
         };
         // Heartbeat from now on, so that the controller never sees this incarnation silent.
-        *quorum.heartbeat_task.lock() = Some(tokio::spawn(send_heartbeats(
-            quorum.node.clone(),
-            quorum.metadata.clone(),
+        *self.heartbeat_task.lock() = Some(tokio::spawn(send_heartbeats(
+            self.node.clone(),
+            self.metadata.clone(),
             BrokerHeartbeat {
                 broker_id,
-                incarnation: quorum.incarnation,
+                incarnation: self.incarnation,
                 metadata_offset: 0,
             },
             Duration::from_millis(config.broker_heartbeat_interval_ms),
         )));
         // Caught up: our metadata includes our own registration and the cluster id.
-        let caught_up = quorum
+        let caught_up = self
             .wait_for(FORM_TIMEOUT, |md| {
                 md.metadata_offset >= epoch && !md.cluster_id.is_empty()
             })
             .await;
-        let unfenced = if caught_up {
-            match quorum
-                .node
-                .propose(MetaRequest::UnfenceBroker { id: broker_id })
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(MetaError::Rejected(e)) if e.is_no_op() => Ok(()),
-                Err(e) => Err(anyhow::anyhow!("unfencing broker {broker_id}: {e}")),
-            }
-        } else {
-            Err(anyhow::anyhow!(
-                "broker {broker_id} did not catch up with the metadata log"
-            ))
-        };
-        if let Err(e) = unfenced {
-            quorum.shutdown().await;
-            return Err(e);
+        if !caught_up {
+            anyhow::bail!("broker {broker_id} did not catch up with the metadata log");
         }
-        tracing::info!(broker = broker_id, epoch, incarnation = %quorum.incarnation, "registered with the metadata quorum");
-        Ok(quorum)
+        match self
+            .node
+            .propose(MetaRequest::UnfenceBroker { id: broker_id })
+            .await
+        {
+            Ok(_) => {}
+            Err(MetaError::Rejected(e)) if e.is_no_op() => {}
+            Err(e) => anyhow::bail!("unfencing broker {broker_id}: {e}"),
+        }
+        tracing::info!(broker = broker_id, epoch, incarnation = %self.incarnation, "registered with the metadata quorum");
+        Ok(())
     }
 
     /// The latest metadata this node has applied.
@@ -159,12 +194,18 @@ impl Quorum {
         self.metadata.clone()
     }
 
-    /// The active controller (raft leader); raft ids are broker ids. -1 when unknown.
+    /// The active controller (raft leader); -1 when unknown. It may be a controller-only node,
+    /// which clients cannot reach: Metadata reports `cluster_view::controller_id` instead.
     pub fn controller_id(&self) -> i32 {
         self.node
             .leader_id()
             .and_then(|id| i32::try_from(id).ok())
             .unwrap_or(-1)
+    }
+
+    /// Where the quorum's gRPC server listens.
+    pub fn raft_addr(&self) -> SocketAddr {
+        self.node.local_addr()
     }
 
     /// Is this node the active controller (the raft leader)?

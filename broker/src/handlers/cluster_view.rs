@@ -48,6 +48,24 @@ pub fn client_endpoint(md: &ClusterMetadata, broker: i32, listener: &str) -> Opt
         .map(|(h, p)| (h.to_string(), p))
 }
 
+/// The controller id Metadata and DescribeCluster report. Clients send controller-bound admin
+/// requests there and any broker forwards proposals to the raft leader, so, as KRaft brokers
+/// do, it is a live broker: the raft leader when it is one (a combined node: no forwarding
+/// hop), else this broker, else the lowest live broker id; -1 while none is live. Never a
+/// controller-only node: it has no Kafka listener.
+pub fn controller_id(md: &ClusterMetadata, raft_leader: i32, me: i32) -> i32 {
+    [raft_leader, me]
+        .into_iter()
+        .find(|id| endpoint(md, *id).is_some())
+        .or_else(|| md.brokers.values().find(|b| !b.fenced).map(|b| b.id))
+        .unwrap_or(-1)
+}
+
+/// [`controller_id`] as this broker sees the cluster now.
+pub fn reported_controller(q: &Quorum) -> BrokerId {
+    BrokerId(controller_id(&q.metadata(), q.controller_id(), q.broker_id))
+}
+
 /// Metadata's brokers and topics in cluster mode; auto-creates through the quorum.
 pub async fn metadata(
     ctx: &Context,
@@ -178,4 +196,49 @@ pub fn describe_cluster_brokers(
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use spate_meta::BrokerRegistration;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn with_brokers(brokers: &[(i32, bool)]) -> ClusterMetadata {
+        let mut md = ClusterMetadata::default();
+        for &(id, fenced) in brokers {
+            let b = BrokerRegistration {
+                id,
+                incarnation: Uuid::new_v4(),
+                epoch: 1,
+                host: "127.0.0.1".into(),
+                port: 9092,
+                listeners: vec![],
+                rack: None,
+                fenced,
+                shutting_down: false,
+            };
+            md.brokers.insert(id, b);
+        }
+        md
+    }
+
+    #[test]
+    fn the_reported_controller_is_always_a_live_broker() {
+        let md = with_brokers(&[(4, false), (5, true), (6, false)]);
+        // Combined mode: the raft leader is a live broker.
+        assert_eq!(controller_id(&md, 6, 4), 6);
+        // The raft leader is a controller-only node (1, never registered), or unknown (-1):
+        // this broker, if live, else the lowest live one.
+        assert_eq!(controller_id(&md, 1, 6), 6);
+        assert_eq!(controller_id(&md, -1, 6), 6);
+        assert_eq!(
+            controller_id(&md, 1, 5),
+            4,
+            "a fenced broker is not reported"
+        );
+        assert_eq!(controller_id(&md, 5, 5), 4);
+        assert_eq!(controller_id(&with_brokers(&[(5, true)]), 1, 5), -1);
+    }
 }

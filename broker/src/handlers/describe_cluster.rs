@@ -28,7 +28,7 @@ pub fn handle(
     match ctx.registry.quorum() {
         None => response,
         Some(q) => response
-            .with_controller_id(kafka_protocol::messages::BrokerId(q.controller_id()))
+            .with_controller_id(crate::handlers::cluster_view::reported_controller(q))
             .with_brokers(crate::handlers::cluster_view::describe_cluster_brokers(
                 &q.metadata(),
                 listener,

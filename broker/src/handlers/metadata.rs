@@ -56,7 +56,7 @@ pub async fn handle(
         return MetadataResponse::default()
             .with_brokers(brokers)
             .with_cluster_id(Some(str_bytes(registry.cluster_id.clone())))
-            .with_controller_id(kafka_protocol::messages::BrokerId(q.controller_id()))
+            .with_controller_id(super::cluster_view::reported_controller(q))
             .with_cluster_authorized_operations(cluster_ops)
             .with_topics(topics);
     }

@@ -8,7 +8,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::cluster::Registry as Topics;
+use crate::cluster::{Quorum, Registry as Topics};
 use crate::group::GroupCoordinator;
 
 pub struct Metrics {
@@ -69,6 +69,15 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     r.register(Box::new(c.clone())).expect("unique metric");
     c
 }
+
+/// What a controller-only node exports.
+const QUORUM_METRICS: &[&str] = &[
+    "spate_active_controller",
+    "spate_raft_term",
+    "spate_raft_commit_index",
+    "spate_raft_last_applied",
+    "spate_raft_leader",
+];
 
 /// Latency buckets from 100 µs to 10 s: produce and fetch both land in range.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -307,6 +316,33 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
+    /// A controller-only node's metrics: the quorum gauges alone, since it hosts no logs,
+    /// groups or client connections.
+    pub fn render_quorum(&self, q: &Quorum) -> String {
+        self.refresh_quorum(q);
+        let families: Vec<_> = self
+            .registry
+            .gather()
+            .into_iter()
+            .filter(|f| QUORUM_METRICS.contains(&f.name()))
+            .collect();
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::error!("encoding metrics: {e}");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn refresh_quorum(&self, q: &Quorum) {
+        self.active_controller.set(i64::from(q.is_controller()));
+        let m = q.raft_metrics();
+        let as_gauge = |v: Option<u64>| v.map_or(-1, |v| v as i64);
+        self.raft_term.set(m.term as i64);
+        self.raft_commit_index.set(as_gauge(m.commit_index));
+        self.raft_last_applied.set(as_gauge(m.last_applied));
+        self.raft_leader.set(as_gauge(m.current_leader));
+    }
+
     fn refresh(&self, topics: &Topics, groups: &GroupCoordinator) {
         self.log_size.reset();
         self.log_end_offset.reset();
@@ -360,15 +396,9 @@ impl Metrics {
         self.under_replicated.set(under_replicated);
         self.offline.set(0);
         self.under_min_isr.set(under_min_isr);
-        self.active_controller
-            .set(topics.quorum().map_or(1, |q| i64::from(q.is_controller())));
-        if let Some(q) = topics.quorum() {
-            let m = q.raft_metrics();
-            let as_gauge = |v: Option<u64>| v.map_or(-1, |v| v as i64);
-            self.raft_term.set(m.term as i64);
-            self.raft_commit_index.set(as_gauge(m.commit_index));
-            self.raft_last_applied.set(as_gauge(m.last_applied));
-            self.raft_leader.set(as_gauge(m.current_leader));
+        match topics.quorum() {
+            None => self.active_controller.set(1),
+            Some(q) => self.refresh_quorum(q),
         }
         self.groups.reset();
         self.group_members.reset();

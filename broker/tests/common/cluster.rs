@@ -27,14 +27,19 @@ fn free_port(host: &str) -> u16 {
         .port()
 }
 
+/// `controller.quorum.voters` for voters 1..=n on free ports of a host of their own.
+pub fn quorum_voters(n: usize) -> String {
+    let host = cluster_host();
+    let voters: Vec<String> = (1..=n)
+        .map(|id| format!("{id}@{host}:{}", free_port(&host)))
+        .collect();
+    voters.join(",")
+}
+
 /// One config per data dir: node ids 1..=n, all voters, Kafka listeners on free ports, no
 /// HTTP endpoint, plus `extra` settings for every broker.
 pub fn cluster_configs(dirs: &[tempfile::TempDir], extra: &[(&str, String)]) -> Vec<BrokerConfig> {
-    let host = cluster_host();
-    let voters: Vec<String> = (1..=dirs.len())
-        .map(|id| format!("{id}@{host}:{}", free_port(&host)))
-        .collect();
-    let voters = voters.join(",");
+    let voters = quorum_voters(dirs.len());
     dirs.iter()
         .enumerate()
         .map(|(i, dir)| {

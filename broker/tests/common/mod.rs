@@ -29,6 +29,22 @@ pub async fn start(dir: &std::path::Path, extra: &[(&str, &str)]) -> Broker {
         .unwrap()
 }
 
+/// A plain HTTP/1.0 GET: (status, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).await.unwrap();
+    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
 pub async fn send_raw(conn: &mut TcpStream, body: &[u8]) {
     let mut frame = BytesMut::new();
     frame.put_i32(body.len() as i32);
