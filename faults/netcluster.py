@@ -247,6 +247,10 @@ class Cluster:
             "replica.lag.time.max.ms": "2500",
             "leader.imbalance.check.interval.seconds": "2",
             "log.flush.interval.ms": "1000",
+            # Tests create their topics. A client of an earlier test that lingers in this
+            # process (a producer refreshes metadata for its topics) must not auto-create
+            # them with default settings on the next test's cluster at the same addresses.
+            "auto.create.topics.enable": "false",
             **(settings or {}),
         }
         self.nodes = {i: Node(self, i) for i in range(1, count + 1)}

@@ -541,6 +541,15 @@ impl Partition {
         self.with(|s| Ok((s.log.log_start_offset(), s.log.high_watermark())))
     }
 
+    /// (log start offset, log end offset): what a coordinator replays when it comes to lead
+    /// this partition. A new leader's high watermark lags its log end until the followers
+    /// fetch from it, yet everything in its log is acknowledged or will be committed by it;
+    /// replaying only to the high watermark would forget the last acknowledged commits.
+    /// Kafka's coordinators load to the log end too.
+    pub fn replay_range(&self) -> Result<(i64, i64), LogError> {
+        self.with(|s| Ok((s.log.log_start_offset(), s.log.log_end_offset())))
+    }
+
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampOffset>, LogError> {
         self.with(|s| s.log.offset_for_timestamp(ts))
     }

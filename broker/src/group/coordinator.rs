@@ -314,6 +314,8 @@ impl GroupCoordinator {
                 ResponseError::CoordinatorNotAvailable
             }
         })?;
+        // Followers long-polling this partition fetch the commit now, not after their wait.
+        self.registry.notify_append();
         let replicated = self.registry.quorum().is_some() && partition.isr_counts().1 > 1;
         Ok(replicated.then(|| PendingCommit {
             partition: partition.clone(),
@@ -1104,7 +1106,7 @@ fn encode_batch(
 
 /// Replays one `__consumer_offsets` partition into `state`.
 fn load_partition(state: &mut State, p: &Partition) -> anyhow::Result<()> {
-    let (mut offset, end) = p.offsets()?;
+    let (mut offset, end) = p.replay_range()?;
     while offset < end {
         let chunk = p.read(offset, 4 * 1024 * 1024)?;
         if chunk.is_empty() {

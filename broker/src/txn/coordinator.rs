@@ -241,6 +241,8 @@ impl TxnCoordinator {
                 ResponseError::CoordinatorNotAvailable
             }
         })?;
+        // Followers long-polling this partition fetch the record now, not after their wait.
+        self.registry.notify_append();
         Ok(Unreplicated::after_append(p, appended.last_offset))
     }
 
@@ -570,7 +572,7 @@ async fn settle(pending: Option<Unreplicated>) -> Result<(), ResponseError> {
 
 /// Replays one `__transaction_state` partition into `st`; returns how many ids it holds.
 fn load_partition(st: &mut State, p: &Partition) -> anyhow::Result<usize> {
-    let (mut offset, end) = p.offsets()?;
+    let (mut offset, end) = p.replay_range()?;
     let mut seen = BTreeSet::new();
     while offset < end {
         let chunk = p.read(offset, 4 * 1024 * 1024)?;
