@@ -65,8 +65,22 @@ run go client bash -c "cd compat/go && go test -count=1 ./..."
 run js client bash -c "cd compat/js && node --test"
 run java client bash -c "cd compat/java && mvn -q -B test"
 run faults client bash -c "cd faults && python3 -m pytest -q"
+# The chart's helm checks (operator/tests/chart.rs) pass without helm when none is found; here
+# they must run. helm is built (cached) with the e2e control plane, so they run in the e2e
+# suite, reusing the rust suite's `--workspace` test build (a -p build would recompile).
+chart_checks() {
+  e2e/controlplane/build.sh helm &&
+    SPATE_REQUIRE_HELM=1 SPATE_E2E_BIN="${SPATE_E2E_CACHE:-$HOME/.cache/spate/e2e}/bin" \
+      cargo test --workspace --test chart
+}
 # The operator, chart and brokers on a real API server built from Go modules (cached).
-run e2e e2e/run.sh
+e2e_suite() {
+  local rc=0
+  chart_checks || rc=1
+  e2e/run.sh || rc=1
+  return "$rc"
+}
+run e2e e2e_suite
 run fuzz fuzz_smoke
 
 echo

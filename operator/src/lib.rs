@@ -21,6 +21,10 @@ pub mod metrics;
 pub mod plan;
 pub mod reconcilers;
 
+/// The binary's log filter unless `RUST_LOG` says otherwise: the reconcilers' decisions
+/// (`info`) and only warnings from kube's own crates, which are chatty at `info`.
+pub const DEFAULT_LOG_FILTER: &str = "info,kube=warn";
+
 /// Everything that can fail in a reconcile.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

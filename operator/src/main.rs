@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
+                .unwrap_or_else(|_| spate_operator::DEFAULT_LOG_FILTER.into()),
         )
         .init();
     let args = Args::parse();

@@ -129,6 +129,8 @@ fn templates_render_with_optional_parts_enabled() {
         ".Values.operator.watchReleaseNamespaceOnly",
         ".Values.cluster.storage.storageClassName",
         ".Values.cluster.listeners",
+        ".Values.cluster.rack",
+        ".Values.cluster.metadataVoters",
         ".Values.monitoring.serviceMonitor.enabled",
         ".Values.monitoring.podMonitor.enabled",
         ".Values.monitoring.grafanaDashboard.enabled",
@@ -145,6 +147,15 @@ fn templates_render_with_optional_parts_enabled() {
         .find(|o| o["kind"] == "Cluster")
         .expect("Cluster rendered");
     assert_eq!(cluster["apiVersion"], "spate.dev/v1alpha1");
+    let spec = cluster["spec"].as_mapping().expect("spec");
+    for field in [
+        "imagePullPolicy",
+        "rack",
+        "metadataVoters",
+        "disruptionBudget",
+    ] {
+        assert!(spec.contains_key(field), "spec.{field} rendered: {spec:?}");
+    }
     assert!(
         !objs.iter().any(|o| o["kind"] == "ClusterRole"),
         "namespaced mode needs no ClusterRole"
@@ -183,6 +194,7 @@ fn rbac_grants_what_the_operator_uses() {
         ("configmaps", "patch"),
         ("serviceaccounts", "patch"),
         ("poddisruptionbudgets", "patch"),
+        ("poddisruptionbudgets", "delete"),
         ("events", "create"),
         ("leases", "update"),
         ("leases", "create"),
@@ -197,6 +209,13 @@ fn rbac_grants_what_the_operator_uses() {
         !granted.iter().any(|(r, _)| r == "secrets" || r == "*"),
         "least privilege"
     );
+    // Clusters are read; only their status is written (Topics are patched for the finalizer).
+    for verb in ["patch", "update", "create", "delete"] {
+        assert!(
+            !granted.contains(&("clusters".to_string(), verb.to_string())),
+            "{verb} on clusters is not needed"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -403,6 +422,10 @@ cluster:
       annotations: {service.beta.kubernetes.io/aws-load-balancer-type: nlb}
   config: {log.retention.ms: "86400000", auto.create.topics.enable: "false"}
   resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {memory: 2Gi}}
+  imagePullPolicy: IfNotPresent
+  rack: {topologyKey: topology.kubernetes.io/zone}
+  metadataVoters: 3
+  disruptionBudget: {enabled: false, maxUnavailable: 2}
 monitoring:
   serviceMonitor: {enabled: true, interval: 15s, labels: {release: prom}}
   podMonitor: {enabled: true, interval: 1m, labels: {release: prom}}
@@ -462,8 +485,22 @@ const BAD_VALUES: &[(&str, &str)] = &[
         "typo in resources",
     ),
     (
-        "cluster: {disruptionBudget: {enabled: false}}",
+        "cluster: {removeBrokers: [2]}",
         "CRD field the chart does not pass",
+    ),
+    (
+        "cluster: {imagePullPolicy: Sometimes}",
+        "broker pull policy outside the enum",
+    ),
+    ("cluster: {rack: {key: zone}}", "rack without topologyKey"),
+    ("cluster: {metadataVoters: 0}", "no metadata voters"),
+    (
+        "cluster: {disruptionBudget: {maxUnavailable: -1}}",
+        "negative maxUnavailable",
+    ),
+    (
+        "cluster: {disruptionBudget: {enable: false}}",
+        "typo in disruptionBudget",
     ),
     (
         "monitoring: {serviceMonitor: {enable: true}}",
@@ -612,7 +649,16 @@ fn cluster_schema_mirrors_the_cluster_crd() {
         }
     }
     let cluster = &root["properties"]["cluster"];
-    for field in ["storage", "listeners", "config", "resources"] {
+    for field in [
+        "storage",
+        "listeners",
+        "config",
+        "resources",
+        "imagePullPolicy",
+        "rack",
+        "metadataVoters",
+        "disruptionBudget",
+    ] {
         mirror(
             &root,
             &cluster["properties"][field],
@@ -791,6 +837,8 @@ const BAD_SETS: &[&str] = &[
     "cluster.listeners.external.port=9094",
     "cluster.listeners.internal.port=9093",
     "cluster.config.log\\.retention\\.ms=100",
+    "cluster.metadataVoters=0",
+    "cluster.imagePullPolicy=Sometimes",
     "monitoring.serviceMonitor.interval=soon",
 ];
 
@@ -914,6 +962,17 @@ fn helm_renders_full_values_into_valid_objects() {
             .map(String::as_str),
         Some("86400000")
     );
+    assert_eq!(
+        typed.spec.image_pull_policy.as_deref(),
+        Some("IfNotPresent")
+    );
+    assert_eq!(
+        typed.spec.rack.as_ref().map(|r| r.topology_key.as_str()),
+        Some("topology.kubernetes.io/zone")
+    );
+    assert_eq!(typed.spec.metadata_voters, Some(3));
+    assert!(!typed.spec.disruption_budget.enabled);
+    assert_eq!(typed.spec.disruption_budget.max_unavailable, 2);
 
     // NodePort with pinned ports, through --set; a numeric-looking size stays a string.
     let objs = helm.template(&[
@@ -940,6 +999,27 @@ fn helm_renders_full_values_into_valid_objects() {
     );
     assert_eq!(spec["listeners"]["external"]["nodePortBase"], 31000);
     assert_eq!(spec["storage"]["size"], "1000000000");
+    // Unset: the chart's image.pullPolicy, no rack or voter count, the default budget.
+    assert_eq!(spec["imagePullPolicy"], "IfNotPresent");
+    assert!(spec.get("rack").is_none() && spec.get("metadataVoters").is_none());
+    assert_eq!(
+        spec["disruptionBudget"],
+        serde_json::json!({"enabled": true, "maxUnavailable": 1})
+    );
+    let objs = helm.template(&[
+        "--set",
+        "cluster.enabled=true",
+        "--set",
+        "image.pullPolicy=Always",
+    ]);
+    let cluster = objs
+        .iter()
+        .find(|o| o["kind"] == "Cluster")
+        .expect("Cluster");
+    assert_eq!(
+        cluster["spec"]["imagePullPolicy"], "Always",
+        "the brokers follow image.pullPolicy"
+    );
 
     // Defaults: no Cluster.
     let objs = helm.template(&[]);

@@ -63,6 +63,11 @@ use serde::{Deserialize, Serialize};
 #[x_kube(validation = Rule::new(
     "!has(self.metadataVoters) || self.metadataVoters <= self.replicas"
 ).message("metadataVoters cannot exceed replicas"))]
+// On the spec, not the field: a field's transition rule only runs when the old and new objects
+// both have the field, so adding or removing it would slip through.
+#[x_kube(validation = Rule::new(
+    "has(self.metadataVoters) == has(oldSelf.metadataVoters) && (!has(self.metadataVoters) || self.metadataVoters == oldSelf.metadataVoters)"
+).message("metadataVoters is immutable: it fixes the brokers' static metadata quorum (controller.quorum.voters); set it when creating the Cluster"))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {
     /// Number of brokers.
@@ -103,7 +108,8 @@ pub struct ClusterSpec {
     pub rack: Option<RackSpec>,
 
     /// Number of brokers (the lowest ids) that vote in the metadata quorum. Defaults to 3, or
-    /// 1 when there are fewer than 3 brokers.
+    /// 1 when there are fewer than 3 brokers. Set only when creating the Cluster: changing it
+    /// would restart the brokers into a different static quorum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub metadata_voters: Option<i32>,
@@ -395,6 +401,33 @@ mod tests {
         assert!(yaml.contains("\"status\":{}"), "status subresource enabled");
         assert!(yaml.contains("metadataVoters cannot exceed replicas"));
         assert!(yaml.contains("storageClassName is immutable"));
+        assert!(yaml.contains("metadataVoters is immutable"));
+    }
+
+    fn with_voters(voters: Option<i32>) -> Cluster {
+        let mut s = spec(5);
+        s.metadata_voters = voters;
+        Cluster::new("spate", s)
+    }
+
+    #[test]
+    fn cel_refuses_changing_adding_or_removing_metadata_voters() {
+        use kube::core::cel::validate_cel_update;
+        for (old, new) in [(Some(3), Some(5)), (None, Some(3)), (Some(3), None)] {
+            let err = validate_cel_update(&with_voters(new), &with_voters(old))
+                .expect_err("a different quorum must be refused");
+            assert!(
+                format!("{err:?}").contains("metadataVoters is immutable"),
+                "{old:?} -> {new:?}: {err:?}"
+            );
+        }
+        for same in [Some(3), None] {
+            let mut scaled = with_voters(same);
+            scaled.spec.replicas = 7;
+            validate_cel_update(&scaled, &with_voters(same))
+                .expect("other fields still change with metadataVoters kept");
+        }
+        kube::core::cel::validate_cel(&with_voters(Some(5))).expect("set on creation");
     }
 
     fn with_internal_port(port: i32) -> Cluster {

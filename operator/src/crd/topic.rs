@@ -87,7 +87,7 @@ pub enum DeletionPolicy {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicStatus {
-    /// `Ready` (and `Reconciling`), `metav1.Condition`-style.
+    /// `Ready`, `metav1.Condition`-style; its reason says what is wrong when it is `False`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The generation the status describes.

@@ -15,15 +15,21 @@
 //!    - rebalance: when the broker set changed since the last balance, move partitions so
 //!      replicas and preferred leaders are even (`plan::reassign`);
 //!    - rolling restart: delete one broker pod whose revision is stale, only when every broker
-//!      is ready and no partition would fall below `min.insync.replicas` (`plan::safety`);
+//!      is ready, none of its partitions is under-replicated with it in the ISR, and none would
+//!      fall below `min.insync.replicas` (`plan::safety`);
 //!    - preferred leader election when leaders drifted (e.g. after a broker came back);
-//! 5. writes status: conditions, per-broker state, data health, bootstrap addresses.
+//! 5. writes status: conditions, per-broker state, data health, bootstrap addresses. A Kafka
+//!    admin request that fails in step 4 ends the step, not the pass: the status says why.
+//!
+//! Every decision is logged (`info`, fields `kind`, `namespace`, `name`, `reason` and the
+//! brokers concerned), through [`Context::event`] or, where no Event is published, `decision!`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -58,8 +64,18 @@ struct Outcome {
     balanced: Option<Vec<i32>>,
     /// Metadata, when the cluster answered.
     metadata: Option<ClusterMetadata>,
-    /// Why the cluster could not be asked.
-    unreachable: Option<String>,
+    /// `(reason, error)` when a Kafka admin request failed: the cluster could not be reached
+    /// (`ClusterUnreachable`) or refused a request. The pass ended there.
+    kafka_failed: Option<(&'static str, String)>,
+}
+
+/// `Ready` reason while the brokers cannot be reached.
+const UNREACHABLE: &str = "ClusterUnreachable";
+
+/// The Kubernetes APIs for broker pods and claims in the Cluster's namespace.
+struct BrokerApis {
+    pods: Api<Pod>,
+    pvcs: Api<PersistentVolumeClaim>,
 }
 
 /// Controller entry point.
@@ -73,17 +89,21 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         // Owned objects go with the Cluster (owner references).
         return Ok(Action::await_change());
     }
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let pvcs_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let apis = BrokerApis {
+        pods: Api::namespaced(ctx.client.clone(), &ns),
+        pvcs: Api::namespaced(ctx.client.clone(), &ns),
+    };
     let selector = ListParams::default().labels(&builders::list_selector(c));
-    let pods: BTreeMap<i32, Pod> = pods_api
+    let pods: BTreeMap<i32, Pod> = apis
+        .pods
         .list(&selector)
         .await?
         .items
         .into_iter()
         .filter_map(|p| broker_id(&p).map(|id| (id, p)))
         .collect();
-    let claims: BTreeMap<i32, PersistentVolumeClaim> = pvcs_api
+    let claims: BTreeMap<i32, PersistentVolumeClaim> = apis
+        .pvcs
         .list(&selector)
         .await?
         .items
@@ -107,11 +127,19 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     // Create brokers that should exist and have no pod (new, or deleted for a restart).
     for id in membership.target() {
         if !claims.contains_key(&id) {
-            apply(&pvcs_api, &pvc::build(c, id)).await?;
+            apply(&apis.pvcs, &pvc::build(c, id)).await?;
         }
         if !pods.contains_key(&id) {
             let pod = pods::build(c, id, &all_ids, &external.endpoints);
-            apply(&pods_api, &pod).await?;
+            apply(&apis.pods, &pod).await?;
+            if !membership.add.contains(&id) {
+                decision!(
+                    c,
+                    "BrokerPodCreated",
+                    broker = id,
+                    "created the missing pod of an existing broker (restarted or deleted)"
+                );
+            }
         }
     }
     if !membership.add.is_empty() {
@@ -124,8 +152,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         ids: &all_ids,
         external: &external.endpoints,
     };
-    let outcome =
-        act_on_cluster(c, &ctx, &pods, &membership, brokers, &pods_api, &pvcs_api).await?;
+    let outcome = act_on_cluster(c, &ctx, &pods, &membership, brokers, &apis).await?;
     let status = build_status(
         c,
         &pods,
@@ -142,7 +169,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         &status,
     )
     .await?;
-    Ok(if in_progress || outcome.unreachable.is_some() {
+    Ok(if in_progress || outcome.kafka_failed.is_some() {
         Action::requeue(PROGRESS_REQUEUE)
     } else {
         Action::requeue(ctx.resync)
@@ -203,8 +230,27 @@ async fn apply_objects(
         &configmap::build(c, ids, &external.endpoints),
     )
     .await?;
-    if let Some(budget) = pdb::build(c) {
-        apply(&Api::namespaced(client, ns), &budget).await?;
+    let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client, ns);
+    match pdb::build(c) {
+        Some(budget) => {
+            apply(&pdb_api, &budget).await?;
+        }
+        // Turned off: a budget left behind would still block node drains.
+        None => match pdb_api
+            .delete(&pdb::name(c), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {
+                decision!(
+                    c,
+                    "DisruptionBudgetDeleted",
+                    pdb = %pdb::name(c),
+                    "deleted the PodDisruptionBudget: spec.disruptionBudget.enabled is false",
+                );
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        },
     }
     Ok(external)
 }
@@ -265,36 +311,52 @@ fn tp_list(tps: &[(String, i32)], limit: usize) -> String {
     s.join(", ")
 }
 
+/// Step 4 of a pass. A failed Kafka admin call ends the pass with `kafka_failed` set, so the
+/// status still says what went wrong (a reconcile error would leave the old conditions).
 async fn act_on_cluster(
     c: &Cluster,
     ctx: &Context,
     pods: &BTreeMap<i32, Pod>,
     membership: &plan::Membership,
     brokers: Brokers<'_>,
-    pods_api: &Api<Pod>,
-    pvcs_api: &Api<PersistentVolumeClaim>,
+    apis: &BrokerApis,
 ) -> Result<Outcome> {
-    let all_ids = brokers.ids;
     let mut out = Outcome::default();
+    match decide(c, ctx, pods, membership, brokers, apis, &mut out).await {
+        Ok(()) => Ok(out),
+        Err(Error::Kafka(e)) => {
+            let reason = if e.is_unreachable() {
+                UNREACHABLE
+            } else {
+                "KafkaRequestFailed"
+            };
+            let (kind, namespace, name) = super::log_identity(c);
+            tracing::warn!(%kind, namespace, name, reason, error = %e,
+                "Kafka admin request failed; retrying soon");
+            out.kafka_failed = Some((reason, e.to_string()));
+            Ok(out)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn decide(
+    c: &Cluster,
+    ctx: &Context,
+    pods: &BTreeMap<i32, Pod>,
+    membership: &plan::Membership,
+    brokers: Brokers<'_>,
+    apis: &BrokerApis,
+    out: &mut Outcome,
+) -> Result<()> {
+    let all_ids = brokers.ids;
     if pods.is_empty() {
         out.progress = Some(("Creating", "creating brokers".into()));
-        return Ok(out);
+        return Ok(());
     }
     let bootstrap = builders::bootstrap_address(c);
-    let admin = match ctx.kafka.connect(&bootstrap).await {
-        Ok(a) => a,
-        Err(e) => {
-            out.unreachable = Some(e.to_string());
-            return Ok(out);
-        }
-    };
-    let md = match admin.metadata(None).await {
-        Ok(md) => md,
-        Err(e) => {
-            out.unreachable = Some(e.to_string());
-            return Ok(out);
-        }
-    };
+    let admin = ctx.kafka.connect(&bootstrap).await?;
+    let md = admin.metadata(None).await?;
     out.metadata = Some(md.clone());
     let ongoing = match admin.list_partition_reassignments().await {
         Ok(o) => o,
@@ -327,7 +389,7 @@ async fn act_on_cluster(
             ctx.event(c, EventType::Warning, "ScaleDownRefused", msg.clone())
                 .await;
             out.refused = Some(("ScaleDownRefused", msg));
-            return Ok(out);
+            return Ok(());
         }
         if !leaving_voters.is_empty() {
             let msg = format!(
@@ -336,7 +398,7 @@ async fn act_on_cluster(
             ctx.event(c, EventType::Warning, "ScaleDownRefused", msg.clone())
                 .await;
             out.refused = Some(("ScaleDownRefused", msg));
-            return Ok(out);
+            return Ok(());
         }
         let moves = plan_reassignment(&md.assignment(), &target)
             .map_err(|e| Error::Invalid(e.to_string()))?;
@@ -356,6 +418,14 @@ async fn act_on_cluster(
                     ),
                 )
                 .await;
+            } else {
+                decision!(
+                    c,
+                    "Draining",
+                    brokers = ?membership.remove,
+                    in_flight = ongoing.len(),
+                    "waiting for partition moves in flight before draining",
+                );
             }
             out.progress = Some((
                 "Draining",
@@ -365,17 +435,24 @@ async fn act_on_cluster(
                     moves.len()
                 ),
             ));
-            return Ok(out);
+            return Ok(());
         }
         if !ongoing.is_empty() {
+            decision!(
+                c,
+                "Draining",
+                brokers = ?membership.remove,
+                in_flight = ongoing.len(),
+                "waiting for the drain's partition moves to finish",
+            );
             out.progress = Some((
                 "Draining",
                 format!("{} partition moves in progress", ongoing.len()),
             ));
-            return Ok(out);
+            return Ok(());
         }
         for id in &membership.remove {
-            remove_broker(c, *id, pods_api, pvcs_api).await?;
+            remove_broker(c, *id, apis).await?;
         }
         ctx.event(
             c,
@@ -392,7 +469,7 @@ async fn act_on_cluster(
             "Removing",
             format!("removed brokers {:?}", membership.remove),
         ));
-        return Ok(out);
+        return Ok(());
     }
 
     let all_ready = target.iter().all(|id| pods.get(id).is_some_and(pod_ready));
@@ -407,15 +484,28 @@ async fn act_on_cluster(
     let target_vec: Vec<i32> = target.iter().copied().collect();
     if balanced_over != target_vec && target.is_subset(&registered) && all_ready {
         if !ongoing.is_empty() {
+            decision!(
+                c,
+                "Rebalancing",
+                brokers = ?target_vec,
+                in_flight = ongoing.len(),
+                "waiting for partition moves in flight before rebalancing",
+            );
             out.progress = Some((
                 "Rebalancing",
                 format!("{} partition moves in progress", ongoing.len()),
             ));
-            return Ok(out);
+            return Ok(());
         }
         let moves = plan_reassignment(&md.assignment(), &target)
             .map_err(|e| Error::Invalid(e.to_string()))?;
         if moves.is_empty() {
+            decision!(
+                c,
+                "Balanced",
+                brokers = ?target_vec,
+                "partitions already balanced over the brokers; nothing to move",
+            );
             out.balanced = Some(target_vec);
         } else {
             admin
@@ -432,7 +522,7 @@ async fn act_on_cluster(
             )
             .await;
             out.progress = Some(("Rebalancing", format!("moving {} partitions", moves.len())));
-            return Ok(out);
+            return Ok(());
         }
     }
 
@@ -450,15 +540,22 @@ async fn act_on_cluster(
     stale.sort_by_key(|id| (voters.contains(id), *id));
     if let Some(id) = stale.first().copied() {
         if !all_ready {
+            decision!(
+                c,
+                "Rolling",
+                broker = id,
+                stale = ?stale,
+                "waiting for every broker to be ready before the next restart",
+            );
             out.progress = Some((
                 "Rolling",
                 format!("waiting for brokers to be ready before restarting broker {id}"),
             ));
-            return Ok(out);
+            return Ok(());
         }
         let blockers = restart_check(c, admin.as_ref(), &md, id).await?;
         if blockers.is_empty() {
-            pods_api
+            apis.pods
                 .delete(&builders::pod_name(c, id), &DeleteParams::default())
                 .await?;
             ctx.event(
@@ -473,15 +570,24 @@ async fn act_on_cluster(
                 format!("restarting broker {id} ({} to go)", stale.len()),
             ));
         } else {
+            let partitions = tp_list(&blockers, 10);
+            decision!(
+                c,
+                "RollBlocked",
+                broker = id,
+                partitions = %partitions,
+                "restart waits: partitions under-replicated or at min.insync.replicas",
+            );
             out.progress = Some((
                 "RollBlocked",
                 format!(
-                    "restarting broker {id} would take partitions below min.insync.replicas: {}",
-                    tp_list(&blockers, 10)
+                    "broker {id} restarts once these partitions are back in sync (now it \
+                     would shrink an under-replicated ISR or leave it below \
+                     min.insync.replicas): {partitions}"
                 ),
             ));
         }
-        return Ok(out);
+        return Ok(());
     }
 
     // Leadership back to preferred replicas (after a broker returned).
@@ -496,7 +602,7 @@ async fn act_on_cluster(
         )
         .await;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn to_reassignments(moves: &plan::Assignment) -> Vec<Reassignment> {
@@ -510,7 +616,8 @@ fn to_reassignments(moves: &plan::Assignment) -> Vec<Reassignment> {
         .collect()
 }
 
-/// Partitions that restarting `id` would push below their `min.insync.replicas`.
+/// Partitions that keep broker `id` from restarting now (`plan::safety::restart_blockers`),
+/// with each topic's `min.insync.replicas` read from the cluster.
 async fn restart_check(
     c: &Cluster,
     admin: &dyn KafkaAdmin,
@@ -539,21 +646,19 @@ async fn restart_check(
     Ok(restart_blockers(md, id, &min_isr, default_min))
 }
 
-async fn remove_broker(
-    c: &Cluster,
-    id: i32,
-    pods_api: &Api<Pod>,
-    pvcs_api: &Api<PersistentVolumeClaim>,
-) -> Result<()> {
+/// Deletes broker `id`'s pod and deletes or releases its claim per `reclaimPolicy`. Objects
+/// already gone are fine: a pass that failed half-way is simply repeated.
+async fn remove_broker(c: &Cluster, id: i32, apis: &BrokerApis) -> Result<()> {
     let dp = DeleteParams::default();
-    match pods_api.delete(&builders::pod_name(c, id), &dp).await {
+    match apis.pods.delete(&builders::pod_name(c, id), &dp).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => return Err(e.into()),
     }
     let claim = builders::pvc_name(c, id);
-    match c.spec.storage.reclaim_policy {
-        ReclaimPolicy::Delete => match pvcs_api.delete(&claim, &dp).await {
+    let policy = c.spec.storage.reclaim_policy;
+    match policy {
+        ReclaimPolicy::Delete => match apis.pvcs.delete(&claim, &dp).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e.into()),
@@ -562,8 +667,14 @@ async fn remove_broker(
             let patch = serde_json::json!({
                 "metadata": {"labels": {builders::LABEL_RETAINED: "true"}}
             });
-            match pvcs_api
-                .patch(&claim, &PatchParams::default(), &Patch::Merge(&patch))
+            // Our field manager, so `managedFields` says who labelled the claim.
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            };
+            match apis
+                .pvcs
+                .patch(&claim, &params, &Patch::Merge(&patch))
                 .await
             {
                 Ok(_) => {}
@@ -572,6 +683,14 @@ async fn remove_broker(
             }
         }
     }
+    decision!(
+        c,
+        "BrokerRemoved",
+        broker = id,
+        claim = %claim,
+        reclaim_policy = ?policy,
+        "removed the drained broker's pod; its claim was deleted or kept per reclaimPolicy",
+    );
     Ok(())
 }
 
@@ -635,7 +754,8 @@ fn build_status(
         .iter()
         .map(|id| {
             let pod = pods.get(id);
-            let phase = if membership.remove.contains(id) {
+            // A refused scale-down keeps its brokers serving: they are not draining.
+            let phase = if membership.remove.contains(id) && outcome.refused.is_none() {
                 "Draining"
             } else {
                 match pod {
@@ -689,8 +809,8 @@ fn build_status(
     // Ready: every broker ready and the spec achievable.
     let (ready, reason, message) = if let Some((reason, msg)) = &outcome.refused {
         (false, *reason, msg.clone())
-    } else if let Some(e) = &outcome.unreachable {
-        (false, "ClusterUnreachable", e.clone())
+    } else if let Some((reason, e)) = &outcome.kafka_failed {
+        (false, *reason, e.clone())
     } else if !target_ready {
         let n = membership.target().len();
         (
@@ -804,7 +924,7 @@ mod tests {
     use crate::builders::test_support;
     use crate::crd::cluster::ExternalType;
     use crate::reconcilers::fixtures::{
-        context, default_reply, finish, ApiCall, FakeKafka, Journal,
+        context, default_reply, finish, not_found, ApiCall, FakeKafka, Journal, Logs,
     };
     use serde_json::{json, Value};
 
@@ -841,24 +961,19 @@ mod tests {
         run_with(c, pods, pvcs, kafka, journal, |_| None).await
     }
 
-    /// [`run`], with `services` answering Service requests first (`None`: the default).
+    /// [`run`], with `answer` answering requests first (`None`: the default).
     async fn run_with(
         c: Cluster,
         pods: Vec<Value>,
         pvcs: Vec<Value>,
         kafka: FakeKafka,
         journal: &Journal,
-        services: impl Fn(&ApiCall) -> Option<(u16, Value)> + Send + 'static,
+        answer: impl Fn(&ApiCall) -> Option<(u16, Value)> + Send + 'static,
     ) -> (Result<Action>, Vec<ApiCall>) {
         let (ctx, server) = context(kafka, journal);
         let echo = serde_json::to_value(&c).expect("cluster json");
         let server = server.run(move |call| {
-            if let Some(reply) = call
-                .path
-                .starts_with("/api/v1/namespaces/kafka/services")
-                .then(|| services(call))
-                .flatten()
-            {
+            if let Some(reply) = answer(call) {
                 reply
             } else if call.method == "GET"
                 && call.path.starts_with("/api/v1/namespaces/kafka/pods?")
@@ -1014,10 +1129,19 @@ mod tests {
             .expect("event");
         assert_eq!(warning.body["type"], "Warning");
         assert_eq!(
-            s["brokers"].as_array().map(Vec::len),
-            Some(3),
-            "brokers kept"
+            phases(&s),
+            ["Ready", "Ready", "Ready"],
+            "brokers kept, and serving rather than draining"
         );
+    }
+
+    fn phases(status: &Value) -> Vec<String> {
+        status["brokers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| b["phase"].as_str().unwrap_or("").to_string())
+            .collect()
     }
 
     #[tokio::test]
@@ -1044,6 +1168,10 @@ mod tests {
         assert!(deletes(&calls).is_empty());
         assert!(events(&calls).contains(&"DrainStarted".to_string()));
         assert_eq!(condition(&status(&calls), RECONCILING).1, "Draining");
+        assert_eq!(
+            phases(&status(&calls)),
+            ["Ready", "Ready", "Draining", "Ready"]
+        );
         let after = kafka.state.lock().expect("lock").topics["orders"].clone();
         assert!(after
             .partitions
@@ -1266,6 +1394,185 @@ mod tests {
         assert_eq!(condition(&status(&calls), READY).1, "ClusterUnreachable");
     }
 
+    #[tokio::test]
+    async fn kafka_request_failing_mid_pass_is_reported_in_status() {
+        let journal = Journal::default();
+        let c = test_support::cluster(3);
+        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 3, 3);
+        kafka
+            .state
+            .lock()
+            .expect("lock")
+            .failing
+            .push("ListPartitionReassignments");
+        let (result, calls) = run(
+            c.clone(),
+            ready_pods(&c, &[0, 1, 2]),
+            claims(&c, &[0, 1, 2]),
+            kafka,
+            &journal,
+        )
+        .await;
+        assert_eq!(
+            result.expect("a condition, not a reconcile error"),
+            Action::requeue(PROGRESS_REQUEUE)
+        );
+        let s = status(&calls);
+        let (ready, reason, message) = condition(&s, READY);
+        assert_eq!(
+            (ready.as_str(), reason.as_str()),
+            ("False", "KafkaRequestFailed")
+        );
+        assert!(message.contains("ListPartitionReassignments"), "{message}");
+        assert_eq!(
+            s["underReplicatedPartitions"], 0,
+            "what Metadata said before the failure is kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn disabled_disruption_budget_is_deleted() {
+        const PDB: &str = "/apis/policy/v1/namespaces/kafka/poddisruptionbudgets/spate-brokers?";
+        let journal = Journal::default();
+        let mut c = test_support::cluster(3);
+        c.spec.disruption_budget.enabled = false;
+        let (result, calls) = run(
+            c.clone(),
+            vec![],
+            vec![],
+            FakeKafka::new(0, journal.clone()),
+            &journal,
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(deletes(&calls), [PDB.to_string()]);
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.method == "PATCH" && c.path.starts_with(PDB)),
+            "not applied"
+        );
+
+        // Already gone, as on every later pass: nothing to do.
+        let (result, _) = run_with(
+            c,
+            vec![],
+            vec![],
+            FakeKafka::new(0, journal.clone()),
+            &journal,
+            |call| (call.method == "DELETE" && call.path.starts_with(PDB)).then(not_found),
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn removed_brokers_claim_is_retained_under_the_operators_field_manager() {
+        let journal = Journal::default();
+        let four = test_support::cluster(4);
+        let mut c = four.clone();
+        c.spec.replicas = 3;
+        assert_eq!(c.spec.storage.reclaim_policy, ReclaimPolicy::Retain);
+        // No topics: broker 3 is empty at once and goes in this pass.
+        let (result, calls) = run(
+            c,
+            ready_pods(&four, &[0, 1, 2, 3]),
+            claims(&four, &[0, 1, 2, 3]),
+            FakeKafka::new(4, journal.clone()),
+            &journal,
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        let d = deletes(&calls);
+        assert_eq!(d.len(), 1, "the pod only: {d:?}");
+        assert!(d[0].starts_with("/api/v1/namespaces/kafka/pods/spate-3?"));
+        let relabel = calls
+            .iter()
+            .find(|c| {
+                c.method == "PATCH"
+                    && c.path.starts_with(
+                        "/api/v1/namespaces/kafka/persistentvolumeclaims/data-spate-3?",
+                    )
+            })
+            .expect("claim relabelled");
+        assert!(
+            relabel.path.contains("fieldManager=spate-operator"),
+            "{}",
+            relabel.path
+        );
+        assert_eq!(
+            relabel.body["metadata"]["labels"]["spate.dev/retained"],
+            "true"
+        );
+    }
+
+    #[tokio::test]
+    async fn decisions_are_logged_with_the_cluster_and_its_brokers() {
+        let (logs, _guard) = Logs::capture();
+        // A refused scale-down publishes an Event; its log line comes from `Context::event`.
+        let journal = Journal::default();
+        let three = test_support::cluster(3);
+        let mut c = three.clone();
+        c.spec.replicas = 2;
+        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 3, 3);
+        let (result, _) = run(
+            c,
+            ready_pods(&three, &[0, 1, 2]),
+            claims(&three, &[0, 1, 2]),
+            kafka,
+            &journal,
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        let refused = logs.lines_with("reason=\"ScaleDownRefused\"");
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        for want in [
+            "WARN",
+            "kind=Cluster",
+            "namespace=\"kafka\"",
+            "name=\"spate\"",
+            "refusing to remove brokers [2]",
+        ] {
+            assert!(refused[0].contains(want), "{want} in {}", refused[0]);
+        }
+
+        // A blocked roll publishes none; `decision!` logs it.
+        let journal = Journal::default();
+        let old = test_support::cluster(3);
+        let mut c = old.clone();
+        c.spec
+            .config
+            .insert("min.insync.replicas".into(), "2".into());
+        c.status = Some(ClusterStatus {
+            balanced_brokers: vec![0, 1, 2],
+            ..ClusterStatus::default()
+        });
+        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 1, 3);
+        kafka
+            .state
+            .lock()
+            .expect("lock")
+            .topics
+            .get_mut("orders")
+            .expect("topic")
+            .partitions[0]
+            .isr = vec![0, 1];
+        let (result, _) = run(
+            c,
+            ready_pods(&old, &[0, 1, 2]),
+            claims(&old, &[0, 1, 2]),
+            kafka,
+            &journal,
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        let blocked = logs.lines_with("reason=\"RollBlocked\"");
+        assert_eq!(blocked.len(), 1, "{blocked:?}");
+        for want in ["INFO", "name=\"spate\"", "broker=0", "partitions=orders-0"] {
+            assert!(blocked[0].contains(want), "{want} in {}", blocked[0]);
+        }
+    }
+
     // ---- The external listener ----
 
     /// Answers applies of external Services as the API server would once it allocated node
@@ -1273,7 +1580,9 @@ mod tests {
     /// the load balancers got addresses (`203.0.113.<id + 10>`, the bootstrap `.1`).
     fn external_services(ingress: bool) -> impl Fn(&ApiCall) -> Option<(u16, Value)> {
         move |call| {
-            if call.method != "PATCH" {
+            if call.method != "PATCH"
+                || !call.path.starts_with("/api/v1/namespaces/kafka/services/")
+            {
                 return None;
             }
             let name = call.body["metadata"]["name"].as_str().unwrap_or("");

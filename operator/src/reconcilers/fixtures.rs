@@ -146,10 +146,50 @@ pub fn default_reply(call: &ApiCall, echo: &Value) -> (u16, Value) {
     }
 }
 
+/// Log lines written on this thread while the guard lives, filtered as the operator's binary
+/// filters them ([`crate::DEFAULT_LOG_FILTER`]).
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    pub fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(crate::DEFAULT_LOG_FILTER)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// The lines that mention `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().expect("logs lock"))
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// An in-memory Kafka cluster.
 #[derive(Default)]
 pub struct FakeState {
     pub reachable: bool,
+    /// Admin APIs (`"ListPartitionReassignments"`, ...) that answer with an error.
+    pub failing: Vec<&'static str>,
     pub brokers: Vec<i32>,
     pub topics: BTreeMap<String, TopicInfo>,
     /// Topic config overrides.
@@ -208,6 +248,19 @@ impl FakeKafka {
 
     fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
         self.state.lock().expect("fake kafka lock")
+    }
+
+    /// An error answer when `api` is listed in `failing` (NOT_CONTROLLER, code 41).
+    fn answer(&self, api: &'static str) -> Result<(), KafkaError> {
+        if self.state().failing.contains(&api) {
+            return Err(KafkaError::Api {
+                api,
+                resource: String::new(),
+                code: 41,
+                message: "NOT_CONTROLLER".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -371,6 +424,7 @@ impl KafkaAdmin for FakeKafka {
             .map(|m| format!("{}-{}->{:?}", m.topic, m.partition, m.replicas))
             .collect();
         self.log(format!("AlterPartitionReassignments {}", desc.join(" ")));
+        self.answer("AlterPartitionReassignments")?;
         let mut s = self.state();
         for m in moves {
             if let (Some(t), Some(r)) = (s.topics.get_mut(&m.topic), &m.replicas) {
@@ -386,6 +440,7 @@ impl KafkaAdmin for FakeKafka {
 
     async fn list_partition_reassignments(&self) -> Result<Vec<OngoingReassignment>, KafkaError> {
         self.log("ListPartitionReassignments".into());
+        self.answer("ListPartitionReassignments")?;
         Ok(self.state().ongoing.clone())
     }
 
@@ -394,6 +449,7 @@ impl KafkaAdmin for FakeKafka {
         partitions: &[TopicPartition],
     ) -> Result<(), KafkaError> {
         self.log(format!("ElectLeaders {}", partitions.len()));
+        self.answer("ElectLeaders")?;
         Ok(())
     }
 }

@@ -1,12 +1,23 @@
 //! One reconciler per resource, plus what they share: the [`Context`], status patching,
 //! Kubernetes Events and the retry policy.
 
+/// Logs a decision that publishes no Event (waiting, blocked, nothing to move, ...) with the
+/// fields [`Context::event`] logs, `kind`, `namespace`, `name` and `reason`, then the caller's
+/// fields and message: `decision!(cluster, "RollBlocked", broker = 2, "not restarting")`.
+macro_rules! decision {
+    ($obj:expr, $reason:expr, $($rest:tt)+) => {{
+        let (kind, namespace, name) = $crate::reconcilers::log_identity($obj);
+        tracing::info!(%kind, namespace, name, reason = $reason, $($rest)+)
+    }};
+}
+
 pub mod cluster;
 pub mod topic;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,11 +71,21 @@ impl Context {
         }
     }
 
-    /// Publishes an Event about `obj`; failures are logged, never fatal.
+    /// Publishes an Event about `obj` and logs it: every Event is a decision, and the log
+    /// keeps it after the Event expires (one hour). Failing to publish is logged, never fatal.
     pub async fn event<K>(&self, obj: &K, type_: EventType, reason: &str, note: String)
     where
         K: Resource<DynamicType = ()>,
     {
+        let (kind, namespace, name) = log_identity(obj);
+        match type_ {
+            EventType::Normal => {
+                tracing::info!(%kind, namespace, name, reason, "{note}");
+            }
+            EventType::Warning => {
+                tracing::warn!(%kind, namespace, name, reason, "{note}");
+            }
+        }
         let ev = Event {
             type_,
             reason: reason.into(),
@@ -76,6 +97,19 @@ impl Context {
             tracing::warn!(reason, error = %e, "publishing event failed");
         }
     }
+}
+
+/// `(kind, namespace, name)` of `obj`, the fields every decision is logged with.
+pub(crate) fn log_identity<K>(obj: &K) -> (Cow<'static, str>, &str, &str)
+where
+    K: Resource<DynamicType = ()>,
+{
+    let meta = obj.meta();
+    (
+        K::kind(&()),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
 }
 
 /// Writes `status` of `obj` with server-side apply (status subresource).

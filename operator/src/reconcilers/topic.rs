@@ -116,6 +116,9 @@ async fn apply(topic: &Topic, api: &Api<Topic>, ctx: &Context) -> Result<Action>
             } else {
                 (true, "Synced", seen.changes.join("; "))
             };
+            if !ok {
+                warn_problem(topic, reason, &message);
+            }
             conditions::set(
                 &mut status.conditions,
                 READY,
@@ -128,6 +131,7 @@ async fn apply(topic: &Topic, api: &Api<Topic>, ctx: &Context) -> Result<Action>
             Action::requeue(ctx.resync)
         }
         Err(problem) => {
+            warn_problem(topic, problem.reason, &problem.message);
             conditions::set(
                 &mut status.conditions,
                 READY,
@@ -142,6 +146,13 @@ async fn apply(topic: &Topic, api: &Api<Topic>, ctx: &Context) -> Result<Action>
     };
     apply_status(api, topic, &status).await?;
     Ok(action)
+}
+
+/// Logs why the topic does not match its spec (the `Ready=False` reason and message).
+fn warn_problem(topic: &Topic, reason: &str, message: &str) {
+    let (kind, namespace, name) = super::log_identity(topic);
+    tracing::warn!(%kind, namespace, name, reason, topic = %topic.topic_name(),
+        cluster = %topic.spec.cluster_ref, "{message}");
 }
 
 /// Finds the topic's cluster and opens an admin session to it.
@@ -251,7 +262,14 @@ async fn sync_with(
                     )
                     .await;
                 }
-                Err(e) if e.code() == Some(codes::TOPIC_ALREADY_EXISTS) && spec.adopt => {}
+                Err(e) if e.code() == Some(codes::TOPIC_ALREADY_EXISTS) && spec.adopt => {
+                    decision!(
+                        topic,
+                        "TopicAdopted",
+                        topic = name,
+                        "the topic already existed (created concurrently); adopting it"
+                    );
+                }
                 Err(e) if e.code() == Some(codes::TOPIC_ALREADY_EXISTS) => {
                     return Err(not_adopted(name));
                 }
@@ -272,6 +290,14 @@ async fn sync_with(
                     .create_partitions(name, spec.partitions)
                     .await
                     .map_err(|e| Problem::from_kafka("PartitionsRefused", &e))?;
+                decision!(
+                    topic,
+                    "PartitionsAdded",
+                    topic = name,
+                    from = current,
+                    to = spec.partitions,
+                    "added partitions"
+                );
                 changes.push(format!("partitions {current} -> {}", spec.partitions));
             } else if current > spec.partitions {
                 return Err(Problem::new(
@@ -292,6 +318,14 @@ async fn sync_with(
                     .alter_topic_configs(name, &set, &delete)
                     .await
                     .map_err(|e| Problem::from_kafka("ConfigRefused", &e))?;
+                decision!(
+                    topic,
+                    "ConfigAltered",
+                    topic = name,
+                    set = ?set,
+                    reset = ?delete,
+                    "made the topic's config overrides equal spec.config",
+                );
                 changes.push(format!(
                     "config set [{}] reset [{}]",
                     set.keys().cloned().collect::<Vec<_>>().join(", "),
@@ -373,13 +407,35 @@ async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action> {
     if !owned && !topic.spec.adopt {
         // Never created or adopted by this resource (a duplicate, or an existing topic
         // left alone): deleting it would destroy someone else's data.
+        decision!(
+            topic,
+            "TopicKept",
+            topic = %name,
+            "not deleting the Kafka topic: this resource never created or adopted it",
+        );
         return Ok(Action::await_change());
     }
     let admin = match connect(topic, ctx).await? {
         Ok((cluster, admin)) if cluster.metadata.deletion_timestamp.is_none() => admin,
         // The cluster (and its data) is gone or going: nothing left to delete.
-        Ok(_) => return Ok(Action::await_change()),
-        Err(p) if p.reason == "ClusterNotFound" => return Ok(Action::await_change()),
+        Ok(_) => {
+            decision!(
+                topic,
+                "ClusterDeleting",
+                topic = %name,
+                "not deleting the Kafka topic: its Cluster is being deleted",
+            );
+            return Ok(Action::await_change());
+        }
+        Err(p) if p.reason == "ClusterNotFound" => {
+            decision!(
+                topic,
+                "ClusterNotFound",
+                topic = %name,
+                "not deleting the Kafka topic: its Cluster no longer exists",
+            );
+            return Ok(Action::await_change());
+        }
         Err(p) => {
             return Err(Error::Invalid(format!(
                 "cannot delete topic {name}: {}",
@@ -445,7 +501,7 @@ mod tests {
     // ---- Scenarios: the reconciler against a mock API server and an in-memory cluster ----
 
     use crate::reconcilers::fixtures::{
-        context, default_reply, finish, not_found, FakeKafka, Journal,
+        context, default_reply, finish, not_found, FakeKafka, Journal, Logs,
     };
     use serde_json::{json, Value};
 
@@ -615,6 +671,47 @@ mod tests {
         let body = status_patch(&calls);
         assert_eq!(ready(&body).0, "True");
         assert_eq!(body["status"]["partitions"], 3);
+    }
+
+    #[tokio::test]
+    async fn topic_decisions_are_logged_with_the_kafka_topic() {
+        let (logs, _guard) = Logs::capture();
+        let journal = Journal::default();
+        let kafka = FakeKafka::new(1, journal.clone()).with_topic("orders", 2, 1);
+        kafka.state.lock().expect("lock").configs.insert(
+            "orders".into(),
+            [("segment.bytes".to_string(), "1024".to_string())].into(),
+        );
+        let t = topic_json(json!({"status": {"topicId": "id-orders"}}));
+        let (result, _) = run(t, kafka.clone(), &journal).await;
+        assert!(result.is_ok(), "{result:?}");
+        let added = logs.lines_with("reason=\"PartitionsAdded\"");
+        assert_eq!(added.len(), 1, "{added:?}");
+        for want in [
+            "kind=Topic",
+            "namespace=\"default\"",
+            "topic=\"orders\"",
+            "from=2",
+            "to=3",
+        ] {
+            assert!(added[0].contains(want), "{want} in {}", added[0]);
+        }
+        let altered = logs.lines_with("reason=\"ConfigAltered\"");
+        assert_eq!(altered.len(), 1, "{altered:?}");
+        assert!(
+            altered[0].contains("reset=[\"segment.bytes\"]"),
+            "{}",
+            altered[0]
+        );
+
+        // A refusal is a warning with the condition's reason.
+        let (_, _) = run(topic_json(json!({})), kafka.clone(), &journal).await;
+        let refused = logs.lines_with("reason=\"TopicExists\"");
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(refused[0].contains("WARN"), "{}", refused[0]);
+
+        let (_, _) = run(deleting("Delete"), kafka, &journal).await;
+        assert_eq!(logs.lines_with("reason=\"TopicDeleted\"").len(), 1);
     }
 
     #[tokio::test]
