@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // readAllValues reads every partition of topic from the start to its end offsets with the
@@ -177,4 +179,76 @@ func TestGroupTransactSessionExactlyOnce(t *testing.T) {
 	if total != n {
 		t.Fatalf("committed offsets sum to %d, want %d", total, n)
 	}
+}
+
+// TestRequireStableOffsetFetchWaitsForTheTransaction is KIP-447's rule: while a transaction
+// holds uncommitted offsets for a group's partition, an OffsetFetch with require_stable answers
+// UNSTABLE_OFFSET_COMMIT for it (a consumer taking over must not start from the older
+// offsets); without require_stable it answers the last committed offset; after the commit both
+// see the new offset.
+func TestRequireStableOffsetFetchWaitsForTheTransaction(t *testing.T) {
+	b := StartBroker(t)
+	stamp := time.Now().UnixNano()
+	topic, group := fmt.Sprintf("stable-%d", stamp), fmt.Sprintf("stable-g-%d", stamp)
+	createTopic(t, b.Admin(t), topic, 1, nil)
+	ctx := ctxT(t, 60*time.Second)
+	cl := b.Client(t, kgo.TransactionalID(fmt.Sprintf("stable-txn-%d", stamp)),
+		kgo.DefaultProduceTopic(topic))
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatalf("BeginTransaction: %v", err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	id, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		t.Fatalf("ProducerID: %v", err)
+	}
+	txnID := fmt.Sprintf("stable-txn-%d", stamp)
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txnID, id, epoch, group
+	if r, err := add.RequestWith(ctx, cl); err != nil || r.ErrorCode != 0 {
+		t.Fatalf("AddOffsetsToTxn: %v %v", err, r)
+	}
+	commit := kmsg.NewPtrTxnOffsetCommitRequest()
+	commit.TransactionalID, commit.Group, commit.ProducerID, commit.ProducerEpoch = txnID, group, id, epoch
+	rt := kmsg.NewTxnOffsetCommitRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset, rp.LeaderEpoch = 0, 1, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	commit.Topics = append(commit.Topics, rt)
+	if r, err := commit.RequestWith(ctx, cl); err != nil || r.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("TxnOffsetCommit: %v %v", err, r)
+	}
+
+	fetch := func(stable bool) (int64, int16) {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Version = 7 // one group per request, require_stable
+		req.Group, req.RequireStable = group, stable
+		ft := kmsg.NewOffsetFetchRequestTopic()
+		ft.Topic, ft.Partitions = topic, []int32{0}
+		req.Topics = append(req.Topics, ft)
+		r, err := req.RequestWith(ctx, cl)
+		if err != nil || r.ErrorCode != 0 {
+			t.Fatalf("OffsetFetch: %v %v", err, r)
+		}
+		p := r.Topics[0].Partitions[0]
+		return p.Offset, p.ErrorCode
+	}
+	if _, code := fetch(true); code != kerr.UnstableOffsetCommit.Code {
+		t.Fatalf("require_stable during the transaction: error %d, want UNSTABLE_OFFSET_COMMIT", code)
+	}
+	if off, code := fetch(false); code != 0 || off != -1 {
+		t.Fatalf("without require_stable: offset %d error %d, want -1 and no error", off, code)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatalf("EndTransaction: %v", err)
+	}
+	eventually(t, 10*time.Second, "the committed offset", func() error {
+		if off, code := fetch(true); code != 0 || off != 1 {
+			return fmt.Errorf("offset %d error %d", off, code)
+		}
+		return nil
+	})
 }

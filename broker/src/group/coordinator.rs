@@ -11,7 +11,7 @@
 //! them when it stops leading, and requests for other groups get NOT_COORDINATOR, which sends
 //! clients back to FindCoordinator. Offset commits are acknowledged once the high watermark
 //! passes them, so a commit survives the coordinator's failover.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -649,6 +649,20 @@ impl GroupCoordinator {
                 by_topic.into_iter().collect()
             }
         })
+    }
+
+    /// The partitions of `group_id` with transactional offset commits whose transaction is
+    /// not yet committed or aborted. A `require_stable` OffsetFetch (KIP-447) answers
+    /// UNSTABLE_OFFSET_COMMIT for them, so that a consumer taking over after a failed
+    /// transactional producer does not start from offsets the pending commit replaces.
+    pub fn unstable_offsets(&self, group_id: &str) -> BTreeSet<(String, i32)> {
+        let state = self.state.lock();
+        state
+            .pending_txn
+            .values()
+            .filter_map(|groups| groups.get(group_id))
+            .flat_map(|offsets| offsets.keys().cloned())
+            .collect()
     }
 
     /// (group id, protocol type, state name, group type) of every group.
