@@ -43,7 +43,24 @@ N = 3
 FD_PROFILES = {
     "default": {},  # both: broker.heartbeat.interval.ms=2000, broker.session.timeout.ms=9000
     "tuned": {"broker.heartbeat.interval.ms": "250", "broker.session.timeout.ms": "1000"},
+    # tuned, plus faster metadata-quorum failure detection, for the case where the active
+    # controller dies too. Kafka notices a dead quorum leader after controller.quorum.
+    # fetch.timeout.ms (default 2000) and then waits a random election timeout; Spate's
+    # followers wait a random 1-2x controller.quorum.election.timeout.ms (default 1000).
+    "fast": {
+        "spate": {"broker.heartbeat.interval.ms": "250", "broker.session.timeout.ms": "1000",
+                  "controller.quorum.election.timeout.ms": "500"},
+        "kafka": {"broker.heartbeat.interval.ms": "250", "broker.session.timeout.ms": "1000",
+                  "controller.quorum.fetch.timeout.ms": "1000",
+                  "controller.quorum.election.timeout.ms": "500"},
+    },
 }
+
+
+def profile_settings(profile: str, system: str) -> dict[str, str]:
+    """A profile's settings for one system (a profile may differ per system)."""
+    fd = FD_PROFILES[profile]
+    return fd.get(system, {}) if system in fd else fd
 
 # Producer settings of the failover probe (Java client 4.4). Defaults would let the client
 # back off up to 1 s between retries/reconnects (retry.backoff.max.ms, reconnect.backoff.max.ms),
@@ -586,7 +603,7 @@ def failover_rounds(c: Cluster, work: Path, profile: str, leader_kills: int, ctr
 def bench_system(system: str, args, work: Path, results: dict):
     res = results.setdefault(system, {"throughput": [], "failover": {}, "notes": []})
     for profile in args.profiles:
-        fd = FD_PROFILES[profile]
+        fd = profile_settings(profile, system)
         root = work / f"{system}-{profile}"
         if system == "spate":
             c = SpateCluster(root, fd, args.spate_bin)
@@ -717,8 +734,11 @@ def report(results: dict, args, started: str, load_start: str, spate_desc: str) 
         L.append("Failure detection profiles: `default` = both systems' defaults, `broker.heartbeat.interval.ms=2000`, "
                  "`broker.session.timeout.ms=9000`; `tuned` = "
                  + ", ".join(f"`{k}={v}`" for k, v in FD_PROFILES["tuned"].items())
-                 + " on every node of both systems. Nothing else changed (Kafka's `controller.quorum.*` raft timeouts "
-                   "and Spate's raft timeouts are at their defaults).")
+                 + " on every node of both systems, raft timeouts at their defaults; `fast` = `tuned` plus "
+                   "Spate " + ", ".join(f"`{k}={v}`" for k, v in FD_PROFILES["fast"]["spate"].items()
+                                        if k.startswith("controller.")) +
+                   " and Kafka " + ", ".join(f"`{k}={v}`" for k, v in FD_PROFILES["fast"]["kafka"].items()
+                                             if k.startswith("controller.")) + ".")
         L.append("")
         L.append("| system | profile | case | rounds | first ack median ms | first ack max ms | all partitions median ms | "
                  "all partitions max ms | max gap median ms | max gap (any partition) max ms | leader in metadata median ms |")
@@ -782,7 +802,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--systems", default="kafka,spate")
-    ap.add_argument("--profiles", default="default,tuned", help="failure-detection profiles: default,tuned")
+    ap.add_argument("--profiles", default="default,tuned", help="failure-detection profiles: default,tuned,fast")
     ap.add_argument("--kills", type=int, help="leader (non-controller) kills per profile")
     ap.add_argument("--controller-kills", type=int, help="kills of a leader that is the active controller")
     ap.add_argument("--skip-throughput", action="store_true")

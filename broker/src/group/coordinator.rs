@@ -969,8 +969,8 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
         offsets: Vec<(String, i32, OffsetValue)>,
-    ) -> Vec<Result<(), ResponseError>> {
-        let fail_all = |e: ResponseError, n: usize| vec![Err(e); n];
+    ) -> (Vec<Result<(), ResponseError>>, Option<PendingCommit>) {
+        let fail_all = |e: ResponseError, n: usize| (vec![Err(e); n], None);
         if group_id.is_empty() {
             return fail_all(ResponseError::InvalidGroupId, offsets.len());
         }
@@ -1017,12 +1017,15 @@ impl GroupCoordinator {
             accepted.push((results.len(), topic, partition, value));
             results.push(Ok(()));
         }
-        if let Err(e) = self.persist_txn(group_id, producer_id, producer_epoch, records) {
-            for (i, ..) in &accepted {
-                results[*i] = Err(e);
+        let replicating = match self.persist_txn(group_id, producer_id, producer_epoch, records) {
+            Ok(r) => r,
+            Err(e) => {
+                for (i, ..) in &accepted {
+                    results[*i] = Err(e);
+                }
+                return (results, None);
             }
-            return results;
-        }
+        };
         let pending = state
             .pending_txn
             .entry(producer_id)
@@ -1032,7 +1035,7 @@ impl GroupCoordinator {
         for (_, topic, partition, value) in accepted {
             pending.insert((topic, partition), value);
         }
-        results
+        (results, replicating)
     }
 
     /// A transaction marker was written to `__consumer_offsets`-`partition`.
@@ -1053,25 +1056,30 @@ impl GroupCoordinator {
         producer_id: i64,
         producer_epoch: i16,
         records: Vec<(Key, Bytes)>,
-    ) -> Result<(), ResponseError> {
+    ) -> Result<Option<PendingCommit>, ResponseError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let partition = self.offsets_partition(group)?;
         let now = now_ms();
         let records = records.into_iter().map(|(k, v)| (k, Some(v))).collect();
         let batch = encode_batch(records, Some((producer_id, producer_epoch)), now)?;
-        partition
-            .append_internal(batch, now)
-            .map(|_| ())
-            .map_err(|e| {
-                tracing::warn!(group, producer_id, "writing transactional offsets: {e}");
-                match e.code {
-                    ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
-                    ResponseError::InvalidProducerEpoch => ResponseError::ProducerFenced,
-                    _ => ResponseError::CoordinatorNotAvailable,
-                }
-            })
+        let appended = partition.append_internal(batch, now).map_err(|e| {
+            tracing::warn!(group, producer_id, "writing transactional offsets: {e}");
+            match e.code {
+                ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                ResponseError::InvalidProducerEpoch => ResponseError::ProducerFenced,
+                _ => ResponseError::CoordinatorNotAvailable,
+            }
+        })?;
+        // As for plain commits: acknowledged only once replicated, or a leader change (even a
+        // preferred-leader move) could drop offsets whose transaction then commits.
+        self.registry.notify_append();
+        let replicated = self.registry.quorum().is_some() && partition.isr_counts().1 > 1;
+        Ok(replicated.then(|| PendingCommit {
+            partition: partition.clone(),
+            last_offset: appended.last_offset,
+        }))
     }
 }
 

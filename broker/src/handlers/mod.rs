@@ -121,7 +121,7 @@ pub async fn dispatch(
             Response::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, v, r).await)
         }
         Request::TxnOffsetCommit(r) => {
-            Response::TxnOffsetCommit(txn_offset_commit::handle(ctx, v, r))
+            Response::TxnOffsetCommit(txn_offset_commit::handle(ctx, v, r).await)
         }
         Request::EndTxn(r) => Response::EndTxn(end_txn::handle(ctx, v, r).await),
         Request::WriteTxnMarkers(r) => {

@@ -9,7 +9,7 @@ use crate::group::codec::OffsetValue;
 
 /// How long a commit waits for the in-sync replicas of its `__consumer_offsets` partition
 /// (Kafka's `offsets.commit.timeout.ms` default).
-const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn handle(ctx: &Context, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let now = now_ms();

@@ -1,6 +1,6 @@
 //! TxnOffsetCommit: offsets committed inside a transaction. Stored at once (as
-//! transactional records in `__consumer_offsets`) but visible to OffsetFetch only after the
-//! transaction commits; dropped if it aborts.
+//! transactional records in `__consumer_offsets`, acknowledged once replicated) but visible to
+//! OffsetFetch only after the transaction commits; dropped if it aborts.
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -8,9 +8,15 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use crate::context::{now_ms, Context};
 use crate::group::codec::OffsetValue;
+use crate::handlers::offset_commit::COMMIT_TIMEOUT;
 use crate::handlers::txn_common::fenced_error;
+use tokio::time::Instant;
 
-pub fn handle(ctx: &Context, version: i16, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+pub async fn handle(
+    ctx: &Context,
+    version: i16,
+    req: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
     let now = now_ms();
     let mut flat = Vec::new();
     for t in &req.topics {
@@ -28,7 +34,7 @@ pub fn handle(ctx: &Context, version: i16, req: TxnOffsetCommitRequest) -> TxnOf
         }
     }
     let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
-    let results = ctx.groups.txn_commit(
+    let (mut results, pending) = ctx.groups.txn_commit(
         req.group_id.as_str(),
         req.producer_id.0,
         req.producer_epoch,
@@ -37,6 +43,13 @@ pub fn handle(ctx: &Context, version: i16, req: TxnOffsetCommitRequest) -> TxnOf
         instance.as_deref(),
         flat,
     );
+    if let Some(pending) = pending {
+        if let Err(e) = pending.wait(Instant::now() + COMMIT_TIMEOUT).await {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(e);
+            }
+        }
+    }
     let mut results = results.into_iter();
     let topics = req
         .topics
