@@ -3,7 +3,9 @@
 //!
 //! Offset commit: key v1 `(group, topic, partition)`, value v3
 //! `(offset, leader epoch, metadata, commit timestamp)`. Group metadata: key v2 `(group)`,
-//! value v3 with the generation, protocol and members. A null value is a tombstone.
+//! value v3 (`GroupMetadataValue`) with the generation, protocol, leader and members, each
+//! with its subscription to the chosen protocol and its assignment; v0-v2 values written by
+//! older Kafka brokers decode too. A null value is a tombstone.
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 const OFFSET_KEY_VERSION: i16 = 1;
@@ -43,8 +45,8 @@ impl OffsetValue {
     }
 }
 
-/// What survives a restart of a group: its generation and protocol. Members are not restored;
-/// they rejoin, as after a coordinator move in Kafka.
+/// What survives a restart or a coordinator move of a classic group: its generation,
+/// protocol and members, so members keep heartbeating with their ids and generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupValue {
     pub protocol_type: String,
@@ -52,6 +54,23 @@ pub struct GroupValue {
     pub protocol: Option<String>,
     pub leader: Option<String>,
     pub state_timestamp: i64,
+    pub members: Vec<MemberValue>,
+}
+
+/// One member as `GroupMetadataValue.MemberMetadata` stores it. Timeouts are milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberValue {
+    pub member_id: String,
+    /// v3+.
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// v1+; a v0 value's is its session timeout, as in Kafka.
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    /// The member's metadata for the group's protocol.
+    pub subscription: Bytes,
+    pub assignment: Bytes,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -125,23 +144,68 @@ pub fn encode_group(v: &GroupValue) -> Bytes {
     put_nullable_str(&mut b, v.protocol.as_deref());
     put_nullable_str(&mut b, v.leader.as_deref());
     b.put_i64(v.state_timestamp);
-    b.put_i32(0); // members: not persisted, see GroupValue
+    b.put_i32(v.members.len() as i32);
+    for m in &v.members {
+        put_str(&mut b, &m.member_id);
+        put_nullable_str(&mut b, m.instance_id.as_deref());
+        put_str(&mut b, &m.client_id);
+        put_str(&mut b, &m.client_host);
+        b.put_i32(m.rebalance_timeout_ms);
+        b.put_i32(m.session_timeout_ms);
+        put_bytes(&mut b, &m.subscription);
+        put_bytes(&mut b, &m.assignment);
+    }
     b.freeze()
 }
 
+/// Decodes versions 0-3 (version 4, flexible, is not written by any Kafka coordinator).
 pub fn decode_group(mut b: &[u8]) -> Result<GroupValue, CodecError> {
     let version = get_i16(&mut b)?;
+    if !(0..=3).contains(&version) {
+        return Err(CodecError(format!(
+            "unsupported group value version {version}"
+        )));
+    }
     let protocol_type = get_str(&mut b)?;
     let generation = get_i32(&mut b)?;
     let protocol = get_nullable_str(&mut b)?;
     let leader = get_nullable_str(&mut b)?;
     let state_timestamp = if version >= 2 { get_i64(&mut b)? } else { -1 };
+    let count = get_i32(&mut b)?;
+    let mut members = Vec::with_capacity(count.clamp(0, 1024) as usize);
+    for _ in 0..count.max(0) {
+        let member_id = get_str(&mut b)?;
+        let instance_id = if version >= 3 {
+            get_nullable_str(&mut b)?
+        } else {
+            None
+        };
+        let client_id = get_str(&mut b)?;
+        let client_host = get_str(&mut b)?;
+        let rebalance_timeout_ms = if version >= 1 {
+            Some(get_i32(&mut b)?)
+        } else {
+            None
+        };
+        let session_timeout_ms = get_i32(&mut b)?;
+        members.push(MemberValue {
+            member_id,
+            instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout_ms: rebalance_timeout_ms.unwrap_or(session_timeout_ms),
+            session_timeout_ms,
+            subscription: get_bytes(&mut b)?,
+            assignment: get_bytes(&mut b)?,
+        });
+    }
     Ok(GroupValue {
         protocol_type,
         generation,
         protocol,
         leader,
         state_timestamp,
+        members,
     })
 }
 
@@ -166,6 +230,23 @@ fn put_nullable_str(b: &mut BytesMut, s: Option<&str>) {
         Some(s) => put_str(b, s),
         None => b.put_i16(-1),
     }
+}
+
+fn put_bytes(b: &mut BytesMut, bytes: &[u8]) {
+    b.put_i32(bytes.len() as i32);
+    b.put_slice(bytes);
+}
+
+fn get_bytes(b: &mut &[u8]) -> Result<Bytes, CodecError> {
+    let len = get_i32(b)?;
+    if len < 0 {
+        // Nullable on the wire only in theory; Kafka never writes null here.
+        return Ok(Bytes::new());
+    }
+    need(b, len as usize)?;
+    let out = Bytes::copy_from_slice(&b[..len as usize]);
+    b.advance(len as usize);
+    Ok(out)
 }
 
 fn need(b: &[u8], n: usize) -> Result<(), CodecError> {
@@ -236,9 +317,112 @@ mod tests {
             protocol: Some("range".into()),
             leader: None,
             state_timestamp: 9,
+            members: vec![],
         };
         assert_eq!(decode_group(&encode_group(&g)).unwrap(), g);
         assert!(decode_key(&[0, 1, 0]).is_err());
+    }
+
+    fn member(id: &str, instance: Option<&str>) -> MemberValue {
+        MemberValue {
+            member_id: id.into(),
+            instance_id: instance.map(Into::into),
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            rebalance_timeout_ms: 300_000,
+            session_timeout_ms: 45_000,
+            subscription: Bytes::from_static(b"\x00\x01sub"),
+            assignment: Bytes::from_static(b"\x00\x01assign"),
+        }
+    }
+
+    #[test]
+    fn group_members_round_trip() {
+        let g = GroupValue {
+            protocol_type: "consumer".into(),
+            generation: 7,
+            protocol: Some("range".into()),
+            leader: Some("m1".into()),
+            state_timestamp: 1_700_000_000_000,
+            members: vec![member("m1", None), member("m2", Some("instance-2"))],
+        };
+        assert_eq!(decode_group(&encode_group(&g)).unwrap(), g);
+    }
+
+    /// Spate wrote group values with an empty member array before members were persisted.
+    #[test]
+    fn group_value_written_without_members_still_decodes() {
+        let mut b = BytesMut::new();
+        b.put_i16(3);
+        put_str(&mut b, "consumer");
+        b.put_i32(4);
+        put_nullable_str(&mut b, Some("range"));
+        put_nullable_str(&mut b, Some("m1"));
+        b.put_i64(123);
+        b.put_i32(0);
+        let g = decode_group(&b).unwrap();
+        assert_eq!((g.generation, g.state_timestamp), (4, 123));
+        assert_eq!(g.protocol.as_deref(), Some("range"));
+        assert!(g.members.is_empty());
+    }
+
+    /// A value laid out byte by byte as Kafka's GroupMetadataValue v3 (and v1, which has no
+    /// state timestamp nor instance id).
+    #[test]
+    fn decodes_kafka_group_values() {
+        let kafka_v3: &[u8] = &[
+            0, 3, // version
+            0, 8, b'c', b'o', b'n', b's', b'u', b'm', b'e', b'r', // protocol type
+            0, 0, 0, 2, // generation
+            0, 5, b'r', b'a', b'n', b'g', b'e', // protocol
+            0, 2, b'm', b'1', // leader
+            0, 0, 1, 0x8b, 0xcf, 0xe5, 0x68, 0x00, // current state timestamp
+            0, 0, 0, 1, // one member
+            0, 2, b'm', b'1', // member id
+            0, 2, b'i', b'1', // group instance id
+            0, 1, b'c', // client id
+            0, 2, b'/', b'h', // client host
+            0, 0, 0x75, 0x30, // rebalance timeout 30000
+            0, 0, 0x27, 0x10, // session timeout 10000
+            0, 0, 0, 2, 0xaa, 0xbb, // subscription
+            0, 0, 0, 1, 0xcc, // assignment
+        ];
+        let g = decode_group(kafka_v3).unwrap();
+        assert_eq!(
+            g,
+            GroupValue {
+                protocol_type: "consumer".into(),
+                generation: 2,
+                protocol: Some("range".into()),
+                leader: Some("m1".into()),
+                state_timestamp: 1_700_000_000_000,
+                members: vec![MemberValue {
+                    member_id: "m1".into(),
+                    instance_id: Some("i1".into()),
+                    client_id: "c".into(),
+                    client_host: "/h".into(),
+                    rebalance_timeout_ms: 30_000,
+                    session_timeout_ms: 10_000,
+                    subscription: Bytes::from_static(&[0xaa, 0xbb]),
+                    assignment: Bytes::from_static(&[0xcc]),
+                }],
+            }
+        );
+        // Spate writes exactly Kafka's bytes.
+        assert_eq!(&encode_group(&g)[..], kafka_v3);
+
+        let kafka_v1: &[u8] = &[
+            0, 1, 0, 8, b'c', b'o', b'n', b's', b'u', b'm', b'e', b'r', 0, 0, 0, 2, 0xff, 0xff,
+            0xff, 0xff, // null protocol and leader
+            0, 0, 0, 1, 0, 2, b'm', b'1', 0, 1, b'c', 0, 2, b'/', b'h', 0, 0, 0x75, 0x30, 0, 0,
+            0x27, 0x10, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let g = decode_group(kafka_v1).unwrap();
+        assert_eq!((g.protocol, g.leader, g.state_timestamp), (None, None, -1));
+        assert_eq!(g.members[0].instance_id, None);
+        assert_eq!(g.members[0].rebalance_timeout_ms, 30_000);
+        // Truncated member data is an error, not a short member list.
+        assert!(decode_group(&kafka_v3[..kafka_v3.len() - 1]).is_err());
     }
 
     #[test]

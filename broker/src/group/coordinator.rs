@@ -24,7 +24,7 @@ use kafka_protocol::records::{
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::codec::{self, GroupValue, Key, OffsetValue};
+use super::codec::{self, Key, OffsetValue};
 use super::consumer_group::{ConsumerGroup, Heartbeat, HeartbeatOutcome, TopicsView};
 use super::consumer_protocol;
 use super::group::{Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
@@ -328,13 +328,7 @@ impl GroupCoordinator {
             return;
         }
         g.dirty = false;
-        let value = GroupValue {
-            protocol_type: g.protocol_type.clone().unwrap_or_default(),
-            generation: g.generation,
-            protocol: g.protocol.clone(),
-            leader: g.leader.clone(),
-            state_timestamp: now_ms(),
-        };
+        let value = g.value(now_ms());
         if let Err(e) = self.persist(
             &g.id,
             vec![(
@@ -1128,6 +1122,8 @@ fn encode_batch(
 
 /// Replays one `__consumer_offsets` partition into `state`.
 fn load_partition(state: &mut State, p: &Partition) -> anyhow::Result<()> {
+    // Restored members' sessions start now, on the clock the group timers use.
+    let now = Instant::now();
     let (mut offset, end) = p.replay_range()?;
     while offset < end {
         let chunk = p.read(offset, 4 * 1024 * 1024)?;
@@ -1147,7 +1143,7 @@ fn load_partition(state: &mut State, p: &Partition) -> anyhow::Result<()> {
                 } else if r.transactional {
                     apply_txn_record(state, r.producer_id, r.key.as_deref(), r.value.as_deref());
                 } else {
-                    apply_record(state, r.key.as_deref(), r.value.as_deref());
+                    apply_record(state, r.key.as_deref(), r.value.as_deref(), now);
                 }
             }
         }
@@ -1179,7 +1175,7 @@ fn apply_txn_record(state: &mut State, producer_id: i64, key: Option<&[u8]>, val
     }
 }
 
-fn apply_record(state: &mut State, key: Option<&[u8]>, value: Option<&[u8]>) {
+fn apply_record(state: &mut State, key: Option<&[u8]>, value: Option<&[u8]>, now: Instant) {
     let Some(key) = key else { return };
     let key = match codec::decode_key(key) {
         Ok(k) => k,
@@ -1209,13 +1205,10 @@ fn apply_record(state: &mut State, key: Option<&[u8]>, value: Option<&[u8]>) {
             }
         },
         Key::Group { group } => match value.map(codec::decode_group) {
+            // The latest record describes the whole group, members included.
             Some(Ok(v)) => {
-                let g = state
-                    .groups
-                    .entry(group.clone())
-                    .or_insert_with(|| Group::new(&group));
-                g.generation = v.generation;
-                g.protocol_type = Some(v.protocol_type).filter(|s| !s.is_empty());
+                let g = Group::restored(&group, v, now);
+                state.groups.insert(group, g);
             }
             Some(Err(e)) => tracing::warn!("skipping {OFFSETS_TOPIC} group record: {e}"),
             None => {

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 
+use super::codec::{GroupValue, MemberValue};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupState {
     Empty,
@@ -169,6 +171,68 @@ impl Group {
         }
     }
 
+    /// A group as loaded from its `__consumer_offsets` record: Stable with its members when it
+    /// has members and a protocol, else Empty. Each member's session starts at `now`, so a
+    /// member that never comes back expires after its session timeout as usual.
+    pub fn restored(id: &str, v: GroupValue, now: Instant) -> Self {
+        let mut g = Self::new(id);
+        g.generation = v.generation;
+        g.protocol_type = Some(v.protocol_type).filter(|s| !s.is_empty());
+        let Some(protocol) = v.protocol.filter(|_| !v.members.is_empty()) else {
+            return g;
+        };
+        let millis = |ms: i32| Duration::from_millis(ms.max(0) as u64);
+        for m in v.members {
+            g.members.insert(
+                m.member_id.clone(),
+                Member {
+                    id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout: millis(m.session_timeout_ms),
+                    rebalance_timeout: millis(m.rebalance_timeout_ms),
+                    // Kafka keeps only the chosen protocol's metadata, and so restores only it.
+                    protocols: vec![(protocol.clone(), m.subscription)],
+                    assignment: m.assignment,
+                    last_heartbeat: now,
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+        }
+        g.protocol = Some(protocol);
+        g.leader = v.leader.filter(|l| g.members.contains_key(l));
+        g.state = GroupState::Stable;
+        g
+    }
+
+    /// The group's `__consumer_offsets` value.
+    pub fn value(&self, now_ms: i64) -> GroupValue {
+        let protocol = self.protocol.as_deref().unwrap_or_default();
+        GroupValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            state_timestamp: now_ms,
+            members: self
+                .members
+                .values()
+                .map(|m| MemberValue {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: duration_ms(m.rebalance_timeout),
+                    session_timeout_ms: duration_ms(m.session_timeout),
+                    subscription: m.metadata_for(protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
     fn new_member_id(&mut self, client_id: &str) -> String {
         self.next_member += 1;
         format!("{client_id}-{}", uuid::Uuid::new_v4())
@@ -305,6 +369,8 @@ impl Group {
             // subscription metadata differs (no owned partitions, no generation).
             GroupState::Stable if static_restart && self.select_protocol() == self.protocol => {
                 let leader = is_leader;
+                // The new member id must survive a restart, or the member is fenced by it.
+                self.dirty = true;
                 self.answer_join(&member_id, leader);
             }
             _ => self.prepare_rebalance(now, initial_delay),
@@ -385,10 +451,12 @@ impl Group {
         }
         self.members.retain(|_, m| m.join_waiter.is_some());
         self.generation += 1;
-        self.dirty = true;
         self.rebalance_deadline = None;
         self.join_not_before = None;
         if self.members.is_empty() {
+            // Persisted now, as Kafka does; a generation with members is persisted once the
+            // leader's SyncGroup brings the assignments.
+            self.dirty = true;
             self.state = GroupState::Empty;
             self.protocol = None;
             self.leader = None;
@@ -705,6 +773,10 @@ impl Group {
     }
 }
 
+fn duration_ms(d: Duration) -> i32 {
+    d.as_millis().min(i32::MAX as u128) as i32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -909,5 +981,36 @@ mod tests {
         for o in &outcomes {
             assert_eq!(o.protocol.as_deref(), Some("range"));
         }
+    }
+    #[test]
+    fn a_restored_group_keeps_its_members_until_their_sessions_expire() {
+        let t0 = Instant::now();
+        let mut g = Group::new("g");
+        let (a, _) = new_member(&mut g, t0);
+        drop(sync(&mut g, &a, 1, vec![(a.clone(), Bytes::from("A"))], t0));
+        assert!(g.dirty, "a completed sync is persisted");
+        let value = g.value(0);
+        assert_eq!(value.members.len(), 1);
+        assert_eq!(value.members[0].subscription, Bytes::from("range"));
+
+        // Loaded later, e.g. after a restart.
+        let t1 = t0 + SESSION * 3;
+        let mut r = Group::restored("g", value.clone(), t1);
+        assert_eq!((r.state, r.generation), (GroupState::Stable, 1));
+        assert_eq!(r.leader.as_deref(), Some(a.as_str()));
+        assert_eq!(r.heartbeat(&a, None, 1, t1), Ok(()));
+        let out = sync(&mut r, &a, 1, vec![], t1).try_recv().unwrap();
+        assert_eq!((out.error, out.assignment), (None, Bytes::from("A")));
+        assert_eq!(r.value(0), value);
+        // Silent from now on: removed after its session timeout, leaving the group Empty.
+        assert!(r.tick(t1 + SESSION).is_empty());
+        assert_eq!(r.tick(t1 + SESSION * 2), vec![a.clone()]);
+        assert_eq!(r.state, GroupState::Empty);
+        assert!(r.dirty);
+
+        let mut empty = value;
+        empty.members.clear();
+        let r = Group::restored("g", empty, t1);
+        assert_eq!((r.state, r.generation), (GroupState::Empty, 1));
     }
 }
