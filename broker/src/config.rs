@@ -551,7 +551,7 @@ fn read_properties(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
     Ok(out)
 }
 
-fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+pub(crate) fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         value: value.into(),

@@ -17,9 +17,6 @@ use crate::cluster::{liveness, Quorum};
 use crate::config::BrokerConfig;
 use crate::observability::{http, Metrics};
 
-/// How long shutdown waits for the background tasks before aborting them.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// A started controller-only node, serving until `shutdown`.
 pub struct Controller {
     /// Where the quorum's gRPC server listens.
@@ -92,14 +89,7 @@ impl Controller {
     /// voters this is a lost voter: if it led, they elect a new leader.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            self.tasks.abort_all();
-            while self.tasks.join_next().await.is_some() {}
-        }
+        crate::drain(&mut self.tasks).await;
         self.quorum.shutdown().await;
     }
 }

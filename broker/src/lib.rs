@@ -52,6 +52,24 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a controlled shutdown waits for leaderships to move away.
 const CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Waits for background tasks to end after the shutdown signal, at most SHUTDOWN_GRACE, then
+/// aborts the rest: a task stuck on a dead peer (an election, a fetch) must not hold the exit
+/// for long; what follows (closing logs, the metadata node) is clean either way.
+pub(crate) async fn drain(tasks: &mut tokio::task::JoinSet<()>) {
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = tasks.len(),
+            "tasks still running {SHUTDOWN_GRACE:?} after shutdown: aborting them"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
 /// Binds every listener, the inter-broker one first.
 async fn bind_listeners(
     config: &BrokerConfig,
@@ -237,20 +255,7 @@ impl Broker {
     /// (see `controlled_shutdown`).
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        // A task stuck on a dead peer (an election, a fetch) must not hold the exit for long:
-        // the logs below are closed cleanly either way.
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                remaining = self.tasks.len(),
-                "tasks still running {SHUTDOWN_GRACE:?} after shutdown: aborting them"
-            );
-            self.tasks.abort_all();
-            while self.tasks.join_next().await.is_some() {}
-        }
+        drain(&mut self.tasks).await;
         let registry = self.registry.clone();
         let quorum = registry.quorum().cloned();
         let _ = tokio::task::spawn_blocking(move || registry.close()).await;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use crate::config::ConfigError;
+use crate::config::{invalid, ConfigError};
 
 /// The name of a listener given without one (`host:port`), as Kafka's default listener.
 pub const DEFAULT_NAME: &str = "PLAINTEXT";
@@ -172,14 +172,6 @@ fn split_endpoints<'a>(key: &str, s: &'a str) -> Result<Vec<(String, &'a str, u1
         out.push((name, host, port));
     }
     Ok(out)
-}
-
-fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        value: value.into(),
-        reason: reason.into(),
-    }
 }
 
 #[cfg(test)]

@@ -314,13 +314,19 @@ impl GroupCoordinator {
                 ResponseError::CoordinatorNotAvailable
             }
         })?;
-        // Followers long-polling this partition fetch the commit now, not after their wait.
+        Ok(self.replicating(&partition, appended.last_offset))
+    }
+
+    /// After an append to a `__consumer_offsets` partition: wakes the followers' long-polling
+    /// fetches (so they copy it now, not after their wait) and, when it has followers in
+    /// sync, returns what to wait for before acknowledging the append.
+    fn replicating(&self, partition: &Arc<Partition>, last_offset: i64) -> Option<PendingCommit> {
         self.registry.notify_append();
         let replicated = self.registry.quorum().is_some() && partition.isr_counts().1 > 1;
-        Ok(replicated.then(|| PendingCommit {
+        replicated.then(|| PendingCommit {
             partition: partition.clone(),
-            last_offset: appended.last_offset,
-        }))
+            last_offset,
+        })
     }
 
     fn persist_group(&self, g: &mut Group) {
@@ -1068,12 +1074,7 @@ impl GroupCoordinator {
         })?;
         // As for plain commits: acknowledged only once replicated, or a leader change (even a
         // preferred-leader move) could drop offsets whose transaction then commits.
-        self.registry.notify_append();
-        let replicated = self.registry.quorum().is_some() && partition.isr_counts().1 > 1;
-        Ok(replicated.then(|| PendingCommit {
-            partition: partition.clone(),
-            last_offset: appended.last_offset,
-        }))
+        Ok(self.replicating(&partition, appended.last_offset))
     }
 }
 

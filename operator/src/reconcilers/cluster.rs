@@ -1257,9 +1257,10 @@ mod tests {
         assert_eq!(condition(&status(&calls), RECONCILING).1, "Rolling");
     }
 
-    #[tokio::test]
-    async fn restart_waits_while_it_would_drop_a_partition_below_min_isr() {
-        let journal = Journal::default();
+    /// A 3-broker Cluster with a config change to roll (min.insync.replicas=2) while
+    /// `orders-0` has broker 2 out of its ISR: restarting broker 0 or 1 would take it below
+    /// min.insync.replicas. Returns (the cluster as running, the changed one, its Kafka).
+    fn roll_blocked_by_min_isr(journal: &Journal) -> (Cluster, Cluster, FakeKafka) {
         let old = test_support::cluster(3);
         let mut c = old.clone();
         c.spec
@@ -1279,6 +1280,13 @@ mod tests {
             .expect("topic")
             .partitions[0]
             .isr = vec![0, 1];
+        (old, c, kafka)
+    }
+
+    #[tokio::test]
+    async fn restart_waits_while_it_would_drop_a_partition_below_min_isr() {
+        let journal = Journal::default();
+        let (old, c, kafka) = roll_blocked_by_min_isr(&journal);
         let (_, calls) = run(
             c,
             ready_pods(&old, &[0, 1, 2]),
@@ -1538,25 +1546,7 @@ mod tests {
 
         // A blocked roll publishes none; `decision!` logs it.
         let journal = Journal::default();
-        let old = test_support::cluster(3);
-        let mut c = old.clone();
-        c.spec
-            .config
-            .insert("min.insync.replicas".into(), "2".into());
-        c.status = Some(ClusterStatus {
-            balanced_brokers: vec![0, 1, 2],
-            ..ClusterStatus::default()
-        });
-        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 1, 3);
-        kafka
-            .state
-            .lock()
-            .expect("lock")
-            .topics
-            .get_mut("orders")
-            .expect("topic")
-            .partitions[0]
-            .isr = vec![0, 1];
+        let (old, c, kafka) = roll_blocked_by_min_isr(&journal);
         let (result, _) = run(
             c,
             ready_pods(&old, &[0, 1, 2]),
