@@ -143,7 +143,11 @@ impl ClusterSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
-    /// Volume size, e.g. `10Gi`.
+    /// Volume size, e.g. `10Gi`. Fixed at creation: resizing claims (volume expansion) is not
+    /// done by the operator yet, so a change is refused rather than silently ignored.
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "storage.size is immutable: volume expansion is not supported yet"
+    ))]
     pub size: String,
 
     /// StorageClass of the claims; the cluster default when unset.
@@ -428,6 +432,22 @@ mod tests {
                 .expect("other fields still change with metadataVoters kept");
         }
         kube::core::cel::validate_cel(&with_voters(Some(5))).expect("set on creation");
+    }
+
+    #[test]
+    fn cel_refuses_resizing_storage() {
+        use kube::core::cel::validate_cel_update;
+        let old = with_voters(None);
+        let mut bigger = old.clone();
+        bigger.spec.storage.size = "20Gi".into();
+        let err = validate_cel_update(&bigger, &old).expect_err("a resize must be refused");
+        assert!(
+            format!("{err:?}").contains("storage.size is immutable"),
+            "{err:?}"
+        );
+        let mut scaled = old.clone();
+        scaled.spec.replicas = 7;
+        validate_cel_update(&scaled, &old).expect("other fields still change");
     }
 
     fn with_internal_port(port: i32) -> Cluster {
