@@ -23,7 +23,9 @@
 //! `log-start-offset` (moved by DeleteRecords and retention, written durably),
 //! `recovery-point` (offset below which data was fsynced), `leader-epoch-checkpoint` (where
 //! each leader epoch starts, written durably on every change) and `clean-shutdown` (exists
-//! only between `close` and the next `open`).
+//! only between `close` and the next `open`). The broker keeps its producer state snapshots
+//! (`{offset:020}.snapshot`) in the same directory; the log leaves them alone, except that
+//! `open` deletes leftover `.tmp` files of every kind.
 //!
 //! # Flush policy
 //! Every append is written to the page cache (it survives a process crash). fsync happens

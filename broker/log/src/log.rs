@@ -757,6 +757,10 @@ impl PartitionLog {
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }
+    /// Base offset of the active segment: it changes when the log rolls.
+    pub fn active_base_offset(&self) -> i64 {
+        self.active().base_offset()
+    }
     /// Base offsets of the segments, oldest first.
     pub fn segment_base_offsets(&self) -> Vec<i64> {
         self.segments.iter().map(Segment::base_offset).collect()

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
-use spate_log::{parse_batches, LogConfig, LogError, PartitionLog, TimestampOffset};
+use spate_log::{parse_batches, BatchMeta, LogConfig, LogError, PartitionLog, TimestampOffset};
 use tokio::sync::watch;
 
 use crate::producer::{
-    control_batch, AbortedTxn, Marker, ProducerStates, ProducerView, SequenceCheck, SequenceError,
+    control_batch, snapshot, AbortedTxn, Marker, ProducerStates, ProducerView, SequenceCheck,
+    SequenceError,
 };
 
 /// Where a successful append landed.
@@ -126,10 +127,11 @@ pub struct Partition {
 const REPLAY_CHUNK: usize = 4 * 1024 * 1024;
 
 impl Partition {
-    /// Opens the log (recovering it) and rebuilds producer state from what it holds.
+    /// Opens the log (recovering it) and rebuilds producer state from the newest snapshot
+    /// and the log after it.
     pub fn open(dir: &Path, index: i32, config: LogConfig) -> Result<Self, LogError> {
         let log = PartitionLog::open(dir, config)?;
-        let producers = replay_producers(&log)?;
+        let producers = load_producers(&log)?;
         let hw = watch::channel(log.high_watermark()).0;
         Ok(Self {
             index,
@@ -291,10 +293,9 @@ impl Partition {
     /// producers. Returns the new log end.
     pub fn append_as_follower(&self, records: Bytes) -> Result<i64, LogError> {
         self.with(|s| {
+            let base_before = s.log.active_base_offset();
             let info = s.log.append_as_follower(records.clone())?;
-            for b in &info.batches {
-                s.producers.apply(&records, b);
-            }
+            self.apply_appended(s, &records, &info.batches, base_before);
             Ok(s.log.log_end_offset())
         })
     }
@@ -308,20 +309,23 @@ impl Partition {
         });
     }
 
-    /// Follower: drops everything from `offset` on and rebuilds producer state.
+    /// Follower: drops everything from `offset` on and rebuilds producer state (snapshots
+    /// past the new log end go).
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         self.with(|s| {
             s.log.truncate_to(offset)?;
-            s.producers = replay_producers(&s.log)?;
+            s.producers = load_producers(&s.log)?;
             Ok(())
         })
     }
 
-    /// Follower: empties the log, which restarts at `offset`.
+    /// Follower: empties the log, which restarts at `offset`, and forgets every producer and
+    /// snapshot.
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
         self.with(|s| {
             s.log.truncate_fully_and_start_at(offset)?;
-            s.producers = replay_producers(&s.log)?;
+            snapshot::delete_where(&self.dir, |_| true)?;
+            s.producers = ProducerStates::default();
             Ok(())
         })
     }
@@ -496,10 +500,9 @@ impl Partition {
         records: Bytes,
         now_ms: i64,
     ) -> Result<Appended, AppendError> {
+        let base_before = s.log.active_base_offset();
         let info = s.log.append(records.clone(), now_ms)?;
-        for b in &info.batches {
-            s.producers.apply(&records, b);
-        }
+        self.apply_appended(s, &records, &info.batches, base_before);
         {
             let r = self.replicas.lock();
             self.update_hw(s, &r);
@@ -511,6 +514,45 @@ impl Partition {
             log_start_offset: s.log.log_start_offset(),
             duplicate: false,
         })
+    }
+
+    /// Records appended batches in the producer state. If the log rolled meanwhile (the
+    /// active segment was based at `base_before`), first snapshots the state as of the new
+    /// segment's base: with exactly the batches below it applied, as Kafka does at a roll.
+    fn apply_appended(
+        &self,
+        s: &mut State,
+        records: &[u8],
+        batches: &[BatchMeta],
+        base_before: i64,
+    ) {
+        let base = s.log.active_base_offset();
+        let mut pending = (base != base_before).then_some(base);
+        for b in batches {
+            if let Some(at) = pending.filter(|at| b.base_offset >= *at) {
+                self.write_snapshot(&s.producers, at);
+                pending = None;
+            }
+            s.producers.apply(records, b);
+        }
+        if let Some(at) = pending {
+            self.write_snapshot(&s.producers, at);
+        }
+    }
+
+    /// Snapshots are an optimisation: a failed write is logged, and the next open replays
+    /// from an older snapshot or the log start.
+    fn write_snapshot(&self, producers: &ProducerStates, offset: i64) {
+        if let Err(e) = snapshot::write(&self.dir, offset, producers) {
+            tracing::warn!(dir = %self.dir.display(), offset, error = %e, "writing producer snapshot");
+        }
+    }
+
+    /// Deletes snapshots below the log start, which `load_producers` never uses.
+    fn prune_snapshots_below(&self, log_start: i64) {
+        if let Err(e) = snapshot::delete_where(&self.dir, |o| o < log_start) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "deleting producer snapshots");
+        }
     }
 
     /// The last stable offset: the high watermark, or the first offset of the earliest
@@ -559,7 +601,14 @@ impl Partition {
     }
 
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
-        self.with(|s| s.log.delete_records_before(offset))
+        self.with(|s| {
+            let before = s.log.log_start_offset();
+            let start = s.log.delete_records_before(offset)?;
+            if start > before {
+                self.prune_snapshots_below(start);
+            }
+            Ok(start)
+        })
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -573,13 +622,22 @@ impl Partition {
         })
     }
 
-    /// Periodic work: fsync per the flush policy, roll, enforce retention, compact.
+    /// Periodic work: fsync per the flush policy, roll, enforce retention, compact. A roll
+    /// snapshots producer state; retention deletes snapshots below the new log start.
     pub fn maintain(&self, now_ms: i64, retention: bool, compact: bool) -> Result<(), LogError> {
         self.with(|s| {
             s.log.flush_if_due(now_ms)?;
             if retention {
+                let (base, start) = (s.log.active_base_offset(), s.log.log_start_offset());
                 s.log.roll_if_due(now_ms)?;
+                // Retention may roll too; either way the roll is at the log end.
                 s.log.apply_retention(now_ms)?;
+                if s.log.active_base_offset() != base {
+                    self.write_snapshot(&s.producers, s.log.log_end_offset());
+                }
+                if s.log.log_start_offset() > start {
+                    self.prune_snapshots_below(s.log.log_start_offset());
+                }
             }
             if compact {
                 spate_log::cleaner::compact(&mut s.log, now_ms)?;
@@ -588,18 +646,45 @@ impl Partition {
         })
     }
 
-    /// Flushes and marks the log cleanly shut down. Later calls fail with a storage error.
+    /// Flushes, snapshots producer state at the log end and marks the log cleanly shut
+    /// down. Later calls fail with a storage error.
     pub fn close(&self) -> Result<(), LogError> {
         match self.state.lock().take() {
-            Some(s) => s.log.close(),
+            Some(mut s) => {
+                s.log.flush()?;
+                self.write_snapshot(&s.producers, s.log.log_end_offset());
+                s.log.close()
+            }
             None => Ok(()),
         }
     }
 }
 
-fn replay_producers(log: &PartitionLog) -> Result<ProducerStates, LogError> {
-    let mut producers = ProducerStates::default();
-    let mut offset = log.log_start_offset();
+/// Producer state as of the log end: the newest valid snapshot inside [log start, log end]
+/// plus a replay of the log from its offset, or a replay of the whole log. Snapshots past the
+/// log end describe data that recovery or truncation removed: they are deleted first, so a
+/// rewritten log can never meet them.
+fn load_producers(log: &PartitionLog) -> Result<ProducerStates, LogError> {
+    let (dir, start, end) = (log.dir(), log.log_start_offset(), log.log_end_offset());
+    snapshot::delete_where(dir, |o| o > end)?;
+    let (from, producers) = match snapshot::load_latest(dir, start, end) {
+        Ok(Some(found)) => found,
+        Ok(None) => (start, ProducerStates::default()),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "reading producer snapshots");
+            (start, ProducerStates::default())
+        }
+    };
+    tracing::debug!(dir = %dir.display(), from, end, "replaying producer state");
+    replay_producers(log, from, producers)
+}
+
+/// Applies the batches from `offset` (a batch boundary) to the log end to `producers`.
+fn replay_producers(
+    log: &PartitionLog,
+    mut offset: i64,
+    mut producers: ProducerStates,
+) -> Result<ProducerStates, LogError> {
     while offset < log.log_end_offset() {
         let chunk = log.read(offset, REPLAY_CHUNK)?;
         if chunk.is_empty() {
@@ -630,4 +715,127 @@ fn batch_headers(records: &[u8]) -> Result<Vec<spate_log::BatchMeta>, LogError> 
         out.push(meta);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    /// One record from producer `pid` (epoch 0) at sequence `seq`.
+    fn batch(pid: i64, seq: i32, transactional: bool) -> Bytes {
+        let record = Record {
+            transactional,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: seq,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from(format!("value-{pid}-{seq}"))),
+            headers: Default::default(),
+            delete_horizon: false,
+        };
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, &[record], &options).unwrap();
+        buf.freeze()
+    }
+
+    fn open(dir: &Path) -> Result<Partition, LogError> {
+        let config = LogConfig {
+            segment_bytes: 300,
+            ..LogConfig::default()
+        };
+        Partition::open(dir, 0, config)
+    }
+
+    #[test]
+    fn producer_state_resumes_from_the_snapshot_after_a_clean_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path()).unwrap();
+        for seq in 0..10 {
+            p.append(batch(7, seq, false), 0).unwrap();
+        }
+        let aborted_at = p.append(batch(8, 0, true), 0).unwrap().base_offset;
+        p.append_marker(8, 0, Marker::Abort, 1, 0).unwrap();
+        let open_at = p.append(batch(8, 1, true), 0).unwrap().base_offset;
+        let end = p.positions().unwrap().2;
+        assert!(
+            !snapshot::list(dir.path()).unwrap().is_empty(),
+            "segment rolls wrote snapshots"
+        );
+        p.close().unwrap();
+        let snapshots = snapshot::list(dir.path()).unwrap();
+        assert_eq!(snapshots.len(), 2, "only the last two are kept");
+        assert_eq!(
+            snapshots.last(),
+            Some(&end),
+            "close snapshots at the log end"
+        );
+
+        // Corrupt the first batch: a full replay would now fail its CRC check.
+        let first = dir.path().join(format!("{:020}.log", 0));
+        let mut bytes = std::fs::read(&first).unwrap();
+        bytes[70] ^= 0xff;
+        std::fs::write(&first, &bytes).unwrap();
+
+        let p = open(dir.path()).expect("replay starts at the snapshot");
+        assert_eq!(
+            p.append(batch(7, 9, false), 0).unwrap(),
+            Appended {
+                base_offset: 9,
+                last_offset: 9,
+                log_append_time: -1,
+                log_start_offset: 0,
+                duplicate: true
+            }
+        );
+        assert_eq!(p.positions().unwrap().2, end, "the retry wrote nothing");
+        assert_eq!(p.last_stable_offset().unwrap(), open_at);
+        let aborted = p.aborted_between(0, end).unwrap();
+        assert_eq!(aborted.len(), 1);
+        assert_eq!(
+            (aborted[0].producer_id, aborted[0].first_offset),
+            (8, aborted_at)
+        );
+        p.close().unwrap();
+
+        // Without snapshots the whole log is replayed, and meets the corrupt batch.
+        snapshot::delete_where(dir.path(), |_| true).unwrap();
+        assert!(open(dir.path()).is_err());
+    }
+
+    #[test]
+    fn truncation_drops_snapshots_past_the_new_end_and_rebuilds_from_an_older_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path()).unwrap();
+        for seq in 0..6 {
+            p.append(batch(7, seq, false), 0).unwrap();
+        }
+        let cut = p.positions().unwrap().2;
+        p.append(batch(8, 0, true), 0).unwrap();
+        p.close().unwrap();
+        let p = open(dir.path()).unwrap();
+        p.truncate_to(cut).unwrap();
+        assert!(snapshot::list(dir.path())
+            .unwrap()
+            .iter()
+            .all(|o| *o <= cut));
+        // Producer 8's transaction is gone with its batch; producer 7 continues.
+        assert_eq!(p.last_stable_offset().unwrap(), cut);
+        assert!(p.producers().unwrap().iter().all(|v| v.producer_id == 7));
+        assert!(p.append(batch(7, 6, false), 0).is_ok());
+        p.truncate_fully_and_start_at(100).unwrap();
+        assert!(snapshot::list(dir.path()).unwrap().is_empty());
+        assert!(p.producers().unwrap().is_empty());
+    }
 }

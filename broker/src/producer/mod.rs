@@ -2,6 +2,7 @@
 //! state, open transactions, the last stable offset and the aborted-transaction index.
 
 pub mod ids;
+pub mod snapshot;
 pub mod state;
 
 pub use ids::ProducerIdAllocator;

@@ -4,33 +4,33 @@
 //! their first transactional batch to their commit or abort marker), the last stable offset
 //! that follows from them, and the index of aborted transactions read_committed fetches need.
 //!
-//! Everything here is derived from the log: it is rebuilt by replaying the log on open and
-//! after truncation, and followers apply the batches they fetch, so it survives restarts and
-//! leader failover.
+//! Everything here is derived from the log: it is rebuilt on open and after truncation from
+//! the newest snapshot (`snapshot`) plus a replay of the log after it, and followers apply
+//! the batches they fetch, so it survives restarts and leader failover.
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use spate_log::BatchMeta;
 
 /// Kafka keeps five batches per producer, matching `max.in.flight.requests.per.connection`.
-const CACHED_BATCHES: usize = 5;
+pub(super) const CACHED_BATCHES: usize = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct CachedBatch {
-    first_seq: i32,
-    last_seq: i32,
-    base_offset: i64,
-    last_offset: i64,
+pub(super) struct CachedBatch {
+    pub(super) first_seq: i32,
+    pub(super) last_seq: i32,
+    pub(super) base_offset: i64,
+    pub(super) last_offset: i64,
 }
 
 #[derive(Debug, Clone, Default)]
-struct ProducerEntry {
-    epoch: i16,
-    batches: VecDeque<CachedBatch>,
+pub(super) struct ProducerEntry {
+    pub(super) epoch: i16,
+    pub(super) batches: VecDeque<CachedBatch>,
     /// The first offset of this producer's open transaction on this partition.
-    txn_first_offset: Option<i64>,
+    pub(super) txn_first_offset: Option<i64>,
     /// The coordinator epoch of the last marker (DescribeProducers shows it).
-    coordinator_epoch: i32,
-    last_timestamp: i64,
+    pub(super) coordinator_epoch: i32,
+    pub(super) last_timestamp: i64,
 }
 
 /// A transaction that was aborted on this partition: its records lie between `first_offset`
@@ -82,11 +82,11 @@ pub enum SequenceError {
 
 #[derive(Debug, Default)]
 pub struct ProducerStates {
-    producers: HashMap<i64, ProducerEntry>,
+    pub(super) producers: HashMap<i64, ProducerEntry>,
     /// Open transactions: (first offset, producer id), earliest first.
-    ongoing: BTreeSet<(i64, i64)>,
+    pub(super) ongoing: BTreeSet<(i64, i64)>,
     /// Aborted transactions, in the order of their markers (so by `last_offset`).
-    aborted: Vec<AbortedTxn>,
+    pub(super) aborted: Vec<AbortedTxn>,
 }
 
 impl ProducerStates {
