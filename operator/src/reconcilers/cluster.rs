@@ -1742,23 +1742,29 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn load_balancer_without_an_address_is_waited_for_without_external_config() {
+    /// A balanced 3-broker Cluster with a LoadBalancer listener, its pods started while the
+    /// load balancers had no address, reconciled once with (`assigned`) or without addresses.
+    async fn reconcile_load_balancer(assigned: bool) -> (Result<Action>, Vec<ApiCall>) {
         let journal = Journal::default();
         let c = balanced(
             test_support::with_external(test_support::cluster(3), ExternalType::LoadBalancer),
             &[0, 1, 2],
         );
         let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 3, 3);
-        let (result, calls) = run_with(
+        run_with(
             c.clone(),
             ready_pods_on_nodes(&c, &[0, 1, 2], &ExternalEndpoints::new()),
             claims(&c, &[0, 1, 2]),
             kafka,
             &journal,
-            external_services(false),
+            external_services(assigned),
         )
-        .await;
+        .await
+    }
+
+    #[tokio::test]
+    async fn load_balancer_without_an_address_is_waited_for_without_external_config() {
+        let (result, calls) = reconcile_load_balancer(false).await;
         assert_eq!(result.expect("ok"), Action::requeue(PROGRESS_REQUEUE));
         for id in 0..3 {
             let props = properties(&calls, id);
@@ -1783,22 +1789,7 @@ mod tests {
 
     #[tokio::test]
     async fn load_balancer_address_is_advertised_and_rolls_the_brokers() {
-        let journal = Journal::default();
-        let c = balanced(
-            test_support::with_external(test_support::cluster(3), ExternalType::LoadBalancer),
-            &[0, 1, 2],
-        );
-        let kafka = FakeKafka::new(3, journal.clone()).with_topic("orders", 3, 3);
-        let (_, calls) = run_with(
-            c.clone(),
-            // Started while the load balancers had no address.
-            ready_pods_on_nodes(&c, &[0, 1, 2], &ExternalEndpoints::new()),
-            claims(&c, &[0, 1, 2]),
-            kafka,
-            &journal,
-            external_services(true),
-        )
-        .await;
+        let (_, calls) = reconcile_load_balancer(true).await;
         for id in 0..3 {
             let props = properties(&calls, id);
             let advertised = format!(
