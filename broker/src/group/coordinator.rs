@@ -33,6 +33,10 @@ use crate::context::now_ms;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// How long a write to `__consumer_offsets` (offsets, group assignments) waits for its
+/// in-sync replicas (Kafka's `offsets.commit.timeout.ms` default).
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The config overrides `__consumer_offsets` is created with.
 pub fn offsets_topic_configs() -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -329,22 +333,55 @@ impl GroupCoordinator {
         })
     }
 
-    fn persist_group(&self, g: &mut Group) {
+    /// Appends the group's record if it changed; a failure is logged (the next change
+    /// writes the whole group again) and returned for SyncGroup, which must not hand out an
+    /// assignment that was not stored.
+    fn persist_group(&self, g: &mut Group) -> Result<Option<PendingCommit>, ResponseError> {
         if !g.dirty {
-            return;
+            return Ok(None);
         }
         g.dirty = false;
         let value = g.value(now_ms());
-        if let Err(e) = self.persist(
-            &g.id,
-            vec![(
-                Key::Group {
-                    group: g.id.clone(),
-                },
-                Some(codec::encode_group(&value)),
-            )],
-        ) {
-            tracing::warn!(group = %g.id, "could not persist group metadata: {e:?}");
+        let key = Key::Group {
+            group: g.id.clone(),
+        };
+        self.persist(&g.id, vec![(key, Some(codec::encode_group(&value)))])
+            .inspect_err(
+                |e| tracing::warn!(group = %g.id, "could not persist group metadata: {e:?}"),
+            )
+    }
+
+    /// After the leader's SyncGroup: stores the assignment and, once it is durable (in sync
+    /// replicas included), lets the group answer every member's SyncGroup.
+    async fn store_assignment(&self, group_id: &str) {
+        let pending = {
+            let mut state = self.state.lock();
+            let Some(g) = state.groups.get_mut(group_id).filter(|g| g.storing()) else {
+                return;
+            };
+            let generation = g.generation;
+            match self.persist_group(g) {
+                Ok(Some(pending)) => (pending, generation),
+                Ok(None) => return g.assignment_stored(generation),
+                Err(e) => return g.assignment_store_failed(generation, e, Instant::now()),
+            }
+        };
+        let (pending, generation) = pending;
+        let stored = pending
+            .wait(tokio::time::Instant::now() + COMMIT_TIMEOUT)
+            .await;
+        let mut state = self.state.lock();
+        if let Some(g) = state.groups.get_mut(group_id) {
+            match stored {
+                Ok(()) => g.assignment_stored(generation),
+                // As Kafka maps a timed-out store: the client finds the coordinator again.
+                Err(ResponseError::RequestTimedOut) => g.assignment_store_failed(
+                    generation,
+                    ResponseError::CoordinatorNotAvailable,
+                    Instant::now(),
+                ),
+                Err(e) => g.assignment_store_failed(generation, e, Instant::now()),
+            }
         }
     }
 
@@ -381,7 +418,7 @@ impl GroupCoordinator {
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id));
             g.join(req, tx, Instant::now(), self.config.initial_rebalance_delay);
-            self.persist_group(g);
+            let _ = self.persist_group(g);
         }
         rx.await
             .unwrap_or_else(|_| JoinOutcome::error(ResponseError::RebalanceInProgress, &member_id))
@@ -412,8 +449,8 @@ impl GroupCoordinator {
                 tx,
                 Instant::now(),
             );
-            self.persist_group(g);
         }
+        self.store_assignment(group_id).await;
         rx.await
             .unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress))
     }
@@ -501,7 +538,7 @@ impl GroupCoordinator {
             .get_mut(group_id)
             .ok_or(ResponseError::UnknownMemberId)?;
         let result = g.leave(member_id, instance_id, Instant::now());
-        self.persist_group(g);
+        let _ = self.persist_group(g);
         result
     }
 
@@ -909,7 +946,7 @@ impl GroupCoordinator {
             for id in g.tick(now) {
                 tracing::info!(group = %g.id, member = %id, "member removed after session timeout");
             }
-            self.persist_group(g);
+            let _ = self.persist_group(g);
         }
         let horizon = now_ms() - self.config.offsets_retention.as_millis() as i64;
         let mut expired: Vec<(String, Vec<(String, i32)>)> = Vec::new();

@@ -149,6 +149,10 @@ pub struct Group {
     sync_deadline: Option<Instant>,
     /// Set when something changed that the coordinator should persist.
     pub dirty: bool,
+    /// The leader's assignment is being stored: the group stays CompletingRebalance, and
+    /// nobody gets an assignment, until the coordinator reports it durable (as Kafka's
+    /// storeGroup callback), so a coordinator failover never forgets a handed-out generation.
+    storing: bool,
     next_member: u64,
 }
 
@@ -167,6 +171,7 @@ impl Group {
             join_not_before: None,
             sync_deadline: None,
             dirty: false,
+            storing: false,
             next_member: 0,
         }
     }
@@ -430,6 +435,7 @@ impl Group {
             (self.state == GroupState::Empty).then(|| now + initial_delay.min(timeout));
         self.rebalance_deadline = Some(now + timeout);
         self.sync_deadline = None;
+        self.storing = false;
         if self.state != GroupState::PreparingRebalance {
             tracing::debug!(group = %self.id, from = self.state.name(), "preparing rebalance");
         }
@@ -610,30 +616,59 @@ impl Group {
                 if let Some(m) = self.members.get_mut(member_id) {
                     m.sync_waiter = Some(waiter);
                 }
-                if self.leader.as_deref() == Some(member_id) {
+                if self.leader.as_deref() == Some(member_id) && !self.storing {
                     let mut assignments: BTreeMap<String, Bytes> =
                         assignments.into_iter().collect();
                     for m in self.members.values_mut() {
                         m.assignment = assignments.remove(&m.id).unwrap_or_default();
                     }
-                    self.state = GroupState::Stable;
-                    self.sync_deadline = None;
+                    self.storing = true;
                     self.dirty = true;
-                    let ids: Vec<String> = self.members.keys().cloned().collect();
-                    for id in ids {
-                        let out = self.sync_outcome(&id);
-                        if let Some(w) =
-                            self.members.get_mut(&id).and_then(|m| m.sync_waiter.take())
-                        {
-                            let _ = w.send(out);
-                        }
-                    }
                 }
             }
             GroupState::Empty | GroupState::Dead => {
                 let _ = waiter.send(SyncOutcome::error(ResponseError::UnknownMemberId));
             }
         }
+    }
+
+    /// Whether the leader's assignment waits to be stored (see [`Group::assignment_stored`]).
+    pub fn storing(&self) -> bool {
+        self.storing
+    }
+
+    /// The assignment of `generation` is durable: the group becomes Stable and every member
+    /// waiting in SyncGroup gets its assignment.
+    pub fn assignment_stored(&mut self, generation: i32) {
+        if !self.storing || generation != self.generation {
+            return;
+        }
+        self.storing = false;
+        self.state = GroupState::Stable;
+        self.sync_deadline = None;
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for id in ids {
+            let out = self.sync_outcome(&id);
+            if let Some(w) = self.members.get_mut(&id).and_then(|m| m.sync_waiter.take()) {
+                let _ = w.send(out);
+            }
+        }
+    }
+
+    /// Storing the assignment of `generation` failed: the members waiting in SyncGroup get
+    /// `error` and the group rebalances (Kafka's resetAndPropagateAssignmentError).
+    pub fn assignment_store_failed(&mut self, generation: i32, error: ResponseError, now: Instant) {
+        if !self.storing || generation != self.generation {
+            return;
+        }
+        self.storing = false;
+        for m in self.members.values_mut() {
+            m.assignment = Bytes::new();
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(SyncOutcome::error(error));
+            }
+        }
+        self.prepare_rebalance(now, Duration::ZERO);
     }
 
     fn sync_outcome(&self, member_id: &str) -> SyncOutcome {
@@ -731,6 +766,11 @@ impl Group {
         for id in &expired {
             self.remove_member(id, now);
         }
+        if self.storing && self.sync_deadline.is_some_and(|t| now >= t) {
+            // The coordinator never reported the store (its request was dropped).
+            let generation = self.generation;
+            self.assignment_store_failed(generation, ResponseError::CoordinatorNotAvailable, now);
+        }
         if self.state == GroupState::CompletingRebalance
             && self.sync_deadline.is_some_and(|t| now >= t)
         {
@@ -806,7 +846,21 @@ mod tests {
         rx
     }
 
+    /// A SyncGroup whose assignment (if it brings one) is stored at once, as on a
+    /// single-replica coordinator.
     fn sync(
+        g: &mut Group,
+        member: &str,
+        gen: i32,
+        a: Vec<(String, Bytes)>,
+        now: Instant,
+    ) -> oneshot::Receiver<SyncOutcome> {
+        let rx = sync_unstored(g, member, gen, a, now);
+        g.assignment_stored(gen);
+        rx
+    }
+
+    fn sync_unstored(
         g: &mut Group,
         member: &str,
         gen: i32,
@@ -850,15 +904,25 @@ mod tests {
         assert_eq!(oa.members.len(), 2);
         assert!(ob.members.is_empty());
         // The follower syncs first and waits for the leader's assignment.
-        let mut sb = sync(&mut g, &b, 2, vec![], t0);
+        let mut sb = sync_unstored(&mut g, &b, 2, vec![], t0);
         assert!(sb.try_recv().is_err());
-        let mut sa = sync(
+        let mut sa = sync_unstored(
             &mut g,
             &a,
             2,
             vec![(a.clone(), Bytes::from("A")), (b.clone(), Bytes::from("B"))],
             t0,
         );
+        // Nobody gets an assignment before it is stored.
+        assert!(g.storing() && g.dirty);
+        assert_eq!(g.state, GroupState::CompletingRebalance);
+        assert!(sa.try_recv().is_err() && sb.try_recv().is_err());
+        g.assignment_stored(1);
+        assert!(
+            sa.try_recv().is_err(),
+            "another generation's store is ignored"
+        );
+        g.assignment_stored(2);
         assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from("A"));
         assert_eq!(sb.try_recv().unwrap().assignment, Bytes::from("B"));
         assert_eq!(g.state, GroupState::Stable);
@@ -982,6 +1046,50 @@ mod tests {
             assert_eq!(o.protocol.as_deref(), Some("range"));
         }
     }
+    #[test]
+    fn a_failed_assignment_store_fails_the_syncs_and_rebalances() {
+        let t0 = Instant::now();
+        let mut g = Group::new("g");
+        let (a, _) = new_member(&mut g, t0);
+        let mut sa = sync_unstored(&mut g, &a, 1, vec![(a.clone(), Bytes::from("A"))], t0);
+        g.assignment_store_failed(1, ResponseError::NotCoordinator, t0);
+        assert_eq!(
+            sa.try_recv().unwrap().error,
+            Some(ResponseError::NotCoordinator)
+        );
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        assert!(g.members[&a].assignment.is_empty());
+        // The member rejoins and the next generation's store goes through.
+        let joined = join(&mut g, req(&a, &["range"]), t0).try_recv().unwrap();
+        assert_eq!(joined.generation, 2);
+        let mut sa = sync(&mut g, &a, 2, vec![(a.clone(), Bytes::from("A2"))], t0);
+        assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from("A2"));
+        assert_eq!(g.state, GroupState::Stable);
+    }
+
+    #[test]
+    fn a_store_never_reported_fails_at_the_sync_deadline() {
+        let t0 = Instant::now();
+        let mut g = Group::new("g");
+        let (a, _) = new_member(&mut g, t0);
+        let mut sa = sync_unstored(&mut g, &a, 1, vec![], t0);
+        // The member keeps heartbeating while it waits; the rebalance timeout is 30 s.
+        for s in [8, 16, 24] {
+            let t = t0 + Duration::from_secs(s);
+            assert_eq!(g.heartbeat(&a, None, 1, t), Ok(()));
+            assert!(g.tick(t).is_empty());
+        }
+        assert!(sa.try_recv().is_err());
+        g.heartbeat(&a, None, 1, t0 + Duration::from_secs(30))
+            .unwrap();
+        g.tick(t0 + Duration::from_secs(31));
+        assert_eq!(
+            sa.try_recv().unwrap().error,
+            Some(ResponseError::CoordinatorNotAvailable)
+        );
+        assert!(!g.storing());
+    }
+
     #[test]
     fn a_restored_group_keeps_its_members_until_their_sessions_expire() {
         let t0 = Instant::now();

@@ -6,10 +6,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use crate::context::{now_ms, Context};
 use crate::group::codec::OffsetValue;
-
-/// How long a commit waits for the in-sync replicas of its `__consumer_offsets` partition
-/// (Kafka's `offsets.commit.timeout.ms` default).
-pub(crate) const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+use crate::group::coordinator::COMMIT_TIMEOUT;
 
 pub async fn handle(ctx: &Context, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let now = now_ms();

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use crate::context::{now_ms, Context};
 use crate::group::codec::OffsetValue;
-use crate::handlers::offset_commit::COMMIT_TIMEOUT;
+use crate::group::coordinator::COMMIT_TIMEOUT;
 use crate::handlers::txn_common::fenced_error;
 use tokio::time::Instant;
 
