@@ -86,8 +86,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // `controller` makes a voter that is no broker.
     ("process.roles", ""),
     ("broker.rack", ""),
-    // Replication between brokers (issue 4, stage 2): off keeps refusing RF > 1.
-    ("replication.enable", "false"),
+    // Replication between brokers in cluster mode, on as in Kafka; `false` refuses RF > 1
+    // (no follower fetching). Ignored by the single-node broker.
+    ("replication.enable", "true"),
     ("replica.lag.time.max.ms", "30000"),
     // Liveness and failover (issue 4, stage 3), cluster mode only.
     ("broker.heartbeat.interval.ms", "2000"),
@@ -346,8 +347,8 @@ pub struct QuorumConfig {
     pub listener: SocketAddr,
     pub rack: Option<String>,
     pub roles: ProcessRoles,
-    /// `controller.quorum.election.timeout.ms`: elections start after a random wait between
-    /// this and twice this without a leader (which is also how long a leader's lease lasts).
+    /// `controller.quorum.election.timeout.ms`: a voter that hears no leader for 1.5-2x this
+    /// starts an election (a leader's lease lasts this long).
     pub election_timeout: Duration,
 }
 
