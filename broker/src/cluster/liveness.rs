@@ -117,8 +117,9 @@ pub async fn run(
         return;
     };
     let session = Duration::from_millis(config.broker_session_timeout_ms);
+    // Fine enough that a fence lands within an eighth of a session of its deadline.
     let every = Duration::from_millis(config.broker_heartbeat_interval_ms)
-        .min(session / 4)
+        .min(session / 8)
         .clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);

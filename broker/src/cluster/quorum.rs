@@ -100,8 +100,11 @@ impl Quorum {
         );
         // Only used by the bootstrapping (lowest id) voter, once.
         meta.cluster_id = new_cluster_id();
-        meta.election_timeout_min = qc.election_timeout;
-        meta.election_timeout_max = qc.election_timeout * 2;
+        // openraft waits its leader lease (= election_timeout_max) plus a random election
+        // timeout (min..max) after the last heartbeat, so a voter elects after 1.5-2x the
+        // configured timeout: about Kafka's fetch timeout (2 s) at the 1 s default.
+        meta.election_timeout_min = qc.election_timeout / 2;
+        meta.election_timeout_max = qc.election_timeout;
         // Several heartbeats per election timeout, so one lost message starts no election.
         meta.heartbeat_interval = meta.heartbeat_interval.min(qc.election_timeout / 4);
         let listener = TcpListener::bind(qc.listener).await?;
