@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod applier;
+pub mod broker_rpc;
 pub mod liveness;
 pub mod names;
 pub mod partition;

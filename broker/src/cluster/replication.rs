@@ -18,15 +18,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 use spate_meta::{MetaRequest, MetaResponse, NO_LEADER};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -34,6 +30,7 @@ use tracing::field::Empty;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::broker_rpc::Call;
 use super::{throttle, Partition, Registry};
 use crate::context::{now_ms, Context};
 use crate::handlers::cluster_view::endpoint;
@@ -374,56 +371,16 @@ fn handle_partition(
 
 /// Sends one Fetch request and reads its response.
 async fn call(c: &mut Conn, request: &FetchRequest) -> anyhow::Result<FetchResponse> {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    let mut header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Fetch as i16)
-        .with_request_api_version(FETCH_VERSION)
-        .with_correlation_id(c.correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("spate-replica-fetcher")));
-    // The leader's span for this fetch joins our round's trace.
-    if let Some(parent) = telemetry::traceparent(&tracing::Span::current()) {
-        header
-            .unknown_tagged_fields
-            .insert(TRACEPARENT_TAG, Bytes::from(parent));
-    }
-    header.encode(
-        &mut buf,
-        ApiKey::Fetch.request_header_version(FETCH_VERSION),
-    )?;
-    request.encode(&mut buf, FETCH_VERSION)?;
-    let size = i32::try_from(buf.len() - 4)?;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    let io = async {
-        c.stream.write_all(&buf).await?;
-        let mut size = [0u8; 4];
-        c.stream.read_exact(&mut size).await?;
-        let size = usize::try_from(i32::from_be_bytes(size))?;
-        if size > MAX_FRAME {
-            anyhow::bail!("response frame of {size} bytes");
-        }
-        let mut body = vec![0u8; size];
-        c.stream.read_exact(&mut body).await?;
-        Ok::<_, anyhow::Error>(Bytes::from(body))
+    let call = Call {
+        correlation_id: c.correlation_id,
+        max_frame: MAX_FRAME,
+        timeout: Duration::from_millis(FETCH_MAX_WAIT_MS as u64) + Duration::from_secs(10),
+        ..Call::new(ApiKey::Fetch, FETCH_VERSION, "spate-replica-fetcher")
     };
-    let timeout = Duration::from_millis(FETCH_MAX_WAIT_MS as u64) + Duration::from_secs(10);
-    let mut frame = tokio::time::timeout(timeout, io).await??;
-    let header = ResponseHeader::decode(
-        &mut frame,
-        ApiKey::Fetch.response_header_version(FETCH_VERSION),
-    )?;
-    if header.correlation_id != c.correlation_id {
-        anyhow::bail!(
-            "correlation id {} answered {}",
-            c.correlation_id,
-            header.correlation_id
-        );
-    }
-    let response = FetchResponse::decode(&mut frame, FETCH_VERSION)?;
-    if frame.has_remaining() {
-        tracing::debug!("{} trailing bytes in a fetch response", frame.remaining());
-    }
-    Ok(response)
+    // The leader's span for this fetch joins our round's trace.
+    let parent = telemetry::traceparent(&tracing::Span::current());
+    let frame = call.encode(request, parent.map(|p| (TRACEPARENT_TAG, Bytes::from(p))))?;
+    call.exchange(&mut c.stream, &frame).await
 }
 
 /// Leader: shrinks the ISR of lagging followers and expands it with caught-up ones.

@@ -4,21 +4,16 @@
 //! their leader, which runs `write_local` there.
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ProducerId, RequestHeader, ResponseHeader, WriteTxnMarkersRequest,
-    WriteTxnMarkersResponse,
+    ApiKey, ProducerId, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::cluster::broker_rpc::Call;
 use crate::cluster::Registry;
 use crate::context::{now_ms, topic_name};
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
@@ -28,8 +23,6 @@ use crate::txn::replicated::Unreplicated;
 
 /// The WriteTxnMarkers version brokers send each other (v1: flexible).
 const MARKERS_VERSION: i16 = 1;
-const RPC_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_FRAME: usize = 16 << 20;
 
 /// Writes one marker to a partition this broker leads. A marker on `__consumer_offsets`
 /// also settles the producer's pending transactional offset commits there. With followers,
@@ -218,43 +211,11 @@ async fn call(
     ep: &(String, u16),
     request: &WriteTxnMarkersRequest,
 ) -> anyhow::Result<WriteTxnMarkersResponse> {
-    let api = ApiKey::WriteTxnMarkers;
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(api as i16)
-        .with_request_api_version(MARKERS_VERSION)
-        .with_correlation_id(1)
-        .with_client_id(Some(StrBytes::from_static_str("spate-txn-coordinator")))
-        .encode(&mut buf, api.request_header_version(MARKERS_VERSION))?;
-    request.encode(&mut buf, MARKERS_VERSION)?;
-    let size = i32::try_from(buf.len() - 4)?;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    let io = async {
-        let mut stream = TcpStream::connect((ep.0.as_str(), ep.1)).await?;
-        stream.set_nodelay(true)?;
-        stream.write_all(&buf).await?;
-        let mut size = [0u8; 4];
-        stream.read_exact(&mut size).await?;
-        let size = usize::try_from(i32::from_be_bytes(size))?;
-        if size > MAX_FRAME {
-            anyhow::bail!("response frame of {size} bytes");
-        }
-        let mut body = vec![0u8; size];
-        stream.read_exact(&mut body).await?;
-        Ok::<_, anyhow::Error>(Bytes::from(body))
-    };
-    let mut frame = tokio::time::timeout(RPC_TIMEOUT, io).await??;
-    let header = ResponseHeader::decode(&mut frame, api.response_header_version(MARKERS_VERSION))?;
-    if header.correlation_id != 1 {
-        anyhow::bail!("correlation id 1 answered {}", header.correlation_id);
-    }
-    let response = WriteTxnMarkersResponse::decode(&mut frame, MARKERS_VERSION)?;
-    if frame.has_remaining() {
-        tracing::debug!(
-            "{} trailing bytes in a WriteTxnMarkers response",
-            frame.remaining()
-        );
-    }
-    Ok(response)
+    Call::new(
+        ApiKey::WriteTxnMarkers,
+        MARKERS_VERSION,
+        "spate-txn-coordinator",
+    )
+    .once(ep, request)
+    .await
 }

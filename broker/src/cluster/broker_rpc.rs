@@ -1,0 +1,107 @@
+//! Kafka-protocol requests one broker sends another (follower fetches, transaction markers,
+//! transaction verification): framing, header, one request/response exchange.
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// What one request is: its API, version, correlation id and who sends it.
+pub struct Call {
+    pub api: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub client_id: &'static str,
+    /// Larger response frames are refused.
+    pub max_frame: usize,
+    pub timeout: Duration,
+}
+
+impl Call {
+    /// A call with correlation id 1, 16 MiB frames and a 10 s timeout.
+    pub fn new(api: ApiKey, version: i16, client_id: &'static str) -> Self {
+        Self {
+            api,
+            version,
+            correlation_id: 1,
+            client_id,
+            max_frame: 16 << 20,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The size-prefixed request frame; `tags` go into the header's tagged fields.
+    pub fn encode<R: Encodable>(
+        &self,
+        request: &R,
+        tags: impl IntoIterator<Item = (i32, Bytes)>,
+    ) -> anyhow::Result<BytesMut> {
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        let mut header = RequestHeader::default()
+            .with_request_api_key(self.api as i16)
+            .with_request_api_version(self.version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str(self.client_id)));
+        header.unknown_tagged_fields.extend(tags);
+        header.encode(&mut buf, self.api.request_header_version(self.version))?;
+        request.encode(&mut buf, self.version)?;
+        let size = i32::try_from(buf.len() - 4)?;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        Ok(buf)
+    }
+
+    /// Writes `frame` (from [`Call::encode`]) and reads the response, within the timeout.
+    pub async fn exchange<Resp: Decodable>(
+        &self,
+        stream: &mut TcpStream,
+        frame: &[u8],
+    ) -> anyhow::Result<Resp> {
+        let io = async {
+            stream.write_all(frame).await?;
+            let mut size = [0u8; 4];
+            stream.read_exact(&mut size).await?;
+            let size = usize::try_from(i32::from_be_bytes(size))?;
+            if size > self.max_frame {
+                anyhow::bail!("response frame of {size} bytes");
+            }
+            let mut body = vec![0u8; size];
+            stream.read_exact(&mut body).await?;
+            Ok::<_, anyhow::Error>(Bytes::from(body))
+        };
+        let mut frame = tokio::time::timeout(self.timeout, io).await??;
+        let header =
+            ResponseHeader::decode(&mut frame, self.api.response_header_version(self.version))?;
+        if header.correlation_id != self.correlation_id {
+            anyhow::bail!(
+                "correlation id {} answered {}",
+                self.correlation_id,
+                header.correlation_id
+            );
+        }
+        let response = Resp::decode(&mut frame, self.version)?;
+        if frame.has_remaining() {
+            tracing::debug!(
+                api = ?self.api,
+                "{} trailing bytes in a response",
+                frame.remaining()
+            );
+        }
+        Ok(response)
+    }
+
+    /// One round trip on a fresh connection to `endpoint`, for rare requests.
+    pub async fn once<Req: Encodable, Resp: Decodable>(
+        &self,
+        endpoint: &(String, u16),
+        request: &Req,
+    ) -> anyhow::Result<Resp> {
+        let frame = self.encode(request, [])?;
+        let connect = TcpStream::connect((endpoint.0.as_str(), endpoint.1));
+        let mut stream = tokio::time::timeout(self.timeout, connect).await??;
+        stream.set_nodelay(true)?;
+        self.exchange(&mut stream, &frame).await
+    }
+}
