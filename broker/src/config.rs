@@ -77,6 +77,19 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "transaction.abort.timed.out.transaction.cleanup.interval.ms",
         "10000",
     ),
+    // A transactional id idle (no transaction open) this long is forgotten (tombstoned).
+    ("transactional.id.expiration.ms", "604800000"),
+    (
+        "transaction.remove.expired.transaction.cleanup.interval.ms",
+        "3600000",
+    ),
+    // A producer id with no batch this long (by batch timestamp) and no open transaction is
+    // dropped from a partition's producer state (KIP-854).
+    ("producer.id.expiration.ms", "86400000"),
+    ("producer.id.expiration.check.interval.ms", "600000"),
+    // KIP-890 part 1: a partition leader checks with the coordinator that a transactional
+    // batch belongs to an ongoing transaction before it opens one on the partition.
+    ("transaction.partition.verification.enable", "true"),
     // Cluster mode (issue 4). Empty voters: the single-node broker with `topics.json`.
     ("controller.quorum.voters", ""),
     ("controller.listener", ""),
@@ -131,6 +144,8 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     pub cleaner_backoff_ms: u64,
     pub flush_scheduler_interval_ms: u64,
+    pub producer_id_expiration_ms: i64,
+    pub producer_id_expiration_check_interval_ms: u64,
     pub json_logs: bool,
     pub group: crate::group::GroupConfig,
     pub txn: crate::txn::TxnConfig,
@@ -266,6 +281,11 @@ impl BrokerConfig {
             retention_check_interval_ms: positive(&raw, "log.retention.check.interval.ms")?,
             cleaner_backoff_ms: positive(&raw, "log.cleaner.backoff.ms")?,
             flush_scheduler_interval_ms: positive(&raw, "log.flush.scheduler.interval.ms")?,
+            producer_id_expiration_ms: positive(&raw, "producer.id.expiration.ms")?,
+            producer_id_expiration_check_interval_ms: positive(
+                &raw,
+                "producer.id.expiration.check.interval.ms",
+            )?,
             json_logs,
             group: crate::group::GroupConfig {
                 initial_rebalance_delay: Duration::from_millis(num::<u64>(
@@ -303,6 +323,12 @@ impl BrokerConfig {
                     &raw,
                     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
                 )?),
+                id_expiration_ms: positive(&raw, "transactional.id.expiration.ms")?,
+                remove_expired_interval_ms: positive(
+                    &raw,
+                    "transaction.remove.expired.transaction.cleanup.interval.ms",
+                )?,
+                partition_verification: boolean(&raw, "transaction.partition.verification.enable")?,
             },
             log_defaults,
             quorum: parse_quorum(&raw, listen)?,

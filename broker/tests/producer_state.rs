@@ -1,7 +1,10 @@
 //! Producer state survives a graceful restart through its snapshots: a retry of an
 //! idempotent producer's last batch is still answered as a duplicate with its original
 //! offset, an open transaction still holds the last stable offset, and an aborted one stays
-//! listed for read_committed consumers.
+//! listed for read_committed consumers. It does not grow forever: idle producer ids and
+//! transactional ids expire, open transactions never. And a transactional batch opens a
+//! transaction on a partition only if the coordinator confirms the partition is in the
+//! producer's ongoing transaction (KIP-890 part 1).
 //!
 //! Integration test: an in-process broker on a temporary data dir, driven over real sockets.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
@@ -28,7 +31,11 @@ fn s(v: &str) -> StrBytes {
 }
 
 async fn start_broker(dir: &std::path::Path) -> (Broker, TcpStream) {
-    let broker = start(dir, &[]).await;
+    start_broker_with(dir, &[]).await
+}
+
+async fn start_broker_with(dir: &std::path::Path, extra: &[(&str, &str)]) -> (Broker, TcpStream) {
+    let broker = start(dir, extra).await;
     let conn = TcpStream::connect(broker.local_addr).await.unwrap();
     (broker, conn)
 }
@@ -223,6 +230,158 @@ async fn producer_state_survives_a_restart_through_snapshots() {
     // And the producer carries on where it was.
     let (code, base) = produce(&mut conn, batch(pid, epoch, 6, false), None).await;
     assert_eq!((code, base), (0, end));
+    drop(conn);
+    broker.shutdown().await;
+}
+
+/// The producer ids DescribeProducers lists for the partition.
+async fn described_producers(conn: &mut TcpStream) -> Vec<i64> {
+    let req = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(TopicName(s(TOPIC)))
+            .with_partition_indexes(vec![0]),
+    ]);
+    let resp: DescribeProducersResponse = call(conn, ApiKey::DescribeProducers, 0, &req).await;
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.active_producers.iter().map(|a| a.producer_id.0).collect()
+}
+
+/// DescribeTransactions for TXN: (error code, state).
+async fn described_txn(conn: &mut TcpStream) -> (i16, String) {
+    let req = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![TransactionalId(s(TXN))]);
+    let resp: DescribeTransactionsResponse =
+        call(conn, ApiKey::DescribeTransactions, 0, &req).await;
+    let t = &resp.transaction_states[0];
+    (t.error_code, t.transaction_state.to_string())
+}
+
+/// Polls `probe` until it returns what `want` accepts, for up to 10 s.
+async fn until<T: std::fmt::Debug>(
+    conn: &mut TcpStream,
+    mut probe: impl AsyncFnMut(&mut TcpStream) -> T,
+    want: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = probe(conn).await;
+        if want(&got) {
+            return got;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn idle_producer_ids_and_transactional_ids_expire_open_transactions_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    // The test batches carry 2023 timestamps, long expired; markers carry the time now.
+    let (broker, mut conn) = start_broker_with(
+        dir.path(),
+        &[
+            ("producer.id.expiration.ms", "2000"),
+            ("producer.id.expiration.check.interval.ms", "100"),
+            ("transactional.id.expiration.ms", "1000"),
+            (
+                "transaction.remove.expired.transaction.cleanup.interval.ms",
+                "100",
+            ),
+            (
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                "100",
+            ),
+        ],
+    )
+    .await;
+    create_topic(&mut conn).await;
+    let (pid, epoch) = init_producer(&mut conn, None).await;
+    for seq in 0..2 {
+        assert_eq!(
+            produce(&mut conn, batch(pid, epoch, seq, false), None)
+                .await
+                .0,
+            0
+        );
+    }
+    let (tpid, tepoch) = init_producer(&mut conn, Some(TXN)).await;
+    add_partition(&mut conn, tpid, tepoch).await;
+    assert_eq!(
+        produce(&mut conn, batch(tpid, tepoch, 0, true), Some(TXN))
+            .await
+            .0,
+        0
+    );
+
+    // The idle idempotent producer goes; the one with a transaction open stays, and so does
+    // its transactional id, however long it has been idle.
+    until(&mut conn, described_producers, |p| p == &vec![tpid]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(described_txn(&mut conn).await, (0, "Ongoing".to_string()));
+    assert_eq!(described_producers(&mut conn).await, vec![tpid]);
+    // The forgotten producer must start over at sequence 0 (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    assert_eq!(
+        produce(&mut conn, batch(pid, epoch, 2, false), None)
+            .await
+            .0,
+        45
+    );
+
+    // Once the transaction ends, both the producer and the transactional id expire.
+    end_txn(&mut conn, tpid, tepoch, true).await;
+    until(&mut conn, described_producers, |p| p.is_empty()).await;
+    until(&mut conn, described_txn, |t| t.0 == 105).await; // TRANSACTIONAL_ID_NOT_FOUND
+    let (again, _) = init_producer(&mut conn, Some(TXN)).await;
+    assert_ne!(
+        again, tpid,
+        "an expired transactional id gets a new producer id"
+    );
+    drop(conn);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_transactional_batch_opens_a_transaction_only_if_its_partition_was_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, mut conn) = start_broker(dir.path()).await;
+    create_topic(&mut conn).await;
+    let (pid, epoch) = init_producer(&mut conn, Some(TXN)).await;
+
+    // Never added: refused, and nothing is left open to hold back read_committed readers.
+    let (code, _) = produce(&mut conn, batch(pid, epoch, 0, true), Some(TXN)).await;
+    assert_eq!(code, 48, "INVALID_TXN_STATE");
+    let (hw, lso, _) = fetch_committed(&mut conn).await;
+    assert_eq!((hw, lso), (0, 0));
+
+    // Added: accepted, and later batches of the transaction need no new verification.
+    add_partition(&mut conn, pid, epoch).await;
+    assert_eq!(
+        produce(&mut conn, batch(pid, epoch, 0, true), Some(TXN))
+            .await
+            .0,
+        0
+    );
+    assert_eq!(
+        produce(&mut conn, batch(pid, epoch, 1, true), Some(TXN))
+            .await
+            .0,
+        0
+    );
+    end_txn(&mut conn, pid, epoch, false).await;
+    until(&mut conn, fetch_committed, |(hw, lso, _)| {
+        hw == lso && *hw == 3
+    })
+    .await;
+
+    // A late batch of the aborted transaction cannot open a new, hanging one.
+    let (code, _) = produce(&mut conn, batch(pid, epoch, 2, true), Some(TXN)).await;
+    assert_eq!(code, 48, "INVALID_TXN_STATE");
+    assert_eq!(
+        fetch_committed(&mut conn).await.1,
+        3,
+        "the LSO is not held back"
+    );
     drop(conn);
     broker.shutdown().await;
 }

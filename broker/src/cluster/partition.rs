@@ -405,6 +405,39 @@ impl Partition {
 
     /// Appends a producer's record batches, unless they are a retry of batches already stored.
     pub fn append(&self, records: Bytes, now_ms: i64) -> Result<Appended, AppendError> {
+        self.append_verified(records, now_ms, None)
+    }
+
+    /// KIP-890 part 1: if `records` would open a transaction of their producer here, starts
+    /// its verification and returns (producer id, epoch, guard): ask the coordinator whether
+    /// this partition is in the producer's ongoing transaction, then append with the guard.
+    pub fn start_txn_verification(
+        &self,
+        records: &Bytes,
+    ) -> Result<Option<(i64, i16, u64)>, AppendError> {
+        let Some(first) = batch_headers(records)?.into_iter().next() else {
+            return Ok(None);
+        };
+        self.with(|s| {
+            Ok(s.producers.needs_verification(&first).then(|| {
+                let guard = s
+                    .producers
+                    .start_verification(first.producer_id, first.producer_epoch);
+                (first.producer_id, first.producer_epoch, guard)
+            }))
+        })
+        .map_err(AppendError::from)
+    }
+
+    /// [`Partition::append`] of batches verified under `guard` (see
+    /// [`Partition::start_txn_verification`]): refused with INVALID_TXN_STATE if a marker
+    /// ended the producer's transaction here since, so a late batch cannot open a new one.
+    pub fn append_verified(
+        &self,
+        records: Bytes,
+        now_ms: i64,
+        verification: Option<u64>,
+    ) -> Result<Appended, AppendError> {
         // Headers only: the log verifies every CRC itself when it appends, so checking them
         // here too would run CRC-32C twice over every produced byte.
         let batches = batch_headers(&records)?;
@@ -419,6 +452,13 @@ impl Partition {
             AppendError::from(LogError::Io(std::io::Error::other("partition is closed")))
         })?;
         if let Some(first) = batches.first().filter(|b| b.producer_id >= 0) {
+            if verification.is_some_and(|g| !s.producers.verified(first, g)) {
+                return Err(AppendError {
+                    code: ResponseError::InvalidTxnState,
+                    message: "the producer's transaction ended before this batch was written"
+                        .into(),
+                });
+            }
             if let SequenceCheck::Duplicate {
                 base_offset,
                 last_offset,
@@ -567,6 +607,11 @@ impl Partition {
             s.producers.trim_aborted(s.log.log_start_offset());
             Ok(s.producers.aborted_between(from, to))
         })
+    }
+
+    /// Drops idle producers (`producer.id.expiration.ms`); returns how many.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> Result<usize, LogError> {
+        self.with(|s| Ok(s.producers.expire(now_ms, expiration_ms)))
     }
 
     /// Producers with state on this partition (DescribeProducers).

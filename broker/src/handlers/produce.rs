@@ -1,8 +1,10 @@
 //! Produce: append record batches, exactly as sent, to partition logs.
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +38,12 @@ pub async fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespons
     let mut appended_any = false;
     let mut pending: Vec<Pending> = Vec::new();
     let request_span = Span::current();
+    let verdicts = match req.transactional_id.as_ref() {
+        Some(id) if ctx.txn.config().partition_verification => {
+            verify_txn(ctx, id.as_str(), &req.topic_data).await
+        }
+        _ => HashMap::new(),
+    };
     let mut responses: Vec<TopicProduceResponse> = req
         .topic_data
         .into_iter()
@@ -80,6 +88,11 @@ pub async fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespons
                     let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
                         return fail(ResponseError::CorruptMessage, "no record batches".into());
                     };
+                    let guard = match verdicts.get(&(topic.name.to_string(), pd.index)) {
+                        Some(Err((code, msg))) => return fail(*code, msg.clone()),
+                        Some(Ok(guard)) => Some(*guard),
+                        None => None,
+                    };
                     let (bytes, count) = (records.len() as u64, crate::observability::metrics::record_count(&records));
                     let _span = tracing::trace_span!(
                         target: TRACE_TARGET,
@@ -92,7 +105,7 @@ pub async fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespons
                     )
                     .entered();
                     let timer = ctx.metrics.produce_append_seconds.start_timer();
-                    let appended = partition.append(records, now);
+                    let appended = partition.append_verified(records, now, guard);
                     timer.observe_duration();
                     match appended {
                         Ok(a) => {
@@ -174,6 +187,64 @@ pub async fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespons
         }
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// KIP-890 part 1: for each partition whose batch would open a transaction there, asks the
+/// coordinator whether the partition is in the producer's transaction. Returns, per such
+/// (topic, partition), the guard to append with or the error to answer with.
+async fn verify_txn(
+    ctx: &Context,
+    txn_id: &str,
+    topics: &[TopicProduceData],
+) -> HashMap<(String, i32), Result<u64, (ResponseError, String)>> {
+    // (producer id, epoch) -> [(topic, partition, guard)]; a request has one producer.
+    type Guarded = Vec<(String, i32, u64)>;
+    let mut needed: HashMap<(i64, i16), Guarded> = HashMap::new();
+    for t in topics {
+        for pd in &t.partition_data {
+            let Some(records) = pd.records.as_ref() else {
+                continue;
+            };
+            if ctx.registry.leader_check(&t.name, pd.index).is_err() {
+                continue;
+            }
+            let Some(p) = ctx
+                .registry
+                .topic(&t.name)
+                .and_then(|x| x.partition(pd.index).cloned())
+            else {
+                continue;
+            };
+            if let Ok(Some((pid, epoch, guard))) = p.start_txn_verification(records) {
+                needed
+                    .entry((pid, epoch))
+                    .or_default()
+                    .push((t.name.to_string(), pd.index, guard));
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    for ((pid, epoch), parts) in needed {
+        let wanted: Vec<(String, i32)> = parts.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+        let found = crate::txn::verify::verify(ctx, txn_id, pid, epoch, &wanted).await;
+        for (i, (t, p, guard)) in parts.into_iter().enumerate() {
+            let verdict = match &found {
+                Ok(f) if f.get(i) == Some(&true) => Ok(guard),
+                Ok(_) => Err((
+                    ResponseError::InvalidTxnState,
+                    "Partition was not added to the transaction".to_string(),
+                )),
+                Err(e) => Err((
+                    *e,
+                    format!(
+                        "Unable to verify the partition has been added to the transaction: {e:?}"
+                    ),
+                )),
+            };
+            out.insert((t, p), verdict);
+        }
+    }
+    out
 }
 
 /// Records how a wait ended on its span, and links the replica fetches that acknowledged it.

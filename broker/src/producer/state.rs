@@ -87,6 +87,12 @@ pub struct ProducerStates {
     pub(super) ongoing: BTreeSet<(i64, i64)>,
     /// Aborted transactions, in the order of their markers (so by `last_offset`).
     pub(super) aborted: Vec<AbortedTxn>,
+    /// KIP-890 part 1: producers whose next transaction here is being verified with the
+    /// coordinator, with (epoch, guard). A marker ends the verification, so a batch verified
+    /// before its transaction was aborted cannot open a new, hanging one. In memory only:
+    /// a restart just makes the next batch verify again.
+    verifying: HashMap<i64, (i16, u64)>,
+    next_guard: u64,
 }
 
 impl ProducerStates {
@@ -118,6 +124,38 @@ impl ProducerStates {
         }
         let expected = entry.batches.back().map_or(0, |b| next_seq(b.last_seq));
         expect_first(batch, expected)
+    }
+
+    /// Whether `batch` would open a transaction here, so that it must first be verified to
+    /// belong to the producer's ongoing transaction (KIP-890 part 1).
+    pub fn needs_verification(&self, batch: &BatchMeta) -> bool {
+        batch.is_transactional()
+            && batch.producer_id >= 0
+            && self
+                .producers
+                .get(&batch.producer_id)
+                .is_none_or(|e| e.txn_first_offset.is_none())
+    }
+
+    /// Starts (or joins) the verification of `producer_id`'s next transaction here: the
+    /// guard to append with once the coordinator confirmed it. Concurrent requests of one
+    /// producer share a guard.
+    pub fn start_verification(&mut self, producer_id: i64, epoch: i16) -> u64 {
+        if let Some((e, guard)) = self.verifying.get(&producer_id) {
+            if *e == epoch {
+                return *guard;
+            }
+        }
+        self.next_guard += 1;
+        self.verifying.insert(producer_id, (epoch, self.next_guard));
+        self.next_guard
+    }
+
+    /// May `batch`, verified under `guard`, be appended? Yes if it opens no transaction
+    /// (one is open already) or the verification is still the current one.
+    pub fn verified(&self, batch: &BatchMeta, guard: u64) -> bool {
+        !self.needs_verification(batch)
+            || self.verifying.get(&batch.producer_id) == Some(&(batch.producer_epoch, guard))
     }
 
     /// A transaction marker for `producer_id` at `epoch` may be written: not from an epoch
@@ -157,6 +195,7 @@ impl ProducerStates {
         if batch.producer_id < 0 {
             return;
         }
+        self.verifying.remove(&batch.producer_id);
         let entry = self.producers.entry(batch.producer_id).or_default();
         if batch.producer_epoch != entry.epoch {
             entry.epoch = batch.producer_epoch;
@@ -247,6 +286,19 @@ impl ProducerStates {
             base_offset: batch.base_offset,
             last_offset: batch.last_offset(),
         });
+    }
+
+    /// Drops producers whose last batch is `expiration_ms` or more older than `now_ms` and
+    /// that have no transaction open here (Kafka's `removeExpiredProducers`). A dropped
+    /// producer is unknown here from then on: its next batch must start at sequence 0 (Kafka
+    /// accepts any sequence from an unknown producer; we keep the check that protects the
+    /// order of a new producer's first batches). Returns how many were dropped.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, e| {
+            e.txn_first_offset.is_some() || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
+        before - self.producers.len()
     }
 
     pub fn len(&self) -> usize {
@@ -392,6 +444,58 @@ mod tests {
         assert!(s.check(&batch(9, 0, 4, 1, 0)).is_err());
         // Non-idempotent batches are never checked.
         assert_eq!(s.check(&batch(-1, -1, -1, 1, 0)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn idle_producers_expire_unless_a_transaction_is_open() {
+        let mut s = ProducerStates::default();
+        let mut idle = batch(1, 0, 0, 1, 0);
+        idle.max_timestamp = 1_000;
+        s.record(&idle);
+        let mut open = batch(2, 0, 0, 1, 1);
+        open.max_timestamp = 1_000;
+        open.attributes |= 0x10; // transactional
+        s.record(&open);
+        let mut recent = batch(3, 0, 0, 1, 2);
+        recent.max_timestamp = 50_000;
+        s.record(&recent);
+        assert_eq!(s.expire(60_000, 60_000), 0, "not yet a full expiration old");
+        assert_eq!(s.expire(61_000, 60_000), 1);
+        let left: Vec<i64> = s.producers().iter().map(|p| p.producer_id).collect();
+        assert_eq!(left, vec![2, 3]);
+        assert!(
+            s.check(&batch(1, 0, 1, 1, 0)).is_err(),
+            "forgotten: must start over"
+        );
+    }
+
+    #[test]
+    fn a_marker_cancels_a_pending_verification() {
+        let mut s = ProducerStates::default();
+        let mut first = batch(1, 0, 0, 1, 0);
+        first.attributes |= 0x10; // transactional
+        assert!(s.needs_verification(&first));
+        let guard = s.start_verification(1, 0);
+        assert_eq!(
+            s.start_verification(1, 0),
+            guard,
+            "concurrent requests share it"
+        );
+        assert!(s.verified(&first, guard));
+        assert!(!s.verified(&first, guard + 1));
+        // The transaction is aborted before the verified batch lands: it may not open a new one.
+        s.end_txn(&batch(1, 0, -1, 1, 0), Marker::Abort, 0);
+        assert!(!s.verified(&first, guard));
+        // Verified again, it lands and opens the transaction; later batches need nothing.
+        let guard = s.start_verification(1, 0);
+        assert!(s.verified(&first, guard));
+        s.record(&first);
+        let mut second = batch(1, 0, 1, 1, 1);
+        second.attributes |= 0x10;
+        assert!(!s.needs_verification(&second));
+        assert!(s.verified(&second, 0));
+        // Non-transactional batches never need it.
+        assert!(!s.needs_verification(&batch(2, 0, 0, 1, 2)));
     }
 
     #[test]

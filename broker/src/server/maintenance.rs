@@ -1,4 +1,5 @@
-//! Background log work: fsync per the flush policy, segment roll, retention, compaction.
+//! Background log work: fsync per the flush policy, segment roll, retention, compaction,
+//! producer-id expiry.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
     let config = registry.config.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(config.flush_scheduler_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut last_retention, mut last_clean) = (now_ms(), now_ms());
+    let (mut last_retention, mut last_clean, mut last_expiry) = (now_ms(), now_ms(), now_ms());
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -27,6 +28,10 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
         if clean {
             last_clean = now;
         }
+        let expire = now - last_expiry >= config.producer_id_expiration_check_interval_ms as i64;
+        if expire {
+            last_expiry = now;
+        }
         let registry = registry.clone();
         // Log work is blocking file I/O; keep it off the request threads.
         let work = tokio::task::spawn_blocking(move || {
@@ -37,6 +42,18 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
                 for p in &topic.partitions {
                     if let Err(e) = p.maintain(now, retention, compact) {
                         tracing::warn!(topic = %topic.meta.name, partition = p.index, "log maintenance: {e}");
+                    }
+                    if !expire {
+                        continue;
+                    }
+                    match p.expire_producers(now, registry.config.producer_id_expiration_ms) {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::debug!(topic = %topic.meta.name, partition = p.index, producers = n, "expired idle producer ids")
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic = %topic.meta.name, partition = p.index, "producer id expiry: {e}")
+                        }
                     }
                 }
             }

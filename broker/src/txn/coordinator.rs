@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::{
@@ -51,6 +51,12 @@ pub struct TxnConfig {
     pub max_timeout_ms: i32,
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
     pub abort_check_interval: Duration,
+    /// `transactional.id.expiration.ms`
+    pub id_expiration_ms: i64,
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`
+    pub remove_expired_interval_ms: i64,
+    /// `transaction.partition.verification.enable` (KIP-890 part 1)
+    pub partition_verification: bool,
 }
 
 /// The config overrides `__transaction_state` is created with.
@@ -75,6 +81,8 @@ struct State {
     loaded: BTreeMap<i32, i32>,
     /// The partition count of `__transaction_state` (0 until it exists).
     partitions: i32,
+    /// When idle transactional ids were last looked for (`now_ms`).
+    last_expiry_check: i64,
 }
 
 impl State {
@@ -204,6 +212,16 @@ impl TxnCoordinator {
         p: &Arc<Partition>,
         m: &TxnMetadata,
     ) -> Result<Option<Unreplicated>, ResponseError> {
+        self.write_record(p, &m.transactional_id, Some(codec::encode_value(m)))
+    }
+
+    /// Appends one `__transaction_state` record for `id`: its metadata, or a tombstone.
+    fn write_record(
+        &self,
+        p: &Arc<Partition>,
+        id: &str,
+        value: Option<Bytes>,
+    ) -> Result<Option<Unreplicated>, ResponseError> {
         let now = now_ms();
         let record = Record {
             transactional: false,
@@ -215,8 +233,8 @@ impl TxnCoordinator {
             offset: 0,
             sequence: -1,
             timestamp: now,
-            key: Some(codec::encode_key(&m.transactional_id)),
-            value: Some(codec::encode_value(m)),
+            key: Some(codec::encode_key(id)),
+            value,
             headers: IndexMap::new(),
             delete_horizon: false,
         };
@@ -234,7 +252,7 @@ impl TxnCoordinator {
             ResponseError::UnknownServerError
         })?;
         let appended = p.append(buf.freeze(), now).map_err(|e| {
-            tracing::error!(transactional_id = %m.transactional_id, "writing {TXN_TOPIC}: {e}");
+            tracing::error!(transactional_id = %id, "writing {TXN_TOPIC}: {e}");
             if e.code == ResponseError::NotLeaderOrFollower {
                 ResponseError::NotCoordinator
             } else {
@@ -499,10 +517,22 @@ impl TxnCoordinator {
     }
 
     /// Timer: loads newly led partitions, aborts timed-out transactions (under a bumped
-    /// epoch, fencing their producers) and retries markers of transactions stuck preparing.
+    /// epoch, fencing their producers), retries markers of transactions stuck preparing and,
+    /// every `transaction.remove.expired.transaction.cleanup.interval.ms`, forgets idle ids.
     pub async fn tick(&self) {
         self.sync_ownership();
         let now = now_ms();
+        let expiry_due = {
+            let mut st = self.state.lock();
+            let due = now - st.last_expiry_check >= self.config.remove_expired_interval_ms;
+            if due {
+                st.last_expiry_check = now;
+            }
+            due
+        };
+        if expiry_due {
+            self.remove_expired(now).await;
+        }
         let mut work: Vec<(TxnMetadata, Option<Unreplicated>)> = Vec::new();
         {
             let ids: Vec<String> = self.state.lock().txns.keys().cloned().collect();
@@ -528,6 +558,47 @@ impl TxnCoordinator {
             }
             if !self.finish(&m).await {
                 tracing::warn!(transactional_id = %m.transactional_id, "transaction markers still pending");
+            }
+        }
+    }
+
+    /// Tombstones the transactional ids idle for `transactional.id.expiration.ms` (no
+    /// transaction open), as Kafka's `removeExpiredTransactionalIds`; an expired id that
+    /// comes back gets a new producer id.
+    async fn remove_expired(&self, now: i64) {
+        let expiration = self.config.id_expiration_ms;
+        let candidates: Vec<String> = {
+            let st = self.state.lock();
+            st.txns
+                .values()
+                .filter(|m| m.is_expired(now, expiration))
+                .map(|m| m.transactional_id.clone())
+                .collect()
+        };
+        for id in candidates {
+            let Ok(p) = self.owner_check(&id) else {
+                continue;
+            };
+            let pending = {
+                let mut st = self.state.lock();
+                // It may have been used since the scan.
+                if !st
+                    .txns
+                    .get(&id)
+                    .is_some_and(|m| m.is_expired(now, expiration))
+                {
+                    continue;
+                }
+                match self.write_record(&p, &id, None) {
+                    Ok(pending) => {
+                        st.txns.remove(&id);
+                        pending
+                    }
+                    Err(_) => continue,
+                }
+            };
+            if settle(pending).await.is_ok() {
+                tracing::info!(transactional_id = %id, "expired an idle transactional id");
             }
         }
     }

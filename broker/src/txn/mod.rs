@@ -8,6 +8,7 @@ pub mod coordinator;
 pub mod markers;
 pub mod replicated;
 pub mod state;
+pub mod verify;
 
 pub use coordinator::{txn_topic_configs, TxnConfig, TxnCoordinator, TXN_TOPIC};
 pub use state::{TxnMetadata, TxnState};

@@ -126,6 +126,15 @@ impl TxnMetadata {
         }
     }
 
+    /// Idle for `expiration_ms` with no transaction open or finishing: the coordinator may
+    /// forget it (`transactional.id.expiration.ms`).
+    pub fn is_expired(&self, now_ms: i64, expiration_ms: i64) -> bool {
+        matches!(
+            self.state,
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+        ) && now_ms.saturating_sub(self.last_update_ms) >= expiration_ms
+    }
+
     /// InitProducerId for an id that exists. `expected` is the (producer id, epoch) a
     /// KIP-360 client names when it re-initializes; a mismatch means it was fenced.
     pub fn init(
@@ -369,6 +378,19 @@ mod tests {
         let a = m.timed_out(10 + 60_000).unwrap();
         assert_eq!((a.state, a.producer_epoch), (TxnState::PrepareAbort, 1));
         assert_eq!(TxnMetadata::new("t", 1, 1, 0).timed_out(1_000_000), None);
+    }
+
+    #[test]
+    fn only_idle_ids_without_a_transaction_expire() {
+        let mut m = TxnMetadata::new("t", 7, 60_000, 1_000);
+        assert!(!m.is_expired(10_999, 10_000));
+        assert!(m.is_expired(11_000, 10_000));
+        m.state = TxnState::Ongoing;
+        assert!(!m.is_expired(1_000_000, 10_000));
+        m.state = TxnState::PrepareCommit;
+        assert!(!m.is_expired(1_000_000, 10_000));
+        m.state = TxnState::CompleteAbort;
+        assert!(m.is_expired(1_000_000, 10_000));
     }
 
     #[test]

@@ -1,0 +1,144 @@
+//! KIP-890 part 1, on the partition leader: before a transactional batch opens a transaction
+//! on a partition, the leader asks the transaction coordinator whether the producer added
+//! that partition to its ongoing transaction (AddPartitionsToTxn v4 `verify_only`, in process
+//! when this broker is the coordinator). A batch of a transaction that already ended, or one
+//! that was never added, would otherwise open a transaction nobody ends ("hanging"), holding
+//! back the last stable offset for read_committed consumers.
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ProducerId, TransactionalId,
+};
+
+use crate::cluster::broker_rpc::Call;
+use crate::context::{str_bytes, topic_name, Context};
+use crate::group::codec::partition_for;
+use crate::handlers::cluster_view::endpoint;
+use crate::txn::TXN_TOPIC;
+
+/// The first AddPartitionsToTxn version with `verify_only` (brokers only).
+const VERIFY_VERSION: i16 = 4;
+
+/// For each of `partitions`: is it in `txn_id`'s ongoing transaction under this producer id
+/// and epoch? An error applies to all of them, already in the form Produce answers with
+/// (Kafka's mapping, so that older clients retry what is transient): coordinator trouble
+/// becomes NOT_ENOUGH_REPLICAS; fencing and unknown ids pass through.
+pub async fn verify(
+    ctx: &Context,
+    txn_id: &str,
+    producer_id: i64,
+    epoch: i16,
+    partitions: &[(String, i32)],
+) -> Result<Vec<bool>, ResponseError> {
+    let local = ctx
+        .txn
+        .verify_partitions(txn_id, producer_id, epoch, partitions);
+    let result = match local {
+        Err(ResponseError::NotCoordinator) if ctx.registry.quorum().is_some() => {
+            remote(ctx, txn_id, producer_id, epoch, partitions).await
+        }
+        other => other,
+    };
+    result.map_err(|e| match e {
+        ResponseError::ConcurrentTransactions
+        | ResponseError::CoordinatorLoadInProgress
+        | ResponseError::CoordinatorNotAvailable
+        | ResponseError::NotCoordinator
+        | ResponseError::NetworkException => ResponseError::NotEnoughReplicas,
+        other => other,
+    })
+}
+
+/// Asks the coordinator on another broker.
+async fn remote(
+    ctx: &Context,
+    txn_id: &str,
+    producer_id: i64,
+    epoch: i16,
+    partitions: &[(String, i32)],
+) -> Result<Vec<bool>, ResponseError> {
+    let q = ctx
+        .registry
+        .quorum()
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let md = q.metadata();
+    let count = md
+        .topics
+        .get(TXN_TOPIC)
+        .map(|t| t.partitions.len())
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let index = partition_for(txn_id, i32::try_from(count).unwrap_or(i32::MAX));
+    let leader = usize::try_from(index)
+        .ok()
+        .and_then(|i| md.partition(TXN_TOPIC, i))
+        .map(|p| p.leader)
+        .filter(|l| *l >= 0)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let ep = endpoint(&md, leader).ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let request = request(txn_id, producer_id, epoch, partitions);
+    let response: AddPartitionsToTxnResponse = Call::new(
+        ApiKey::AddPartitionsToTxn,
+        VERIFY_VERSION,
+        "spate-txn-verifier",
+    )
+    .once(&ep, &request)
+    .await
+    .map_err(|e| {
+        tracing::debug!(coordinator = leader, "transaction verification failed: {e}");
+        ResponseError::NetworkException
+    })?;
+    if let Some(e) = ResponseError::try_from_code(response.error_code) {
+        return Err(e);
+    }
+    let results = response
+        .results_by_transaction
+        .first()
+        .ok_or(ResponseError::UnknownServerError)?;
+    partitions
+        .iter()
+        .map(|(t, p)| {
+            let code = results
+                .topic_results
+                .iter()
+                .filter(|r| r.name.as_str() == t.as_str())
+                .flat_map(|r| r.results_by_partition.iter())
+                .find(|r| r.partition_index == *p)
+                .map(|r| r.partition_error_code)
+                .ok_or(ResponseError::UnknownServerError)?;
+            match ResponseError::try_from_code(code) {
+                None => Ok(true),
+                Some(ResponseError::InvalidTxnState) => Ok(false),
+                Some(e) => Err(e),
+            }
+        })
+        .collect()
+}
+
+fn request(
+    txn_id: &str,
+    producer_id: i64,
+    epoch: i16,
+    partitions: &[(String, i32)],
+) -> AddPartitionsToTxnRequest {
+    let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
+    for (t, p) in partitions {
+        match topics.iter_mut().find(|x| x.name.as_str() == t.as_str()) {
+            Some(x) => x.partitions.push(*p),
+            None => topics.push(
+                AddPartitionsToTxnTopic::default()
+                    .with_name(topic_name(t))
+                    .with_partitions(vec![*p]),
+            ),
+        }
+    }
+    AddPartitionsToTxnRequest::default().with_transactions(vec![
+        AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(str_bytes(txn_id)))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch)
+            .with_verify_only(true)
+            .with_topics(topics),
+    ])
+}
