@@ -18,6 +18,7 @@ pub mod partition;
 pub mod quorum;
 pub mod reassignment;
 pub mod registry;
+pub mod replicated;
 pub mod replication;
 pub mod throttle;
 pub mod topic_config;

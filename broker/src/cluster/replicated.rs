@@ -1,6 +1,6 @@
-//! Waiting for the in-sync replicas: transaction state and markers count only once the high
-//! watermark passes them, so a leader failover cannot lose a decision or a marker (Kafka
-//! writes both with acks=all).
+//! Waiting for the in-sync replicas: the broker's own writes (transaction state, markers,
+//! offsets, group assignments) count only once the high watermark passes them, so a leader
+//! failover cannot lose them (Kafka writes them with acks=all).
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,14 @@ pub struct Unreplicated {
 }
 
 impl Unreplicated {
+    /// Waits for `last_offset` of `partition`, followers or not.
+    pub fn new(partition: Arc<Partition>, last_offset: i64) -> Self {
+        Self {
+            partition,
+            last_offset,
+        }
+    }
+
     /// `Some` when `partition` has followers (cluster mode), `None` when the append is final.
     pub fn after_append(partition: &Arc<Partition>, last_offset: i64) -> Option<Self> {
         (partition.isr_counts().1 > 1).then(|| Self {
@@ -28,8 +36,14 @@ impl Unreplicated {
 
     /// NOT_LEADER_OR_FOLLOWER if leadership moved, REQUEST_TIMED_OUT after the timeout.
     pub async fn wait(self) -> Result<(), ResponseError> {
+        self.wait_until(tokio::time::Instant::now() + REPLICATION_TIMEOUT)
+            .await
+    }
+
+    /// [`Unreplicated::wait`] with a deadline of the caller's.
+    pub async fn wait_until(self, deadline: tokio::time::Instant) -> Result<(), ResponseError> {
         let mut hw = self.partition.subscribe_hw();
-        let reached = tokio::time::timeout(REPLICATION_TIMEOUT, async {
+        let reached = tokio::time::timeout_at(deadline, async {
             loop {
                 if *hw.borrow_and_update() > self.last_offset || !self.partition.is_leader() {
                     return;
@@ -45,15 +59,4 @@ impl Unreplicated {
         }
         reached.map_err(|_| ResponseError::RequestTimedOut)
     }
-}
-
-/// Waits for every pending append; the first error wins.
-pub async fn wait_all(pending: Vec<Unreplicated>) -> Result<(), ResponseError> {
-    let mut result = Ok(());
-    for p in pending {
-        if let Err(e) = p.wait().await {
-            result = result.and(Err(e));
-        }
-    }
-    result
 }

@@ -28,6 +28,7 @@ use super::codec::{self, Key, OffsetValue};
 use super::consumer_group::{ConsumerGroup, Heartbeat, HeartbeatOutcome, TopicsView};
 use super::consumer_protocol;
 use super::group::{Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
+use crate::cluster::replicated::Unreplicated;
 use crate::cluster::{Partition, Registry, Topic};
 use crate::context::now_ms;
 
@@ -145,31 +146,16 @@ impl State {
 
 /// An offset commit appended to a replicated `__consumer_offsets` partition, not yet
 /// acknowledged by its in-sync replicas.
-pub struct PendingCommit {
-    partition: Arc<Partition>,
-    last_offset: i64,
-}
+pub struct PendingCommit(Unreplicated);
 
 impl PendingCommit {
     /// Waits until the high watermark passes the commit: NOT_COORDINATOR if leadership moved
     /// meanwhile, REQUEST_TIMED_OUT at the deadline.
     pub async fn wait(self, deadline: tokio::time::Instant) -> Result<(), ResponseError> {
-        let mut hw = self.partition.subscribe_hw();
-        let reached = tokio::time::timeout_at(deadline, async {
-            loop {
-                if *hw.borrow_and_update() > self.last_offset || !self.partition.is_leader() {
-                    return;
-                }
-                if hw.changed().await.is_err() {
-                    return;
-                }
-            }
+        self.0.wait_until(deadline).await.map_err(|e| match e {
+            ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+            e => e,
         })
-        .await;
-        if !self.partition.is_leader() {
-            return Err(ResponseError::NotCoordinator);
-        }
-        reached.map_err(|_| ResponseError::RequestTimedOut)
     }
 }
 
@@ -326,11 +312,9 @@ impl GroupCoordinator {
     /// sync, returns what to wait for before acknowledging the append.
     fn replicating(&self, partition: &Arc<Partition>, last_offset: i64) -> Option<PendingCommit> {
         self.registry.notify_append();
-        let replicated = self.registry.quorum().is_some() && partition.isr_counts().1 > 1;
-        replicated.then(|| PendingCommit {
-            partition: partition.clone(),
-            last_offset,
-        })
+        // A single node's appends are final.
+        self.registry.quorum()?;
+        Unreplicated::after_append(partition, last_offset).map(PendingCommit)
     }
 
     /// Appends the group's record if it changed; a failure is logged (the next change

@@ -11,11 +11,13 @@ use std::time::Duration;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
+use crate::cluster::replicated::Unreplicated;
 use crate::cluster::topic_config::min_insync_replicas;
 use crate::cluster::Partition;
 use crate::context::{now_ms, str_bytes, Context};
 use crate::observability::replication_trace::Registration;
 use crate::observability::telemetry::TRACE_TARGET;
+use crate::txn::verify::TxnProducer;
 
 /// An acks=all append waiting for the high watermark to pass it.
 struct Pending<'a> {
@@ -226,7 +228,12 @@ async fn verify_txn(
     let mut out = HashMap::new();
     for ((pid, epoch), parts) in needed {
         let wanted: Vec<(String, i32)> = parts.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
-        let found = crate::txn::verify::verify(ctx, txn_id, pid, epoch, &wanted).await;
+        let producer = TxnProducer {
+            txn_id,
+            producer_id: pid,
+            epoch,
+        };
+        let found = crate::txn::verify::verify(ctx, producer, &wanted).await;
         for (i, (t, p, guard)) in parts.into_iter().enumerate() {
             let verdict = match &found {
                 Ok(f) if f.get(i) == Some(&true) => Ok(guard),
@@ -269,26 +276,12 @@ fn trace_outcome(w: &Pending<'_>, waited: &Result<(), ResponseError>) {
     }
 }
 
-/// Waits until the partition's high watermark is past `last_offset` (or `deadline`).
+/// Waits until the partition's high watermark is past `last_offset` (or `deadline`), then
+/// checks the ISR is still at least min.insync.replicas.
 async fn wait_for_hw(w: &Pending<'_>, deadline: tokio::time::Instant) -> Result<(), ResponseError> {
-    let mut hw = w.replica.subscribe_hw();
-    let reached = tokio::time::timeout_at(deadline, async {
-        loop {
-            if *hw.borrow_and_update() > w.last_offset || !w.replica.is_leader() {
-                return;
-            }
-            if hw.changed().await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
-    if !w.replica.is_leader() {
-        return Err(ResponseError::NotLeaderOrFollower);
-    }
-    if reached.is_err() {
-        return Err(ResponseError::RequestTimedOut);
-    }
+    Unreplicated::new(w.replica.clone(), w.last_offset)
+        .wait_until(deadline)
+        .await?;
     if w.replica.isr_counts().0 < w.min_isr {
         return Err(ResponseError::NotEnoughReplicasAfterAppend);
     }

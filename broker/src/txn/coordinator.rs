@@ -23,8 +23,8 @@ use parking_lot::Mutex;
 
 use super::codec;
 use super::markers;
-use super::replicated::Unreplicated;
 use super::state::{EndStep, InitStep, TxnMetadata, TxnState};
+use crate::cluster::replicated::Unreplicated;
 use crate::cluster::{Partition, Registry};
 use crate::context::now_ms;
 use crate::group::codec::partition_for;

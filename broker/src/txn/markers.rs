@@ -14,12 +14,12 @@ use kafka_protocol::messages::{
 };
 
 use crate::cluster::broker_rpc::Call;
+use crate::cluster::replicated::Unreplicated;
 use crate::cluster::Registry;
 use crate::context::{now_ms, topic_name};
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::handlers::cluster_view::endpoint;
 use crate::producer::Marker;
-use crate::txn::replicated::Unreplicated;
 
 /// The WriteTxnMarkers version brokers send each other (v1: flexible).
 const MARKERS_VERSION: i16 = 1;

@@ -6,7 +6,6 @@
 pub mod codec;
 pub mod coordinator;
 pub mod markers;
-pub mod replicated;
 pub mod state;
 pub mod verify;
 

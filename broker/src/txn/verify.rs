@@ -21,23 +21,34 @@ use crate::txn::TXN_TOPIC;
 /// The first AddPartitionsToTxn version with `verify_only` (brokers only).
 const VERIFY_VERSION: i16 = 4;
 
-/// For each of `partitions`: is it in `txn_id`'s ongoing transaction under this producer id
-/// and epoch? An error applies to all of them, already in the form Produce answers with
-/// (Kafka's mapping, so that older clients retry what is transient): coordinator trouble
-/// becomes NOT_ENOUGH_REPLICAS; fencing and unknown ids pass through.
+/// The producer a transactional batch comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct TxnProducer<'a> {
+    pub txn_id: &'a str,
+    pub producer_id: i64,
+    pub epoch: i16,
+}
+
+/// For each of `partitions`: is it in the producer's ongoing transaction? An error applies
+/// to all of them, already in the form Produce answers with (Kafka's mapping, so that older
+/// clients retry what is transient): coordinator trouble becomes NOT_ENOUGH_REPLICAS;
+/// fencing and unknown ids pass through.
 pub async fn verify(
     ctx: &Context,
-    txn_id: &str,
-    producer_id: i64,
-    epoch: i16,
+    producer: TxnProducer<'_>,
     partitions: &[(String, i32)],
 ) -> Result<Vec<bool>, ResponseError> {
+    let TxnProducer {
+        txn_id,
+        producer_id,
+        epoch,
+    } = producer;
     let local = ctx
         .txn
         .verify_partitions(txn_id, producer_id, epoch, partitions);
     let result = match local {
         Err(ResponseError::NotCoordinator) if ctx.registry.quorum().is_some() => {
-            remote(ctx, txn_id, producer_id, epoch, partitions).await
+            remote(ctx, producer, partitions).await
         }
         other => other,
     };
@@ -54,9 +65,7 @@ pub async fn verify(
 /// Asks the coordinator on another broker.
 async fn remote(
     ctx: &Context,
-    txn_id: &str,
-    producer_id: i64,
-    epoch: i16,
+    producer: TxnProducer<'_>,
     partitions: &[(String, i32)],
 ) -> Result<Vec<bool>, ResponseError> {
     let q = ctx
@@ -69,7 +78,7 @@ async fn remote(
         .get(TXN_TOPIC)
         .map(|t| t.partitions.len())
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let index = partition_for(txn_id, i32::try_from(count).unwrap_or(i32::MAX));
+    let index = partition_for(producer.txn_id, i32::try_from(count).unwrap_or(i32::MAX));
     let leader = usize::try_from(index)
         .ok()
         .and_then(|i| md.partition(TXN_TOPIC, i))
@@ -77,7 +86,7 @@ async fn remote(
         .filter(|l| *l >= 0)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
     let ep = endpoint(&md, leader).ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let request = request(txn_id, producer_id, epoch, partitions);
+    let request = request(producer, partitions);
     let response: AddPartitionsToTxnResponse = Call::new(
         ApiKey::AddPartitionsToTxn,
         VERIFY_VERSION,
@@ -116,12 +125,7 @@ async fn remote(
         .collect()
 }
 
-fn request(
-    txn_id: &str,
-    producer_id: i64,
-    epoch: i16,
-    partitions: &[(String, i32)],
-) -> AddPartitionsToTxnRequest {
+fn request(producer: TxnProducer<'_>, partitions: &[(String, i32)]) -> AddPartitionsToTxnRequest {
     let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
     for (t, p) in partitions {
         match topics.iter_mut().find(|x| x.name.as_str() == t.as_str()) {
@@ -135,9 +139,9 @@ fn request(
     }
     AddPartitionsToTxnRequest::default().with_transactions(vec![
         AddPartitionsToTxnTransaction::default()
-            .with_transactional_id(TransactionalId(str_bytes(txn_id)))
-            .with_producer_id(ProducerId(producer_id))
-            .with_producer_epoch(epoch)
+            .with_transactional_id(TransactionalId(str_bytes(producer.txn_id)))
+            .with_producer_id(ProducerId(producer.producer_id))
+            .with_producer_epoch(producer.epoch)
             .with_verify_only(true)
             .with_topics(topics),
     ])
