@@ -385,3 +385,47 @@ async fn a_transactional_batch_opens_a_transaction_only_if_its_partition_was_add
     drop(conn);
     broker.shutdown().await;
 }
+
+/// TxnOffsetCommit of offset 1 for the snapshot topic in group `g`: the partition's error.
+async fn txn_offset_commit(conn: &mut TcpStream, pid: i64, epoch: i16) -> i16 {
+    let req = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(s(TXN)))
+        .with_group_id(GroupId(s("g")))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![
+            txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(TOPIC)))
+                .with_partitions(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(1),
+                ]),
+        ]);
+    let resp: TxnOffsetCommitResponse = call(conn, ApiKey::TxnOffsetCommit, 3, &req).await;
+    resp.topics[0].partitions[0].error_code
+}
+
+#[tokio::test]
+async fn transactional_offsets_need_their_group_added_to_the_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, mut conn) = start_broker(dir.path()).await;
+    create_topic(&mut conn).await;
+    let (pid, epoch) = init_producer(&mut conn, Some(TXN)).await;
+    assert_eq!(
+        txn_offset_commit(&mut conn, pid, epoch).await,
+        48,
+        "INVALID_TXN_STATE"
+    );
+    let req = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(s(TXN)))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_group_id(GroupId(s("g")));
+    let resp: AddOffsetsToTxnResponse = call(&mut conn, ApiKey::AddOffsetsToTxn, 3, &req).await;
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(txn_offset_commit(&mut conn, pid, epoch).await, 0);
+    drop(conn);
+    broker.shutdown().await;
+}

@@ -418,13 +418,24 @@ impl Partition {
         let Some(first) = batch_headers(records)?.into_iter().next() else {
             return Ok(None);
         };
+        if !first.is_transactional() {
+            return Ok(None);
+        }
+        let guard = self.start_producer_verification(first.producer_id, first.producer_epoch)?;
+        Ok(guard.map(|g| (first.producer_id, first.producer_epoch, g)))
+    }
+
+    /// As [`Partition::start_txn_verification`] for a transactional write the broker makes
+    /// for `producer_id` (TxnOffsetCommit): the guard, if the write would open a transaction.
+    pub fn start_producer_verification(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<Option<u64>, AppendError> {
         self.with(|s| {
-            Ok(s.producers.needs_verification(&first).then(|| {
-                let guard = s
-                    .producers
-                    .start_verification(first.producer_id, first.producer_epoch);
-                (first.producer_id, first.producer_epoch, guard)
-            }))
+            Ok(s.producers
+                .opens_txn(producer_id)
+                .then(|| s.producers.start_verification(producer_id, epoch)))
         })
         .map_err(AppendError::from)
     }
@@ -453,11 +464,7 @@ impl Partition {
         })?;
         if let Some(first) = batches.first().filter(|b| b.producer_id >= 0) {
             if verification.is_some_and(|g| !s.producers.verified(first, g)) {
-                return Err(AppendError {
-                    code: ResponseError::InvalidTxnState,
-                    message: "the producer's transaction ended before this batch was written"
-                        .into(),
-                });
+                return Err(ended_txn());
             }
             if let SequenceCheck::Duplicate {
                 base_offset,
@@ -522,7 +529,13 @@ impl Partition {
     /// Appends batches the broker wrote itself (TxnOffsetCommit's transactional offset
     /// records), without the idempotent-producer sequence check but with the producer state
     /// (they open a transaction on this partition like any transactional batch).
-    pub fn append_internal(&self, records: Bytes, now_ms: i64) -> Result<Appended, AppendError> {
+    /// `verification`: as for [`Partition::append_verified`].
+    pub fn append_internal(
+        &self,
+        records: Bytes,
+        now_ms: i64,
+        verification: Option<u64>,
+    ) -> Result<Appended, AppendError> {
         let mut guard = self.state.lock();
         let s = guard.as_mut().ok_or_else(|| {
             AppendError::from(LogError::Io(std::io::Error::other("partition is closed")))
@@ -530,6 +543,9 @@ impl Partition {
         if let Some(first) = batch_headers(&records)?.first() {
             s.producers
                 .check_marker(first.producer_id, first.producer_epoch)?;
+            if verification.is_some_and(|g| !s.producers.verified(first, g)) {
+                return Err(ended_txn());
+            }
         }
         self.append_locked(s, records, now_ms)
     }
@@ -748,6 +764,14 @@ fn replay_producers(
 
 /// The headers of the batches in a produce request, without CRC checks (enough for the
 /// idempotent-producer sequence check).
+/// A verified transactional write whose transaction ended meanwhile (KIP-890 part 1).
+fn ended_txn() -> AppendError {
+    AppendError {
+        code: ResponseError::InvalidTxnState,
+        message: "the producer's transaction ended before this batch was written".into(),
+    }
+}
+
 fn batch_headers(records: &[u8]) -> Result<Vec<spate_log::BatchMeta>, LogError> {
     let mut out = Vec::new();
     let mut pos = 0;

@@ -979,7 +979,8 @@ impl GroupCoordinator {
 impl GroupCoordinator {
     /// Writes offsets inside producer `producer_id`'s transaction: appended to the group's
     /// `__consumer_offsets` partition as a transactional batch, and pending until the
-    /// transaction's marker reaches that partition (`complete_txn`).
+    /// transaction's marker reaches that partition (`complete_txn`). `verification`: the
+    /// KIP-890 guard the write was verified under, if it opens a transaction there.
     #[allow(clippy::too_many_arguments)]
     pub fn txn_commit(
         &self,
@@ -990,6 +991,7 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
         offsets: Vec<(String, i32, OffsetValue)>,
+        verification: Option<u64>,
     ) -> (Vec<Result<(), ResponseError>>, Option<PendingCommit>) {
         let fail_all = |e: ResponseError, n: usize| (vec![Err(e); n], None);
         if group_id.is_empty() {
@@ -1038,7 +1040,8 @@ impl GroupCoordinator {
             accepted.push((results.len(), topic, partition, value));
             results.push(Ok(()));
         }
-        let replicating = match self.persist_txn(group_id, producer_id, producer_epoch, records) {
+        let producer = (producer_id, producer_epoch);
+        let replicating = match self.persist_txn(group_id, producer, records, verification) {
             Ok(r) => r,
             Err(e) => {
                 for (i, ..) in &accepted {
@@ -1074,9 +1077,9 @@ impl GroupCoordinator {
     fn persist_txn(
         &self,
         group: &str,
-        producer_id: i64,
-        producer_epoch: i16,
+        (producer_id, producer_epoch): (i64, i16),
         records: Vec<(Key, Bytes)>,
+        verification: Option<u64>,
     ) -> Result<Option<PendingCommit>, ResponseError> {
         if records.is_empty() {
             return Ok(None);
@@ -1085,14 +1088,17 @@ impl GroupCoordinator {
         let now = now_ms();
         let records = records.into_iter().map(|(k, v)| (k, Some(v))).collect();
         let batch = encode_batch(records, Some((producer_id, producer_epoch)), now)?;
-        let appended = partition.append_internal(batch, now).map_err(|e| {
-            tracing::warn!(group, producer_id, "writing transactional offsets: {e}");
-            match e.code {
-                ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
-                ResponseError::InvalidProducerEpoch => ResponseError::ProducerFenced,
-                _ => ResponseError::CoordinatorNotAvailable,
-            }
-        })?;
+        let appended = partition
+            .append_internal(batch, now, verification)
+            .map_err(|e| {
+                tracing::warn!(group, producer_id, "writing transactional offsets: {e}");
+                match e.code {
+                    ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                    ResponseError::InvalidProducerEpoch => ResponseError::ProducerFenced,
+                    ResponseError::InvalidTxnState => ResponseError::InvalidTxnState,
+                    _ => ResponseError::CoordinatorNotAvailable,
+                }
+            })?;
         // As for plain commits: acknowledged only once replicated, or a leader change (even a
         // preferred-leader move) could drop offsets whose transaction then commits.
         Ok(self.replicating(&partition, appended.last_offset))

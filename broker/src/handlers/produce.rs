@@ -17,7 +17,7 @@ use crate::cluster::Partition;
 use crate::context::{now_ms, str_bytes, Context};
 use crate::observability::replication_trace::Registration;
 use crate::observability::telemetry::TRACE_TARGET;
-use crate::txn::verify::TxnProducer;
+use crate::txn::verify::{is_transient, TxnProducer};
 
 /// An acks=all append waiting for the high watermark to pass it.
 struct Pending<'a> {
@@ -241,12 +241,14 @@ async fn verify_txn(
                     ResponseError::InvalidTxnState,
                     "Partition was not added to the transaction".to_string(),
                 )),
-                Err(e) => Err((
-                    *e,
+                // Kafka's mapping, so that every client retries what is transient.
+                Err(e) if is_transient(*e) => Err((
+                    ResponseError::NotEnoughReplicas,
                     format!(
                         "Unable to verify the partition has been added to the transaction: {e:?}"
                     ),
                 )),
+                Err(e) => Err((*e, format!("Transaction verification failed: {e:?}"))),
             };
             out.insert((t, p), verdict);
         }

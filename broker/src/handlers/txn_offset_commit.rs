@@ -10,6 +10,8 @@ use crate::context::{now_ms, Context};
 use crate::group::codec::OffsetValue;
 use crate::group::coordinator::COMMIT_TIMEOUT;
 use crate::handlers::txn_common::fenced_error;
+use crate::txn::verify::{is_transient, verify_one, TxnProducer};
+use kafka_protocol::error::ResponseError;
 use tokio::time::Instant;
 
 pub async fn handle(
@@ -34,15 +36,19 @@ pub async fn handle(
         }
     }
     let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
-    let (mut results, pending) = ctx.groups.txn_commit(
-        req.group_id.as_str(),
-        req.producer_id.0,
-        req.producer_epoch,
-        req.generation_id,
-        req.member_id.as_str(),
-        instance.as_deref(),
-        flat,
-    );
+    let (mut results, pending) = match verify(ctx, &req).await {
+        Ok(verification) => ctx.groups.txn_commit(
+            req.group_id.as_str(),
+            req.producer_id.0,
+            req.producer_epoch,
+            req.generation_id,
+            req.member_id.as_str(),
+            instance.as_deref(),
+            flat,
+            verification,
+        ),
+        Err(e) => (vec![Err(e); flat.len()], None),
+    };
     if let Some(pending) = pending {
         if let Err(e) = pending.wait(Instant::now() + COMMIT_TIMEOUT).await {
             for r in results.iter_mut().filter(|r| r.is_ok()) {
@@ -74,4 +80,42 @@ pub async fn handle(
         })
         .collect();
     TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// KIP-890 part 1 for offsets: before these offsets open a transaction on the group's
+/// `__consumer_offsets` partition, the coordinator must confirm the partition is in the
+/// producer's transaction (AddOffsetsToTxn added it). Returns the guard to write under.
+async fn verify(ctx: &Context, req: &TxnOffsetCommitRequest) -> Result<Option<u64>, ResponseError> {
+    if !ctx.txn.config().partition_verification {
+        return Ok(None);
+    }
+    let (topic, index) = ctx.txn.offsets_partition(req.group_id.as_str());
+    let led = ctx.registry.leader_check(&topic, index).is_ok();
+    let Some(p) = ctx
+        .registry
+        .topic(&topic)
+        .and_then(|t| t.partition(index).cloned())
+        .filter(|_| led)
+    else {
+        // Not the coordinator: txn_commit answers for it.
+        return Ok(None);
+    };
+    let (producer_id, epoch) = (req.producer_id.0, req.producer_epoch);
+    let Some(guard) = p
+        .start_producer_verification(producer_id, epoch)
+        .map_err(|e| e.code)?
+    else {
+        return Ok(None);
+    };
+    let producer = TxnProducer {
+        txn_id: req.transactional_id.as_str(),
+        producer_id,
+        epoch,
+    };
+    match verify_one(ctx, producer, (topic, index)).await {
+        Ok(()) => Ok(Some(guard)),
+        // Retried by every client without finding the coordinator again (KAFKA-16386).
+        Err(e) if is_transient(e) => Err(ResponseError::CoordinatorLoadInProgress),
+        Err(e) => Err(e),
+    }
 }

@@ -129,11 +129,15 @@ impl ProducerStates {
     /// Whether `batch` would open a transaction here, so that it must first be verified to
     /// belong to the producer's ongoing transaction (KIP-890 part 1).
     pub fn needs_verification(&self, batch: &BatchMeta) -> bool {
-        batch.is_transactional()
-            && batch.producer_id >= 0
+        batch.is_transactional() && self.opens_txn(batch.producer_id)
+    }
+
+    /// Whether a transactional write of `producer_id` would open a transaction here.
+    pub fn opens_txn(&self, producer_id: i64) -> bool {
+        producer_id >= 0
             && self
                 .producers
-                .get(&batch.producer_id)
+                .get(&producer_id)
                 .is_none_or(|e| e.txn_first_offset.is_none())
     }
 

@@ -30,9 +30,7 @@ pub struct TxnProducer<'a> {
 }
 
 /// For each of `partitions`: is it in the producer's ongoing transaction? An error applies
-/// to all of them, already in the form Produce answers with (Kafka's mapping, so that older
-/// clients retry what is transient): coordinator trouble becomes NOT_ENOUGH_REPLICAS;
-/// fencing and unknown ids pass through.
+/// to all of them; [`is_transient`] tells coordinator trouble from fencing or unknown ids.
 pub async fn verify(
     ctx: &Context,
     producer: TxnProducer<'_>,
@@ -46,20 +44,39 @@ pub async fn verify(
     let local = ctx
         .txn
         .verify_partitions(txn_id, producer_id, epoch, partitions);
-    let result = match local {
+    match local {
         Err(ResponseError::NotCoordinator) if ctx.registry.quorum().is_some() => {
             remote(ctx, producer, partitions).await
         }
         other => other,
-    };
-    result.map_err(|e| match e {
+    }
+}
+
+/// A verification error worth retrying: the coordinator is moving, loading or busy, or
+/// could not be reached. Kafka answers these as an error each API's older clients retry
+/// (Produce: NOT_ENOUGH_REPLICAS; TxnOffsetCommit: COORDINATOR_LOAD_IN_PROGRESS).
+pub fn is_transient(e: ResponseError) -> bool {
+    matches!(
+        e,
         ResponseError::ConcurrentTransactions
-        | ResponseError::CoordinatorLoadInProgress
-        | ResponseError::CoordinatorNotAvailable
-        | ResponseError::NotCoordinator
-        | ResponseError::NetworkException => ResponseError::NotEnoughReplicas,
-        other => other,
-    })
+            | ResponseError::CoordinatorLoadInProgress
+            | ResponseError::CoordinatorNotAvailable
+            | ResponseError::NotCoordinator
+            | ResponseError::NetworkException
+    )
+}
+
+/// Verifies one partition: `Ok(())`, INVALID_TXN_STATE if it is not in the transaction, or
+/// the coordinator's error.
+pub async fn verify_one(
+    ctx: &Context,
+    producer: TxnProducer<'_>,
+    partition: (String, i32),
+) -> Result<(), ResponseError> {
+    match verify(ctx, producer, &[partition]).await?.first() {
+        Some(true) => Ok(()),
+        _ => Err(ResponseError::InvalidTxnState),
+    }
 }
 
 /// Asks the coordinator on another broker.
