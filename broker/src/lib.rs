@@ -31,6 +31,8 @@ pub mod observability;
 pub mod producer;
 pub mod protocol;
 pub mod server;
+#[doc(hidden)]
+pub mod testing;
 pub mod txn;
 
 use std::sync::atomic::{AtomicBool, Ordering};

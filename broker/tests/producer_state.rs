@@ -13,13 +13,11 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::{call, end_offset, start};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use spate_broker::testing::{record_batch, Writer};
 use spate_broker::Broker;
 use tokio::net::TcpStream;
 
@@ -42,28 +40,14 @@ async fn start_broker_with(dir: &std::path::Path, extra: &[(&str, &str)]) -> (Br
 
 /// One record from `pid`/`epoch` at sequence `seq`.
 fn batch(pid: i64, epoch: i16, seq: i32, transactional: bool) -> Bytes {
-    let record = Record {
-        transactional,
-        control: false,
-        partition_leader_epoch: 0,
+    let writer = Writer {
         producer_id: pid,
-        producer_epoch: epoch,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
+        epoch,
         sequence: seq,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from(format!("value-{pid}-{seq}"))),
-        headers: Default::default(),
-        delete_horizon: false,
+        transactional,
     };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &[record], &options).unwrap();
-    buf.freeze()
+    let value = format!("value-{pid}-{seq}");
+    record_batch(writer, 1_700_000_000_000, &[(None, value.as_bytes())])
 }
 
 /// Produces `records`: (error code, base offset).

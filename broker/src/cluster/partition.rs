@@ -415,9 +415,11 @@ impl Partition {
         &self,
         records: &Bytes,
     ) -> Result<Option<(i64, i16, u64)>, AppendError> {
-        let Some(first) = batch_headers(records)?.into_iter().next() else {
+        if records.is_empty() {
             return Ok(None);
-        };
+        }
+        // The first batch decides; append parses them all.
+        let first = spate_log::batch::parse_header(records, 0)?;
         if !first.is_transactional() {
             return Ok(None);
         }
@@ -789,34 +791,18 @@ fn batch_headers(records: &[u8]) -> Result<Vec<spate_log::BatchMeta>, LogError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use crate::testing::{record_batch, Writer};
 
     /// One record from producer `pid` (epoch 0) at sequence `seq`.
     fn batch(pid: i64, seq: i32, transactional: bool) -> Bytes {
-        let record = Record {
-            transactional,
-            control: false,
-            partition_leader_epoch: 0,
+        let writer = Writer {
             producer_id: pid,
-            producer_epoch: 0,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
+            epoch: 0,
             sequence: seq,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("value-{pid}-{seq}"))),
-            headers: Default::default(),
-            delete_horizon: false,
+            transactional,
         };
-        let mut buf = bytes::BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, &[record], &options).unwrap();
-        buf.freeze()
+        let value = format!("value-{pid}-{seq}");
+        record_batch(writer, 1_700_000_000_000, &[(None, value.as_bytes())])
     }
 
     fn open(dir: &Path) -> Result<Partition, LogError> {

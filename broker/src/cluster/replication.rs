@@ -493,39 +493,15 @@ async fn maintain_isr(ctx: &Context, lag_ms: u64) {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
-    use bytes::BytesMut;
-    use indexmap::IndexMap;
     use kafka_protocol::messages::fetch_response::{EpochEndOffset, PartitionData};
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
     use spate_log::LogConfig;
+
+    use crate::testing::{record_batch, Writer};
 
     use super::*;
 
     fn one_record() -> Bytes {
-        let record = Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: 1,
-            key: None,
-            value: Some(Bytes::from_static(b"v")),
-            headers: IndexMap::new(),
-            delete_horizon: false,
-        };
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, &[record], &options).unwrap();
-        buf.freeze()
+        record_batch(Writer::PLAIN, 1, &[(None, b"v")])
     }
 
     /// A replica that led epoch 0 for offsets 0..3 and epoch 1 for 3..5, now a follower.

@@ -338,7 +338,7 @@ impl GroupCoordinator {
     /// After the leader's SyncGroup: stores the assignment and, once it is durable (in sync
     /// replicas included), lets the group answer every member's SyncGroup.
     async fn store_assignment(&self, group_id: &str) {
-        let pending = {
+        let (pending, generation) = {
             let mut state = self.state.lock();
             let Some(g) = state.groups.get_mut(group_id).filter(|g| g.storing()) else {
                 return;
@@ -350,7 +350,6 @@ impl GroupCoordinator {
                 Err(e) => return g.assignment_store_failed(generation, e, Instant::now()),
             }
         };
-        let (pending, generation) = pending;
         let stored = pending
             .wait(tokio::time::Instant::now() + COMMIT_TIMEOUT)
             .await;

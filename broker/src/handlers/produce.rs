@@ -90,7 +90,7 @@ pub async fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespons
                     let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
                         return fail(ResponseError::CorruptMessage, "no record batches".into());
                     };
-                    let guard = match verdicts.get(&(topic.name.to_string(), pd.index)) {
+                    let guard = match verdicts.get(&(ti, pi)) {
                         Some(Err((code, msg))) => return fail(*code, msg.clone()),
                         Some(Ok(guard)) => Some(*guard),
                         None => None,
@@ -193,17 +193,18 @@ pub async fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespons
 
 /// KIP-890 part 1: for each partition whose batch would open a transaction there, asks the
 /// coordinator whether the partition is in the producer's transaction. Returns, per such
-/// (topic, partition), the guard to append with or the error to answer with.
+/// partition (by its topic's and its own index in the request), the guard to append with or
+/// the error to answer with.
 async fn verify_txn(
     ctx: &Context,
     txn_id: &str,
     topics: &[TopicProduceData],
-) -> HashMap<(String, i32), Result<u64, (ResponseError, String)>> {
-    // (producer id, epoch) -> [(topic, partition, guard)]; a request has one producer.
-    type Guarded = Vec<(String, i32, u64)>;
+) -> HashMap<(usize, usize), Result<u64, (ResponseError, String)>> {
+    // (producer id, epoch) -> [(position, topic, partition, guard)]; a request has one producer.
+    type Guarded = Vec<((usize, usize), String, i32, u64)>;
     let mut needed: HashMap<(i64, i16), Guarded> = HashMap::new();
-    for t in topics {
-        for pd in &t.partition_data {
+    for (ti, t) in topics.iter().enumerate() {
+        for (pi, pd) in t.partition_data.iter().enumerate() {
             let Some(records) = pd.records.as_ref() else {
                 continue;
             };
@@ -218,23 +219,25 @@ async fn verify_txn(
                 continue;
             };
             if let Ok(Some((pid, epoch, guard))) = p.start_txn_verification(records) {
-                needed
-                    .entry((pid, epoch))
-                    .or_default()
-                    .push((t.name.to_string(), pd.index, guard));
+                needed.entry((pid, epoch)).or_default().push((
+                    (ti, pi),
+                    t.name.to_string(),
+                    pd.index,
+                    guard,
+                ));
             }
         }
     }
     let mut out = HashMap::new();
     for ((pid, epoch), parts) in needed {
-        let wanted: Vec<(String, i32)> = parts.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+        let wanted: Vec<(String, i32)> = parts.iter().map(|(_, t, p, _)| (t.clone(), *p)).collect();
         let producer = TxnProducer {
             txn_id,
             producer_id: pid,
             epoch,
         };
         let found = crate::txn::verify::verify(ctx, producer, &wanted).await;
-        for (i, (t, p, guard)) in parts.into_iter().enumerate() {
+        for (i, (at, _, _, guard)) in parts.into_iter().enumerate() {
             let verdict = match &found {
                 Ok(f) if f.get(i) == Some(&true) => Ok(guard),
                 Ok(_) => Err((
@@ -250,7 +253,7 @@ async fn verify_txn(
                 )),
                 Err(e) => Err((*e, format!("Transaction verification failed: {e:?}"))),
             };
-            out.insert((t, p), verdict);
+            out.insert(at, verdict);
         }
     }
     out
