@@ -79,6 +79,9 @@ struct State {
     groups: HashMap<String, Group>,
     consumer_groups: HashMap<String, ConsumerGroup>,
     offsets: HashMap<String, GroupOffsets>,
+    /// Where in `__consumer_offsets` each committed offset was written: of two commits
+    /// replicated in either order, the later write wins, as on replay.
+    written_at: HashMap<String, BTreeMap<(String, i32), i64>>,
     /// Cluster mode: the `__consumer_offsets` partitions this broker leads, each with the
     /// leader epoch it was loaded in. `None` on a single node, which coordinates every group.
     owned: Option<BTreeMap<i32, i32>>,
@@ -114,8 +117,29 @@ impl State {
         self.groups.retain(|id, _| !mine(id));
         self.consumer_groups.retain(|id, _| !mine(id));
         self.offsets.retain(|id, _| !mine(id));
+        self.written_at.retain(|id, _| !mine(id));
         for groups in self.pending_txn.values_mut() {
             groups.retain(|id, _| !mine(id));
+        }
+    }
+
+    /// Offsets written at `log_offset` are replicated: they become the committed ones,
+    /// except where a later write already is.
+    fn apply_offsets(
+        &mut self,
+        group: &str,
+        log_offset: i64,
+        offsets: Vec<(String, i32, OffsetValue)>,
+    ) {
+        let written = self.written_at.entry(group.to_string()).or_default();
+        let committed = self.offsets.entry(group.to_string()).or_default();
+        for (topic, partition, value) in offsets {
+            let key = (topic, partition);
+            if written.get(&key).is_some_and(|at| *at > log_offset) {
+                continue;
+            }
+            written.insert(key.clone(), log_offset);
+            committed.insert(key, value);
         }
     }
 
@@ -147,6 +171,23 @@ impl State {
 /// An offset commit appended to a replicated `__consumer_offsets` partition, not yet
 /// acknowledged by its in-sync replicas.
 pub struct PendingCommit(Unreplicated);
+
+/// Records appended to a group's `__consumer_offsets` partition that change its offsets
+/// only once replicated ([`GroupCoordinator::settle_offsets`]): a fetch never sees, and a
+/// failover never loses, an offset that is not in the in-sync replicas.
+struct OffsetsWrite {
+    group: String,
+    /// Where the batch ends in the partition.
+    log_offset: i64,
+    /// Offsets to commit.
+    commit: Vec<(String, i32, OffsetValue)>,
+    /// Offsets to forget (tombstones).
+    delete: Vec<(String, i32)>,
+    /// Forget the whole group (DeleteGroups).
+    delete_group: bool,
+    /// `None` when the append is final (no followers).
+    pending: Option<PendingCommit>,
+}
 
 impl PendingCommit {
     /// Waits until the high watermark passes the commit: NOT_COORDINATOR if leadership moved
@@ -293,6 +334,15 @@ impl GroupCoordinator {
         if records.is_empty() {
             return Ok(None);
         }
+        self.persist_at(group, records).map(|(_, pending)| pending)
+    }
+
+    /// [`GroupCoordinator::persist`] of at least one record, also saying where it ends.
+    fn persist_at(
+        &self,
+        group: &str,
+        records: Vec<(Key, Option<Bytes>)>,
+    ) -> Result<(i64, Option<PendingCommit>), ResponseError> {
         let partition = self.offsets_partition(group)?;
         let now = now_ms();
         let batch = encode_batch(records, None, now)?;
@@ -304,7 +354,49 @@ impl GroupCoordinator {
                 ResponseError::CoordinatorNotAvailable
             }
         })?;
-        Ok(self.replicating(&partition, appended.last_offset))
+        let pending = self.replicating(&partition, appended.last_offset);
+        Ok((appended.last_offset, pending))
+    }
+
+    /// Waits until a write to a group's offsets is replicated, then applies it. If the
+    /// group moved to another coordinator meanwhile, that one has replayed the write.
+    async fn settle_offsets(&self, w: OffsetsWrite) -> Result<(), ResponseError> {
+        if let Some(pending) = w.pending {
+            pending
+                .wait(tokio::time::Instant::now() + COMMIT_TIMEOUT)
+                .await?;
+        }
+        let mut state = self.state.lock();
+        if state.check_owner(&w.group).is_err() {
+            return Ok(());
+        }
+        if w.delete_group {
+            if let Some(mut g) = state.groups.remove(&w.group) {
+                g.kill();
+            }
+            state.offsets.remove(&w.group);
+            state.written_at.remove(&w.group);
+            state.consumer_groups.remove(&w.group);
+            return Ok(());
+        }
+        for (topic, partition) in w.delete {
+            let key = (topic, partition);
+            let later = state
+                .written_at
+                .get(&w.group)
+                .and_then(|o| o.get(&key))
+                .is_some_and(|at| *at > w.log_offset);
+            if !later {
+                if let Some(o) = state.offsets.get_mut(&w.group) {
+                    o.remove(&key);
+                }
+                if let Some(o) = state.written_at.get_mut(&w.group) {
+                    o.insert(key, w.log_offset);
+                }
+            }
+        }
+        state.apply_offsets(&w.group, w.log_offset, w.commit);
+        Ok(())
     }
 
     /// After an append to a `__consumer_offsets` partition: wakes the followers' long-polling
@@ -526,16 +618,36 @@ impl GroupCoordinator {
     }
 
     /// Commits offsets for a group member (generation >= 0) or a standalone consumer
-    /// (generation -1, empty member id, allowed while the group has no members). The
-    /// accepted ones are durable once the returned commit (if any) has been waited for.
-    pub fn commit(
+    /// (generation -1, empty member id, allowed while the group has no members). Answers
+    /// once the accepted ones are replicated (and only then are they the committed ones).
+    pub async fn commit(
         &self,
         group_id: &str,
         generation: i32,
         member_id: &str,
         instance_id: Option<&str>,
         offsets: Vec<(String, i32, OffsetValue)>,
-    ) -> (Vec<Result<(), ResponseError>>, Option<PendingCommit>) {
+    ) -> Vec<Result<(), ResponseError>> {
+        let (mut results, write) =
+            self.write_commit(group_id, generation, member_id, instance_id, offsets);
+        if let Some(write) = write {
+            if let Err(e) = self.settle_offsets(write).await {
+                for r in results.iter_mut().filter(|r| r.is_ok()) {
+                    *r = Err(e);
+                }
+            }
+        }
+        results
+    }
+
+    fn write_commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<(String, i32, OffsetValue)>,
+    ) -> (Vec<Result<(), ResponseError>>, Option<OffsetsWrite>) {
         let fail_all = |e: ResponseError, n: usize| (vec![Err(e); n], None);
         if group_id.is_empty() {
             return fail_all(ResponseError::InvalidGroupId, offsets.len());
@@ -557,7 +669,8 @@ impl GroupCoordinator {
         if let Some(e) = refused {
             return fail_all(e, offsets.len());
         }
-        self.store_offsets(&mut state, group_id, offsets)
+        drop(state);
+        self.store_offsets(group_id, offsets)
     }
 
     fn check_classic_commit(
@@ -588,10 +701,9 @@ impl GroupCoordinator {
 
     fn store_offsets(
         &self,
-        state: &mut State,
         group_id: &str,
         offsets: Vec<(String, i32, OffsetValue)>,
-    ) -> (Vec<Result<(), ResponseError>>, Option<PendingCommit>) {
+    ) -> (Vec<Result<(), ResponseError>>, Option<OffsetsWrite>) {
         let mut results = Vec::with_capacity(offsets.len());
         let mut records = Vec::new();
         let mut accepted = Vec::new();
@@ -620,8 +732,11 @@ impl GroupCoordinator {
             accepted.push((results.len(), topic, partition, value));
             results.push(Ok(()));
         }
-        let pending = match self.persist(group_id, records) {
-            Ok(pending) => pending,
+        if records.is_empty() {
+            return (results, None);
+        }
+        let (log_offset, pending) = match self.persist_at(group_id, records) {
+            Ok(written) => written,
             Err(e) => {
                 for (i, ..) in &accepted {
                     results[*i] = Err(e);
@@ -629,11 +744,15 @@ impl GroupCoordinator {
                 return (results, None);
             }
         };
-        let committed = state.offsets.entry(group_id.to_string()).or_default();
-        for (_, topic, partition, value) in accepted {
-            committed.insert((topic, partition), value);
-        }
-        (results, pending)
+        let write = OffsetsWrite {
+            group: group_id.to_string(),
+            log_offset,
+            commit: accepted.into_iter().map(|(_, t, p, v)| (t, p, v)).collect(),
+            delete: Vec::new(),
+            delete_group: false,
+            pending,
+        };
+        (results, Some(write))
     }
 
     /// Committed offsets of a group: all of them, or those asked for (missing ones as None).
@@ -811,9 +930,14 @@ impl GroupCoordinator {
                 .is_some_and(|g| !g.is_empty())
     }
 
-    /// Deletes an empty group and its offsets.
-    pub fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
-        let mut state = self.state.lock();
+    /// Deletes an empty group and its offsets, once the tombstones are replicated.
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
+        let write = self.write_group_deletion(group_id)?;
+        self.settle_offsets(write).await
+    }
+
+    fn write_group_deletion(&self, group_id: &str) -> Result<OffsetsWrite, ResponseError> {
+        let state = self.state.lock();
         state.check_owner(group_id)?;
         let known = state.groups.contains_key(group_id)
             || state.offsets.contains_key(group_id)
@@ -848,22 +972,38 @@ impl GroupCoordinator {
             },
             None,
         ));
-        self.persist(group_id, records)?;
-        if let Some(mut g) = state.groups.remove(group_id) {
-            g.kill();
-        }
-        state.offsets.remove(group_id);
-        state.consumer_groups.remove(group_id);
-        Ok(())
+        let (log_offset, pending) = self.persist_at(group_id, records)?;
+        Ok(OffsetsWrite {
+            group: group_id.to_string(),
+            log_offset,
+            commit: Vec::new(),
+            delete: Vec::new(),
+            delete_group: true,
+            pending,
+        })
     }
 
-    /// OffsetDelete: drop committed offsets of partitions the group no longer consumes.
-    pub fn delete_offsets(
+    /// OffsetDelete: drop committed offsets of partitions the group no longer consumes,
+    /// once the tombstones are replicated.
+    pub async fn delete_offsets(
         &self,
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
-        let mut state = self.state.lock();
+        let (results, write) = self.write_offset_deletion(group_id, partitions)?;
+        if let Some(write) = write {
+            self.settle_offsets(write).await?;
+        }
+        Ok(results)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn write_offset_deletion(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(Vec<Result<(), ResponseError>>, Option<OffsetsWrite>), ResponseError> {
+        let state = self.state.lock();
         state.check_owner(group_id)?;
         if !state.groups.contains_key(group_id) && !state.offsets.contains_key(group_id) {
             return Err(ResponseError::GroupIdNotFound);
@@ -898,15 +1038,26 @@ impl GroupCoordinator {
                 )
             })
             .collect();
-        self.persist(group_id, records)?;
-        if let Some(offsets) = state.offsets.get_mut(group_id) {
-            for ((t, p), r) in partitions.iter().zip(&results) {
-                if r.is_ok() {
-                    offsets.remove(&(t.clone(), *p));
-                }
-            }
+        if records.is_empty() {
+            return Ok((results, None));
         }
-        Ok(results)
+        drop(state);
+        let (log_offset, pending) = self.persist_at(group_id, records)?;
+        let delete = partitions
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let write = OffsetsWrite {
+            group: group_id.to_string(),
+            log_offset,
+            commit: Vec::new(),
+            delete,
+            delete_group: false,
+            pending,
+        };
+        Ok((results, Some(write)))
     }
 
     /// Timers: session expiry, rebalance deadlines, and expiry of offsets of groups that have

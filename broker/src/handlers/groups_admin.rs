@@ -76,21 +76,25 @@ pub fn describe(ctx: &Context, req: DescribeGroupsRequest) -> DescribeGroupsResp
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub fn delete(ctx: &Context, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
-    let results = req
-        .groups_names
-        .into_iter()
-        .map(|id| {
-            let code = ctx.groups.delete_group(&id).err().map_or(0, |e| e.code());
+pub async fn delete(ctx: &Context, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(req.groups_names.len());
+    for id in req.groups_names {
+        let code = ctx
+            .groups
+            .delete_group(&id)
+            .await
+            .err()
+            .map_or(0, |e| e.code());
+        results.push(
             DeletableGroupResult::default()
                 .with_group_id(id)
-                .with_error_code(code)
-        })
-        .collect();
+                .with_error_code(code),
+        );
+    }
     DeleteGroupsResponse::default().with_results(results)
 }
 
-pub fn delete_offsets(ctx: &Context, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn delete_offsets(ctx: &Context, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let wanted: Vec<(String, i32)> = req
         .topics
         .iter()
@@ -100,7 +104,7 @@ pub fn delete_offsets(ctx: &Context, req: OffsetDeleteRequest) -> OffsetDeleteRe
                 .map(move |p| (t.name.to_string(), p.partition_index))
         })
         .collect();
-    let results = match ctx.groups.delete_offsets(&req.group_id, &wanted) {
+    let results = match ctx.groups.delete_offsets(&req.group_id, &wanted).await {
         Ok(r) => r,
         Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
     };

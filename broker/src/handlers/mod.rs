@@ -98,8 +98,10 @@ pub async fn dispatch(
         Request::OffsetFetch(r) => Response::OffsetFetch(offset_fetch::handle(ctx, v, r)),
         Request::ListGroups(r) => Response::ListGroups(groups_admin::list(ctx, r)),
         Request::DescribeGroups(r) => Response::DescribeGroups(groups_admin::describe(ctx, r)),
-        Request::DeleteGroups(r) => Response::DeleteGroups(groups_admin::delete(ctx, r)),
-        Request::OffsetDelete(r) => Response::OffsetDelete(groups_admin::delete_offsets(ctx, r)),
+        Request::DeleteGroups(r) => Response::DeleteGroups(groups_admin::delete(ctx, r).await),
+        Request::OffsetDelete(r) => {
+            Response::OffsetDelete(groups_admin::delete_offsets(ctx, r).await)
+        }
         Request::ConsumerGroupDescribe(r) => {
             Response::ConsumerGroupDescribe(consumer_group_describe::handle(ctx, r))
         }

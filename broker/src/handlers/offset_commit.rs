@@ -6,7 +6,6 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use crate::context::{now_ms, Context};
 use crate::group::codec::OffsetValue;
-use crate::group::coordinator::COMMIT_TIMEOUT;
 
 pub async fn handle(ctx: &Context, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let now = now_ms();
@@ -30,24 +29,17 @@ pub async fn handle(ctx: &Context, req: OffsetCommitRequest) -> OffsetCommitResp
         shape.push((t.name.clone(), parts));
     }
     let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
-    let (mut results, pending) = ctx.groups.commit(
-        &req.group_id,
-        req.generation_id_or_member_epoch,
-        &req.member_id,
-        instance.as_deref(),
-        flat,
-    );
     // Acknowledged only once replicated: a commit must survive the coordinator's failover.
-    if let Some(pending) = pending {
-        if let Err(e) = pending
-            .wait(tokio::time::Instant::now() + COMMIT_TIMEOUT)
-            .await
-        {
-            for r in results.iter_mut().filter(|r| r.is_ok()) {
-                *r = Err(e);
-            }
-        }
-    }
+    let results = ctx
+        .groups
+        .commit(
+            &req.group_id,
+            req.generation_id_or_member_epoch,
+            &req.member_id,
+            instance.as_deref(),
+            flat,
+        )
+        .await;
     let mut results = results.into_iter();
     let topics = shape
         .into_iter()

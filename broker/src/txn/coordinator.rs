@@ -2,6 +2,11 @@
 //! the compacted `__transaction_state` topic (Kafka's placement and record layout, see
 //! `codec.rs`).
 //!
+//! Every state change is a [`Transition`]: written to the partition, then waited for until
+//! the in-sync replicas have it, and only then made the id's metadata and acted on (markers,
+//! answers). A transition whose write is not replicated is dropped (`table.rs`), and an
+//! answer never comes from state a failover could lose.
+//!
 //! A transactional id belongs to partition `abs(hash(id)) % transaction.state.log.num.partitions`
 //! and is coordinated by that partition's leader (FindCoordinator key type 1 says which). Each
 //! state change is appended to the partition before it is acted on, so after a restart or a
@@ -9,7 +14,7 @@
 //! transactions found in PrepareCommit/PrepareAbort get their markers (again), open ones time
 //! out. In cluster mode a partition is (re)loaded whenever this broker leads it in a new
 //! leader epoch, lazily on the first request and by the timer.
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +29,7 @@ use parking_lot::Mutex;
 use super::codec;
 use super::markers;
 use super::state::{EndStep, InitStep, TxnMetadata, TxnState};
+use super::table::{Transition, TxnTable};
 use crate::cluster::replicated::Unreplicated;
 use crate::cluster::{Partition, Registry};
 use crate::context::now_ms;
@@ -76,7 +82,7 @@ pub struct TxnCoordinator {
 
 #[derive(Default)]
 struct State {
-    txns: HashMap<String, TxnMetadata>,
+    txns: TxnTable,
     /// `__transaction_state` partitions loaded, with the leader epoch they were loaded in.
     loaded: BTreeMap<i32, i32>,
     /// The partition count of `__transaction_state` (0 until it exists).
@@ -88,8 +94,7 @@ struct State {
 impl State {
     fn unload(&mut self, partition: i32) {
         let count = self.partitions;
-        self.txns
-            .retain(|id, _| partition_for(id, count) != partition);
+        self.txns.retain(|id| partition_for(id, count) != partition);
         self.loaded.remove(&partition);
     }
 }
@@ -205,16 +210,6 @@ impl TxnCoordinator {
         Ok(p)
     }
 
-    /// Appends `m` to its `__transaction_state` partition; with followers, returns the append
-    /// to wait for before acting on it.
-    fn write(
-        &self,
-        p: &Arc<Partition>,
-        m: &TxnMetadata,
-    ) -> Result<Option<Unreplicated>, ResponseError> {
-        self.write_record(p, &m.transactional_id, Some(codec::encode_value(m)))
-    }
-
     /// Appends one `__transaction_state` record for `id`: its metadata, or a tombstone.
     fn write_record(
         &self,
@@ -264,17 +259,82 @@ impl TxnCoordinator {
         Ok(Unreplicated::after_append(p, appended.last_offset))
     }
 
-    /// Persists `next` and makes it the id's current metadata. The caller waits for the
-    /// returned append (outside the lock) before answering or acting on it.
+    /// Begins the transition of `next.transactional_id` to `next` and writes it. Nothing
+    /// acts on it until [`TxnCoordinator::settle`] has seen it replicated.
     fn store(
         &self,
         st: &mut State,
         p: &Arc<Partition>,
         next: TxnMetadata,
-    ) -> Result<Option<Unreplicated>, ResponseError> {
-        let pending = self.write(p, &next)?;
-        st.txns.insert(next.transactional_id.clone(), next);
-        Ok(pending)
+    ) -> Result<Pending, ResponseError> {
+        let id = next.transactional_id.clone();
+        let value = Some(codec::encode_value(&next));
+        self.begin_write(st, p, &id, Some(next), value)
+    }
+
+    /// Begins a transition and appends its record (metadata or tombstone).
+    fn begin_write(
+        &self,
+        st: &mut State,
+        p: &Arc<Partition>,
+        id: &str,
+        next: Option<TxnMetadata>,
+        value: Option<Bytes>,
+    ) -> Result<Pending, ResponseError> {
+        let transition = st.txns.begin(id, next)?;
+        let epoch = p.leader_epoch();
+        match self.write_record(p, id, value) {
+            Ok(wait) => Ok(Pending {
+                transition,
+                wait,
+                partition: p.clone(),
+                epoch,
+            }),
+            Err(e) => {
+                st.txns.abandon(&transition);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits until a transition's record is replicated, then makes it the id's metadata. On
+    /// failure, or if this broker stopped coordinating the partition (a new leader epoch)
+    /// meanwhile, the transition is dropped and the committed metadata stays as it was.
+    async fn settle(&self, pending: Pending) -> Result<(), ResponseError> {
+        let Pending {
+            transition,
+            wait,
+            partition,
+            epoch,
+        } = pending;
+        let replicated = match wait {
+            None => Ok(()),
+            Some(w) => w.wait().await.map_err(|e| match e {
+                ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                _ => ResponseError::CoordinatorNotAvailable,
+            }),
+        };
+        let mut st = self.state.lock();
+        let still_ours = partition.leader_epoch() == epoch
+            && (self.registry.quorum().is_none() || partition.is_leader());
+        match replicated {
+            Ok(()) if still_ours => {
+                st.txns.complete(&transition);
+                Ok(())
+            }
+            Ok(()) => {
+                st.txns.abandon(&transition);
+                Err(ResponseError::NotCoordinator)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    transactional_id = %transition.id,
+                    "{TXN_TOPIC} write not replicated ({e:?}); transition dropped"
+                );
+                st.txns.abandon(&transition);
+                Err(e)
+            }
+        }
     }
 
     /// InitProducerId with a transactional id: (producer id, epoch).
@@ -293,7 +353,10 @@ impl TxnCoordinator {
             let now = now_ms();
             let step = {
                 let mut st = self.state.lock();
-                let step = st.txns.get(id).map(|m| m.init(timeout_ms, expected, now));
+                let step = st
+                    .txns
+                    .current(id)?
+                    .map(|m| m.init(timeout_ms, expected, now));
                 match step {
                     Some(Err(e)) => return Err(e),
                     Some(Ok(InitStep::Ready(next))) => {
@@ -310,13 +373,13 @@ impl TxnCoordinator {
             };
             let abort = match step {
                 Ok((answer, pending)) => {
-                    settle(pending).await?;
+                    self.settle(pending).await?;
                     return Ok(answer);
                 }
                 Err(abort) => abort,
             };
             if let Some((next, pending)) = abort {
-                settle(pending).await?;
+                self.settle(pending).await?;
                 tracing::info!(
                     transactional_id = id,
                     producer_id = next.producer_id,
@@ -336,7 +399,7 @@ impl TxnCoordinator {
                 .map_err(|e| e.code)?;
             let pending = {
                 let mut st = self.state.lock();
-                match st.txns.get(id) {
+                match st.txns.current(id)? {
                     Some(m) if m.state.is_preparing() => {
                         return Err(ResponseError::ConcurrentTransactions)
                     }
@@ -346,7 +409,7 @@ impl TxnCoordinator {
                 }
                 self.store(&mut st, &p, TxnMetadata::new(id, pid, timeout_ms, now_ms()))?
             };
-            settle(pending).await?;
+            self.settle(pending).await?;
             return Ok((pid, 0));
         }
         Err(ResponseError::ConcurrentTransactions)
@@ -366,14 +429,15 @@ impl TxnCoordinator {
             let mut st = self.state.lock();
             let m = st
                 .txns
-                .get(id)
+                .current(id)?
                 .ok_or(ResponseError::InvalidProducerIdMapping)?;
             match m.add_partitions(producer_id, epoch, partitions, now_ms())? {
                 Some(next) => self.store(&mut st, &p, next)?,
-                None => None,
+                // Already in the committed transaction.
+                None => return Ok(()),
             }
         };
-        settle(pending).await
+        self.settle(pending).await
     }
 
     /// Is every one of `partitions` in `id`'s open transaction? (AddPartitionsToTxn v4+
@@ -433,7 +497,7 @@ impl TxnCoordinator {
             let mut st = self.state.lock();
             let m = st
                 .txns
-                .get(id)
+                .current(id)?
                 .ok_or(ResponseError::InvalidProducerIdMapping)?;
             match m.end(producer_id, epoch, commit, now_ms())? {
                 EndStep::AlreadyDone => return Ok(()),
@@ -444,7 +508,7 @@ impl TxnCoordinator {
             }
         };
         // No marker before the decision is replicated: a new coordinator must know it.
-        settle(pending).await?;
+        self.settle(pending).await?;
         if !self.finish(&next).await {
             tracing::warn!(
                 transactional_id = id,
@@ -513,7 +577,7 @@ impl TxnCoordinator {
                 Err(_) => return false,
             }
         };
-        settle(pending).await.is_ok()
+        self.settle(pending).await.is_ok()
     }
 
     /// Timer: loads newly led partitions, aborts timed-out transactions (under a bumped
@@ -533,19 +597,22 @@ impl TxnCoordinator {
         if expiry_due {
             self.remove_expired(now).await;
         }
-        let mut work: Vec<(TxnMetadata, Option<Unreplicated>)> = Vec::new();
+        let mut work: Vec<(TxnMetadata, Option<Pending>)> = Vec::new();
         {
-            let ids: Vec<String> = self.state.lock().txns.keys().cloned().collect();
+            let ids: Vec<String> = self.state.lock().txns.ids();
             for id in ids {
                 let Ok(p) = self.owner_check(&id) else {
                     continue;
                 };
                 let mut st = self.state.lock();
-                let Some(m) = st.txns.get(&id) else { continue };
+                // A transition being replicated is someone else's to finish.
+                let Ok(Some(m)) = st.txns.current(&id) else {
+                    continue;
+                };
                 if let Some(next) = m.timed_out(now) {
                     tracing::info!(transactional_id = %id, producer_id = next.producer_id, "aborting a transaction that timed out");
                     if let Ok(pending) = self.store(&mut st, &p, next.clone()) {
-                        work.push((next, pending));
+                        work.push((next, Some(pending)));
                     }
                 } else if m.state.is_preparing() && now - m.last_update_ms >= MARKER_RETRY_MS {
                     work.push((m.clone(), None));
@@ -553,8 +620,10 @@ impl TxnCoordinator {
             }
         }
         for (m, pending) in work {
-            if settle(pending).await.is_err() {
-                continue;
+            if let Some(pending) = pending {
+                if self.settle(pending).await.is_err() {
+                    continue;
+                }
             }
             if !self.finish(&m).await {
                 tracing::warn!(transactional_id = %m.transactional_id, "transaction markers still pending");
@@ -584,20 +653,17 @@ impl TxnCoordinator {
                 // It may have been used since the scan.
                 if !st
                     .txns
-                    .get(&id)
-                    .is_some_and(|m| m.is_expired(now, expiration))
+                    .current(&id)
+                    .is_ok_and(|m| m.is_some_and(|m| m.is_expired(now, expiration)))
                 {
                     continue;
                 }
-                match self.write_record(&p, &id, None) {
-                    Ok(pending) => {
-                        st.txns.remove(&id);
-                        pending
-                    }
+                match self.begin_write(&mut st, &p, &id, None, None) {
+                    Ok(pending) => pending,
                     Err(_) => continue,
                 }
             };
-            if settle(pending).await.is_ok() {
+            if self.settle(pending).await.is_ok() {
                 tracing::info!(transactional_id = %id, "expired an idle transactional id");
             }
         }
@@ -630,15 +696,14 @@ impl TxnCoordinator {
     }
 }
 
-/// Waits until a `__transaction_state` write is replicated (if it needs to be).
-async fn settle(pending: Option<Unreplicated>) -> Result<(), ResponseError> {
-    match pending {
-        None => Ok(()),
-        Some(p) => p.wait().await.map_err(|e| match e {
-            ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
-            _ => ResponseError::CoordinatorNotAvailable,
-        }),
-    }
+/// A transition written to `__transaction_state`, waiting for its replicas.
+struct Pending {
+    transition: Transition,
+    /// `None` when the append is final (no followers).
+    wait: Option<Unreplicated>,
+    partition: Arc<Partition>,
+    /// The leader epoch it was written in: a transition outlives no change of coordinator.
+    epoch: i32,
 }
 
 /// Replays one `__transaction_state` partition into `st`; returns how many ids it holds.
@@ -669,12 +734,10 @@ fn load_partition(st: &mut State, p: &Partition) -> anyhow::Result<usize> {
                 match r.value.as_deref().map(|v| codec::decode_value(&id, v)) {
                     Some(Ok(m)) => {
                         seen.insert(id.clone());
-                        st.txns.insert(id, m);
+                        st.txns.load(id, Some(m));
                     }
                     Some(Err(e)) => tracing::warn!("skipping a {TXN_TOPIC} record: {e}"),
-                    None => {
-                        st.txns.remove(&id);
-                    }
+                    None => st.txns.load(id, None),
                 }
             }
         }

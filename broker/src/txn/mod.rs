@@ -7,6 +7,7 @@ pub mod codec;
 pub mod coordinator;
 pub mod markers;
 pub mod state;
+pub mod table;
 pub mod verify;
 
 pub use coordinator::{txn_topic_configs, TxnConfig, TxnCoordinator, TXN_TOPIC};
