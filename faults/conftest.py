@@ -28,7 +28,8 @@ def cluster(request):
     if reason:
         pytest.skip(reason)
     root = Path(tempfile.mkdtemp(prefix="spate-faults-"))
-    c = Cluster(root, count=3)
+    # Broker settings of a scenario's own: parametrize "cluster" with indirect=True.
+    c = Cluster(root, count=3, settings=getattr(request, "param", None))
     try:
         c.start()
         yield c

@@ -48,6 +48,8 @@ class Workload(threading.Thread):
         self.partitions = partitions
         self.interval = 1.0 / rate_per_s
         self.history = History(acked={p: {} for p in range(partitions)})
+        # When each partition's acknowledgements arrived (monotonic clock), for ack gaps.
+        self.ack_times: dict[int, list[float]] = {p: [] for p in range(partitions)}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.fatal: str | None = None
@@ -86,6 +88,7 @@ class Workload(threading.Thread):
             if offset in self.history.acked[p]:
                 self.history.duplicate_acks.append(f"p{p}@{offset}: {self.history.acked[p][offset]} and {seq}")
             self.history.acked[p][offset] = seq
+            self.ack_times[p].append(time.monotonic())
 
     def run(self):
         p = 0
@@ -110,6 +113,14 @@ class Workload(threading.Thread):
     def acked_on(self, partition: int) -> int:
         with self.lock:
             return len(self.history.acked[partition])
+
+    def longest_gap(self, partition: int, since: float, until: float) -> float:
+        """The longest time without an acknowledgement on ``partition`` within
+        [since, until] (monotonic clock), counting from ``since``."""
+        with self.lock:
+            times = [t for t in self.ack_times[partition] if since <= t <= until]
+        marks = [since, *times, until]
+        return max(b - a for a, b in zip(marks, marks[1:]))
 
     def wait_progress(self, what: str, count: int, timeout: float, partition: int | None = None):
         """Waits until ``count`` more records are acknowledged (on ``partition`` if given)."""

@@ -31,3 +31,21 @@ def wait_in_sync(c: Cluster, topic: str, broker: int, timeout: float = 60):
                     return False
         return True
     wait_until(f"broker {broker} back in every ISR of {topic}", in_sync, timeout)
+
+
+TXN_STATE_PARTITIONS = 50  # transaction.state.log.num.partitions
+
+
+def java_hash(s: str) -> int:
+    """Java's String.hashCode, which places a transactional id on a __transaction_state
+    partition (as Kafka does)."""
+    h = 0
+    for ch in s:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def coordinator_of(c: Cluster, txn_id: str, exclude=()) -> int:
+    """The broker that leads the transactional id's __transaction_state partition."""
+    partition = abs(java_hash(txn_id)) % TXN_STATE_PARTITIONS
+    return view(c, "__transaction_state", exclude)["partitions"][partition]["leader"]

@@ -31,7 +31,7 @@ from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcept
 from conftest import create_topic
 from history import read_all
 from netcluster import wait_until
-from scenarios import leader_of, view, wait_in_sync
+from scenarios import coordinator_of, leader_of, wait_in_sync
 
 # Enough batches (of up to 200) that the pipeline still has input after the second kill:
 # with 2000 it could run dry before the "+3 transactions" checks.
@@ -39,22 +39,7 @@ INPUTS = 6000
 PARTITIONS = 3
 TXN_ID = "faults-pipeline"
 GROUP = "faults-pipeline"
-TXN_STATE_PARTITIONS = 50  # transaction.state.log.num.partitions
 log = logging.getLogger("faults")
-
-
-def java_hash(s: str) -> int:
-    """Java's String.hashCode, which places a transactional id on a __transaction_state
-    partition (as Kafka does)."""
-    h = 0
-    for ch in s:
-        h = (31 * h + ord(ch)) & 0xFFFFFFFF
-    return h - (1 << 32) if h >= 1 << 31 else h
-
-
-def coordinator_of(cluster, txn_id: str) -> int:
-    partition = abs(java_hash(txn_id)) % TXN_STATE_PARTITIONS
-    return view(cluster, "__transaction_state")["partitions"][partition]["leader"]
 
 
 class Pipeline(threading.Thread):

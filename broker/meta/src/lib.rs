@@ -39,7 +39,7 @@ pub mod store;
 pub mod types;
 
 pub use error::{MetaError, Result};
-pub use liveness::{BrokerHeartbeat, HeartbeatReply, Heartbeats};
+pub use liveness::{BrokerHeartbeat, HeartbeatAck, HeartbeatReply, Heartbeats};
 pub use membership::{MembershipChange, MembershipReply, QuorumReply, QuorumView, ReplicaView};
 pub use node::{MetaConfig, MetaMetrics, MetaNode, ServerRole};
 pub use requests::{ElectionResult, ElectionScope, MetaRequest, MetaResponse, RequestError};

@@ -29,9 +29,35 @@ pub struct BrokerHeartbeat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum HeartbeatReply {
     /// The receiver is the leader and recorded the heartbeat.
-    Recorded,
+    Recorded(HeartbeatAck),
     /// The receiver is not the leader; try `leader` if known.
     NotLeader { leader: Option<(NodeId, String)> },
+}
+
+/// What the leader tells a broker whose heartbeat it recorded: enough for the broker to know
+/// that it still has a session with a controller that has a quorum, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    /// The leader's applied metadata (`ClusterMetadata::metadata_offset`): a broker counts
+    /// the heartbeat once its own metadata has caught up to this, so it has seen every
+    /// decision (fencing, leader changes) the controller made before answering.
+    pub metadata_offset: u64,
+    /// How long ago a quorum of voters last acknowledged the leader: a deposed leader cut
+    /// off from the others still thinks it leads, but this grows.
+    pub millis_since_quorum_ack: u64,
+}
+
+impl HeartbeatAck {
+    /// The ack of the leader whose raft metrics these are.
+    pub fn from_metrics(
+        m: &openraft::RaftMetrics<crate::types::NodeId, crate::types::Node>,
+    ) -> Self {
+        Self {
+            metadata_offset: m.last_applied.map_or(0, |l| l.index),
+            // A leader without a quorum ack yet was just elected by one.
+            millis_since_quorum_ack: m.millis_since_quorum_ack.unwrap_or(0),
+        }
+    }
 }
 
 /// The last heartbeat of each broker and when it arrived, kept by the leader.

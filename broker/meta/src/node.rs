@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::{MetaError, Result};
-use crate::liveness::{BrokerHeartbeat, HeartbeatReply, Heartbeats};
+use crate::liveness::{BrokerHeartbeat, HeartbeatAck, HeartbeatReply, Heartbeats};
 use crate::membership::{self, MembershipChange, MembershipReply, QuorumReply, QuorumView};
 use crate::network::pb::raft_service_server::RaftServiceServer;
 use crate::network::{ForwardReply, Forwarder, NetworkFactory, RaftGrpc};
@@ -449,10 +449,18 @@ impl MetaNode {
     /// Sends a broker's heartbeat to the leader (recorded locally when this node leads).
     /// `NotLeader`/`NoLeader` when no leader took it within `timeout`; the caller simply sends
     /// the next one on schedule.
-    pub async fn heartbeat(&self, heartbeat: BrokerHeartbeat, timeout: Duration) -> Result<()> {
-        if self.is_leader() {
-            self.inner.heartbeats.record(heartbeat);
-            return Ok(());
+    pub async fn heartbeat(
+        &self,
+        heartbeat: BrokerHeartbeat,
+        timeout: Duration,
+    ) -> Result<HeartbeatAck> {
+        {
+            let m = self.inner.raft.metrics();
+            let m = m.borrow();
+            if m.state == ServerState::Leader && m.current_leader == Some(self.node_id()) {
+                self.inner.heartbeats.record(heartbeat);
+                return Ok(HeartbeatAck::from_metrics(&m));
+            }
         }
         let leader = self.leader_addr();
         let Some((id, addr)) = leader else {
@@ -464,7 +472,7 @@ impl MetaNode {
             .heartbeat(&addr, &heartbeat, timeout)
             .await
         {
-            Ok(HeartbeatReply::Recorded) => Ok(()),
+            Ok(HeartbeatReply::Recorded(ack)) => Ok(ack),
             Ok(HeartbeatReply::NotLeader { leader }) => Err(MetaError::NotLeader {
                 leader: leader.map(|(id, _)| id),
             }),

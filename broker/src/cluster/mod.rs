@@ -7,7 +7,8 @@
 //! `replication.rs` runs the follower fetchers and the leader's ISR upkeep; `liveness.rs` is
 //! the controller's fencing of silent brokers, preferred leaders and controlled shutdown;
 //! `reassignment.rs` finishes partition reassignments and `throttle.rs` limits the replication
-//! traffic they cause.
+//! traffic they cause. `session.rs` is this broker's own view of its controller session: a
+//! leader that lost it and its followers steps down instead of answering as a deposed one.
 
 pub mod admin;
 pub mod applier;
@@ -20,6 +21,7 @@ pub mod reassignment;
 pub mod registry;
 pub mod replicated;
 pub mod replication;
+pub mod session;
 pub mod throttle;
 pub mod topic_config;
 

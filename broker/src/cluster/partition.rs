@@ -2,7 +2,7 @@
 //! the duplicate check and the append are one step.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -117,6 +117,10 @@ pub struct Partition {
     /// Cluster mode: the leader epoch this replica leads in, or -1 while it does not lead.
     /// Unused on a single node, which leads everything.
     led_epoch: AtomicI32,
+    /// Cluster mode: this broker lost its controller session and its followers while
+    /// leading (`session.rs`): it no longer acts as leader in `led_epoch`, until the
+    /// metadata says what to do (a new epoch, or the same one once the session is back).
+    stepped_down: AtomicBool,
     /// Cluster mode: replica set, ISR and follower progress (lock order: `state`, then this).
     replicas: Mutex<Replicas>,
     /// The high watermark, for acks=all waits.
@@ -138,6 +142,7 @@ impl Partition {
             dir: dir.to_path_buf(),
             state: Mutex::new(Some(State { log, producers })),
             led_epoch: AtomicI32::new(-1),
+            stepped_down: AtomicBool::new(false),
             replicas: Mutex::new(Replicas::default()),
             hw,
         })
@@ -342,7 +347,31 @@ impl Partition {
 
     /// Cluster mode: does this replica lead the partition now?
     pub fn is_leader(&self) -> bool {
-        self.led_epoch.load(Ordering::Acquire) >= 0
+        self.led_epoch.load(Ordering::Acquire) >= 0 && !self.stepped_down.load(Ordering::Acquire)
+    }
+
+    /// Stops acting as leader in the current epoch (the controller session and the
+    /// followers are lost). Requests waiting for the high watermark wake and fail with
+    /// NOT_LEADER_OR_FOLLOWER. `true` if it was leading.
+    pub fn step_down(&self) -> bool {
+        if self.led_epoch.load(Ordering::Acquire) < 0
+            || self.stepped_down.swap(true, Ordering::AcqRel)
+        {
+            return false;
+        }
+        self.hw.send_modify(|_| {});
+        true
+    }
+
+    /// Leads again in the epoch it stepped down in: the session is back and the metadata,
+    /// caught up with the controller, still names this broker leader at `epoch`.
+    pub fn resume_leadership(&self, epoch: i32) -> bool {
+        self.led_epoch.load(Ordering::Acquire) == epoch
+            && self.stepped_down.swap(false, Ordering::AcqRel)
+    }
+
+    pub fn is_stepped_down(&self) -> bool {
+        self.stepped_down.load(Ordering::Acquire)
     }
 
     /// The leader epoch clients are told: the one this replica leads in, 0 on a single node.
@@ -381,12 +410,15 @@ impl Partition {
             Ok(())
         })?;
         self.led_epoch.store(epoch, Ordering::Release);
+        self.stepped_down.store(false, Ordering::Release);
         Ok(())
     }
 
     /// Cluster mode: another broker leads (or nobody does).
     pub fn become_follower(&self) {
-        if self.led_epoch.swap(-1, Ordering::AcqRel) >= 0 {
+        let led = self.led_epoch.swap(-1, Ordering::AcqRel);
+        self.stepped_down.store(false, Ordering::Release);
+        if led >= 0 {
             let _ = self.with(|s| {
                 s.log.set_leader_epoch(None);
                 self.replicas.lock().followers.clear();
@@ -811,6 +843,42 @@ mod tests {
             ..LogConfig::default()
         };
         Partition::open(dir, 0, config)
+    }
+
+    #[tokio::test]
+    async fn a_leader_that_steps_down_fails_its_waiting_writes_and_leads_again_only_as_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = std::sync::Arc::new(open(dir.path()).unwrap());
+        p.set_assignment(1, &[1, 2], &[1, 2], 0);
+        p.become_leader(3).unwrap();
+        let last = p.append(batch(7, 0, false), 0).unwrap().last_offset;
+        // An acks=all write waits for follower 2, which never fetches.
+        let waiting =
+            tokio::spawn(crate::cluster::replicated::Unreplicated::new(p.clone(), last).wait());
+        tokio::task::yield_now().await;
+        assert!(p.step_down());
+        assert!(!p.is_leader() && p.is_stepped_down());
+        assert_eq!(
+            waiting.await.unwrap(),
+            Err(ResponseError::NotLeaderOrFollower),
+            "woken at once, not at its timeout"
+        );
+        assert!(!p.step_down(), "already stepped down");
+        // The metadata still names it leader in epoch 3: becoming leader again in that epoch
+        // (the applier re-applying) does not undo the step-down; only resuming does.
+        p.become_leader(3).unwrap();
+        assert!(!p.is_leader());
+        assert!(!p.resume_leadership(2), "another epoch");
+        assert!(p.resume_leadership(3));
+        assert!(p.is_leader());
+        // A new epoch, or following, clears it too.
+        assert!(p.step_down());
+        p.become_leader(4).unwrap();
+        assert!(p.is_leader());
+        assert!(p.step_down());
+        p.become_follower();
+        assert!(!p.is_stepped_down() && !p.is_leader());
+        assert!(!p.step_down(), "a follower has nothing to step down from");
     }
 
     #[test]

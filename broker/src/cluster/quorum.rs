@@ -37,6 +37,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
 
 use super::registry::{new_cluster_id, AdminError};
+use super::session::ControllerSession;
 use super::throttle::Throttles;
 use crate::config::{BrokerConfig, ProcessRoles, QuorumConfig};
 
@@ -59,6 +60,8 @@ pub struct Quorum {
     producer_ids: Mutex<(i64, i64)>,
     /// The heartbeat task, from registration until shutdown.
     heartbeat_task: Mutex<Option<JoinHandle<()>>>,
+    /// This broker's session with the controller, as it can tell from its heartbeats.
+    session: Arc<ControllerSession>,
     /// Replication throttle buckets (`throttle.rs`); only replication between brokers uses them.
     pub throttles: Throttles,
 }
@@ -124,6 +127,10 @@ impl Quorum {
             incarnation: Uuid::new_v4(),
             producer_ids: Mutex::new((0, 0)),
             heartbeat_task: Mutex::new(None),
+            session: Arc::new(ControllerSession::new(
+                Duration::from_millis(config.broker_session_timeout_ms),
+                Instant::now(),
+            )),
             throttles: Throttles::default(),
         }))
     }
@@ -159,6 +166,7 @@ impl Quorum {
         *self.heartbeat_task.lock() = Some(tokio::spawn(send_heartbeats(
             self.node.clone(),
             self.metadata.clone(),
+            self.session.clone(),
             BrokerHeartbeat {
                 broker_id,
                 incarnation: self.incarnation,
@@ -209,6 +217,17 @@ impl Quorum {
     /// Where the quorum's gRPC server listens.
     pub fn raft_addr(&self) -> SocketAddr {
         self.node.local_addr()
+    }
+
+    /// Does this broker still have its session with a controller that has a quorum? (Its
+    /// own clock, see `session.rs`; a broker that lost it may have been fenced.)
+    pub fn session_alive(&self) -> bool {
+        self.session.alive(Instant::now())
+    }
+
+    /// `broker.session.timeout.ms`
+    pub fn session_timeout(&self) -> Duration {
+        self.session.timeout()
     }
 
     /// Is this node the active controller (the raft leader)?
@@ -338,17 +357,35 @@ fn learner_addr(advertised_host: &str, bound: SocketAddr) -> anyhow::Result<Stri
 async fn send_heartbeats(
     node: MetaNode,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
+    session: Arc<ControllerSession>,
     mut heartbeat: BrokerHeartbeat,
     interval: Duration,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut had_session = true;
     loop {
         tick.tick().await;
         heartbeat.metadata_offset = metadata.borrow().metadata_offset;
+        session.applied(heartbeat.metadata_offset);
         let timeout = interval.max(Duration::from_millis(100));
-        if let Err(e) = node.heartbeat(heartbeat, timeout).await {
-            tracing::debug!(broker = heartbeat.broker_id, "heartbeat not delivered: {e}");
+        let sent = Instant::now();
+        match node.heartbeat(heartbeat, timeout).await {
+            Ok(ack) => session.acknowledged(sent, ack, metadata.borrow().metadata_offset),
+            Err(e) => tracing::debug!(broker = heartbeat.broker_id, "heartbeat not delivered: {e}"),
+        }
+        let has_session = session.alive(Instant::now());
+        if has_session != had_session {
+            if has_session {
+                tracing::info!(broker = heartbeat.broker_id, "controller session restored");
+            } else {
+                tracing::warn!(
+                    broker = heartbeat.broker_id,
+                    "no heartbeat acknowledged by a controller with a quorum for {:?}: this broker may be fenced",
+                    session.timeout()
+                );
+            }
+            had_session = has_session;
         }
     }
 }

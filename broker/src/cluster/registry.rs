@@ -168,6 +168,15 @@ impl Registry {
         }
     }
 
+    /// Did this broker step down from leading the partition, having lost its controller
+    /// session (`session.rs`)? Metadata and FindCoordinator then name no leader for it, so
+    /// clients look elsewhere instead of at a leader the controller has most likely replaced.
+    pub fn stepped_down(&self, topic: &str, partition: i32) -> bool {
+        self.topic(topic)
+            .and_then(|t| t.partition(partition).cloned())
+            .is_some_and(|p| p.is_stepped_down())
+    }
+
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics.read().get(name).cloned()
     }

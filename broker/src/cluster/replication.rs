@@ -112,6 +112,8 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis((lag / 4).clamp(50, 1000)));
     let mut updates = q.subscribe();
     let mut fetchers: HashMap<i32, JoinHandle<()>> = HashMap::new();
+    // Its own task: ISR upkeep may wait on a quorum this broker cannot reach.
+    let guard = tokio::spawn(guard_leaderships(ctx.clone(), shutdown.clone()));
     loop {
         let leaders = followed(&ctx.registry);
         fetchers.retain(|id, task| {
@@ -133,9 +135,76 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => break,
         }
     }
+    guard.abort();
+    let _ = guard.await;
     for (_, task) in fetchers {
         task.abort();
         let _ = task.await;
+    }
+}
+
+/// Leader: while this broker has no controller session (`session.rs`), gives up each
+/// leadership whose in-sync followers have gone silent as long: the controller has most
+/// likely fenced this broker and moved it, and clients must not wait out their timeouts
+/// here. With a session again, takes back those the metadata still gives it in the same
+/// epoch. A leader that only lost the controller (its followers still fetch) keeps serving,
+/// as Kafka's brokers do while the controller quorum is down.
+async fn guard_leaderships(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let Some(q) = ctx.registry.quorum().cloned() else {
+        return;
+    };
+    let session = q.session_timeout();
+    let session_ms = i64::try_from(session.as_millis()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(
+        (session / 10).clamp(Duration::from_millis(50), Duration::from_millis(500)),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let alive = q.session_alive();
+        let md = q.metadata();
+        let now = now_ms();
+        for t in ctx.registry.topics() {
+            for p in &t.partitions {
+                if alive {
+                    let Some(state) = usize::try_from(p.index)
+                        .ok()
+                        .and_then(|i| md.partition(&t.meta.name, i))
+                    else {
+                        continue;
+                    };
+                    if p.is_stepped_down()
+                        && state.leader == q.broker_id
+                        && p.resume_leadership(state.leader_epoch)
+                    {
+                        tracing::info!(topic = %t.meta.name, partition = p.index, epoch = state.leader_epoch, "controller session back: leading again");
+                    }
+                    continue;
+                }
+                if !p.is_leader() {
+                    continue;
+                }
+                let Some(v) = p.replica_view() else { continue };
+                let silent: Vec<i32> = v
+                    .isr
+                    .iter()
+                    .copied()
+                    .filter(|id| *id != q.broker_id)
+                    .filter(|id| {
+                        v.followers
+                            .get(id)
+                            .is_some_and(|f| now - f.last_fetch_ms.max(f.caught_up_ms) > session_ms)
+                    })
+                    .collect();
+                if !silent.is_empty() && p.step_down() {
+                    ctx.metrics.leader_step_downs.inc();
+                    tracing::warn!(topic = %t.meta.name, partition = p.index, ?silent, "no controller session and in-sync followers silent: stepping down as leader");
+                }
+            }
+        }
     }
 }
 

@@ -76,6 +76,10 @@ pub async fn metadata(
     allow_create: bool,
 ) -> (Vec<MetadataResponseBroker>, Vec<MetadataResponseTopic>) {
     let mut topics = Vec::new();
+    let deposed = |topic: &str, partition: i32| ctx.registry.stepped_down(topic, partition);
+    let describe = |md: &ClusterMetadata, name: &str, t: &TopicMetadata| {
+        describe(md, name, t, q.broker_id, &deposed)
+    };
     if all {
         let md = q.metadata();
         topics.extend(md.topics.iter().map(|(n, t)| describe(&md, n, t)));
@@ -87,7 +91,9 @@ pub async fn metadata(
                 .flatten();
             let topic = match (by_id, w.name.map(|n| n.to_string())) {
                 (Some((n, t)), _) => describe(&md, n, t),
-                (None, Some(name)) => lookup_or_create(ctx, q, &name, allow_create).await,
+                (None, Some(name)) => {
+                    lookup_or_create(ctx, q, &name, allow_create, &describe).await
+                }
                 (None, None) => MetadataResponseTopic::default()
                     .with_topic_id(w.topic_id)
                     .with_error_code(ResponseError::UnknownTopicId.code()),
@@ -113,6 +119,7 @@ async fn lookup_or_create(
     q: &Arc<Quorum>,
     name: &str,
     allow_create: bool,
+    describe: &impl Fn(&ClusterMetadata, &str, &TopicMetadata) -> MetadataResponseTopic,
 ) -> MetadataResponseTopic {
     let error = |code: ResponseError| {
         MetadataResponseTopic::default()
@@ -146,28 +153,42 @@ async fn lookup_or_create(
     }
 }
 
-fn describe(md: &ClusterMetadata, name: &str, topic: &TopicMetadata) -> MetadataResponseTopic {
+/// One topic as Metadata shows it. `deposed(topic, partition)`: this broker (`me`) stepped
+/// down from leading it without a controller session, so no leader is named for it.
+fn describe(
+    md: &ClusterMetadata,
+    name: &str,
+    topic: &TopicMetadata,
+    me: i32,
+    deposed: &impl Fn(&str, i32) -> bool,
+) -> MetadataResponseTopic {
     let ids = |v: &[i32]| v.iter().copied().map(BrokerId).collect::<Vec<_>>();
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(i, p)| {
+            let index = i32::try_from(i).unwrap_or(i32::MAX);
             let offline: Vec<i32> = p
                 .replicas
                 .iter()
                 .copied()
                 .filter(|r| endpoint(md, *r).is_none())
                 .collect();
-            let code = if p.leader == NO_LEADER {
+            let leader = if p.leader == me && deposed(name, index) {
+                NO_LEADER
+            } else {
+                p.leader
+            };
+            let code = if leader == NO_LEADER {
                 ResponseError::LeaderNotAvailable.code()
             } else {
                 0
             };
             MetadataResponsePartition::default()
                 .with_error_code(code)
-                .with_partition_index(i32::try_from(i).unwrap_or(i32::MAX))
-                .with_leader_id(BrokerId(p.leader))
+                .with_partition_index(index)
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(ids(&p.replicas))
                 .with_isr_nodes(ids(&p.isr))

@@ -104,6 +104,12 @@ async fn answer(ctx: &Context, key_type: i8, key: StrBytes, listener: &str) -> C
         .ok()
         .and_then(|p| topic.partitions.get(p))
         .map_or(-1, |p| p.leader);
+    if leader == q.broker_id && ctx.registry.stepped_down(topic_name, partition) {
+        return unavailable(
+            c,
+            format!("this broker lost its controller session and stepped down as leader of {topic_name}-{partition}"),
+        );
+    }
     match client_endpoint(&md, leader, listener) {
         Some((host, port)) => c
             .with_node_id(BrokerId(leader))

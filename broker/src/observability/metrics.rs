@@ -28,6 +28,7 @@ pub struct Metrics {
     pub produce_append_seconds: Histogram,
     pub isr_shrinks: IntCounter,
     pub isr_expands: IntCounter,
+    pub leader_step_downs: IntCounter,
     // Computed at scrape time.
     log_size: IntGaugeVec,
     log_end_offset: IntGaugeVec,
@@ -181,6 +182,11 @@ impl Metrics {
                 "spate_isr_expands_total",
                 "Replicas added back to an in-sync replica set",
             ),
+            leader_step_downs: counter(
+                &r,
+                "spate_leader_step_downs_total",
+                "Leaderships given up without a controller session (followers silent too)",
+            ),
             log_size: gauge_vec(
                 &r,
                 "spate_log_size_bytes",
@@ -277,6 +283,7 @@ impl Metrics {
             Box::new(self.produce_append_seconds.clone()),
             Box::new(self.isr_shrinks.clone()),
             Box::new(self.isr_expands.clone()),
+            Box::new(self.leader_step_downs.clone()),
             Box::new(self.log_size.clone()),
             Box::new(self.log_end_offset.clone()),
             Box::new(self.leader_count.clone()),

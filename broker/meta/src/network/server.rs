@@ -21,7 +21,7 @@ use super::pb::raft_service_server::RaftService;
 use super::pb::{Payload, SnapshotChunk};
 use super::trace::{self, TRACE_TARGET};
 use super::{ChunkHeader, ForwardReply};
-use crate::liveness::{BrokerHeartbeat, HeartbeatReply, Heartbeats};
+use crate::liveness::{BrokerHeartbeat, HeartbeatAck, HeartbeatReply, Heartbeats};
 use crate::membership::{self, MembershipChange};
 use crate::requests::MetaRequest;
 use crate::store::CommittedIndex;
@@ -168,7 +168,7 @@ impl RaftService for RaftGrpc {
                 let m = m.borrow();
                 if m.state == ServerState::Leader && m.current_leader == Some(m.id) {
                     self.heartbeats.record(heartbeat);
-                    HeartbeatReply::Recorded
+                    HeartbeatReply::Recorded(HeartbeatAck::from_metrics(&m))
                 } else {
                     HeartbeatReply::NotLeader {
                         leader: membership::leader_hint(&m),
