@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from netcluster import Cluster, available, metadata_from, wait_until
 
-logging.getLogger("librdkafka").setLevel(logging.WARNING)
+logging.getLogger("librdkafka").setLevel(os.environ.get("SPATE_FAULT_RDKAFKA_LOG", "WARNING"))
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ every partition from its start to its high watermark and asserts, per partition:
   for one partition at once would show up here, or as a lost acknowledged value).
 
 Values that were sent but never acknowledged (in flight at a kill) may or may not be in the
-log; both are correct.
+log; both are correct. A value acknowledged without an offset (librdkafka's idempotent
+producer reports a batch whose request failed in flight as delivered once a later batch
+proves the broker has it) must be in the log once, at any offset.
 """
 
 from __future__ import annotations
@@ -31,12 +33,17 @@ log = logging.getLogger("faults")
 @dataclass
 class History:
     acked: dict[int, dict[int, int]] = field(default_factory=dict)  # partition -> offset -> seq
+    # Acknowledged without an offset: librdkafka's idempotent producer reports a batch whose
+    # request failed in flight as delivered (offset -1) once a later batch proves the broker
+    # has it. partition -> seqs
+    acked_no_offset: dict[int, set[int]] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     duplicate_acks: list[str] = field(default_factory=list)
     sent: int = 0
 
     def acked_count(self) -> int:
-        return sum(len(v) for v in self.acked.values())
+        return (sum(len(v) for v in self.acked.values())
+                + sum(len(v) for v in self.acked_no_offset.values()))
 
 
 class Workload(threading.Thread):
@@ -85,10 +92,13 @@ class Workload(threading.Thread):
                 return
             p, offset = msg.partition(), msg.offset()
             seq = int(msg.value().decode().split("-")[1])
+            self.ack_times[p].append(time.monotonic())
+            if offset is None:
+                self.history.acked_no_offset.setdefault(p, set()).add(seq)
+                return
             if offset in self.history.acked[p]:
                 self.history.duplicate_acks.append(f"p{p}@{offset}: {self.history.acked[p][offset]} and {seq}")
             self.history.acked[p][offset] = seq
-            self.ack_times[p].append(time.monotonic())
 
     def run(self):
         p = 0
@@ -112,7 +122,8 @@ class Workload(threading.Thread):
 
     def acked_on(self, partition: int) -> int:
         with self.lock:
-            return len(self.history.acked[partition])
+            return (len(self.history.acked[partition])
+                    + len(self.history.acked_no_offset.get(partition, ())))
 
     def longest_gap(self, partition: int, since: float, until: float) -> float:
         """The longest time without an acknowledgement on ``partition`` within
@@ -215,7 +226,11 @@ def check(history: History, log_contents: dict[int, list]) -> dict:
             if by_offset.get(offset) != seq:
                 problems.append(f"p{p}: acknowledged seq {seq} at offset {offset} is lost "
                                 f"(log has {by_offset.get(offset)!r} there)")
-        stats["unacked_in_log"] += len(set(by_offset.values()) - set(acked.values()))
+        no_offset = history.acked_no_offset.get(p, set())
+        for seq in sorted(no_offset - set(seen)):
+            problems.append(f"p{p}: seq {seq}, acknowledged without an offset, is lost")
+        stats["acked_without_offset"] = stats.get("acked_without_offset", 0) + len(no_offset)
+        stats["unacked_in_log"] += len(set(by_offset.values()) - set(acked.values()) - no_offset)
     if problems:
         shown = "\n  ".join(problems[:20])
         raise AssertionError(f"{len(problems)} problems in the history:\n  {shown}")

@@ -119,7 +119,8 @@ def test_group_survives_its_coordinator_being_killed(cluster):
     check = Consumer({"bootstrap.servers": survivors, "broker.address.family": "v4",
                       "group.id": GROUP, "enable.auto.commit": False})
     try:
-        ends = {p: len(history.acked[p]) for p in range(PARTITIONS)}
+        ends = {p: len(history.acked[p]) + len(history.acked_no_offset.get(p, ()))
+                for p in range(PARTITIONS)}
         got = wait_until("committed offsets", lambda: {
             tp.partition: tp.offset for tp in check.committed(
                 [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=5)}, 30)

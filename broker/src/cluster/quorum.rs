@@ -21,6 +21,7 @@
 //! controller side (fencing, unfencing, preferred leaders) is `liveness.rs`.
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +63,10 @@ pub struct Quorum {
     heartbeat_task: Mutex<Option<JoinHandle<()>>>,
     /// This broker's session with the controller, as it can tell from its heartbeats.
     session: Arc<ControllerSession>,
+    /// Set while the session is lapsed and this broker had to step down from leading (its
+    /// followers are silent too): it is cut off from the cluster, not just from a
+    /// controller quorum that is down.
+    cut_off: AtomicBool,
     /// Replication throttle buckets (`throttle.rs`); only replication between brokers uses them.
     pub throttles: Throttles,
 }
@@ -131,6 +136,7 @@ impl Quorum {
                 Duration::from_millis(config.broker_session_timeout_ms),
                 Instant::now(),
             )),
+            cut_off: AtomicBool::new(false),
             throttles: Throttles::default(),
         }))
     }
@@ -223,6 +229,25 @@ impl Quorum {
     /// own clock, see `session.rs`; a broker that lost it may have been fenced.)
     pub fn session_alive(&self) -> bool {
         self.session.alive(Instant::now())
+    }
+
+    /// Is this broker cut off from the rest of the cluster (no controller session, and
+    /// followers that stopped fetching from it)? The controller has most likely fenced it,
+    /// and fenced brokers are not in anyone's Metadata: it leaves itself out of its own
+    /// answers too, so clients go to the brokers that know the current leaders.
+    pub fn cut_off(&self) -> bool {
+        self.cut_off.load(Ordering::Acquire) && !self.session_alive()
+    }
+
+    /// Records whether leaderships had to be given up without a session (`replication.rs`).
+    pub fn set_cut_off(&self, cut_off: bool) {
+        if self.cut_off.swap(cut_off, Ordering::AcqRel) != cut_off {
+            tracing::info!(
+                broker = self.broker_id,
+                cut_off,
+                "cut off from the cluster: {cut_off}"
+            );
+        }
     }
 
     /// `broker.session.timeout.ms`

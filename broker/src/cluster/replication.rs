@@ -165,6 +165,9 @@ async fn guard_leaderships(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool
             _ = shutdown.changed() => return,
         }
         let alive = q.session_alive();
+        if alive {
+            q.set_cut_off(false);
+        }
         let md = q.metadata();
         let now = now_ms();
         for t in ctx.registry.topics() {
@@ -200,6 +203,7 @@ async fn guard_leaderships(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool
                     })
                     .collect();
                 if !silent.is_empty() && p.step_down() {
+                    q.set_cut_off(true);
                     ctx.metrics.leader_step_downs.inc();
                     tracing::warn!(topic = %t.meta.name, partition = p.index, ?silent, "no controller session and in-sync followers silent: stepping down as leader");
                 }

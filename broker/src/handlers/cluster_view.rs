@@ -102,7 +102,9 @@ pub async fn metadata(
         }
     }
     let md = q.metadata();
+    let cut_off = q.cut_off();
     let brokers = live_brokers(&md, listener)
+        .filter(|(b, _)| !(cut_off && b.id == q.broker_id))
         .map(|(b, (host, port))| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id))
