@@ -169,6 +169,22 @@ def net_up():
         sh("ip", "-n", ns(i), "link", "set", "lo", "up")
 
 
+def isolate(victim: int):
+    """Cuts broker ``victim`` off from the other brokers (blackhole routes both ways); the
+    clients in the root namespace still reach it."""
+    for other in range(1, N + 1):
+        if other != victim:
+            sh("ip", "-n", ns(victim), "route", "add", "blackhole", f"{addr(other)}/32")
+            sh("ip", "-n", ns(other), "route", "add", "blackhole", f"{addr(victim)}/32")
+
+
+def heal(victim: int):
+    for other in range(1, N + 1):
+        if other != victim:
+            sh("ip", "-n", ns(victim), "route", "del", "blackhole", f"{addr(other)}/32", check=False)
+            sh("ip", "-n", ns(other), "route", "del", "blackhole", f"{addr(victim)}/32", check=False)
+
+
 # ------------------------------------------------------------------ clusters
 class Cluster:
     system = "?"
@@ -515,7 +531,8 @@ class Probe:
         self.raw.close()
 
 
-def failover_rounds(c: Cluster, work: Path, profile: str, leader_kills: int, ctrl_kills: int) -> list[dict]:
+def failover_rounds(c: Cluster, work: Path, profile: str, leader_kills: int, ctrl_kills: int,
+                    isolations: int = 0) -> list[dict]:
     topic = f"failover-{profile}"
     parts = 3
     create_topic(c, topic, parts)
@@ -524,13 +541,14 @@ def failover_rounds(c: Cluster, work: Path, profile: str, leader_kills: int, ctr
     try:
         wait_until("probe ready", probe.ready.is_set, 60)
         wait_until("probe acks on every partition", lambda: all(probe.acked(p) > 500 for p in range(parts)), 60)
-        cases = ["leader"] * leader_kills + ["leader+controller"] * ctrl_kills
+        cases = (["leader"] * leader_kills + ["leader+controller"] * ctrl_kills
+                 + ["isolated leader"] * isolations)
         for n, case in enumerate(cases, 1):
             c.check_alive()
             elect_preferred(c, topic, parts)
             ctrl = controller_id(c)
             view = topic_view(c, topic)
-            if case == "leader":
+            if case in ("leader", "isolated leader"):
                 cand = [p for p, (l, _, _) in sorted(view.items()) if l != ctrl and l > 0]
                 # rotate over the non-controller brokers
                 p = cand[n % len(cand)] if cand else None
@@ -547,9 +565,16 @@ def failover_rounds(c: Cluster, work: Path, profile: str, leader_kills: int, ctr
             up = uptime()
             a = admin(c)
             marks = probe.mark()
-            t_kill = c.kill9(victim)
+            if case == "isolated leader":
+                # Cut off from its peers, still reachable by the client: the deposed leader
+                # keeps answering, so this measures how fast clients leave it.
+                t_kill = time.time()
+                isolate(victim)
+                log(f"  round {n} ({case}): cut broker {victim} off (leader of p{p}; controller {ctrl})")
+            else:
+                t_kill = c.kill9(victim)
+                log(f"  round {n} ({case}): killed broker {victim} (leader of p{p}; controller {ctrl})")
             kill_us = int(t_kill * 1e6)
-            log(f"  round {n} ({case}): killed broker {victim} (leader of p{p}; controller {ctrl})")
             # Watch for the new leader in metadata (from a live broker) and the first acks.
             leader_seen = None
             first = {q: None for q in range(parts)}
@@ -584,8 +609,11 @@ def failover_rounds(c: Cluster, work: Path, profile: str, leader_kills: int, ctr
                 f"{r['first_ack_after_kill_ms']} ms (every partition: {r['all_partitions_ack_ms']} ms); "
                 f"max ack gap {r['max_ack_gap_ms']} ms (any partition {r['max_ack_gap_any_ms']} ms); "
                 f"new leader in metadata after {r['leader_in_metadata_ms']} ms")
-            # Restart the victim and wait until it is back in every ISR.
-            c.start_node(victim)
+            # Restart (or reconnect) the victim and wait until it is back in every ISR.
+            if case == "isolated leader":
+                heal(victim)
+            else:
+                c.start_node(victim)
             wait_until(f"broker {victim} back in every ISR", lambda: all(
                 victim in isr for _, _, isr in topic_view(c, topic).values()), 180, 0.5)
             wait_cluster(c, 60)
@@ -636,7 +664,8 @@ def bench_system(system: str, args, work: Path, results: dict):
                 res["vmhwm_mb"] = [round((c.status_kb(i, "VmHWM") or 0) / 1024) for i in range(1, N + 1)]
                 # throughput data is not needed any more: free the disk
             if not args.skip_failover:
-                res["failover"][profile] = failover_rounds(c, work, profile, args.kills, args.controller_kills)
+                res["failover"][profile] = failover_rounds(c, work, profile, args.kills,
+                                                           args.controller_kills, args.isolations)
         except Exception as e:  # noqa: BLE001
             log(f"  {system}/{profile} FAILED: {e}")
             res["notes"].append(f"{profile}: run failed: {str(e)[:400]}")
@@ -745,7 +774,7 @@ def report(results: dict, args, started: str, load_start: str, spate_desc: str) 
         L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for system, res in results.items():
             for profile, rounds in res["failover"].items():
-                for case in ("leader", "leader+controller"):
+                for case in ("leader", "leader+controller", "isolated leader"):
                     rs = [r for r in rounds if r["case"] == case and "skipped" not in r]
                     if not rs:
                         continue
@@ -805,6 +834,8 @@ def main():
     ap.add_argument("--profiles", default="default,tuned", help="failure-detection profiles: default,tuned,fast")
     ap.add_argument("--kills", type=int, help="leader (non-controller) kills per profile")
     ap.add_argument("--controller-kills", type=int, help="kills of a leader that is the active controller")
+    ap.add_argument("--isolations", type=int, default=0,
+                    help="rounds that cut a (non-controller) leader off from its peers instead of killing it")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-failover", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, tool output)")

@@ -1396,3 +1396,41 @@ fn apply_record(state: &mut State, key: Option<&[u8]>, value: Option<&[u8]>, now
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(offset: i64) -> OffsetValue {
+        OffsetValue::committed(offset, -1, None, 0)
+    }
+
+    fn committed(state: &State, group: &str, partition: i32) -> Option<i64> {
+        state
+            .offsets
+            .get(group)
+            .and_then(|o| o.get(&("t".to_string(), partition)))
+            .map(|v| v.offset)
+    }
+
+    #[test]
+    fn offsets_change_only_when_their_write_is_applied_and_the_later_write_wins() {
+        let mut state = State::default();
+        // Two commits of one partition, written at log offsets 10 and 11, replicated and
+        // applied in the opposite order: the one written later stays.
+        state.apply_offsets("g", 11, vec![("t".into(), 0, value(200))]);
+        state.apply_offsets("g", 10, vec![("t".into(), 0, value(100))]);
+        assert_eq!(committed(&state, "g", 0), Some(200));
+        // A write that was never applied (its replication failed) left nothing behind, and
+        // the retry, written later, applies.
+        assert_eq!(committed(&state, "g", 1), None);
+        state.apply_offsets("g", 12, vec![("t".into(), 1, value(5))]);
+        assert_eq!(committed(&state, "g", 1), Some(5));
+        // Unloading the group's partition forgets where its offsets were written too.
+        state.offsets_partitions = 1;
+        state.unload(0);
+        assert!(state.written_at.is_empty() && state.offsets.is_empty());
+        state.apply_offsets("g", 1, vec![("t".into(), 0, value(7))]);
+        assert_eq!(committed(&state, "g", 0), Some(7));
+    }
+}
