@@ -3,7 +3,8 @@
 # latency, and leader-kill failover time. See bench/README-cluster.md.
 #
 #   sudo bench/cluster.sh [--quick] [--systems kafka,spate] [--profiles default,tuned]
-#                         [--kills N] [--controller-kills M] [--skip-throughput] [--skip-failover] [--keep]
+#                         [--kills N] [--controller-kills M] [--isolations K] [--skip-throughput]
+#                         [--skip-failover] [--keep]
 #
 # Environment: SPATE_BROKER_BIN, SPATE_CACHE, BENCH_TMPDIR, BENCH_RECORDS, KAFKA_HEAP_OPTS,
 # PROBE_PROPS (extra failover-probe producer properties, "k=v k2=v2").

@@ -568,8 +568,10 @@ def failover_rounds(c: Cluster, work: Path, profile: str, leader_kills: int, ctr
             if case == "isolated leader":
                 # Cut off from its peers, still reachable by the client: the deposed leader
                 # keeps answering, so this measures how fast clients leave it.
-                t_kill = time.time()
                 isolate(victim)
+                # From when the cut is in place: records sent while the routes were being
+                # added may still be acknowledged by the old leader.
+                t_kill = time.time()
                 log(f"  round {n} ({case}): cut broker {victim} off (leader of p{p}; controller {ctrl})")
             else:
                 t_kill = c.kill9(victim)

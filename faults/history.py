@@ -197,6 +197,38 @@ def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60,
         c.close()
 
 
+def read_committed(bootstrap: str, topic: str, partitions: int,
+                   timeout: float = 90) -> dict[int, list]:
+    """Every record a read_committed consumer sees, up to each partition's last stable
+    offset: partition -> [(offset, value)]."""
+    c = Consumer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
+                  "group.id": f"faults-committed-{time.time_ns()}", "enable.auto.commit": False,
+                  "isolation.level": "read_committed", "enable.partition.eof": True,
+                  "logger": logging.getLogger("librdkafka")})
+    try:
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        out: dict[int, list] = {p: [] for p in range(partitions)}
+        eof: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(eof) < partitions:
+            assert time.monotonic() < deadline, (
+                f"reading {topic} read_committed: {[len(v) for v in out.values()]} records, "
+                f"at the end of {sorted(eof)}")
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(m.partition())
+                    continue
+                raise AssertionError(f"consumer error: {m.error()}")
+            eof.discard(m.partition())
+            out[m.partition()].append((m.offset(), m.value().decode()))
+        return out
+    finally:
+        c.close()
+
+
 def check(history: History, log_contents: dict[int, list]) -> dict:
     """Asserts no loss, no duplicates, order kept and one writer per offset; returns counts."""
     problems: list[str] = list(history.duplicate_acks)

@@ -29,7 +29,7 @@ from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcept
                              TopicPartition)
 
 from conftest import create_topic
-from history import read_all
+from history import read_all, read_committed
 from netcluster import wait_until
 from scenarios import coordinator_of, leader_of, wait_in_sync
 
@@ -281,7 +281,7 @@ def _scenario(cluster, make_pipeline):
     assert sorted(input_values) == sorted(str(n) for n in range(INPUTS)), (
         "the idempotent feeder wrote duplicates or lost inputs: "
         f"{_duplicates(inputs)} duplicated")
-    out = _read_committed(cluster.bootstrap)
+    out = read_committed(cluster.bootstrap, "pipe-out", PARTITIONS)
     values = sorted(v for records in out.values() for _, v in records)
     expected = sorted(f"out-{n}" for n in range(INPUTS))
     duplicates = len(values) - len(set(values))
@@ -301,31 +301,3 @@ def _duplicates(by_partition: dict) -> dict:
         for offset, v in records:
             where.setdefault(v.decode() if isinstance(v, bytes) else v, []).append((p, offset))
     return dict(list((v, w) for v, w in where.items() if len(w) > 1)[:5])
-
-
-def _read_committed(bootstrap: str) -> dict:
-    """Every committed record of pipe-out up to its last stable offset."""
-    c = Consumer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
-                  "group.id": f"check-{time.time_ns()}", "enable.auto.commit": False,
-                  "isolation.level": "read_committed", "enable.partition.eof": True})
-    try:
-        c.assign([TopicPartition("pipe-out", p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-        out: dict[int, list] = {p: [] for p in range(PARTITIONS)}
-        eof: set[int] = set()
-        deadline = time.monotonic() + 60
-        while len(eof) < PARTITIONS:
-            assert time.monotonic() < deadline, f"read {[len(v) for v in out.values()]}"
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
-                    continue
-                raise AssertionError(f"consumer error: {m.error()}")
-            eof.discard(m.partition())
-            out[m.partition()].append((m.offset(), m.value().decode()))
-        return out
-    finally:
-        c.close()
-

@@ -26,10 +26,10 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from conftest import create_topic
+from history import read_committed
 from netcluster import wait_until
 from scenarios import coordinator_of, wait_in_sync
 
@@ -158,7 +158,11 @@ def test_transactions_stay_atomic_while_the_coordinator_is_isolated(cluster):
     assert producer.error is None, producer.error
     log.info("%d transactions committed, %d aborted", len(producer.committed),
              len(producer.aborted))
-    _check(read_committed(cluster.bootstrap), producer.committed, producer.aborted)
+    visible: dict[int, list[str]] = {}
+    for records in read_committed(cluster.bootstrap, TOPIC, PARTITIONS).values():
+        for _, value in records:
+            visible.setdefault(int(value.split("-")[0]), []).append(value)
+    _check(visible, producer.committed, producer.aborted)
 
 
 def _check(visible: dict[int, list[str]], committed: list[int], aborted: list[int]):
@@ -175,32 +179,3 @@ def _check(visible: dict[int, list[str]], committed: list[int], aborted: list[in
     for n, records in visible.items():
         problems.append(f"transaction {n} (outcome never reported): {len(records)} visible")
     assert not problems, "\n  ".join([f"{len(problems)} problems:", *problems[:20]])
-
-
-def read_committed(bootstrap: str) -> dict[int, list[str]]:
-    """Transaction number -> its record values, read with read_committed up to the end."""
-    c = Consumer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
-                  "group.id": f"txn-iso-check-{time.time_ns()}", "enable.auto.commit": False,
-                  "isolation.level": "read_committed", "enable.partition.eof": True,
-                  "logger": logging.getLogger("librdkafka")})
-    try:
-        c.assign([TopicPartition(TOPIC, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-        out: dict[int, list[str]] = {}
-        eof: set[int] = set()
-        deadline = time.monotonic() + 90
-        while len(eof) < PARTITIONS:
-            assert time.monotonic() < deadline, f"reading {TOPIC}: at EOF on {eof}"
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
-                    continue
-                raise AssertionError(f"consumer error: {m.error()}")
-            eof.discard(m.partition())
-            value = m.value().decode()
-            out.setdefault(int(value.split("-")[0]), []).append(value)
-        return out
-    finally:
-        c.close()

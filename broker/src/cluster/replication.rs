@@ -173,16 +173,16 @@ async fn guard_leaderships(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool
         for t in ctx.registry.topics() {
             for p in &t.partitions {
                 if alive {
+                    if !p.is_stepped_down() {
+                        continue;
+                    }
                     let Some(state) = usize::try_from(p.index)
                         .ok()
                         .and_then(|i| md.partition(&t.meta.name, i))
                     else {
                         continue;
                     };
-                    if p.is_stepped_down()
-                        && state.leader == q.broker_id
-                        && p.resume_leadership(state.leader_epoch)
-                    {
+                    if state.leader == q.broker_id && p.resume_leadership(state.leader_epoch) {
                         tracing::info!(topic = %t.meta.name, partition = p.index, epoch = state.leader_epoch, "controller session back: leading again");
                     }
                     continue;
