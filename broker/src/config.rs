@@ -69,7 +69,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("offset.metadata.max.bytes", "4096"),
     ("group.consumer.heartbeat.interval.ms", "5000"),
     ("group.consumer.session.timeout.ms", "45000"),
-    // Transactions (issue 5).
+    // Transactions.
     ("transaction.state.log.num.partitions", "50"),
     ("transaction.state.log.replication.factor", "3"),
     ("transaction.max.timeout.ms", "900000"),
@@ -90,7 +90,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // KIP-890 part 1: a partition leader checks with the coordinator that a transactional
     // batch belongs to an ongoing transaction before it opens one on the partition.
     ("transaction.partition.verification.enable", "true"),
-    // Cluster mode (issue 4). Empty voters: the single-node broker with `topics.json`.
+    // Cluster mode. Empty voters: the single-node broker with `topics.json`.
     ("controller.quorum.voters", ""),
     ("controller.listener", ""),
     // Kafka's KRaft default: a voter that hears no leader for 1-2 s starts an election.
@@ -103,7 +103,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // (no follower fetching). Ignored by the single-node broker.
     ("replication.enable", "true"),
     ("replica.lag.time.max.ms", "30000"),
-    // Liveness and failover (issue 4, stage 3), cluster mode only.
+    // Liveness and failover, cluster mode only.
     ("broker.heartbeat.interval.ms", "2000"),
     ("broker.session.timeout.ms", "9000"),
     ("auto.leader.rebalance.enable", "true"),

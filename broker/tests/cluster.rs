@@ -1,4 +1,4 @@
-//! Cluster mode (issue 4, stage 1): three in-process brokers, each a voter of the metadata
+//! Cluster mode: three in-process brokers, each a voter of the metadata
 //! quorum, on distinct ports of 127.0.0.1 with separate data directories.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 

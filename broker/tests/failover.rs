@@ -1,4 +1,4 @@
-//! Cluster mode, issue 4 stage 3 (liveness and failover): three in-process brokers with
+//! Cluster mode, liveness and failover: three in-process brokers with
 //! `replication.enable`, short heartbeat and session timeouts. The leader of an RF 3 topic
 //! stops without a word (a crash, as far as the others can tell): the controller fences it,
 //! an in-sync replica takes over with every acknowledged record, acks=all continues; the old

@@ -1,4 +1,4 @@
-//! Node roles in the metadata quorum (issue 4): three voters and two broker-only nodes
+//! Node roles in the metadata quorum: three voters and two broker-only nodes
 //! (`node.id` not among `controller.quorum.voters`), all in process on loopback. Broker-only
 //! nodes join as raft learners, receive the metadata, host replicas and serve Metadata like
 //! voters; a restarted one rejoins (on a new raft port: an address change); stopping one does

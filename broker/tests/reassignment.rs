@@ -1,4 +1,4 @@
-//! Cluster mode, issue 4: partition reassignment, preferred leader elections and replication
+//! Cluster mode: partition reassignment, preferred leader elections and replication
 //! throttles, over the Kafka wire (AlterPartitionReassignments, ListPartitionReassignments,
 //! ElectLeaders, IncrementalAlterConfigs) against three in-process brokers.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test

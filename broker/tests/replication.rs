@@ -1,4 +1,4 @@
-//! Cluster mode with `replication.enable` (issue 4, stage 2): three in-process brokers, a
+//! Cluster mode with `replication.enable`: three in-process brokers, a
 //! topic with three replicas, followers fetching from the leader, the ISR shrinking when a
 //! follower stops and growing again when it is back.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test

@@ -1,4 +1,4 @@
-//! Cluster mode: broker liveness and failover (issue 4, stage 3).
+//! Cluster mode: broker liveness and failover.
 //!
 //! - **Heartbeats** (`quorum.rs`): every broker reports `(id, incarnation, metadata offset)` to
 //!   the active controller (the raft leader) every `broker.heartbeat.interval.ms` over the

@@ -1,5 +1,5 @@
-//! Cluster mode with `replication.enable`: follower fetching and the leader's ISR upkeep
-//! (issue 4, stage 2).
+//! Cluster mode with `replication.enable`: follower fetching, the leader's ISR upkeep and
+//! stepping down without a controller session.
 //!
 //! - **Followers**: one fetcher task per leader broker sends Kafka Fetch v15 requests
 //!   (`ReplicaState{replica_id}`, `CurrentLeaderEpoch`, `LastFetchedEpoch`, fetch offset = the
