@@ -5,8 +5,17 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use spate_meta::ClusterMetadata;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A live broker's inter-broker address (replication, transaction markers, verification).
+pub fn endpoint(md: &ClusterMetadata, broker: i32) -> Option<(String, u16)> {
+    md.brokers
+        .get(&broker)
+        .filter(|b| !b.fenced)
+        .map(|b| (b.host.clone(), b.port))
+}
 
 /// What one request is: its API, version, correlation id and who sends it.
 pub struct Call {

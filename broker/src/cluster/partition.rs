@@ -295,13 +295,17 @@ impl Partition {
     }
 
     /// Follower: appends batches fetched from the leader, as they are, and records their
-    /// producers. Returns the new log end.
-    pub fn append_as_follower(&self, records: Bytes) -> Result<i64, LogError> {
+    /// producers. Returns how many records they hold (from the headers the append parsed).
+    pub fn append_as_follower(&self, records: Bytes) -> Result<u64, LogError> {
         self.with(|s| {
             let base_before = s.log.active_base_offset();
             let info = s.log.append_as_follower(records.clone())?;
             self.apply_appended(s, &records, &info.batches, base_before);
-            Ok(s.log.log_end_offset())
+            Ok(info
+                .batches
+                .iter()
+                .map(|b| u64::try_from(b.record_count).unwrap_or(0))
+                .sum())
         })
     }
 

@@ -32,9 +32,8 @@ use uuid::Uuid;
 
 use super::broker_rpc::Call;
 use super::{throttle, Partition, Registry};
+use crate::cluster::broker_rpc::endpoint;
 use crate::context::{now_ms, Context};
-use crate::handlers::cluster_view::endpoint;
-use crate::observability::metrics::record_count;
 use crate::observability::telemetry::{self, TRACE_TARGET};
 use crate::protocol::request::TRACEPARENT_TAG;
 
@@ -370,13 +369,13 @@ async fn round(
                     throttled_bytes += got;
                 }
                 match handle_partition(f, p) {
-                    Ok(true) => {
-                        if let Some(r) = p.records.as_ref().filter(|_| got > 0 && p.error_code == 0) {
+                    Ok(Some(appended)) => {
+                        if got > 0 && p.error_code == 0 {
                             bytes += got;
-                            records += record_count(r);
+                            records += appended;
                         }
                     }
-                    Ok(false) => {
+                    Ok(None) => {
                         clean = false;
                         errors += 1;
                     }
@@ -403,11 +402,12 @@ async fn round(
     fetched
 }
 
-/// Applies one partition's answer. `Ok(false)`: an error to back off on.
+/// Applies one partition's answer: `Ok(Some(records appended))`, or `Ok(None)` for an error
+/// to back off on.
 fn handle_partition(
     f: &Followed,
     p: &kafka_protocol::messages::fetch_response::PartitionData,
-) -> Result<bool, spate_log::LogError> {
+) -> Result<Option<u64>, spate_log::LogError> {
     let replica = &f.replica;
     if p.error_code == ResponseError::OffsetOutOfRange.code() {
         let (leo, _, _) = replica.fetch_position()?;
@@ -418,10 +418,10 @@ fn handle_partition(
             tracing::info!(topic = %f.topic, partition = replica.index, hw = p.high_watermark, "follower ahead of the leader: truncating to its high watermark");
             replica.truncate_to(p.high_watermark)?;
         }
-        return Ok(true);
+        return Ok(Some(0));
     }
     if p.error_code != 0 {
-        return Ok(false);
+        return Ok(None);
     }
     let div = &p.diverging_epoch;
     if div.epoch >= 0 && div.end_offset >= 0 {
@@ -431,15 +431,16 @@ fn handle_partition(
         let target = div.end_offset.min(local);
         tracing::info!(topic = %f.topic, partition = replica.index, epoch = div.epoch, target, "log diverged from the leader's: truncating");
         replica.truncate_to(target)?;
-        return Ok(true);
+        return Ok(Some(0));
     }
+    let mut appended = 0;
     if let Some(records) = p.records.as_ref().filter(|r| !r.is_empty()) {
-        replica.append_as_follower(records.clone())?;
+        appended = replica.append_as_follower(records.clone())?;
     }
     if p.high_watermark >= 0 {
         replica.set_follower_hw(p.high_watermark);
     }
-    Ok(true)
+    Ok(Some(appended))
 }
 
 /// Sends one Fetch request and reads its response.
@@ -608,7 +609,7 @@ mod tests {
         let answer = PartitionData::default()
             .with_high_watermark(2)
             .with_diverging_epoch(EpochEndOffset::default().with_epoch(0).with_end_offset(2));
-        assert!(handle_partition(&f, &answer).unwrap());
+        assert!(handle_partition(&f, &answer).unwrap().is_some());
         assert_eq!(f.replica.fetch_position().unwrap(), (2, 0, 0));
         // Fetching on appends the leader's batches after the truncation point.
         let mut batch = one_record().to_vec();
@@ -616,7 +617,7 @@ mod tests {
         let answer = PartitionData::default()
             .with_high_watermark(3)
             .with_records(Some(Bytes::from(batch)));
-        assert!(handle_partition(&f, &answer).unwrap());
+        assert!(handle_partition(&f, &answer).unwrap().is_some());
         assert_eq!(f.replica.fetch_position().unwrap().0, 3);
         assert_eq!(f.replica.positions().unwrap().1, 3);
     }
@@ -629,7 +630,7 @@ mod tests {
             .with_error_code(ResponseError::OffsetOutOfRange.code())
             .with_high_watermark(12)
             .with_log_start_offset(10);
-        assert!(handle_partition(&f, &answer).unwrap());
+        assert!(handle_partition(&f, &answer).unwrap().is_some());
         assert_eq!(f.replica.fetch_position().unwrap(), (10, -1, 10));
     }
 }

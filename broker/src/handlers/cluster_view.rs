@@ -13,6 +13,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::BrokerId;
 use spate_meta::{BrokerRegistration, ClusterMetadata, TopicMetadata, NO_LEADER};
 
+use crate::cluster::broker_rpc::endpoint;
 use crate::cluster::names::invalid_topic_name;
 use crate::cluster::registry::is_internal;
 use crate::cluster::Quorum;
@@ -29,14 +30,6 @@ fn live_brokers<'a>(
         .values()
         .filter(|b| !b.fenced)
         .filter_map(move |b| b.endpoint(listener).map(|e| (b, e)))
-}
-
-/// A live broker's inter-broker address (replication, transaction markers).
-pub fn endpoint(md: &ClusterMetadata, broker: i32) -> Option<(String, u16)> {
-    md.brokers
-        .get(&broker)
-        .filter(|b| !b.fenced)
-        .map(|b| (b.host.clone(), b.port))
 }
 
 /// A live broker's address for clients of `listener`.

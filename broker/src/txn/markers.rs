@@ -13,12 +13,12 @@ use kafka_protocol::messages::{
     ApiKey, ProducerId, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 
+use crate::cluster::broker_rpc::endpoint;
 use crate::cluster::broker_rpc::Call;
 use crate::cluster::replicated::Unreplicated;
 use crate::cluster::Registry;
 use crate::context::{now_ms, topic_name};
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
-use crate::handlers::cluster_view::endpoint;
 use crate::producer::Marker;
 
 /// The WriteTxnMarkers version brokers send each other (v1: flexible).

@@ -12,10 +12,10 @@ use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ProducerId, TransactionalId,
 };
 
+use crate::cluster::broker_rpc::endpoint;
 use crate::cluster::broker_rpc::Call;
 use crate::context::{str_bytes, topic_name, Context};
 use crate::group::codec::partition_for;
-use crate::handlers::cluster_view::endpoint;
 use crate::txn::TXN_TOPIC;
 
 /// The first AddPartitionsToTxn version with `verify_only` (brokers only).
