@@ -1,7 +1,9 @@
-//! The topics this broker hosts, their partitions and configs, persisted in the data directory.
+//! The topics this broker knows, with the partitions it hosts and their configs.
 //!
-//! Until the replicated metadata quorum lands, a single node keeps its metadata in
-//! `<data dir>/topics.json`, rewritten atomically (temp file, fsync, rename) on every change.
+//! A single node (no `controller.quorum.voters`) is the source of its own metadata and keeps
+//! it in `<data dir>/topics.json`, rewritten atomically (temp file, fsync, rename) on every
+//! change. In cluster mode the metadata quorum is the source (`quorum.rs`) and `applier.rs`
+//! mirrors it here: the topic map and the local replicas' logs.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,4 +1,7 @@
-//! Consumer groups: the classic rebalance protocol and committed offsets.
+//! Consumer groups: the classic rebalance protocol (`group.rs`), KIP-848 consumer groups
+//! (`consumer_group.rs`, `assignor.rs`), and the coordinator that owns both and the committed
+//! offsets, durable in `__consumer_offsets` (`coordinator.rs`, records in `codec.rs`); a
+//! change counts, and is answered, only once its record is in the in-sync replicas.
 
 pub mod assignor;
 pub mod codec;
