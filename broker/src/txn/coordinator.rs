@@ -307,12 +307,20 @@ impl TxnCoordinator {
             partition,
             epoch,
         } = pending;
+        // Dropped while waiting (the task is cancelled): the transition must not stay pending.
+        let mut guard = AbandonOnDrop {
+            state: &self.state,
+            transition: Some(transition),
+        };
         let replicated = match wait {
             None => Ok(()),
             Some(w) => w.wait().await.map_err(|e| match e {
                 ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
                 _ => ResponseError::CoordinatorNotAvailable,
             }),
+        };
+        let Some(transition) = guard.transition.take() else {
+            return Err(ResponseError::UnknownServerError);
         };
         let mut st = self.state.lock();
         let still_ours = partition.leader_epoch() == epoch
@@ -693,6 +701,20 @@ impl TxnCoordinator {
             .collect();
         out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
         out
+    }
+}
+
+/// Abandons a transition whose wait was cancelled before it settled.
+struct AbandonOnDrop<'a> {
+    state: &'a Mutex<State>,
+    transition: Option<Transition>,
+}
+
+impl Drop for AbandonOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.transition.take() {
+            self.state.lock().txns.abandon(&t);
+        }
     }
 }
 
