@@ -17,6 +17,28 @@ pub fn endpoint(md: &ClusterMetadata, broker: i32) -> Option<(String, u16)> {
         .map(|b| (b.host.clone(), b.port))
 }
 
+/// Why an inter-broker request got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("broker {0} has no endpoint (unknown or fenced)")]
+    NoEndpoint(i32),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("response frame of {0} bytes is over the limit")]
+    FrameTooLarge(i64),
+    #[error("correlation id {sent} answered as {got}")]
+    Correlation { sent: i32, got: i32 },
+    /// kafka-protocol's codecs report `anyhow` errors; their message is kept.
+    #[error("encoding or decoding: {0}")]
+    Codec(String),
+}
+
+fn codec(e: anyhow::Error) -> RpcError {
+    RpcError::Codec(e.to_string())
+}
+
 /// What one request is: its API, version, correlation id and who sends it.
 pub struct Call {
     pub api: ApiKey,
@@ -46,7 +68,7 @@ impl Call {
         &self,
         request: &R,
         tags: impl IntoIterator<Item = (i32, Bytes)>,
-    ) -> anyhow::Result<BytesMut> {
+    ) -> Result<BytesMut, RpcError> {
         let mut buf = BytesMut::new();
         buf.put_i32(0);
         let mut header = RequestHeader::default()
@@ -55,9 +77,12 @@ impl Call {
             .with_correlation_id(self.correlation_id)
             .with_client_id(Some(StrBytes::from_static_str(self.client_id)));
         header.unknown_tagged_fields.extend(tags);
-        header.encode(&mut buf, self.api.request_header_version(self.version))?;
-        request.encode(&mut buf, self.version)?;
-        let size = i32::try_from(buf.len() - 4)?;
+        header
+            .encode(&mut buf, self.api.request_header_version(self.version))
+            .map_err(codec)?;
+        request.encode(&mut buf, self.version).map_err(codec)?;
+        let size = i32::try_from(buf.len() - 4)
+            .map_err(|_| RpcError::Codec(format!("request of {} bytes", buf.len())))?;
         buf[..4].copy_from_slice(&size.to_be_bytes());
         Ok(buf)
     }
@@ -67,30 +92,33 @@ impl Call {
         &self,
         stream: &mut TcpStream,
         frame: &[u8],
-    ) -> anyhow::Result<Resp> {
+    ) -> Result<Resp, RpcError> {
         let io = async {
             stream.write_all(frame).await?;
             let mut size = [0u8; 4];
             stream.read_exact(&mut size).await?;
-            let size = usize::try_from(i32::from_be_bytes(size))?;
-            if size > self.max_frame {
-                anyhow::bail!("response frame of {size} bytes");
-            }
+            let size = i32::from_be_bytes(size);
+            let size = usize::try_from(size)
+                .ok()
+                .filter(|n| *n <= self.max_frame)
+                .ok_or(RpcError::FrameTooLarge(i64::from(size)))?;
             let mut body = vec![0u8; size];
             stream.read_exact(&mut body).await?;
-            Ok::<_, anyhow::Error>(Bytes::from(body))
+            Ok::<_, RpcError>(Bytes::from(body))
         };
-        let mut frame = tokio::time::timeout(self.timeout, io).await??;
+        let mut frame = tokio::time::timeout(self.timeout, io)
+            .await
+            .map_err(|_| RpcError::Timeout(self.timeout))??;
         let header =
-            ResponseHeader::decode(&mut frame, self.api.response_header_version(self.version))?;
+            ResponseHeader::decode(&mut frame, self.api.response_header_version(self.version))
+                .map_err(codec)?;
         if header.correlation_id != self.correlation_id {
-            anyhow::bail!(
-                "correlation id {} answered {}",
-                self.correlation_id,
-                header.correlation_id
-            );
+            return Err(RpcError::Correlation {
+                sent: self.correlation_id,
+                got: header.correlation_id,
+            });
         }
-        let response = Resp::decode(&mut frame, self.version)?;
+        let response = Resp::decode(&mut frame, self.version).map_err(codec)?;
         if frame.has_remaining() {
             tracing::debug!(
                 api = ?self.api,
@@ -106,10 +134,12 @@ impl Call {
         &self,
         endpoint: &(String, u16),
         request: &Req,
-    ) -> anyhow::Result<Resp> {
+    ) -> Result<Resp, RpcError> {
         let frame = self.encode(request, [])?;
         let connect = TcpStream::connect((endpoint.0.as_str(), endpoint.1));
-        let mut stream = tokio::time::timeout(self.timeout, connect).await??;
+        let mut stream = tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| RpcError::Timeout(self.timeout))??;
         stream.set_nodelay(true)?;
         self.exchange(&mut stream, &frame).await
     }

@@ -30,9 +30,8 @@ use tracing::field::Empty;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::broker_rpc::Call;
+use super::broker_rpc::{endpoint, Call, RpcError};
 use super::{throttle, Partition, Registry};
-use crate::cluster::broker_rpc::endpoint;
 use crate::context::{now_ms, Context};
 use crate::observability::telemetry::{self, TRACE_TARGET};
 use crate::protocol::request::TRACEPARENT_TAG;
@@ -444,7 +443,7 @@ fn handle_partition(
 }
 
 /// Sends one Fetch request and reads its response.
-async fn call(c: &mut Conn, request: &FetchRequest) -> anyhow::Result<FetchResponse> {
+async fn call(c: &mut Conn, request: &FetchRequest) -> Result<FetchResponse, RpcError> {
     let call = Call {
         correlation_id: c.correlation_id,
         max_frame: MAX_FRAME,

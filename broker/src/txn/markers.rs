@@ -13,8 +13,7 @@ use kafka_protocol::messages::{
     ApiKey, ProducerId, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 
-use crate::cluster::broker_rpc::endpoint;
-use crate::cluster::broker_rpc::Call;
+use crate::cluster::broker_rpc::{endpoint, Call, RpcError};
 use crate::cluster::replicated::Unreplicated;
 use crate::cluster::Registry;
 use crate::context::{now_ms, topic_name};
@@ -143,7 +142,7 @@ pub async fn write_markers(
             .and_then(|q| endpoint(&q.metadata(), leader));
         let result = match ep {
             Some(ep) => call(&ep, &request).await,
-            None => Err(anyhow::anyhow!("broker {leader} has no endpoint")),
+            None => Err(RpcError::NoEndpoint(leader)),
         };
         match result {
             Ok(resp) => {
@@ -210,7 +209,7 @@ fn marker_request(
 async fn call(
     ep: &(String, u16),
     request: &WriteTxnMarkersRequest,
-) -> anyhow::Result<WriteTxnMarkersResponse> {
+) -> Result<WriteTxnMarkersResponse, RpcError> {
     Call::new(
         ApiKey::WriteTxnMarkers,
         MARKERS_VERSION,

@@ -12,8 +12,7 @@ use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ProducerId, TransactionalId,
 };
 
-use crate::cluster::broker_rpc::endpoint;
-use crate::cluster::broker_rpc::Call;
+use crate::cluster::broker_rpc::{endpoint, Call};
 use crate::context::{str_bytes, topic_name, Context};
 use crate::group::codec::partition_for;
 use crate::txn::TXN_TOPIC;
