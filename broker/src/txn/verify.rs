@@ -4,6 +4,8 @@
 //! when this broker is the coordinator). A batch of a transaction that already ended, or one
 //! that was never added, would otherwise open a transaction nobody ends ("hanging"), holding
 //! back the last stable offset for read_committed consumers.
+use std::time::Duration;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
@@ -103,14 +105,20 @@ async fn remote(
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
     let ep = endpoint(&md, leader).ok_or(ResponseError::CoordinatorNotAvailable)?;
     let request = request(producer, partitions);
-    let response: AddPartitionsToTxnResponse = Call::new(
+    let call = Call::new(
         ApiKey::AddPartitionsToTxn,
         VERIFY_VERSION,
         "spate-txn-verifier",
-    )
-    .once(&ep, &request)
-    .await
-    .map_err(|e| {
+    );
+    // The coordinator answers from memory. One that does not answer within a broker session
+    // is cut off or gone, and fenced by then: give the client a retriable error rather than
+    // hold its produce request longer.
+    let session = Duration::from_millis(ctx.config.broker_session_timeout_ms);
+    let call = Call {
+        timeout: call.timeout.min(session),
+        ..call
+    };
+    let response: AddPartitionsToTxnResponse = call.once(&ep, &request).await.map_err(|e| {
         tracing::debug!(coordinator = leader, "transaction verification failed: {e}");
         ResponseError::NetworkException
     })?;
