@@ -123,23 +123,27 @@ impl State {
         }
     }
 
-    /// Offsets written at `log_offset` are replicated: they become the committed ones,
-    /// except where a later write already is.
-    fn apply_offsets(
-        &mut self,
-        group: &str,
-        log_offset: i64,
-        offsets: Vec<(String, i32, OffsetValue)>,
-    ) {
+    /// Offsets written at `log_offset` are replicated: each becomes the committed one (or,
+    /// for a tombstone, is forgotten), except where a later write already is.
+    fn apply_offsets(&mut self, group: &str, log_offset: i64, changes: Vec<OffsetChange>) {
         let written = self.written_at.entry(group.to_string()).or_default();
-        let committed = self.offsets.entry(group.to_string()).or_default();
-        for (topic, partition, value) in offsets {
-            let key = (topic, partition);
+        for (key, value) in changes {
             if written.get(&key).is_some_and(|at| *at > log_offset) {
                 continue;
             }
             written.insert(key.clone(), log_offset);
-            committed.insert(key, value);
+            match value {
+                Some(v) => {
+                    let committed = self.offsets.entry(group.to_string()).or_default();
+                    committed.insert(key, v);
+                }
+                // A tombstone creates no entry for a group that has no offsets.
+                None => {
+                    if let Some(committed) = self.offsets.get_mut(group) {
+                        committed.remove(&key);
+                    }
+                }
+            }
         }
     }
 
@@ -172,6 +176,9 @@ impl State {
 /// acknowledged by its in-sync replicas.
 pub struct PendingCommit(Unreplicated);
 
+/// One partition's committed offset after a write: `None` for a tombstone.
+type OffsetChange = ((String, i32), Option<OffsetValue>);
+
 /// Records appended to a group's `__consumer_offsets` partition that change its offsets
 /// only once replicated ([`GroupCoordinator::settle_offsets`]): a fetch never sees, and a
 /// failover never loses, an offset that is not in the in-sync replicas.
@@ -179,10 +186,8 @@ struct OffsetsWrite {
     group: String,
     /// Where the batch ends in the partition.
     log_offset: i64,
-    /// Offsets to commit.
-    commit: Vec<(String, i32, OffsetValue)>,
-    /// Offsets to forget (tombstones).
-    delete: Vec<(String, i32)>,
+    /// Offsets committed or forgotten.
+    changes: Vec<OffsetChange>,
     /// Forget the whole group (DeleteGroups).
     delete_group: bool,
     /// `None` when the append is final (no followers).
@@ -379,23 +384,7 @@ impl GroupCoordinator {
             state.consumer_groups.remove(&w.group);
             return Ok(());
         }
-        for (topic, partition) in w.delete {
-            let key = (topic, partition);
-            let later = state
-                .written_at
-                .get(&w.group)
-                .and_then(|o| o.get(&key))
-                .is_some_and(|at| *at > w.log_offset);
-            if !later {
-                if let Some(o) = state.offsets.get_mut(&w.group) {
-                    o.remove(&key);
-                }
-                if let Some(o) = state.written_at.get_mut(&w.group) {
-                    o.insert(key, w.log_offset);
-                }
-            }
-        }
-        state.apply_offsets(&w.group, w.log_offset, w.commit);
+        state.apply_offsets(&w.group, w.log_offset, w.changes);
         Ok(())
     }
 
@@ -747,8 +736,10 @@ impl GroupCoordinator {
         let write = OffsetsWrite {
             group: group_id.to_string(),
             log_offset,
-            commit: accepted.into_iter().map(|(_, t, p, v)| (t, p, v)).collect(),
-            delete: Vec::new(),
+            changes: accepted
+                .into_iter()
+                .map(|(_, t, p, v)| ((t, p), Some(v)))
+                .collect(),
             delete_group: false,
             pending,
         };
@@ -976,8 +967,7 @@ impl GroupCoordinator {
         Ok(OffsetsWrite {
             group: group_id.to_string(),
             log_offset,
-            commit: Vec::new(),
-            delete: Vec::new(),
+            changes: Vec::new(),
             delete_group: true,
             pending,
         })
@@ -1043,17 +1033,16 @@ impl GroupCoordinator {
         }
         drop(state);
         let (log_offset, pending) = self.persist_at(group_id, records)?;
-        let delete = partitions
+        let changes = partitions
             .iter()
             .zip(&results)
             .filter(|(_, r)| r.is_ok())
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| (k.clone(), None))
             .collect();
         let write = OffsetsWrite {
             group: group_id.to_string(),
             log_offset,
-            commit: Vec::new(),
-            delete,
+            changes,
             delete_group: false,
             pending,
         };
@@ -1418,19 +1407,19 @@ mod tests {
         let mut state = State::default();
         // Two commits of one partition, written at log offsets 10 and 11, replicated and
         // applied in the opposite order: the one written later stays.
-        state.apply_offsets("g", 11, vec![("t".into(), 0, value(200))]);
-        state.apply_offsets("g", 10, vec![("t".into(), 0, value(100))]);
+        state.apply_offsets("g", 11, vec![(("t".into(), 0), Some(value(200)))]);
+        state.apply_offsets("g", 10, vec![(("t".into(), 0), Some(value(100)))]);
         assert_eq!(committed(&state, "g", 0), Some(200));
         // A write that was never applied (its replication failed) left nothing behind, and
         // the retry, written later, applies.
         assert_eq!(committed(&state, "g", 1), None);
-        state.apply_offsets("g", 12, vec![("t".into(), 1, value(5))]);
+        state.apply_offsets("g", 12, vec![(("t".into(), 1), Some(value(5)))]);
         assert_eq!(committed(&state, "g", 1), Some(5));
         // Unloading the group's partition forgets where its offsets were written too.
         state.offsets_partitions = 1;
         state.unload(0);
         assert!(state.written_at.is_empty() && state.offsets.is_empty());
-        state.apply_offsets("g", 1, vec![("t".into(), 0, value(7))]);
+        state.apply_offsets("g", 1, vec![(("t".into(), 0), Some(value(7)))]);
         assert_eq!(committed(&state, "g", 0), Some(7));
     }
 }

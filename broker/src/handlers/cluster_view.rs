@@ -16,7 +16,7 @@ use spate_meta::{BrokerRegistration, ClusterMetadata, TopicMetadata, NO_LEADER};
 use crate::cluster::broker_rpc::endpoint;
 use crate::cluster::names::invalid_topic_name;
 use crate::cluster::registry::is_internal;
-use crate::cluster::Quorum;
+use crate::cluster::{Quorum, Topic};
 use crate::context::{str_bytes, topic_name, Context};
 use crate::handlers::metadata::NO_AUTHORIZED_OPERATIONS;
 
@@ -69,9 +69,15 @@ pub async fn metadata(
     allow_create: bool,
 ) -> (Vec<MetadataResponseBroker>, Vec<MetadataResponseTopic>) {
     let mut topics = Vec::new();
-    let deposed = |topic: &str, partition: i32| ctx.registry.stepped_down(topic, partition);
+    // The local replicas are looked up once per topic, not per partition.
     let describe = |md: &ClusterMetadata, name: &str, t: &TopicMetadata| {
-        describe(md, name, t, q.broker_id, &deposed)
+        describe(
+            md,
+            name,
+            t,
+            q.broker_id,
+            ctx.registry.topic(name).as_deref(),
+        )
     };
     if all {
         let md = q.metadata();
@@ -148,15 +154,20 @@ async fn lookup_or_create(
     }
 }
 
-/// One topic as Metadata shows it. `deposed(topic, partition)`: this broker (`me`) stepped
-/// down from leading it without a controller session, so no leader is named for it.
+/// One topic as Metadata shows it. A partition this broker (`me`) stepped down from leading
+/// without a controller session (its replica in `local`) is shown without a leader.
 fn describe(
     md: &ClusterMetadata,
     name: &str,
     topic: &TopicMetadata,
     me: i32,
-    deposed: &impl Fn(&str, i32) -> bool,
+    local: Option<&Topic>,
 ) -> MetadataResponseTopic {
+    let deposed = |index: i32| {
+        local
+            .and_then(|t| t.partition(index))
+            .is_some_and(|p| p.is_stepped_down())
+    };
     let ids = |v: &[i32]| v.iter().copied().map(BrokerId).collect::<Vec<_>>();
     let partitions = topic
         .partitions
@@ -170,7 +181,7 @@ fn describe(
                 .copied()
                 .filter(|r| endpoint(md, *r).is_none())
                 .collect();
-            let leader = if p.leader == me && deposed(name, index) {
+            let leader = if p.leader == me && deposed(index) {
                 NO_LEADER
             } else {
                 p.leader
