@@ -163,7 +163,6 @@ class Node:
         settings = {
             "controller.quorum.voters": self.cluster.voters,
             "http.listeners": f"{self.addr}:{HTTP_PORT}",
-            "replication.enable": "true",
             **self.cluster.settings,
         }
         argv = ["ip", "netns", "exec", Net.ns(self.id), str(broker_bin()),

@@ -90,7 +90,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // KIP-890 part 1: a partition leader checks with the coordinator that a transactional
     // batch belongs to an ongoing transaction before it opens one on the partition.
     ("transaction.partition.verification.enable", "true"),
-    // Cluster mode. Empty voters: the single-node broker with `topics.json`.
+    // The metadata quorum. Empty voters: a single node, the one voter of its own quorum
+    // (raft on an ephemeral loopback port unless `controller.listener` names one).
     ("controller.quorum.voters", ""),
     ("controller.listener", ""),
     // Kafka's KRaft default: a voter that hears no leader for 1-2 s starts an election.
@@ -99,9 +100,6 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // `controller` makes a voter that is no broker.
     ("process.roles", ""),
     ("broker.rack", ""),
-    // Replication between brokers in cluster mode, on as in Kafka; `false` refuses RF > 1
-    // (no follower fetching). Ignored by the single-node broker.
-    ("replication.enable", "true"),
     ("replica.lag.time.max.ms", "30000"),
     // Liveness and failover, cluster mode only.
     ("broker.heartbeat.interval.ms", "2000"),
@@ -151,11 +149,9 @@ pub struct BrokerConfig {
     pub txn: crate::txn::TxnConfig,
     /// Defaults every topic's log starts from; topic configs override them.
     pub log_defaults: LogConfig,
-    /// Cluster mode: the metadata quorum's voters and this node's raft address. `None` runs
-    /// the single-node broker.
-    pub quorum: Option<QuorumConfig>,
-    /// Cluster mode: allow replication factors above 1 (followers fetch from leaders).
-    pub replication_enable: bool,
+    /// The metadata quorum's voters and this node's raft address; a single node is the one
+    /// voter of its own quorum.
+    pub quorum: QuorumConfig,
     /// A follower not caught up for this long leaves the ISR.
     pub replica_lag_time_max_ms: u64,
     /// Cluster mode: how often this broker heartbeats the active controller.
@@ -175,6 +171,8 @@ pub struct BrokerConfig {
     pub follower_replication_throttled_rate: u64,
     /// The effective settings, for DescribeConfigs on the broker resource.
     pub raw: BTreeMap<String, String>,
+    /// Retired settings the sources named; ignored, and warned about at start.
+    pub retired: Vec<String>,
 }
 
 impl BrokerConfig {
@@ -204,10 +202,17 @@ impl BrokerConfig {
         for (k, v) in cli {
             set(&mut raw, k, v)?;
         }
+        let retired: Vec<String> = raw
+            .keys()
+            .filter_map(|k| k.strip_prefix(RETIRED_PREFIX).map(str::to_string))
+            .collect();
+        raw.retain(|k, _| !k.starts_with(RETIRED_PREFIX));
         for (k, v) in raw.iter_mut() {
             *v = expand_env(k, v, &env)?;
         }
-        Self::from_raw(raw)
+        let mut config = Self::from_raw(raw)?;
+        config.retired = retired;
+        Ok(config)
     }
 
     pub fn from_raw(raw: BTreeMap<String, String>) -> Result<Self, ConfigError> {
@@ -332,7 +337,6 @@ impl BrokerConfig {
             },
             log_defaults,
             quorum: parse_quorum(&raw, listen)?,
-            replication_enable: boolean(&raw, "replication.enable")?,
             replica_lag_time_max_ms: positive(&raw, "replica.lag.time.max.ms")?,
             broker_heartbeat_interval_ms: positive(&raw, "broker.heartbeat.interval.ms")?,
             broker_session_timeout_ms: positive(&raw, "broker.session.timeout.ms")?,
@@ -346,14 +350,13 @@ impl BrokerConfig {
             leader_replication_throttled_rate: num(&raw, "leader.replication.throttled.rate")?,
             follower_replication_throttled_rate: num(&raw, "follower.replication.throttled.rate")?,
             raw,
+            retired: Vec::new(),
         })
     }
 
     /// `process.roles=controller`: no Kafka listener, no broker registration, no logs.
     pub fn controller_only(&self) -> bool {
-        self.quorum
-            .as_ref()
-            .is_some_and(|q| q.roles == ProcessRoles::Controller)
+        self.quorum.roles == ProcessRoles::Controller
     }
 
     /// The address clients are told to connect to.
@@ -376,6 +379,9 @@ pub struct QuorumConfig {
     /// `controller.quorum.election.timeout.ms`: a voter that hears no leader for 1.5-2x this
     /// starts an election (a leader's lease lasts this long).
     pub election_timeout: Duration,
+    /// No `controller.quorum.voters`: this node is the only voter, whose address in `voters`
+    /// is filled in once its raft listener is bound (any free port by default).
+    pub solo: bool,
 }
 
 /// Kafka's `process.roles`: what this node does in the metadata quorum.
@@ -398,7 +404,7 @@ pub enum ProcessRoles {
 fn parse_quorum(
     raw: &BTreeMap<String, String>,
     listen: SocketAddr,
-) -> Result<Option<QuorumConfig>, ConfigError> {
+) -> Result<QuorumConfig, ConfigError> {
     let get = |k: &str| raw.get(k).map(|s| s.trim()).unwrap_or_default();
     let roles_raw = get("process.roles");
     let mut roles: Vec<&str> = roles_raw
@@ -410,15 +416,33 @@ fn parse_quorum(
     roles.dedup();
     let bad_roles = |reason: &str| invalid("process.roles", roles_raw, reason);
     let voters_raw = get("controller.quorum.voters");
+    let rack = Some(get("broker.rack").to_string()).filter(|r| !r.is_empty());
+    let election_timeout =
+        Duration::from_millis(positive(raw, "controller.quorum.election.timeout.ms")?);
     if voters_raw.is_empty() {
         // A single node is a broker: starting one would serve the clients that a
         // controller-only config means to keep away.
-        if roles == ["controller"] {
+        if !roles.is_empty() && roles != ["broker", "controller"] {
             return Err(bad_roles(
-                "a controller-only node needs controller.quorum.voters",
+                "a single node (no controller.quorum.voters) is broker,controller",
             ));
         }
-        return Ok(None);
+        let node_id: i64 = num(raw, "node.id")?;
+        let node_id = u64::try_from(node_id)
+            .map_err(|_| invalid("node.id", &node_id.to_string(), "must not be negative"))?;
+        // Nobody else connects to a lone voter: loopback and any free port, unless asked.
+        let listener = match get("controller.listener") {
+            "" => SocketAddr::from(([127, 0, 0, 1], 0)),
+            s => parse_addr("controller.listener", s)?,
+        };
+        return Ok(QuorumConfig {
+            voters: BTreeMap::from([(node_id, listener.to_string())]),
+            listener,
+            rack,
+            roles: ProcessRoles::Combined,
+            election_timeout,
+            solo: true,
+        });
     }
     let bad = |reason: &str| invalid("controller.quorum.voters", voters_raw, reason);
     let mut voters = BTreeMap::new();
@@ -480,17 +504,14 @@ fn parse_quorum(
         ("", None) => SocketAddr::new(listen.ip(), 0),
         (s, _) => parse_addr("controller.listener", s)?,
     };
-    let rack = Some(get("broker.rack").to_string()).filter(|r| !r.is_empty());
-    Ok(Some(QuorumConfig {
+    Ok(QuorumConfig {
         voters,
         listener,
         rack,
         roles,
-        election_timeout: Duration::from_millis(positive(
-            raw,
-            "controller.quorum.election.timeout.ms",
-        )?),
-    }))
+        election_timeout,
+        solo: false,
+    })
 }
 
 pub fn env_name(key: &str) -> String {
@@ -517,8 +538,21 @@ pub fn parse_timestamp_type(s: &str) -> Option<TimestampType> {
     }
 }
 
+/// Settings earlier releases had that no longer do anything. An old config file naming them
+/// still starts (they are ignored; `BrokerConfig::retired` lists them for a warning).
+const RETIRED: &[&str] = &[
+    // Replication between brokers is always on.
+    "replication.enable",
+];
+
+/// The key under which a retired setting is remembered in `raw` until `from_raw`.
+const RETIRED_PREFIX: &str = "\0retired.";
+
 fn set(raw: &mut BTreeMap<String, String>, key: String, value: String) -> Result<(), ConfigError> {
-    // `listeners` may be given the Kafka way (PLAINTEXT://host:port).
+    if RETIRED.contains(&key.as_str()) {
+        raw.insert(format!("{RETIRED_PREFIX}{key}"), value);
+        return Ok(());
+    }
     if !raw.contains_key(&key) {
         return Err(ConfigError::Unknown(key));
     }
@@ -706,7 +740,13 @@ mod tests {
     #[test]
     fn quorum_settings_are_parsed_and_checked() {
         let c = BrokerConfig::load(None, vec![], vec![]).unwrap();
-        assert!(c.quorum.is_none(), "single node by default");
+        assert!(c.quorum.solo, "a single node by default");
+        assert_eq!(c.quorum.roles, ProcessRoles::Combined);
+        assert_eq!(c.quorum.listener.to_string(), "127.0.0.1:0");
+        assert_eq!(
+            c.quorum.voters.keys().collect::<Vec<_>>(),
+            [&(c.node_id as u64)]
+        );
         let voters = "1@127.0.0.1:9301,2@127.0.0.1:9302";
         let c = BrokerConfig::load(
             None,
@@ -718,7 +758,8 @@ mod tests {
             ]),
         )
         .unwrap();
-        let q = c.quorum.unwrap();
+        let q = c.quorum;
+        assert!(!q.solo);
         assert_eq!(q.voters.len(), 2);
         assert_eq!(q.listener.to_string(), "127.0.0.1:9302");
         assert_eq!(q.rack.as_deref(), Some("r1"));
@@ -745,7 +786,7 @@ mod tests {
             cli.extend_from_slice(extra);
             BrokerConfig::load(None, vec![], kv(&cli))
         };
-        let q = load(&[]).unwrap().quorum.unwrap();
+        let q = load(&[]).unwrap().quorum;
         assert_eq!(q.roles, ProcessRoles::Broker);
         assert_eq!(
             q.listener.to_string(),
@@ -757,8 +798,7 @@ mod tests {
             ("controller.listener", "0.0.0.0:9301"),
         ])
         .unwrap()
-        .quorum
-        .unwrap();
+        .quorum;
         assert_eq!(q.roles, ProcessRoles::Broker);
         assert_eq!(q.listener.to_string(), "0.0.0.0:9301");
         for roles in ["broker,controller", "controller", "zookeeper"] {
@@ -780,7 +820,7 @@ mod tests {
                 ]),
             )
         };
-        let q = voter("controller,broker").unwrap().quorum.unwrap();
+        let q = voter("controller,broker").unwrap().quorum;
         assert_eq!(q.roles, ProcessRoles::Combined);
         let q = BrokerConfig::load(
             None,
@@ -788,8 +828,7 @@ mod tests {
             kv(&[("node.id", "2"), ("controller.quorum.voters", voters)]),
         )
         .unwrap()
-        .quorum
-        .unwrap();
+        .quorum;
         assert_eq!(
             q.listener.to_string(),
             "0.0.0.0:9301",
@@ -814,17 +853,14 @@ mod tests {
         };
         let c = load("1", "controller").unwrap();
         assert!(c.controller_only());
-        let q = c.quorum.unwrap();
+        let q = c.quorum;
         assert_eq!(q.roles, ProcessRoles::Controller);
         assert_eq!(
             q.listener.to_string(),
             "127.0.0.1:9301",
             "its own voter entry"
         );
-        let q = load("2", " controller , controller")
-            .unwrap()
-            .quorum
-            .unwrap();
+        let q = load("2", " controller , controller").unwrap().quorum;
         assert_eq!(q.roles, ProcessRoles::Controller);
         assert_eq!(
             q.listener.to_string(),
@@ -848,6 +884,13 @@ mod tests {
         ));
         let single = BrokerConfig::load(None, vec![], kv(&[("process.roles", "controller ,")]));
         assert!(single.is_err(), "a controller without a quorum");
+    }
+
+    #[test]
+    fn retired_settings_are_accepted_and_reported() {
+        let c = BrokerConfig::load(None, vec![], kv(&[("replication.enable", "false")])).unwrap();
+        assert_eq!(c.retired, ["replication.enable"]);
+        assert!(!c.raw.keys().any(|k| k.contains("replication.enable")));
     }
 
     #[test]

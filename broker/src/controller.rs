@@ -32,17 +32,17 @@ impl Controller {
     /// Joins the quorum (returns once a raft leader is known, so start the voters together)
     /// and starts the controller duties and the HTTP endpoint.
     pub async fn start(config: BrokerConfig) -> anyhow::Result<Self> {
-        let qc = match &config.quorum {
-            Some(qc) if config.controller_only() => qc.clone(),
-            _ => anyhow::bail!("a controller-only node needs process.roles=controller"),
-        };
+        if !config.controller_only() {
+            anyhow::bail!("a controller-only node needs process.roles=controller");
+        }
+        let qc = config.quorum.clone();
         tracing::info!(
             listeners = %config.listen,
             "process.roles=controller: no Kafka listener is bound, `listeners` is ignored"
         );
         let config = Arc::new(config);
         // The advertised host only matters to a broker-only node.
-        let quorum = Quorum::open(&config, &qc, "").await?;
+        let quorum = Quorum::open(&config, &qc, "", None).await?;
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         let http_addr = match config.http_listen {
@@ -69,7 +69,7 @@ impl Controller {
                 }
             },
         };
-        tasks.spawn(liveness::run(Some(quorum.clone()), config.clone(), rx));
+        tasks.spawn(liveness::run(quorum.clone(), config.clone(), rx));
         tracing::info!(node = config.node_id, raft = %quorum.raft_addr(), "controller-only node joined the metadata quorum");
         Ok(Self {
             raft_addr: quorum.raft_addr(),

@@ -5,9 +5,9 @@
 //!   advertised API versions. Bytes in, bytes out; no sockets.
 //! - `handlers/`  — one file per Kafka API, routed by `handlers::dispatch`.
 //! - `server/`    — the TCP accept loop, per-connection request loop, background log work.
-//! - `cluster/`   — topics, partitions, topic configs and names; metadata persisted locally
-//!   (`topics.json`) or, in cluster mode, taken from the metadata quorum (`quorum.rs`,
-//!   `applier.rs`).
+//! - `cluster/`   — topics, partitions, topic configs and names, mirrored from the metadata
+//!   quorum (`quorum.rs`, `applier.rs`; a single node is the quorum's one voter); every
+//!   metadata change goes through `admin/`.
 //! - `producer/`  — idempotent producer ids and per-partition sequence state.
 //! - `group/`     — consumer groups (classic rebalance protocol) and committed offsets,
 //!   durable in `__consumer_offsets`.
@@ -126,32 +126,24 @@ impl Broker {
         if config.controller_only() {
             anyhow::bail!("process.roles=controller is no broker: start a controller::Controller");
         }
+        for key in &config.retired {
+            tracing::warn!("setting {key} no longer does anything and is ignored");
+        }
         let config = Arc::new(config);
-        // A single node recovers its logs before binding. In cluster mode the listeners are
-        // bound first: the broker registers the addresses it serves on.
-        let (registry, sockets) = match &config.quorum {
-            None => {
-                let config = config.clone();
-                let registry =
-                    Arc::new(tokio::task::spawn_blocking(move || Registry::open(config)).await??);
-                (registry, None)
-            }
-            Some(qc) => {
-                let sockets = bind_listeners(&config).await?;
-                let quorum = Quorum::start(&config, qc, advertised(&sockets)?).await?;
-                let config = config.clone();
-                let registry = Arc::new(
-                    tokio::task::spawn_blocking(move || Registry::open_cluster(config, quorum))
-                        .await??,
-                );
-                registry.sync().await;
-                (registry, Some(sockets))
-            }
+        let legacy = cluster::migrate::read(&config.data_dir)?;
+        // Listeners first: the broker registers the addresses it serves on.
+        let sockets = bind_listeners(&config).await?;
+        let cluster_id = legacy.as_ref().map(|l| l.cluster_id.clone());
+        let quorum =
+            Quorum::start(&config, &config.quorum, advertised(&sockets)?, cluster_id).await?;
+        let registry = {
+            let config = config.clone();
+            Arc::new(tokio::task::spawn_blocking(move || Registry::open(config, quorum)).await??)
         };
-        let sockets = match sockets {
-            Some(s) => s,
-            None => bind_listeners(&config).await?,
-        };
+        if let Some(legacy) = legacy {
+            cluster::migrate::migrate(&registry, legacy).await?;
+        }
+        registry.sync().await;
         let local_addr = sockets[0].1.local_addr()?;
         let advertised = advertised(&sockets)?;
         let bound = sockets
@@ -223,7 +215,7 @@ impl Broker {
         tasks.spawn(server::maintenance::run(registry.clone(), rx.clone()));
         tasks.spawn(cluster::applier::run(registry.clone(), rx.clone()));
         tasks.spawn(cluster::liveness::run(
-            registry.quorum().cloned(),
+            registry.quorum().clone(),
             config.clone(),
             rx.clone(),
         ));
@@ -241,28 +233,28 @@ impl Broker {
         })
     }
 
-    /// Cluster mode with `controlled.shutdown.enable` (what SIGTERM does): first moves this
-    /// broker's leaderships to other in-sync replicas (`SetShuttingDown`, waiting up to 10 s
-    /// until it leads nothing), then shuts down. A single node just shuts down.
+    /// With `controlled.shutdown.enable` (what SIGTERM does): first moves this broker's
+    /// leaderships to other in-sync replicas (`SetShuttingDown`, waiting up to 10 s until it
+    /// leads nothing), then shuts down. A broker with no other brokers to hand over to just
+    /// shuts down.
     pub async fn controlled_shutdown(self) {
-        let quorum = self.registry.quorum().cloned();
-        if let Some(q) = quorum.filter(|_| self.registry.config.controlled_shutdown_enable) {
+        let q = self.registry.quorum().clone();
+        let alone = q.metadata().brokers.keys().all(|b| *b == q.broker_id);
+        if self.registry.config.controlled_shutdown_enable && !alone {
             cluster::liveness::controlled_shutdown(&q, CONTROLLED_SHUTDOWN_TIMEOUT).await;
         }
         self.shutdown().await;
     }
 
-    /// Stops accepting, ends connections, then flushes and closes every log. In cluster mode
-    /// this is, to the other brokers, a crash: they fence this broker once its heartbeats stop
-    /// (see `controlled_shutdown`).
+    /// Stops accepting, ends connections, then flushes and closes every log. To other brokers
+    /// this is a crash: they fence this broker once its heartbeats stop (see
+    /// `controlled_shutdown`).
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         drain(&mut self.tasks).await;
         let registry = self.registry.clone();
-        let quorum = registry.quorum().cloned();
+        let q = registry.quorum().clone();
         let _ = tokio::task::spawn_blocking(move || registry.close()).await;
-        if let Some(q) = quorum {
-            q.shutdown().await;
-        }
+        q.shutdown().await;
     }
 }

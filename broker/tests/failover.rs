@@ -1,5 +1,5 @@
-//! Cluster mode, liveness and failover: three in-process brokers with
-//! `replication.enable`, short heartbeat and session timeouts. The leader of an RF 3 topic
+//! Liveness and failover: three in-process brokers with short heartbeat and session
+//! timeouts. The leader of an RF 3 topic
 //! stops without a word (a crash, as far as the others can tell): the controller fences it,
 //! an in-sync replica takes over with every acknowledged record, acks=all continues; the old
 //! broker comes back, catches up, rejoins the ISR and gets its preferred leadership back.
@@ -29,7 +29,6 @@ fn configs(dirs: &[tempfile::TempDir], session_ms: u64) -> Vec<BrokerConfig> {
         dirs,
         &[
             ("offsets.topic.num.partitions", "1".into()),
-            ("replication.enable", "true".into()),
             ("replica.lag.time.max.ms", "1500".into()),
             ("broker.heartbeat.interval.ms", "200".into()),
             ("broker.session.timeout.ms", session_ms.to_string()),

@@ -128,6 +128,7 @@ async fn join_and_sync(conn: &mut TcpStream) -> (String, i32) {
             .with_replication_factor(1)]);
     let created: CreateTopicsResponse = call(conn, ApiKey::CreateTopics, 7, &create).await;
     assert_eq!(created.topics[0].error_code, 0);
+    common::find_coordinator(conn, 0, GROUP).await;
     let first = join(conn, "").await;
     assert_eq!(first.error_code, ResponseError::MemberIdRequired.code());
     let member = first.member_id.to_string();

@@ -66,7 +66,6 @@ async fn each_listener_answers_with_its_own_addresses() {
                 "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT".into(),
             ),
             ("inter.broker.listener.name", "INTERNAL".into()),
-            ("replication.enable", "true".into()),
             ("offsets.topic.num.partitions", "3".into()),
         ],
     );

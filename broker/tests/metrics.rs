@@ -87,6 +87,7 @@ async fn metrics_move_with_traffic_and_health_endpoints_answer() {
     );
 
     // A consumer group commits offset 1 of 3, then stops: lag is 2.
+    common::find_coordinator(&mut conn, 0, "g").await;
     let commit = OffsetCommitRequest::default()
         .with_group_id(GroupId(StrBytes::from_static_str("g")))
         .with_generation_id_or_member_epoch(-1)

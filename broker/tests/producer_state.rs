@@ -77,6 +77,9 @@ async fn create_topic(conn: &mut TcpStream) {
 
 /// InitProducerId, retried while the coordinator loads: (producer id, epoch).
 async fn init_producer(conn: &mut TcpStream, txn: Option<&str>) -> (i64, i16) {
+    if let Some(id) = txn {
+        common::find_coordinator(conn, 1, id).await;
+    }
     for _ in 0..100 {
         let req = InitProducerIdRequest::default()
             .with_transactional_id(txn.map(|t| TransactionalId(s(t))))
@@ -372,6 +375,7 @@ async fn a_transactional_batch_opens_a_transaction_only_if_its_partition_was_add
 
 /// TxnOffsetCommit of offset 1 for the snapshot topic in group `g`: the partition's error.
 async fn txn_offset_commit(conn: &mut TcpStream, pid: i64, epoch: i16) -> i16 {
+    common::find_coordinator(conn, 0, "g").await;
     let req = TxnOffsetCommitRequest::default()
         .with_transactional_id(TransactionalId(s(TXN)))
         .with_group_id(GroupId(s("g")))

@@ -25,9 +25,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Short liveness timings and replication, for every node.
-const EXTRA: [(&str, &str); 5] = [
+const EXTRA: [(&str, &str); 4] = [
     ("offsets.topic.num.partitions", "1"),
-    ("replication.enable", "true"),
     ("replica.lag.time.max.ms", "1500"),
     ("broker.heartbeat.interval.ms", "200"),
     ("broker.session.timeout.ms", "3000"),

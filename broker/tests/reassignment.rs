@@ -23,7 +23,6 @@ fn configs(dirs: &[tempfile::TempDir]) -> Vec<BrokerConfig> {
         dirs,
         &[
             ("offsets.topic.num.partitions", "1".into()),
-            ("replication.enable", "true".into()),
             ("replica.lag.time.max.ms", "1500".into()),
             ("broker.heartbeat.interval.ms", "200".into()),
             // Only the ElectLeaders requests of these tests move leadership back.

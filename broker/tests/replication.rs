@@ -1,4 +1,4 @@
-//! Cluster mode with `replication.enable`: three in-process brokers, a
+//! Replication between brokers: three in-process brokers, a
 //! topic with three replicas, followers fetching from the leader, the ISR shrinking when a
 //! follower stops and growing again when it is back.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
@@ -26,7 +26,6 @@ fn configs(dirs: &[tempfile::TempDir]) -> Vec<BrokerConfig> {
         dirs,
         &[
             ("offsets.topic.num.partitions", "1".into()),
-            ("replication.enable", "true".into()),
             ("replica.lag.time.max.ms", LAG_MS.to_string()),
         ],
     )
@@ -269,10 +268,9 @@ async fn followers_replicate_and_the_isr_shrinks_and_grows_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_replication_enable_cluster_mode_refuses_more_than_one_replica() {
+async fn more_replicas_than_registered_brokers_are_refused() {
     let dirs: Vec<_> = (0..1).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut config = configs(&dirs).remove(0);
-    config.replication_enable = false;
+    let config = configs(&dirs).remove(0);
     let broker = Broker::start(config).await.unwrap();
     let mut conn = TcpStream::connect(broker.local_addr).await.unwrap();
     let create = CreateTopicsRequest::default()
@@ -285,6 +283,14 @@ async fn without_replication_enable_cluster_mode_refuses_more_than_one_replica()
     assert_eq!(
         created.topics[0].error_code, 38,
         "INVALID_REPLICATION_FACTOR"
+    );
+    let message = created.topics[0]
+        .error_message
+        .as_deref()
+        .unwrap_or_default();
+    assert!(
+        message.contains("only 1 broker(s) are registered"),
+        "{message}"
     );
     broker.shutdown().await;
 }

@@ -200,13 +200,7 @@ async fn an_acks_all_produce_trace_shows_its_replication_and_raft_forwarding() {
     const TOPIC: &str = "traced-replicated";
     let otlp = otlp();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let configs = cluster_configs(
-        &dirs,
-        &[
-            ("offsets.topic.num.partitions", "1".into()),
-            ("replication.enable", "true".into()),
-        ],
-    );
+    let configs = cluster_configs(&dirs, &[("offsets.topic.num.partitions", "1".into())]);
     let brokers: Vec<Broker> =
         futures_util::future::join_all(configs.into_iter().map(Broker::start))
             .await

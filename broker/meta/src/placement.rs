@@ -24,7 +24,7 @@ type Broker = (i32, Option<String>);
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PlacementError {
-    #[error("replication factor {requested} is larger than the {available} available brokers")]
+    #[error("Unable to replicate the partition {requested} time(s): The target replication factor of {requested} cannot be reached because only {available} broker(s) are registered.")]
     NotEnoughBrokers { requested: usize, available: usize },
     #[error("replication factor must be at least 1")]
     ZeroReplicationFactor,

@@ -195,6 +195,7 @@ fn create_topic(name: &str, partitions: i32, rf: i16) -> MetaRequest {
         partitions,
         replication_factor: rf,
         configs: BTreeMap::new(),
+        assignment: None,
     }
 }
 

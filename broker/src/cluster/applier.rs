@@ -1,4 +1,4 @@
-//! Cluster mode: turns the committed [`ClusterMetadata`] into this broker's state.
+//! Turns the committed [`ClusterMetadata`] into this broker's state.
 //!
 //! For every partition that lists this broker as a replica the log is opened (or kept) and
 //! told whether it leads; partitions of deleted topics, of topics re-created under the same
@@ -20,9 +20,7 @@ impl Registry {
     /// Makes the local topics and partition logs match the latest metadata. Idempotent; the
     /// metadata is read under the lock so concurrent calls never apply an older version last.
     pub fn apply_metadata(&self) {
-        let Some(q) = self.quorum() else {
-            return;
-        };
+        let q = self.quorum();
         let me = q.broker_id;
         let _admin = self.admin.lock();
         let md: Arc<ClusterMetadata> = q.metadata();
@@ -100,9 +98,6 @@ impl Registry {
 
     /// Applies the latest metadata on a blocking thread (opening logs does file I/O).
     pub async fn sync(self: &Arc<Self>) {
-        if self.quorum().is_none() {
-            return;
-        }
         let registry = self.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || registry.apply_metadata()).await {
             tracing::error!("applying cluster metadata: {e}");
@@ -112,9 +107,7 @@ impl Registry {
 
 /// Applies every new metadata version until shutdown.
 pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
-    let Some(mut updates) = registry.quorum().map(|q| q.subscribe()) else {
-        return;
-    };
+    let mut updates = registry.quorum().subscribe();
     loop {
         updates.borrow_and_update();
         registry.sync().await;

@@ -108,14 +108,7 @@ fn imbalanced(md: &ClusterMetadata) -> Vec<(String, i32)> {
 
 /// Runs the controller's liveness duties while this node is the raft leader, until shutdown.
 /// Does nothing on a single node.
-pub async fn run(
-    quorum: Option<Arc<Quorum>>,
-    config: Arc<BrokerConfig>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let Some(q) = quorum else {
-        return;
-    };
+pub async fn run(q: Arc<Quorum>, config: Arc<BrokerConfig>, mut shutdown: watch::Receiver<bool>) {
     let session = Duration::from_millis(config.broker_session_timeout_ms);
     // Fine enough that a fence lands within an eighth of a session of its deadline.
     let every = Duration::from_millis(config.broker_heartbeat_interval_ms)

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod applier;
 pub mod broker_rpc;
 pub mod liveness;
+pub mod migrate;
 pub mod names;
 pub mod partition;
 pub mod quorum;

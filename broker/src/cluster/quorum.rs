@@ -1,5 +1,7 @@
-//! Cluster mode: this broker's seat in the metadata quorum (`spate-meta`).
+//! This broker's seat in the metadata quorum (`spate-meta`).
 //!
+//! Without `controller.quorum.voters` a node is the one voter of its own quorum (Kafka's
+//! single combined KRaft node): everything below works the same for one node as for many.
 //! When `controller.quorum.voters` is set, a broker whose id is one of the voters is also a
 //! voter of the openraft metadata quorum (`process.roles=broker,controller`); any other broker
 //! is broker-only (`process.roles=broker`): its metadata node joins as a raft learner, asking
@@ -78,12 +80,13 @@ impl Quorum {
         config: &BrokerConfig,
         qc: &QuorumConfig,
         listeners: Vec<ListenerEndpoint>,
+        cluster_id: Option<String>,
     ) -> anyhow::Result<Arc<Self>> {
         let host = listeners
             .first()
             .map(|l| l.host.clone())
             .ok_or_else(|| anyhow::anyhow!("a broker needs a listener"))?;
-        let quorum = Self::open(config, qc, &host).await?;
+        let quorum = Self::open(config, qc, &host, cluster_id).await?;
         if let Err(e) = quorum.register(config, qc, listeners).await {
             quorum.shutdown().await;
             return Err(e);
@@ -93,21 +96,34 @@ impl Quorum {
 
     /// Starts the metadata node (a learner for a broker-only node, which asks the leader to
     /// add it at an address reachable through `advertised_host`) and waits until a leader is
-    /// known. Registers nothing: a controller-only node stops here.
+    /// known. Registers nothing: a controller-only node stops here. `cluster_id` is the id
+    /// a new quorum starts with (a fresh one if `None`); an existing quorum keeps its own.
     pub async fn open(
         config: &BrokerConfig,
         qc: &QuorumConfig,
         advertised_host: &str,
+        cluster_id: Option<String>,
     ) -> anyhow::Result<Arc<Self>> {
         let node_id = config.node_id;
+        let listener = TcpListener::bind(qc.listener).await.map_err(|e| {
+            anyhow::anyhow!(
+                "binding the metadata quorum's listener {}: {e}",
+                qc.listener
+            )
+        })?;
+        let mut voters = qc.voters.clone();
+        if qc.solo {
+            // The lone voter's address is whatever it bound; nobody else dials it.
+            voters.insert(node_id as u64, listener.local_addr()?.to_string());
+        }
         let mut meta = MetaConfig::new(
             node_id as u64,
             qc.listener,
             config.data_dir.join("__meta"),
-            qc.voters.clone(),
+            voters,
         );
         // Only used by the bootstrapping (lowest id) voter, once.
-        meta.cluster_id = new_cluster_id();
+        meta.cluster_id = cluster_id.unwrap_or_else(new_cluster_id);
         // openraft waits its leader lease (= election_timeout_max) plus a random election
         // timeout (min..max) after the last heartbeat, so a voter elects after 1.5-2x the
         // configured timeout: about Kafka's fetch timeout (2 s) at the 1 s default.
@@ -115,7 +131,6 @@ impl Quorum {
         meta.election_timeout_max = qc.election_timeout;
         // Several heartbeats per election timeout, so one lost message starts no election.
         meta.heartbeat_interval = meta.heartbeat_interval.min(qc.election_timeout / 4);
-        let listener = TcpListener::bind(qc.listener).await?;
         if qc.roles == ProcessRoles::Broker {
             meta.learner = true;
             meta.advertised_addr = Some(learner_addr(advertised_host, listener.local_addr()?)?);

@@ -65,9 +65,7 @@ struct Followed {
 /// Partitions this broker hosts but does not lead, by leader broker.
 fn followed(registry: &Registry) -> BTreeMap<i32, Vec<Followed>> {
     let mut out: BTreeMap<i32, Vec<Followed>> = BTreeMap::new();
-    let Some(q) = registry.quorum() else {
-        return out;
-    };
+    let q = registry.quorum();
     let me = q.broker_id;
     let md = q.metadata();
     for t in registry.topics() {
@@ -97,15 +95,9 @@ fn followed(registry: &Registry) -> BTreeMap<i32, Vec<Followed>> {
     out
 }
 
-/// Runs the fetchers and the ISR upkeep until shutdown. Does nothing unless cluster mode
-/// with `replication.enable`.
+/// Runs the fetchers and the ISR upkeep until shutdown.
 pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
-    let Some(q) = ctx.registry.quorum().cloned() else {
-        return;
-    };
-    if !ctx.config.replication_enable {
-        return;
-    }
+    let q = ctx.registry.quorum().clone();
     let lag = ctx.config.replica_lag_time_max_ms;
     let mut tick = tokio::time::interval(Duration::from_millis((lag / 4).clamp(50, 1000)));
     let mut updates = q.subscribe();
@@ -148,9 +140,7 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
 /// epoch. A leader that only lost the controller (its followers still fetch) keeps serving,
 /// as Kafka's brokers do while the controller quorum is down.
 async fn guard_leaderships(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
-    let Some(q) = ctx.registry.quorum().cloned() else {
-        return;
-    };
+    let q = ctx.registry.quorum().clone();
     let session = q.session_timeout();
     let session_ms = i64::try_from(session.as_millis()).unwrap_or(i64::MAX);
     let mut tick = tokio::time::interval(
@@ -219,9 +209,7 @@ struct Conn {
 
 /// One follower fetcher: fetches every partition led by `leader` that this broker follows.
 async fn fetch_from(registry: Arc<Registry>, leader: i32, mut shutdown: watch::Receiver<bool>) {
-    let Some(q) = registry.quorum().cloned() else {
-        return;
-    };
+    let q = registry.quorum().clone();
     let me = q.broker_id;
     let mut conn: Option<Conn> = None;
     loop {
@@ -252,9 +240,7 @@ async fn round(
     me: i32,
     conn: &mut Option<Conn>,
 ) -> anyhow::Result<bool> {
-    let Some(q) = registry.quorum() else {
-        return Ok(false);
-    };
+    let q = registry.quorum();
     let parts = followed(registry).remove(&leader).unwrap_or_default();
     if parts.is_empty() {
         return Ok(false);
@@ -458,9 +444,7 @@ async fn call(c: &mut Conn, request: &FetchRequest) -> Result<FetchResponse, Rpc
 
 /// Leader: shrinks the ISR of lagging followers and expands it with caught-up ones.
 async fn maintain_isr(ctx: &Context, lag_ms: u64) {
-    let Some(q) = ctx.registry.quorum().cloned() else {
-        return;
-    };
+    let q = ctx.registry.quorum().clone();
     let me = q.broker_id;
     let now = now_ms();
     let lag = i64::try_from(lag_ms).unwrap_or(i64::MAX);

@@ -29,7 +29,7 @@ use super::consumer_group::{ConsumerGroup, Heartbeat, HeartbeatOutcome, TopicsVi
 use super::consumer_protocol;
 use super::group::{Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
 use crate::cluster::replicated::Unreplicated;
-use crate::cluster::{Partition, Registry, Topic};
+use crate::cluster::{Partition, Registry};
 use crate::context::now_ms;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -215,61 +215,22 @@ pub struct GroupDescription {
 }
 
 impl GroupCoordinator {
-    /// Creates `__consumer_offsets` if needed and loads every group and offset from it.
+    /// `__consumer_offsets` is created through the quorum by the first FindCoordinator;
+    /// groups are loaded partition by partition as this broker comes to lead them.
     pub fn open(registry: Arc<Registry>, config: GroupConfig) -> anyhow::Result<Self> {
-        let topic = match registry.topic(OFFSETS_TOPIC) {
-            Some(t) => Some(t),
-            // Cluster mode: created through the quorum by the first FindCoordinator.
-            None if registry.quorum().is_some() => None,
-            None => registry
-                .create_internal_topic(
-                    OFFSETS_TOPIC,
-                    config.offsets_partitions,
-                    offsets_topic_configs(),
-                )
-                .map(Some)
-                .map_err(|e| anyhow::anyhow!("creating {OFFSETS_TOPIC}: {e}"))?,
-        };
-        let cluster = registry.quorum().is_some();
         let coordinator = Self {
             registry,
             config,
             state: Mutex::new(State::default()),
         };
-        if cluster {
-            // Groups are loaded partition by partition as this broker comes to lead them.
-            coordinator.state.lock().owned = Some(BTreeMap::new());
-            coordinator.sync_ownership();
-        } else if let Some(topic) = topic {
-            coordinator.load(&topic)?;
-        }
+        coordinator.state.lock().owned = Some(BTreeMap::new());
+        coordinator.sync_ownership();
         Ok(coordinator)
     }
 
-    fn load(&self, topic: &Topic) -> anyhow::Result<()> {
-        let mut state = self.state.lock();
-        state.offsets_partitions = topic.meta.partitions;
-        for p in &topic.partitions {
-            load_partition(&mut state, p)?;
-        }
-        let (groups, offsets) = (
-            state.groups.len(),
-            state.offsets.values().map(|o| o.len()).sum::<usize>(),
-        );
-        tracing::info!(
-            groups,
-            offsets,
-            "loaded consumer groups from {OFFSETS_TOPIC}"
-        );
-        Ok(())
-    }
-
-    /// Cluster mode: loads the groups of `__consumer_offsets` partitions this broker has come
-    /// to lead and forgets those of partitions it no longer leads. Cheap when nothing changed.
+    /// Loads the groups of `__consumer_offsets` partitions this broker has come to lead and
+    /// forgets those of partitions it no longer leads. Cheap when nothing changed.
     pub fn sync_ownership(&self) {
-        if self.registry.quorum().is_none() {
-            return;
-        }
         let topic = self.registry.topic(OFFSETS_TOPIC);
         let led: BTreeMap<i32, Arc<Partition>> = topic
             .iter()
@@ -393,8 +354,6 @@ impl GroupCoordinator {
     /// sync, returns what to wait for before acknowledging the append.
     fn replicating(&self, partition: &Arc<Partition>, last_offset: i64) -> Option<PendingCommit> {
         self.registry.notify_append();
-        // A single node's appends are final.
-        self.registry.quorum()?;
         Unreplicated::after_append(partition, last_offset).map(PendingCommit)
     }
 

@@ -1,7 +1,7 @@
 //! AlterConfigs (replace a topic's whole override set) and IncrementalAlterConfigs (set,
-//! delete, append, subtract single keys). In cluster mode BROKER resources (a broker id, or
-//! `""` for the cluster default) take the dynamic broker configs of `cluster/throttle.rs`
-//! (the replication throttle rates), stored in the metadata quorum.
+//! delete, append, subtract single keys). BROKER resources (a broker id, or `""` for the
+//! cluster default) take the dynamic broker configs of `cluster/throttle.rs` (the replication
+//! throttle rates), stored in the metadata quorum through `cluster/admin/brokers.rs`.
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
@@ -12,10 +12,7 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use spate_meta::MetaRequest;
 
-use crate::cluster::quorum::APPLY_TIMEOUT;
-use crate::cluster::throttle;
 use crate::cluster::topic_config::{effective, topic_key};
 use crate::cluster::AdminError;
 use crate::context::{str_bytes, Context};
@@ -39,7 +36,7 @@ pub async fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsResp
                         .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect();
-            let outcome = match check_resource(ctx, r.resource_type, &r.resource_name) {
+            let outcome = match check_resource(r.resource_type, &r.resource_name) {
                 Ok(Resource::Topic) => {
                     ctx.registry
                         .admin_set_topic_configs(&r.resource_name, configs, req.validate_only)
@@ -54,7 +51,9 @@ pub async fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsResp
                         .map(|k| (k.clone(), None))
                         .collect();
                     changes.extend(configs.into_iter().map(|(k, v)| (k, Some(v))));
-                    alter_broker_configs(ctx, &r.resource_name, changes, req.validate_only).await
+                    ctx.registry
+                        .admin_alter_broker_configs(&r.resource_name, changes, req.validate_only)
+                        .await
                 }
                 Err(e) => Err(e),
             };
@@ -75,10 +74,12 @@ pub async fn handle_incremental(
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let outcome = match check_resource(ctx, r.resource_type, &r.resource_name) {
+        let outcome = match check_resource(r.resource_type, &r.resource_name) {
             Ok(Resource::Broker) => match broker_changes(&r.configs) {
                 Ok(changes) => {
-                    alter_broker_configs(ctx, &r.resource_name, changes, req.validate_only).await
+                    ctx.registry
+                        .admin_alter_broker_configs(&r.resource_name, changes, req.validate_only)
+                        .await
                 }
                 Err(e) => Err(e),
             },
@@ -131,14 +132,9 @@ enum Resource {
     Broker,
 }
 
-fn check_resource(ctx: &Context, kind: i8, name: &StrBytes) -> Result<Resource, AdminError> {
+fn check_resource(kind: i8, name: &StrBytes) -> Result<Resource, AdminError> {
     match kind {
         RESOURCE_TOPIC => Ok(Resource::Topic),
-        // Dynamic broker configs live in the metadata quorum; a single node has none.
-        RESOURCE_BROKER if ctx.registry.quorum().is_none() => Err(AdminError::new(
-            ResponseError::InvalidRequest,
-            format!("broker {}: dynamic broker configs need cluster mode; set them in the config file and restart", name.as_str()),
-        )),
         RESOURCE_BROKER
             if name.is_empty() || name.as_str().parse::<i32>().is_ok_and(|id| id >= 0) =>
         {
@@ -148,7 +144,10 @@ fn check_resource(ctx: &Context, kind: i8, name: &StrBytes) -> Result<Resource, 
             ResponseError::InvalidRequest,
             format!("invalid broker id {}", name.as_str()),
         )),
-        other => Err(AdminError::new(ResponseError::InvalidRequest, format!("unsupported resource type {other}"))),
+        other => Err(AdminError::new(
+            ResponseError::InvalidRequest,
+            format!("unsupported resource type {other}"),
+        )),
     }
 }
 
@@ -156,7 +155,10 @@ fn check_resource(ctx: &Context, kind: i8, name: &StrBytes) -> Result<Resource, 
 fn dynamic_broker_configs(ctx: &Context, resource: &str) -> BTreeMap<String, String> {
     ctx.registry
         .quorum()
-        .and_then(|q| q.metadata().broker_configs.get(resource).cloned())
+        .metadata()
+        .broker_configs
+        .get(resource)
+        .cloned()
         .unwrap_or_default()
 }
 
@@ -184,49 +186,6 @@ fn broker_changes(
         changes.insert(c.name.to_string(), value);
     }
     Ok(changes)
-}
-
-/// Validates and stores dynamic broker configs in the metadata quorum, then waits until this
-/// broker sees them (so a DescribeConfigs right after reads them back).
-async fn alter_broker_configs(
-    ctx: &Context,
-    resource: &str,
-    changes: BTreeMap<String, Option<String>>,
-    validate_only: bool,
-) -> Result<(), AdminError> {
-    let invalid = |m: String| AdminError::new(ResponseError::InvalidConfig, m);
-    for (k, v) in &changes {
-        match v {
-            Some(v) => throttle::validate_broker_config(k, v).map_err(invalid)?,
-            // Deleting is always allowed for the keys that can be set.
-            None if throttle::DYNAMIC_BROKER_KEYS.contains(&k.as_str()) => {}
-            None => throttle::validate_broker_config(k, "0").map_err(invalid)?,
-        }
-    }
-    let Some(q) = ctx.registry.quorum().cloned() else {
-        return Err(AdminError::new(
-            ResponseError::InvalidRequest,
-            "dynamic broker configs need cluster mode",
-        ));
-    };
-    if validate_only || changes.is_empty() {
-        return Ok(());
-    }
-    let expected = changes.clone();
-    q.propose_idempotent(MetaRequest::AlterBrokerConfigs {
-        broker: resource.to_string(),
-        configs: changes,
-    })
-    .await?;
-    q.wait_for(APPLY_TIMEOUT, |md| {
-        let stored = md.broker_configs.get(resource);
-        expected
-            .iter()
-            .all(|(k, v)| stored.and_then(|c| c.get(k)) == v.as_ref())
-    })
-    .await;
-    tracing::info!(broker = resource, "dynamic broker configs changed");
-    Ok(())
 }
 
 fn apply_op(

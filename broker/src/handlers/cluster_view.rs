@@ -1,6 +1,5 @@
-//! Cluster mode: what Metadata, DescribeCluster and FindCoordinator report, read from the
-//! committed cluster metadata (every broker, leader, ISR and leader epoch) instead of this
-//! broker alone.
+//! What Metadata, DescribeCluster and FindCoordinator report, read from the committed
+//! cluster metadata (every broker, leader, ISR and leader epoch).
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -13,6 +12,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::BrokerId;
 use spate_meta::{BrokerRegistration, ClusterMetadata, TopicMetadata, NO_LEADER};
 
+use crate::cluster::admin::NewTopic;
 use crate::cluster::broker_rpc::endpoint;
 use crate::cluster::names::invalid_topic_name;
 use crate::cluster::registry::is_internal;
@@ -140,11 +140,14 @@ async fn lookup_or_create(
     if !allow_create {
         return error(ResponseError::UnknownTopicOrPartition);
     }
-    match ctx
-        .registry
-        .admin_create_topic(name, -1, -1, BTreeMap::new(), false)
-        .await
-    {
+    let topic = NewTopic {
+        name,
+        partitions: -1,
+        replication_factor: -1,
+        configs: BTreeMap::new(),
+        assignment: None,
+    };
+    match ctx.registry.admin_create_topic(topic, false).await {
         Ok(_) => described(q).unwrap_or_else(|| error(ResponseError::LeaderNotAvailable)),
         // Another request (maybe on another broker) created it first.
         Err(e) if e.code == ResponseError::TopicAlreadyExists => {

@@ -6,6 +6,7 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
+use crate::cluster::admin::NewTopic;
 use crate::cluster::topic_config::{effective, TOPIC_KEYS};
 use crate::cluster::AdminError;
 use crate::context::{str_bytes, Context};
@@ -29,20 +30,27 @@ pub async fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest) -> Cr
                         .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect();
-            let (partitions, rf) = if ct.assignments.is_empty() {
-                (ct.num_partitions, ct.replication_factor)
+            let assignment = if ct.assignments.is_empty() {
+                None
             } else {
-                match manual_assignment(ctx, &ct) {
-                    Ok(pr) => pr,
+                match manual_assignment(&ct) {
+                    Ok(a) => Some(a),
                     Err(e) => {
                         topics.push(failed(result, e));
                         continue;
                     }
                 }
             };
+            let topic = NewTopic {
+                name: &name,
+                partitions: ct.num_partitions,
+                replication_factor: ct.replication_factor,
+                configs: configs.clone(),
+                assignment,
+            };
             let outcome = ctx
                 .registry
-                .admin_create_topic(&name, partitions, rf, configs.clone(), req.validate_only)
+                .admin_create_topic(topic, req.validate_only)
                 .await
                 .map(|c| (c.id, c.partitions, c.replication_factor));
             match outcome {
@@ -71,11 +79,11 @@ fn failed(result: CreatableTopicResult, e: AdminError) -> CreatableTopicResult {
         .with_error_message(Some(str_bytes(e.message)))
 }
 
-/// Manual replica assignments must place every replica on this broker, one per partition.
+/// A manual replica assignment (kafka-topics --replica-assignment): partitions numbered
+/// 0..n, each with its replicas, preferred leader first. The controller checks the brokers.
 fn manual_assignment(
-    ctx: &Context,
     ct: &kafka_protocol::messages::create_topics_request::CreatableTopic,
-) -> Result<(i32, i16), AdminError> {
+) -> Result<Vec<Vec<i32>>, AdminError> {
     use kafka_protocol::error::ResponseError;
     if ct.num_partitions != -1 || ct.replication_factor != -1 {
         return Err(AdminError::new(
@@ -83,12 +91,7 @@ fn manual_assignment(
             "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
         ));
     }
-    if ctx.registry.quorum().is_some() {
-        return Err(AdminError::new(
-            ResponseError::InvalidReplicaAssignment,
-            "Manual replica assignments are not supported in cluster mode yet; the controller places replicas.",
-        ));
-    }
+    let mut assignment = Vec::with_capacity(ct.assignments.len());
     for (i, a) in ct.assignments.iter().enumerate() {
         if a.partition_index != i as i32 {
             return Err(AdminError::new(
@@ -96,17 +99,9 @@ fn manual_assignment(
                 "Partitions must be numbered 0..n without gaps.",
             ));
         }
-        if a.broker_ids.as_slice() != [ctx.node_id()] {
-            return Err(AdminError::new(
-                ResponseError::InvalidReplicaAssignment,
-                format!(
-                    "Partition {i} names brokers {:?}; only broker {} exists.",
-                    a.broker_ids, ctx.config.node_id
-                ),
-            ));
-        }
+        assignment.push(a.broker_ids.iter().map(|b| b.0).collect());
     }
-    Ok((ct.assignments.len() as i32, 1))
+    Ok(assignment)
 }
 
 fn describe_created(

@@ -128,10 +128,9 @@ fn broker_configs(
     ctx: &Context,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Vec<DescribeConfigsResourceResult> {
-    // Cluster mode: dynamic values from the metadata quorum, this broker's over the default.
-    let md = ctx.registry.quorum().map(|q| q.metadata());
+    // Dynamic values from the metadata quorum, this broker's over the cluster default.
+    let md = ctx.registry.quorum().metadata();
     let dynamic = |key: &str| {
-        let md = md.as_ref()?;
         let of = |resource: &str| md.broker_configs.get(resource)?.get(key).cloned();
         of(&ctx.config.node_id.to_string())
             .map(|v| (v, SOURCE_DYNAMIC_BROKER))
@@ -143,8 +142,7 @@ fn broker_configs(
         .filter(|(k, _)| wanted(k))
         .map(|(k, v)| {
             let default = DEFAULTS.iter().any(|(dk, dv)| dk == k && dv == v);
-            let settable =
-                ctx.registry.quorum().is_some() && DYNAMIC_BROKER_KEYS.contains(&k.as_str());
+            let settable = DYNAMIC_BROKER_KEYS.contains(&k.as_str());
             let (value, source) = dynamic(k).unwrap_or_else(|| {
                 let source = if default {
                     SOURCE_DEFAULT

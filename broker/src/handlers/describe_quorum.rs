@@ -58,14 +58,7 @@ pub async fn handle(ctx: &Context, req: DescribeQuorumRequest) -> DescribeQuorum
             format!("the metadata quorum is {METADATA_TOPIC}-0"),
         );
     }
-    let Some(quorum) = ctx.registry.quorum() else {
-        // A single node has no quorum to describe.
-        return partition_error(
-            ResponseError::NotLeaderOrFollower,
-            "this broker runs without a metadata quorum".into(),
-        );
-    };
-    match quorum.describe_quorum().await {
+    match ctx.registry.quorum().describe_quorum().await {
         Ok(view) => response(&view, now_ms()),
         Err(e) => partition_error(ResponseError::NotLeaderOrFollower, e.to_string()),
     }

@@ -15,24 +15,20 @@
 //! with no eligible ISR member gets an eligible replica from outside the ISR (records only the
 //! old ISR had are lost — the admin asked for it); one with a leader gets ELECTION_NOT_NEEDED,
 //! one with no eligible replica at all ELIGIBLE_LEADERS_NOT_AVAILABLE (83). Topics with
-//! `unclean.leader.election.enable=true` get such elections automatically. A single node
-//! leads every partition itself: ELECTION_NOT_NEEDED everywhere.
+//! `unclean.leader.election.enable=true` get such elections automatically. Both go through
+//! `Registry::admin_elect_leaders` (`cluster/admin/partitions.rs`).
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
-use spate_meta::{ClusterMetadata, ElectionScope, MetaRequest, MetaResponse, NO_LEADER};
 
-use crate::cluster::quorum::{Quorum, APPLY_TIMEOUT};
+use crate::cluster::admin::ElectionOutcome as Outcome;
 use crate::context::{str_bytes, topic_name, Context};
 
 const PREFERRED: i8 = 0;
 const UNCLEAN: i8 = 1;
-
-/// One partition's outcome: `None` for success, else the error code and message.
-type Outcome = (String, i32, Option<(ResponseError, String)>);
 
 pub async fn handle(ctx: &Context, version: i16, req: ElectLeadersRequest) -> ElectLeadersResponse {
     // v0 has no election type: it is always a preferred election.
@@ -49,140 +45,25 @@ pub async fn handle(ctx: &Context, version: i16, req: ElectLeadersRequest) -> El
     let fail = |code: ResponseError, message: &str| {
         top_level_error(version, req.topic_partitions.as_deref(), code, message)
     };
-    let outcomes = match (election, ctx.registry.quorum().cloned()) {
-        (PREFERRED | UNCLEAN, None) => single_node(ctx, requested),
-        (PREFERRED, Some(q)) => {
-            let scope = match requested {
-                Some(list) => ElectionScope::Partitions(list),
-                None => ElectionScope::All,
-            };
-            match elect(ctx, &q, MetaRequest::ElectPreferredLeaders { scope }).await {
-                Ok(outcomes) => outcomes,
-                Err((code, message)) => return fail(code, &message),
-            }
-        }
-        (UNCLEAN, Some(q)) => {
-            // Kafka's "all partitions" for an unclean election means the leaderless ones.
-            let md = q.metadata();
-            let all = requested.is_none();
-            let partitions = requested.unwrap_or_else(|| leaderless(&md));
-            drop(md);
-            match elect(ctx, &q, MetaRequest::ElectUncleanLeaders { partitions }).await {
-                Ok(outcomes) if all => outcomes.into_iter().filter(|o| o.2.is_none()).collect(),
-                Ok(outcomes) => outcomes,
-                Err((code, message)) => return fail(code, &message),
-            }
-        }
-        (other, _) => {
+    let unclean = match election {
+        PREFERRED => false,
+        UNCLEAN => true,
+        other => {
             return fail(
                 ResponseError::InvalidRequest,
                 &format!("unknown election type {other}"),
             )
         }
     };
-    ElectLeadersResponse::default().with_replica_election_results(group(outcomes))
-}
-
-/// Proposes an election and waits until this broker's metadata shows the new leaders.
-async fn elect(
-    ctx: &Context,
-    q: &Quorum,
-    request: MetaRequest,
-) -> Result<Vec<Outcome>, (ResponseError, String)> {
-    let results = match q.propose(request).await {
-        Ok(MetaResponse::Elections(results)) => results,
-        Ok(other) => {
-            return Err((
-                ResponseError::UnknownServerError,
-                format!("unexpected answer {other:?}"),
-            ))
-        }
-        Err(e) => return Err((e.code, e.message)),
+    // Kafka's "all partitions" for an unclean election means the leaderless ones, and its
+    // answer lists only those elected.
+    let all_unclean = unclean && requested.is_none();
+    let outcomes = match ctx.registry.admin_elect_leaders(unclean, requested).await {
+        Ok(outcomes) if all_unclean => outcomes.into_iter().filter(|o| o.2.is_none()).collect(),
+        Ok(outcomes) => outcomes,
+        Err(e) => return fail(e.code, &e.message),
     };
-    let elected: Vec<(String, i32, i32)> = results
-        .iter()
-        .filter_map(|r| {
-            r.result
-                .as_ref()
-                .ok()
-                .map(|l| (r.topic.clone(), r.partition, *l))
-        })
-        .collect();
-    if !elected.is_empty() {
-        q.wait_for(APPLY_TIMEOUT, |md| {
-            elected
-                .iter()
-                .all(|(t, p, l)| leader(md, t, *p) == Some(*l))
-        })
-        .await;
-        ctx.registry.sync().await;
-    }
-    Ok(results
-        .into_iter()
-        .map(|r| {
-            let error = r.result.err().map(|e| {
-                let code = ResponseError::try_from_code(e.kafka_error_code())
-                    .unwrap_or(ResponseError::UnknownServerError);
-                (code, e.to_string())
-            });
-            (r.topic, r.partition, error)
-        })
-        .collect())
-}
-
-/// Every partition without a leader.
-fn leaderless(md: &ClusterMetadata) -> Vec<(String, i32)> {
-    md.topics
-        .iter()
-        .flat_map(|(name, t)| {
-            t.partitions
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.leader == NO_LEADER)
-                .filter_map(move |(i, _)| Some((name.clone(), i32::try_from(i).ok()?)))
-        })
-        .collect()
-}
-
-fn leader(md: &ClusterMetadata, topic: &str, partition: i32) -> Option<i32> {
-    usize::try_from(partition)
-        .ok()
-        .and_then(|i| md.partition(topic, i))
-        .map(|p| p.leader)
-}
-
-fn unknown(topic: &str, partition: i32) -> (ResponseError, String) {
-    (
-        ResponseError::UnknownTopicOrPartition,
-        format!("Partition {topic}-{partition} does not exist."),
-    )
-}
-
-fn not_needed(topic: &str, partition: i32) -> (ResponseError, String) {
-    (
-        ResponseError::ElectionNotNeeded,
-        format!("Partition {topic}-{partition} already has a leader."),
-    )
-}
-
-fn single_node(ctx: &Context, requested: Option<Vec<(String, i32)>>) -> Vec<Outcome> {
-    // Every local partition is led by this broker: nothing to elect, nothing to list for "all".
-    requested
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(topic, partition)| {
-            let known = ctx
-                .registry
-                .topic(&topic)
-                .is_some_and(|t| t.partition(partition).is_some());
-            let error = if known {
-                not_needed(&topic, partition)
-            } else {
-                unknown(&topic, partition)
-            };
-            (topic, partition, Some(error))
-        })
-        .collect()
+    ElectLeadersResponse::default().with_replica_election_results(group(outcomes))
 }
 
 /// Groups outcomes by topic, keeping the order topics first appear in.

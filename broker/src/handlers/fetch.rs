@@ -30,9 +30,8 @@ const READ_COMMITTED: i8 = 1;
 /// `ReplicaState` replaces `ReplicaId` from Fetch v15 on.
 const REPLICA_STATE_VERSION: i16 = 15;
 
-/// Cluster mode: the broker id of a follower fetching, `None` for consumers.
-fn replica_of(ctx: &Context, version: i16, req: &FetchRequest) -> Option<i32> {
-    ctx.registry.quorum()?;
+/// The broker id of a follower fetching, `None` for consumers.
+fn replica_of(version: i16, req: &FetchRequest) -> Option<i32> {
     let id = if version >= REPLICA_STATE_VERSION {
         req.replica_state.replica_id.0
     } else {
@@ -42,7 +41,7 @@ fn replica_of(ctx: &Context, version: i16, req: &FetchRequest) -> Option<i32> {
 }
 
 pub async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> FetchResponse {
-    if let Some(follower) = replica_of(ctx, version, &req) {
+    if let Some(follower) = replica_of(version, &req) {
         mark_replication(&Span::current(), follower, &req);
     }
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -74,7 +73,7 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
     };
     let mut total = 0usize;
     let mut errors = false;
-    let replica = replica_of(ctx, version, req);
+    let replica = replica_of(version, req);
     let throttle = replica.and_then(|_| LeaderThrottle::new(ctx));
     // A replica fetch's request span, to link the acks=all produces it acknowledges.
     let trace_span = replica
@@ -322,7 +321,7 @@ struct LeaderThrottle {
 
 impl LeaderThrottle {
     fn new(ctx: &Context) -> Option<Self> {
-        let quorum = ctx.registry.quorum()?.clone();
+        let quorum = ctx.registry.quorum().clone();
         let metadata = quorum.metadata();
         let rate = throttle::rate(
             &metadata,

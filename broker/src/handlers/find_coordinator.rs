@@ -1,6 +1,5 @@
-//! FindCoordinator. A single node coordinates every group. In cluster mode a group's
-//! coordinator is the leader of the group's `__consumer_offsets` partition (created through
-//! the quorum on first use, replicated), as in Kafka; see `group/coordinator.rs`. Transactional
+//! FindCoordinator. A group's coordinator is the leader of the group's `__consumer_offsets`
+//! partition (created through the quorum on first use, replicated), as in Kafka; see `group/coordinator.rs`. Transactional
 //! ids (key type 1) work the same way with `__transaction_state` (`txn/coordinator.rs`).
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -71,28 +70,23 @@ async fn answer(ctx: &Context, key_type: i8, key: StrBytes, listener: &str) -> C
                 .with_error_message(Some(str_bytes(format!("unknown key type {other}"))))
         }
     };
-    let Some(q) = ctx.registry.quorum() else {
-        let (host, port) = ctx.advertised(listener);
-        return c
-            .with_node_id(ctx.node_id())
-            .with_host(host)
-            .with_port(port);
-    };
+    let q = ctx.registry.quorum();
     // Replicated like Kafka's (offsets.topic.replication.factor and
     // transaction.state.log.replication.factor, 3), so coordinator state survives a broker;
     // capped at the brokers there are, so small clusters start.
-    let replicas = if ctx.config.replication_enable {
-        let brokers = i16::try_from(q.metadata().brokers.len()).unwrap_or(i16::MAX);
-        replication_factor.min(brokers).max(1)
-    } else {
-        1
-    };
+    let brokers = i16::try_from(q.metadata().brokers.len()).unwrap_or(i16::MAX);
+    let replicas = replication_factor.min(brokers).max(1);
     if let Err(e) = ctx
         .registry
         .admin_ensure_internal_topic(topic_name, partitions, replicas, configs)
         .await
     {
         return unavailable(c, format!("creating {topic_name}: {}", e.message));
+    }
+    if key_type == KEY_GROUP {
+        // Take up the groups of partitions this broker has just come to lead now rather than
+        // on the next timer tick, so that the client's first group request finds them.
+        ctx.groups.sync_ownership();
     }
     let md = q.metadata();
     let Some(topic) = md.topics.get(topic_name) else {

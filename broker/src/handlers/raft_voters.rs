@@ -51,12 +51,7 @@ async fn change(
     voter_id: i32,
     make: impl FnOnce(u64) -> MembershipChange,
 ) -> (Option<ResponseError>, Option<String>) {
-    let Some(quorum) = ctx.registry.quorum() else {
-        return (
-            Some(ResponseError::UnsupportedVersion),
-            Some("this broker runs without a metadata quorum".into()),
-        );
-    };
+    let quorum = ctx.registry.quorum();
     if let Some(error) = check_cluster_id(quorum, cluster_id) {
         return error;
     }

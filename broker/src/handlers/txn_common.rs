@@ -15,13 +15,11 @@ pub fn fenced_error(e: ResponseError, version: i16, since: i16) -> ResponseError
 
 /// Does `topic`-`partition` exist (anywhere in the cluster)?
 pub fn partition_exists(ctx: &Context, topic: &str, partition: i32) -> bool {
-    match ctx.registry.quorum() {
-        Some(q) => usize::try_from(partition)
-            .ok()
-            .is_some_and(|i| q.metadata().partition(topic, i).is_some()),
-        None => ctx
-            .registry
-            .topic(topic)
-            .is_some_and(|t| t.partition(partition).is_some()),
-    }
+    usize::try_from(partition).ok().is_some_and(|i| {
+        ctx.registry
+            .quorum()
+            .metadata()
+            .partition(topic, i)
+            .is_some()
+    })
 }

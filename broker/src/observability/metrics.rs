@@ -370,43 +370,32 @@ impl Metrics {
                 }
             }
         }
-        // A single node leads every partition it hosts, each with a one-replica ISR. In
-        // cluster mode leadership is what the metadata says.
+        // Leadership is what the metadata says.
         self.partition_count.set(partitions);
-        let leaders = match topics.quorum() {
-            None => partitions,
-            Some(_) => topics
-                .topics()
-                .iter()
-                .flat_map(|t| t.partitions.iter())
-                .filter(|p| p.is_leader())
-                .count() as i64,
-        };
+        let leaders = topics
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.is_leader())
+            .count() as i64;
         self.leader_count.set(leaders);
         // Led partitions whose ISR is short of the replica set, or of min.insync.replicas
-        // (capped at the replica count, as acks=all is). Always 0 on a single node.
+        // (capped at the replica count, as acks=all is).
         let (mut under_replicated, mut under_min_isr) = (0, 0);
-        if topics.quorum().is_some() {
-            for t in topics.topics() {
-                let min_isr = crate::cluster::topic_config::min_insync_replicas(
-                    &t.meta.configs,
-                    &topics.config,
-                )
-                .max(1) as usize;
-                for p in t.partitions.iter().filter(|p| p.is_leader()) {
-                    let (isr, replicas) = p.isr_counts();
-                    under_replicated += i64::from(isr < replicas);
-                    under_min_isr += i64::from(isr < min_isr.min(replicas));
-                }
+        for t in topics.topics() {
+            let min_isr =
+                crate::cluster::topic_config::min_insync_replicas(&t.meta.configs, &topics.config)
+                    .max(1) as usize;
+            for p in t.partitions.iter().filter(|p| p.is_leader()) {
+                let (isr, replicas) = p.isr_counts();
+                under_replicated += i64::from(isr < replicas);
+                under_min_isr += i64::from(isr < min_isr.min(replicas));
             }
         }
         self.under_replicated.set(under_replicated);
         self.offline.set(0);
         self.under_min_isr.set(under_min_isr);
-        match topics.quorum() {
-            None => self.active_controller.set(1),
-            Some(q) => self.refresh_quorum(q),
-        }
+        self.refresh_quorum(topics.quorum());
         self.groups.reset();
         self.group_members.reset();
         self.consumer_lag.reset();

@@ -93,7 +93,7 @@ pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
 pub fn init(json: bool, node_id: i32) -> Telemetry {
     let filter = || {
         EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("info"))
+            .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"))
             // Trace spans are for the exporter, never for the log.
             .add_directive(format!("{TRACE_TARGET}=off").parse().unwrap_or_default())
     };

@@ -103,19 +103,13 @@ impl State {
 pub type TxnView = TxnMetadata;
 
 impl TxnCoordinator {
-    /// Creates `__transaction_state` on a single node and loads it. In cluster mode the topic
-    /// is created through the quorum by the first FindCoordinator for a transactional id,
-    /// and partitions are loaded as this broker comes to lead them.
+    /// `__transaction_state` is created through the quorum by the first FindCoordinator for
+    /// a transactional id; partitions are loaded as this broker comes to lead them.
     pub fn open(
         registry: Arc<Registry>,
         groups: Arc<GroupCoordinator>,
         config: TxnConfig,
     ) -> anyhow::Result<Self> {
-        if registry.quorum().is_none() && registry.topic(TXN_TOPIC).is_none() {
-            registry
-                .create_internal_topic(TXN_TOPIC, config.state_partitions, txn_topic_configs())
-                .map_err(|e| anyhow::anyhow!("creating {TXN_TOPIC}: {e}"))?;
-        }
         let coordinator = Self {
             registry,
             groups,
@@ -134,17 +128,16 @@ impl TxnCoordinator {
         &self.config
     }
 
-    /// Loads the partitions of `__transaction_state` this broker leads (all of them on a
-    /// single node) in a leader epoch not loaded yet, and forgets the others.
+    /// Loads the partitions of `__transaction_state` this broker leads in a leader epoch not
+    /// loaded yet, and forgets the others.
     pub fn sync_ownership(&self) {
         let Some(topic) = self.registry.topic(TXN_TOPIC) else {
             return;
         };
-        let cluster = self.registry.quorum().is_some();
         let led: BTreeMap<i32, Arc<Partition>> = topic
             .partitions
             .iter()
-            .filter(|p| !cluster || p.is_leader())
+            .filter(|p| p.is_leader())
             .map(|p| (p.index, p.clone()))
             .collect();
         let mut st = self.state.lock();
@@ -167,14 +160,12 @@ impl TxnCoordinator {
             st.unload(*index);
             match load_partition(&mut st, p) {
                 Ok(n) => {
-                    if cluster {
-                        tracing::info!(
-                            partition = index,
-                            epoch,
-                            transactional_ids = n,
-                            "coordinating {TXN_TOPIC}-{index}"
-                        );
-                    }
+                    tracing::info!(
+                        partition = index,
+                        epoch,
+                        transactional_ids = n,
+                        "coordinating {TXN_TOPIC}-{index}"
+                    );
                     st.loaded.insert(*index, epoch);
                 }
                 Err(e) => tracing::error!(partition = index, "loading {TXN_TOPIC}-{index}: {e}"),
@@ -197,7 +188,7 @@ impl TxnCoordinator {
             .partition(index)
             .ok_or(ResponseError::NotCoordinator)?
             .clone();
-        if self.registry.quorum().is_some() && !p.is_leader() {
+        if !p.is_leader() {
             return Err(ResponseError::NotCoordinator);
         }
         let loaded = self.state.lock().loaded.get(&index) == Some(&p.leader_epoch());
@@ -323,8 +314,7 @@ impl TxnCoordinator {
             return Err(ResponseError::UnknownServerError);
         };
         let mut st = self.state.lock();
-        let still_ours = partition.leader_epoch() == epoch
-            && (self.registry.quorum().is_none() || partition.is_leader());
+        let still_ours = partition.leader_epoch() == epoch && partition.is_leader();
         match replicated {
             Ok(()) if still_ours => {
                 st.txns.complete(&transition);
@@ -472,18 +462,14 @@ impl TxnCoordinator {
 
     /// The `__consumer_offsets` partition AddOffsetsToTxn adds for `group`.
     pub fn offsets_partition(&self, group: &str) -> (String, i32) {
-        let count = match self.registry.quorum() {
-            Some(q) => q
-                .metadata()
-                .topics
-                .get(OFFSETS_TOPIC)
-                .map(|t| t.partitions.len() as i32),
-            None => self
-                .registry
-                .topic(OFFSETS_TOPIC)
-                .map(|t| t.meta.partitions),
-        }
-        .unwrap_or(self.groups_partitions());
+        let count = self
+            .registry
+            .quorum()
+            .metadata()
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| t.partitions.len() as i32)
+            .unwrap_or(self.groups_partitions());
         (OFFSETS_TOPIC.to_string(), partition_for(group, count))
     }
 

@@ -105,14 +105,15 @@ pub async fn write_markers(
             ref r if settled(r) => continue,
             _ => {}
         }
-        let leader = registry.quorum().and_then(|q| {
+        let leader = {
+            let q = registry.quorum();
             let md = q.metadata();
             usize::try_from(*partition)
                 .ok()
                 .and_then(|i| md.partition(topic, i))
                 .map(|s| s.leader)
                 .filter(|l| *l >= 0 && *l != q.broker_id)
-        });
+        };
         match leader {
             Some(l) => remote
                 .entry(l)
@@ -137,9 +138,7 @@ pub async fn write_markers(
             coordinator_epoch,
             &parts,
         );
-        let ep = registry
-            .quorum()
-            .and_then(|q| endpoint(&q.metadata(), leader));
+        let ep = endpoint(&registry.quorum().metadata(), leader);
         let result = match ep {
             Some(ep) => call(&ep, &request).await,
             None => Err(RpcError::NoEndpoint(leader)),

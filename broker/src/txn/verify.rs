@@ -46,9 +46,7 @@ pub async fn verify(
         .txn
         .verify_partitions(txn_id, producer_id, epoch, partitions);
     match local {
-        Err(ResponseError::NotCoordinator) if ctx.registry.quorum().is_some() => {
-            remote(ctx, producer, partitions).await
-        }
+        Err(ResponseError::NotCoordinator) => remote(ctx, producer, partitions).await,
         other => other,
     }
 }
@@ -86,10 +84,7 @@ async fn remote(
     producer: TxnProducer<'_>,
     partitions: &[(String, i32)],
 ) -> Result<Vec<bool>, ResponseError> {
-    let q = ctx
-        .registry
-        .quorum()
-        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let q = ctx.registry.quorum();
     let md = q.metadata();
     let count = md
         .topics

@@ -128,3 +128,14 @@ pub async fn end_offset(conn: &mut TcpStream, topic: &str) -> i64 {
     let resp: ListOffsetsResponse = call(conn, ApiKey::ListOffsets, 7, &req).await;
     resp.topics[0].partitions[0].offset
 }
+
+/// FindCoordinator for a group (`key_type` 0) or a transactional id (1), as clients ask
+/// before any group or transaction request: the first one creates `__consumer_offsets` or
+/// `__transaction_state`.
+pub async fn find_coordinator(conn: &mut TcpStream, key_type: i8, key: &str) {
+    let req = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(key.into()))
+        .with_key_type(key_type);
+    let resp: FindCoordinatorResponse = call(conn, ApiKey::FindCoordinator, 3, &req).await;
+    assert_eq!(resp.error_code, 0, "FindCoordinator({key}): {resp:?}");
+}

@@ -123,11 +123,6 @@ pub fn broker_settings(
     {
         settings.insert(k.to_string(), v);
     }
-    // Replication is opt-in on the broker while it matures; a Cluster wants it unless the
-    // user says otherwise.
-    settings
-        .entry("replication.enable".to_string())
-        .or_insert_with(|| "true".to_string());
     settings
 }
 
@@ -190,7 +185,7 @@ mod tests {
         assert!(b1.contains("advertised.listeners=spate-1.spate-brokers.kafka.svc:9092\n"));
         assert!(b1.contains("listeners=0.0.0.0:9092\n"));
         assert!(b1.contains("http.listeners=0.0.0.0:9644\n"));
-        assert!(b1.contains("replication.enable=true\n"));
+        assert!(!b1.contains("replication.enable"), "retired setting");
         assert!(b1.contains("log.dirs=/var/lib/spate/data\n"));
         assert!(!b1.contains("listener.security.protocol.map"));
         assert!(!b1.contains("inter.broker.listener.name"));

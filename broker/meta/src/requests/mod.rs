@@ -66,7 +66,8 @@ pub enum MetaRequest {
     SetShuttingDown {
         id: i32,
     },
-    /// Creates a topic; the state machine places the replicas itself (see `placement`).
+    /// Creates a topic; the state machine places the replicas itself (see `placement`)
+    /// unless `assignment` names them.
     CreateTopic {
         name: String,
         /// Chosen by the proposer so that apply stays deterministic.
@@ -74,6 +75,10 @@ pub enum MetaRequest {
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
+        /// A manual assignment (CreateTopics' `assignments`): the replicas of each partition,
+        /// preferred leader first. `partitions` and `replication_factor` must match it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assignment: Option<Vec<Vec<i32>>>,
     },
     DeleteTopic {
         name: String,
@@ -212,7 +217,8 @@ pub enum RequestError {
     UnknownPartition { topic: String, partition: i32 },
     #[error("invalid partition count: {0}")]
     InvalidPartitions(String),
-    #[error("invalid replication factor: {0}")]
+    /// Kafka's own wording, which clients show as is.
+    #[error("{0}")]
     InvalidReplicationFactor(String),
     #[error("invalid config: {0}")]
     InvalidConfig(String),
@@ -355,7 +361,11 @@ impl MetaRequest {
                 partitions,
                 replication_factor,
                 configs,
-            } => topic::create(md, name, *id, *partitions, *replication_factor, configs),
+                assignment,
+            } => match assignment {
+                None => topic::create(md, name, *id, *partitions, *replication_factor, configs),
+                Some(a) => topic::create_assigned(md, name, *id, a, configs),
+            },
             MetaRequest::DeleteTopic { name } => topic::delete(md, name),
             MetaRequest::CreatePartitions { name, count } => {
                 topic::create_partitions(md, name, *count)

@@ -67,6 +67,7 @@ fn create_topic(md: &mut ClusterMetadata, name: &str, partitions: i32, rf: i16) 
             partitions,
             replication_factor: rf,
             configs: BTreeMap::new(),
+            assignment: None,
         },
     )
 }
@@ -249,6 +250,7 @@ fn create_topic_uses_only_eligible_brokers() {
             partitions: 1,
             replication_factor: 3,
             configs: BTreeMap::new(),
+            assignment: None,
         },
     );
     assert!(
@@ -281,6 +283,7 @@ fn invalid_topic_creations_are_rejected() {
         partitions,
         replication_factor: rf,
         configs: BTreeMap::new(),
+        assignment: None,
     };
     let fresh = Uuid::from_u128(5);
     assert_eq!(
@@ -313,6 +316,49 @@ fn invalid_topic_creations_are_rejected() {
         reject(&mut md, create("u", Uuid::nil(), 1, 1)),
         RequestError::TopicIdExists(_)
     ));
+}
+
+#[test]
+fn a_manual_assignment_is_checked_and_kept() {
+    let mut md = cluster(3);
+    apply(&mut md, MetaRequest::FenceBroker { id: 3 });
+    let create = |name: &str, assignment: Vec<Vec<i32>>| MetaRequest::CreateTopic {
+        name: name.into(),
+        id: Uuid::from_u128(name.bytes().fold(11u128, |h, b| {
+            h.wrapping_mul(31).wrapping_add(u128::from(b))
+        })),
+        partitions: assignment.len() as i32,
+        replication_factor: assignment.first().map_or(0, |r| r.len() as i16),
+        configs: BTreeMap::new(),
+        assignment: Some(assignment),
+    };
+    apply(&mut md, create("manual", vec![vec![2, 1], vec![3, 2]]));
+    let p0 = partition(&md, "manual", 0);
+    assert_eq!(
+        (p0.replicas.clone(), p0.leader, p0.isr.clone()),
+        (vec![2, 1], 2, vec![2, 1])
+    );
+    let p1 = partition(&md, "manual", 1);
+    // Broker 3 is fenced: it stays a replica but neither leads nor starts in the ISR.
+    assert_eq!(
+        (p1.replicas.clone(), p1.leader, p1.isr.clone()),
+        (vec![3, 2], 2, vec![2])
+    );
+    for (name, bad, says) in [
+        ("empty", vec![vec![]], "empty replica list"),
+        ("twice", vec![vec![1, 1]], "broker 1 more than once"),
+        ("unknown", vec![vec![1, 9]], "broker 9, but no such broker"),
+        (
+            "ragged",
+            vec![vec![1, 2], vec![1]],
+            "not consistent with previous",
+        ),
+        ("fenced", vec![vec![3]], "fenced or in controlled shutdown"),
+    ] {
+        let e = reject(&mut md, create(name, bad));
+        assert_eq!(e.kafka_error_code(), 39, "{name}: {e}");
+        assert!(e.to_string().contains(says), "{name}: {e}");
+    }
 }
 
 #[test]

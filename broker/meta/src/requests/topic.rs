@@ -71,15 +71,101 @@ pub(super) fn create(
     replication_factor: i16,
     configs: &BTreeMap<String, String>,
 ) -> Result<MetaResponse, RequestError> {
+    if let Some(retry) = check_new_topic(md, name, id, partitions, configs)? {
+        return Ok(retry);
+    }
+    let rf = usize::try_from(replication_factor)
+        .ok()
+        .filter(|rf| *rf >= 1)
+        .ok_or_else(|| {
+            RequestError::InvalidReplicationFactor(
+                "Replication factor must be larger than 0.".into(),
+            )
+        })?;
+    // `partitions` is in 1..=MAX_PARTITIONS, so the cast is lossless.
+    let assignment = place(md, partitions as usize, rf)?;
+    let partitions = assignment.into_iter().map(PartitionState::new).collect();
+    Ok(insert(md, name, id, configs, partitions))
+}
+
+/// CreateTopic with a manual assignment, checked as Kafka's controller checks it.
+pub(super) fn create_assigned(
+    md: &mut ClusterMetadata,
+    name: &str,
+    id: Uuid,
+    assignment: &[Vec<i32>],
+    configs: &BTreeMap<String, String>,
+) -> Result<MetaResponse, RequestError> {
+    let count = i32::try_from(assignment.len()).unwrap_or(i32::MAX);
+    if let Some(retry) = check_new_topic(md, name, id, count, configs)? {
+        return Ok(retry);
+    }
+    let invalid = |m: String| Err(RequestError::InvalidReplicaAssignment(m));
+    let eligible: Vec<i32> = md.eligible_brokers().iter().map(|(b, _)| *b).collect();
+    let mut partitions = Vec::with_capacity(assignment.len());
+    for (index, replicas) in assignment.iter().enumerate() {
+        if replicas.is_empty() {
+            return invalid(
+                "The manual partition assignment includes an empty replica list.".into(),
+            );
+        }
+        if replicas.len() != assignment[0].len() {
+            return invalid(format!(
+                "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {} replica(s).",
+                replicas.len(),
+                assignment[0].len()
+            ));
+        }
+        for (i, b) in replicas.iter().enumerate() {
+            if replicas[..i].contains(b) {
+                return invalid(format!(
+                    "The manual partition assignment includes the broker {b} more than once."
+                ));
+            }
+            if !md.brokers.contains_key(b) {
+                return invalid(format!(
+                    "The manual partition assignment includes broker {b}, but no such broker is registered."
+                ));
+            }
+        }
+        // The ISR starts as the replicas that may serve; the first of them leads.
+        let isr: Vec<i32> = replicas
+            .iter()
+            .copied()
+            .filter(|b| eligible.contains(b))
+            .collect();
+        let Some(&leader) = isr.first() else {
+            return invalid(format!(
+                "All brokers specified in the manual partition assignment for partition {index} are fenced or in controlled shutdown."
+            ));
+        };
+        partitions.push(PartitionState {
+            leader,
+            isr,
+            ..PartitionState::new(replicas.clone())
+        });
+    }
+    Ok(insert(md, name, id, configs, partitions))
+}
+
+/// Checks a new topic's name, id, partition count and config keys. `Some` answers a retry of
+/// the same create (same id), which must succeed rather than report "exists".
+fn check_new_topic(
+    md: &ClusterMetadata,
+    name: &str,
+    id: Uuid,
+    partitions: i32,
+    configs: &BTreeMap<String, String>,
+) -> Result<Option<MetaResponse>, RequestError> {
     validate_name(name)?;
     if let Some(t) = md.topics.get(name) {
         // A proposal forwarded to the leader may be applied and then retried when the reply is
-        // lost; the same id means it is that retry, which must succeed, not report "exists".
+        // lost; the same id means it is that retry.
         if t.id == id {
-            return Ok(MetaResponse::TopicCreated {
+            return Ok(Some(MetaResponse::TopicCreated {
                 id,
                 partitions: t.partitions.clone(),
-            });
+            }));
         }
         return Err(RequestError::TopicExists(name.to_string()));
     }
@@ -91,16 +177,17 @@ pub(super) fn create(
             "{partitions} is not in 1..={MAX_PARTITIONS}"
         )));
     }
-    let rf = usize::try_from(replication_factor)
-        .ok()
-        .filter(|rf| *rf >= 1)
-        .ok_or_else(|| {
-            RequestError::InvalidReplicationFactor(format!("{replication_factor} is below 1"))
-        })?;
     validate_config_keys(configs.keys())?;
-    // `partitions` is in 1..=MAX_PARTITIONS, so the cast is lossless.
-    let assignment = place(md, partitions as usize, rf)?;
-    let partitions: Vec<PartitionState> = assignment.into_iter().map(PartitionState::new).collect();
+    Ok(None)
+}
+
+fn insert(
+    md: &mut ClusterMetadata,
+    name: &str,
+    id: Uuid,
+    configs: &BTreeMap<String, String>,
+    partitions: Vec<PartitionState>,
+) -> MetaResponse {
     md.topics.insert(
         name.to_string(),
         TopicMetadata {
@@ -109,7 +196,7 @@ pub(super) fn create(
             partitions: partitions.clone(),
         },
     );
-    Ok(MetaResponse::TopicCreated { id, partitions })
+    MetaResponse::TopicCreated { id, partitions }
 }
 
 pub(super) fn delete(md: &mut ClusterMetadata, name: &str) -> Result<MetaResponse, RequestError> {

@@ -6,7 +6,7 @@ import java.util.stream.Collectors;
 
 /**
  * Three (or n) spate-broker processes on 127.0.0.1 forming one cluster: node ids 1..n, all voters
- * of the metadata quorum on free ports, `replication.enable=true`. Each broker binds its Kafka port
+ * of the metadata quorum on free ports. Each broker binds its Kafka port
  * before waiting for the quorum, so starting them one after another works.
  */
 final class SpateCluster implements AutoCloseable {
@@ -23,7 +23,6 @@ final class SpateCluster implements AutoCloseable {
         List<String> settings = new ArrayList<>();
         settings.add("node.id=" + id);
         settings.add("controller.quorum.voters=" + String.join(",", voters));
-        settings.add("replication.enable=true");
         settings.add("http.listeners=");
         settings.add("auto.create.topics.enable=false");
         settings.add("offsets.topic.num.partitions=1");
