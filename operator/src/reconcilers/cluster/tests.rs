@@ -1,12 +1,22 @@
 //! Scenarios: the reconciler against a mock API server and an in-memory cluster.
 
-use super::*;
-use crate::builders::test_support;
-use crate::crd::cluster::ExternalType;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use serde_json::{json, Value};
+
+use super::{reconcile, PROGRESS_REQUEUE};
+use crate::builders::external::{self, ExternalEndpoints};
+use crate::builders::{pods, pvc, services, test_support};
+use crate::crd::cluster::{ExternalType, ReclaimPolicy};
+use crate::crd::conditions::{DEGRADED, READY, RECONCILING};
+use crate::crd::{Cluster, ClusterStatus};
+use crate::plan;
 use crate::reconcilers::fixtures::{
     context, default_reply, finish, not_found, ApiCall, FakeKafka, Journal, Logs,
 };
-use serde_json::{json, Value};
+use crate::Result;
 
 /// Broker pods as the builder makes them for `ids`, marked ready.
 fn ready_pods(c: &Cluster, ids: &[i32]) -> Vec<Value> {
