@@ -6,10 +6,12 @@
 //! - `builders/`: pure functions from a `Cluster` to the Kubernetes objects it needs
 //!   (ConfigMap, Services, broker Pods, PVCs, PodDisruptionBudget, ServiceAccount), and
 //!   `external.rs`, which reads the external listener's addresses back from applied Services.
-//! - `plan/`: pure planning: broker membership, reassignment/drain plans, restart safety.
+//! - `plan/`: pure planning: broker membership, reassignment/drain plans, restart safety,
+//!   and which step a Cluster pass takes.
 //! - `kafka/`: a small async Kafka admin client (`kafka-protocol` codecs over TCP) and the
 //!   `KafkaAdmin` trait the reconcilers use, so tests can swap in a fake cluster.
-//! - `reconcilers/`: one reconciler per resource, driven by `kube::runtime::Controller`.
+//! - `reconcilers/`: one reconciler per resource, driven by `kube::runtime::Controller`:
+//!   `cluster/` (a folder: objects, status, one file per step) and `topic.rs`.
 //! - `leader_election.rs`: a coordination.k8s.io Lease elector, so two replicas can run.
 //! - `metrics.rs`: Prometheus metrics and the /healthz, /readyz, /metrics server.
 

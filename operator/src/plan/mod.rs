@@ -4,10 +4,12 @@
 //! - `reassign.rs`: where every partition's replicas should live after brokers join or
 //!   drain (replica counts and preferred leaders balanced, minimal moves).
 //! - `safety.rs`: whether a scale-down or a broker restart would lose data or availability.
+//! - `step.rs`: which step a Cluster pass takes next (scale-down, rebalance, roll, leaders).
 
 pub mod membership;
 pub mod reassign;
 pub mod safety;
+pub mod step;
 
 use std::collections::BTreeMap;
 

@@ -23,7 +23,7 @@ use crate::builders;
 use crate::crd::conditions::{self, READY};
 use crate::crd::topic::DeletionPolicy;
 use crate::crd::{Cluster, Topic};
-use crate::kafka::{codes, KafkaAdmin, KafkaError, NewTopic};
+use crate::kafka::{codes, KafkaAdmin, KafkaError, NewTopic, TopicInfo};
 use crate::{Error, Result};
 
 /// Finalizer that deletes (or releases) the Kafka topic.
@@ -225,8 +225,6 @@ async fn sync_with(
     admin: &dyn KafkaAdmin,
     name: &str,
 ) -> Result<Observed, Problem> {
-    let spec = &topic.spec;
-    let mut changes = Vec::new();
     let md = admin
         .metadata(Some(vec![name.to_string()]))
         .await
@@ -236,104 +234,146 @@ async fn sync_with(
         .as_ref()
         .and_then(|s| s.topic_id.clone())
         .is_some();
+    let mut changes = Vec::new();
     match md.topic(name) {
-        None => {
-            let rf = i16::try_from(spec.replication_factor)
-                .map_err(|_| Problem::new("InvalidSpec", "replicationFactor too large"))?;
-            match admin
-                .create_topic(&NewTopic {
-                    name: name.to_string(),
-                    partitions: spec.partitions,
-                    replication_factor: rf,
-                    configs: spec.config.clone(),
-                })
-                .await
-            {
-                Ok(_) => {
-                    changes.push(format!("created topic {name}"));
-                    ctx.event(
-                        topic,
-                        EventType::Normal,
-                        "TopicCreated",
-                        format!(
-                            "Created topic {name} with {} partitions, replication factor {}",
-                            spec.partitions, spec.replication_factor
-                        ),
-                    )
-                    .await;
-                }
-                Err(e) if e.code() == Some(codes::TOPIC_ALREADY_EXISTS) && spec.adopt => {
-                    decision!(
-                        topic,
-                        "TopicAdopted",
-                        topic = name,
-                        "the topic already existed (created concurrently); adopting it"
-                    );
-                }
-                Err(e) if e.code() == Some(codes::TOPIC_ALREADY_EXISTS) => {
-                    return Err(not_adopted(name));
-                }
-                Err(e) => {
-                    ctx.event(topic, EventType::Warning, "CreateFailed", e.to_string())
-                        .await;
-                    return Err(Problem::from_kafka("CreateFailed", &e));
-                }
-            }
-        }
+        None => create(topic, ctx, admin, name, &mut changes).await?,
         Some(existing) => {
-            if !owned && !spec.adopt {
+            if !owned && !topic.spec.adopt {
                 return Err(not_adopted(name));
             }
-            let current = i32::try_from(existing.partitions.len()).unwrap_or(i32::MAX);
-            if current < spec.partitions {
-                admin
-                    .create_partitions(name, spec.partitions)
-                    .await
-                    .map_err(|e| Problem::from_kafka("PartitionsRefused", &e))?;
-                decision!(
-                    topic,
-                    "PartitionsAdded",
-                    topic = name,
-                    from = current,
-                    to = spec.partitions,
-                    "added partitions"
-                );
-                changes.push(format!("partitions {current} -> {}", spec.partitions));
-            } else if current > spec.partitions {
-                return Err(Problem::new(
-                    "PartitionsDecreaseRefused",
-                    format!(
-                        "topic has {current} partitions; Kafka cannot reduce them to {}",
-                        spec.partitions
-                    ),
-                ));
-            }
-            let configs = admin
-                .describe_topic_configs(name)
-                .await
-                .map_err(|e| Problem::from_kafka("DescribeConfigsFailed", &e))?;
-            let (set, delete) = config_diff(&spec.config, &configs);
-            if !set.is_empty() || !delete.is_empty() {
-                admin
-                    .alter_topic_configs(name, &set, &delete)
-                    .await
-                    .map_err(|e| Problem::from_kafka("ConfigRefused", &e))?;
-                decision!(
-                    topic,
-                    "ConfigAltered",
-                    topic = name,
-                    set = ?set,
-                    reset = ?delete,
-                    "made the topic's config overrides equal spec.config",
-                );
-                changes.push(format!(
-                    "config set [{}] reset [{}]",
-                    set.keys().cloned().collect::<Vec<_>>().join(", "),
-                    delete.join(", ")
-                ));
-            }
+            grow_partitions(topic, admin, name, existing, &mut changes).await?;
+            sync_config(topic, admin, name, &mut changes).await?;
         }
     }
+    observe(admin, name, changes).await
+}
+
+/// Creates the topic. One created meanwhile by someone else is adopted if the spec allows.
+async fn create(
+    topic: &Topic,
+    ctx: &Context,
+    admin: &dyn KafkaAdmin,
+    name: &str,
+    changes: &mut Vec<String>,
+) -> Result<(), Problem> {
+    let spec = &topic.spec;
+    let rf = i16::try_from(spec.replication_factor)
+        .map_err(|_| Problem::new("InvalidSpec", "replicationFactor too large"))?;
+    let new = NewTopic {
+        name: name.to_string(),
+        partitions: spec.partitions,
+        replication_factor: rf,
+        configs: spec.config.clone(),
+    };
+    match admin.create_topic(&new).await {
+        Ok(_) => {
+            changes.push(format!("created topic {name}"));
+            ctx.event(
+                topic,
+                EventType::Normal,
+                "TopicCreated",
+                format!(
+                    "Created topic {name} with {} partitions, replication factor {}",
+                    spec.partitions, spec.replication_factor
+                ),
+            )
+            .await;
+        }
+        Err(e) if e.code() == Some(codes::TOPIC_ALREADY_EXISTS) && spec.adopt => {
+            decision!(
+                topic,
+                "TopicAdopted",
+                topic = name,
+                "the topic already existed (created concurrently); adopting it"
+            );
+        }
+        Err(e) if e.code() == Some(codes::TOPIC_ALREADY_EXISTS) => {
+            return Err(not_adopted(name));
+        }
+        Err(e) => {
+            ctx.event(topic, EventType::Warning, "CreateFailed", e.to_string())
+                .await;
+            return Err(Problem::from_kafka("CreateFailed", &e));
+        }
+    }
+    Ok(())
+}
+
+/// Raises the partition count to the spec's; Kafka cannot lower it, so that is refused.
+async fn grow_partitions(
+    topic: &Topic,
+    admin: &dyn KafkaAdmin,
+    name: &str,
+    existing: &TopicInfo,
+    changes: &mut Vec<String>,
+) -> Result<(), Problem> {
+    let want = topic.spec.partitions;
+    let current = i32::try_from(existing.partitions.len()).unwrap_or(i32::MAX);
+    if current > want {
+        return Err(Problem::new(
+            "PartitionsDecreaseRefused",
+            format!("topic has {current} partitions; Kafka cannot reduce them to {want}"),
+        ));
+    }
+    if current < want {
+        admin
+            .create_partitions(name, want)
+            .await
+            .map_err(|e| Problem::from_kafka("PartitionsRefused", &e))?;
+        decision!(
+            topic,
+            "PartitionsAdded",
+            topic = name,
+            from = current,
+            to = want,
+            "added partitions"
+        );
+        changes.push(format!("partitions {current} -> {want}"));
+    }
+    Ok(())
+}
+
+/// Makes the topic's config overrides equal `spec.config`.
+async fn sync_config(
+    topic: &Topic,
+    admin: &dyn KafkaAdmin,
+    name: &str,
+    changes: &mut Vec<String>,
+) -> Result<(), Problem> {
+    let configs = admin
+        .describe_topic_configs(name)
+        .await
+        .map_err(|e| Problem::from_kafka("DescribeConfigsFailed", &e))?;
+    let (set, delete) = config_diff(&topic.spec.config, &configs);
+    if set.is_empty() && delete.is_empty() {
+        return Ok(());
+    }
+    admin
+        .alter_topic_configs(name, &set, &delete)
+        .await
+        .map_err(|e| Problem::from_kafka("ConfigRefused", &e))?;
+    decision!(
+        topic,
+        "ConfigAltered",
+        topic = name,
+        set = ?set,
+        reset = ?delete,
+        "made the topic's config overrides equal spec.config",
+    );
+    changes.push(format!(
+        "config set [{}] reset [{}]",
+        set.keys().cloned().collect::<Vec<_>>().join(", "),
+        delete.join(", ")
+    ));
+    Ok(())
+}
+
+/// The topic as the cluster reports it after this pass's `changes`.
+async fn observe(
+    admin: &dyn KafkaAdmin,
+    name: &str,
+    changes: Vec<String>,
+) -> Result<Observed, Problem> {
     let md = admin
         .metadata(Some(vec![name.to_string()]))
         .await
