@@ -30,9 +30,11 @@ pub mod listeners;
 pub mod observability;
 pub mod producer;
 pub mod protocol;
+pub mod replication;
 pub mod server;
 #[doc(hidden)]
 pub mod testing;
+pub mod trace_context;
 pub mod txn;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -203,7 +205,7 @@ impl Broker {
                 }
             },
         };
-        tasks.spawn(cluster::replication::run(ctx.clone(), rx.clone()));
+        tasks.spawn(replication::run(ctx.clone(), rx.clone()));
         for (l, socket) in sockets {
             tasks.spawn(server::listener::run(
                 ctx.clone(),
@@ -214,7 +216,7 @@ impl Broker {
         }
         tasks.spawn(server::maintenance::run(registry.clone(), rx.clone()));
         tasks.spawn(cluster::applier::run(registry.clone(), rx.clone()));
-        tasks.spawn(cluster::liveness::run(
+        tasks.spawn(controller::liveness::run(
             registry.quorum().clone(),
             config.clone(),
             rx.clone(),
@@ -241,7 +243,7 @@ impl Broker {
         let q = self.registry.quorum().clone();
         let alone = q.metadata().brokers.keys().all(|b| *b == q.broker_id);
         if self.registry.config.controlled_shutdown_enable && !alone {
-            cluster::liveness::controlled_shutdown(&q, CONTROLLED_SHUTDOWN_TIMEOUT).await;
+            controller::liveness::controlled_shutdown(&q, CONTROLLED_SHUTDOWN_TIMEOUT).await;
         }
         self.shutdown().await;
     }

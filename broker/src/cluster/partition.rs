@@ -858,7 +858,7 @@ mod tests {
         let last = p.append(batch(7, 0, false), 0).unwrap().last_offset;
         // An acks=all write waits for follower 2, which never fetches.
         let waiting =
-            tokio::spawn(crate::cluster::replicated::Unreplicated::new(p.clone(), last).wait());
+            tokio::spawn(crate::replication::wait::Unreplicated::new(p.clone(), last).wait());
         tokio::task::yield_now().await;
         assert!(p.step_down());
         assert!(!p.is_leader() && p.is_stepped_down());

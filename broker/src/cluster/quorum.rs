@@ -41,8 +41,8 @@ use uuid::Uuid;
 
 use super::registry::{new_cluster_id, AdminError};
 use super::session::ControllerSession;
-use super::throttle::Throttles;
 use crate::config::{BrokerConfig, ProcessRoles, QuorumConfig};
+use crate::replication::throttle::Throttles;
 
 /// How long start-up waits for a quorum (all voters are usually started together).
 const FORM_TIMEOUT: Duration = Duration::from_secs(120);

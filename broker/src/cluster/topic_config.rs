@@ -263,7 +263,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
                 return bad("only `producer` is supported")
             }
             "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => {
-                if let Err(why) = super::throttle::validate_replica_list(value) {
+                if let Err(why) = crate::replication::throttle::validate_replica_list(value) {
                     return bad(&why);
                 }
             }

@@ -28,9 +28,9 @@ use super::codec::{self, Key, OffsetValue};
 use super::consumer_group::{ConsumerGroup, Heartbeat, HeartbeatOutcome, TopicsView};
 use super::consumer_protocol;
 use super::group::{Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
-use crate::cluster::replicated::Unreplicated;
 use crate::cluster::{Partition, Registry};
 use crate::context::now_ms;
+use crate::replication::wait::Unreplicated;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 

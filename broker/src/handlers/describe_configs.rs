@@ -7,10 +7,10 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
-use crate::cluster::throttle::DYNAMIC_BROKER_KEYS;
 use crate::cluster::topic_config::{effective, TOPIC_KEYS};
 use crate::config::DEFAULTS;
 use crate::context::{str_bytes, Context};
+use crate::replication::throttle::DYNAMIC_BROKER_KEYS;
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;

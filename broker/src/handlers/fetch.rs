@@ -3,24 +3,24 @@
 //!
 //! Fetch sessions (KIP-227) are not created: every response carries session id 0, which
 //! clients take as "keep sending full fetch requests".
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
-use spate_meta::ClusterMetadata;
 use tokio::time::Instant;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::cluster::partition::log_error_code;
-use crate::cluster::{throttle, Quorum};
-use crate::context::{now_ms, Context};
-use crate::observability::telemetry::TRACE_TARGET;
+use crate::cluster::{Partition, Topic};
+use crate::context::Context;
+use crate::replication::leader::{self, LeaderThrottle, Refusal};
+use crate::trace_context::TRACE_TARGET;
 
 /// Topic ids replace names from Fetch v13 on.
 const TOPIC_ID_VERSION: i16 = 13;
@@ -63,24 +63,44 @@ pub async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> FetchResp
     }
 }
 
+/// State carried across the partitions of one pass over a request.
+struct Pass {
+    /// Bytes the response may still carry (`max_bytes`).
+    budget: usize,
+    /// Bytes of records in the response so far.
+    total: usize,
+    /// Some partition failed, which ends the long-poll at once, as in Kafka.
+    errors: bool,
+    /// The follower fetching, `None` for consumers.
+    replica: Option<i32>,
+    throttle: Option<LeaderThrottle>,
+    throttled_bytes: usize,
+    /// A replica fetch's request span, to link the acks=all produces it acknowledges.
+    trace_span: Option<Span>,
+    /// A follower's fetch moved some high watermark.
+    hw_moved: bool,
+}
+
 /// One pass over the requested partitions: the response, bytes returned, and whether any
-/// partition failed (which ends the long-poll at once, as in Kafka).
+/// partition failed.
 fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse, usize, bool) {
-    let mut budget = if version >= 3 {
-        req.max_bytes.max(0) as usize
-    } else {
-        usize::MAX
-    };
-    let mut total = 0usize;
-    let mut errors = false;
     let replica = replica_of(version, req);
-    let throttle = replica.and_then(|_| LeaderThrottle::new(ctx));
-    // A replica fetch's request span, to link the acks=all produces it acknowledges.
-    let trace_span = replica
-        .map(|_| Span::current())
-        .filter(|s| !s.is_disabled());
-    let mut throttled_bytes = 0;
-    let mut hw_moved = false;
+    let mut pass = Pass {
+        budget: if version >= 3 {
+            req.max_bytes.max(0) as usize
+        } else {
+            usize::MAX
+        },
+        total: 0,
+        errors: false,
+        replica,
+        throttle: replica.map(|_| LeaderThrottle::new(ctx.registry.quorum(), &ctx.config)),
+        throttled_bytes: 0,
+        trace_span: replica
+            .map(|_| Span::current())
+            .filter(|s| !s.is_disabled()),
+        hw_moved: false,
+    };
     let mut topics = Vec::with_capacity(req.topics.len());
     for ft in &req.topics {
         let topic = if version >= TOPIC_ID_VERSION {
@@ -88,194 +108,15 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
         } else {
             ctx.registry.topic(&ft.topic)
         };
-        let unknown = if version >= TOPIC_ID_VERSION {
-            ResponseError::UnknownTopicId
-        } else {
-            ResponseError::UnknownTopicOrPartition
-        };
-        let mut partitions = Vec::with_capacity(ft.partitions.len());
-        for fp in &ft.partitions {
-            let base = PartitionData::default()
-                .with_partition_index(fp.partition)
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(-1)
-                .with_preferred_read_replica(BrokerId(-1));
-            // By name before v13, so that a topic this broker has not mirrored yet still
-            // sends the client to its leader.
-            let name = match &topic {
-                Some(t) => Some(t.meta.name.as_str()),
-                None if version < TOPIC_ID_VERSION => Some(ft.topic.as_str()),
-                None => None,
-            };
-            if let Some(Err(code)) = name.map(|n| ctx.registry.leader_check(n, fp.partition)) {
-                errors = true;
-                partitions.push(base.with_error_code(code.code()));
-                continue;
-            }
-            let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
-                errors = true;
-                partitions.push(base.with_error_code(unknown.code()));
-                continue;
-            };
-            if let Some(follower) = replica {
-                let topic_name = topic.as_ref().map_or("", |t| t.meta.name.as_str());
-                // A follower names the leader epoch it believes in; a mismatch means one
-                // side's metadata is stale.
-                let led = partition.leader_epoch();
-                if fp.current_leader_epoch >= 0 && fp.current_leader_epoch != led {
-                    let code = if fp.current_leader_epoch < led {
-                        ResponseError::FencedLeaderEpoch
-                    } else {
-                        ResponseError::UnknownLeaderEpoch
-                    };
-                    errors = true;
-                    partitions.push(base.with_error_code(code.code()));
-                    continue;
-                }
-                // Divergence: the follower's last epoch ends earlier here (or is unknown),
-                // so it must truncate before fetching on.
-                if fp.last_fetched_epoch >= 0 {
-                    if let Ok(Some((epoch, end))) =
-                        partition.end_offset_for_epoch(fp.last_fetched_epoch)
-                    {
-                        if epoch != fp.last_fetched_epoch || end < fp.fetch_offset {
-                            if let Ok((start, hw, _)) = partition.positions() {
-                                errors = true;
-                                partitions.push(
-                                    base.with_high_watermark(hw)
-                                        .with_last_stable_offset(hw)
-                                        .with_log_start_offset(start)
-                                        .with_records(Some(Bytes::new()))
-                                        .with_diverging_epoch(
-                                            EpochEndOffset::default()
-                                                .with_epoch(epoch)
-                                                .with_end_offset(end),
-                                        ),
-                                );
-                                continue;
-                            }
-                        }
-                    }
-                }
-                // Its fetch offset is its log end: that may move the high watermark.
-                if let Ok((start, before, leo)) = partition.positions() {
-                    if fp.fetch_offset >= start && fp.fetch_offset <= leo {
-                        let after =
-                            partition.record_follower_fetch(follower, fp.fetch_offset, now_ms());
-                        hw_moved |= after > before;
-                        if let Some(span) = &trace_span {
-                            ctx.ack_waits.acknowledge(
-                                topic_name,
-                                fp.partition,
-                                follower,
-                                fp.fetch_offset,
-                                span,
-                            );
-                            if after > before {
-                                tracing::trace!(
-                                    target: TRACE_TARGET,
-                                    parent: span,
-                                    topic = topic_name,
-                                    partition = fp.partition,
-                                    high_watermark = after,
-                                    "high watermark advanced"
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-            let (start, hw, leo) = match partition.positions() {
-                Ok(o) => o,
-                Err(e) => {
-                    errors = true;
-                    partitions.push(base.with_error_code(log_error_code(&e).code()));
-                    continue;
-                }
-            };
-            // The last stable offset: below the earliest open transaction.
-            let lso = partition.last_stable_offset().unwrap_or(hw);
-            let read_committed = replica.is_none() && req.isolation_level == READ_COMMITTED;
-            let base = base
-                .with_high_watermark(hw)
-                .with_last_stable_offset(lso)
-                .with_log_start_offset(start)
-                .with_aborted_transactions(Some(vec![]));
-            // Consumers read up to the high watermark (read_committed: the last stable
-            // offset); followers up to the log end. On a single node (and for one replica)
-            // the high watermark is the log end.
-            let max_offset = match replica {
-                Some(_) => leo,
-                None if read_committed => lso,
-                None => hw,
-            };
-            if fp.fetch_offset < start || fp.fetch_offset > leo {
-                errors = true;
-                partitions.push(base.with_error_code(ResponseError::OffsetOutOfRange.code()));
-                continue;
-            }
-            let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
-            let throttled = match (&throttle, replica, &topic) {
-                (Some(th), Some(follower), Some(t)) => {
-                    th.applies(&t.meta.name, fp.partition, follower)
-                }
-                _ => false,
-            };
-            // Over the leader's quota a throttled partition is answered without records, not
-            // with an error: the follower simply fetches again (Kafka's behaviour).
-            let held_back = throttled && throttle.as_ref().is_some_and(|th| th.over_quota);
-            let records = if limit == 0 || held_back || fp.fetch_offset >= max_offset {
-                Bytes::new()
-            } else {
-                let _span = tracing::trace_span!(
-                    target: TRACE_TARGET,
-                    "fetch.read",
-                    topic = ft.topic.as_str(),
-                    partition = fp.partition,
-                    offset = fp.fetch_offset,
-                )
-                .entered();
-                let read = if max_offset == leo {
-                    partition.read(fp.fetch_offset, limit)
-                } else {
-                    partition.read_up_to(fp.fetch_offset, limit, max_offset)
-                };
-                match read {
-                    // Only the first partition with data may exceed the limits (KIP-74), so a
-                    // consumer can always make progress past a large batch.
-                    Ok(r) if total > 0 && r.len() > limit => Bytes::new(),
-                    Ok(r) => r,
-                    Err(e) => {
-                        errors = true;
-                        partitions.push(base.with_error_code(log_error_code(&e).code()));
-                        continue;
-                    }
-                }
-            };
-            // read_committed consumers drop the records of aborted transactions in range.
-            let base = if read_committed && !records.is_empty() {
-                let aborted = partition
-                    .aborted_between(fp.fetch_offset, max_offset)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|a| {
-                        AbortedTransaction::default()
-                            .with_producer_id(ProducerId(a.producer_id))
-                            .with_first_offset(a.first_offset)
-                    })
-                    .collect();
-                base.with_aborted_transactions(Some(aborted))
-            } else {
-                base
-            };
-            total += records.len();
-            if throttled {
-                throttled_bytes += records.len();
-            }
-            budget = budget.saturating_sub(records.len());
-            partitions.push(base.with_records(Some(records)));
-        }
+        let partitions = ft
+            .partitions
+            .iter()
+            .map(|fp| {
+                let data = read_partition(ctx, version, req, &mut pass, topic.as_deref(), ft, fp);
+                pass.errors |= data.error_code != 0;
+                data
+            })
+            .collect();
         topics.push(
             FetchableTopicResponse::default()
                 .with_topic(ft.topic.clone())
@@ -283,20 +124,197 @@ fn read_once(ctx: &Context, version: i16, req: &FetchRequest) -> (FetchResponse,
                 .with_partitions(partitions),
         );
     }
-    if let Some(th) = &throttle {
-        th.record(throttled_bytes);
+    if let Some(th) = &pass.throttle {
+        th.record(pass.throttled_bytes);
     }
-    if hw_moved {
+    if pass.hw_moved {
         // Consumers long-polling for this partition may read further now.
         ctx.registry.notify_append();
     }
-    (
-        FetchResponse::default()
-            .with_session_id(0)
-            .with_responses(topics),
-        total,
-        errors,
+    let response = FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(topics);
+    (response, pass.total, pass.errors)
+}
+
+/// One partition of a pass: checks, the follower's side of replication, then the read.
+fn read_partition(
+    ctx: &Context,
+    version: i16,
+    req: &FetchRequest,
+    pass: &mut Pass,
+    topic: Option<&Topic>,
+    ft: &FetchTopic,
+    fp: &FetchPartition,
+) -> PartitionData {
+    let base = PartitionData::default()
+        .with_partition_index(fp.partition)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_preferred_read_replica(BrokerId(-1));
+    let fail = |base: PartitionData, code: ResponseError| base.with_error_code(code.code());
+    // By name before v13, so that a topic this broker has not mirrored yet still sends the
+    // client to its leader.
+    let name = match topic {
+        Some(t) => Some(t.meta.name.as_str()),
+        None if version < TOPIC_ID_VERSION => Some(ft.topic.as_str()),
+        None => None,
+    };
+    if let Some(Err(code)) = name.map(|n| ctx.registry.leader_check(n, fp.partition)) {
+        return fail(base, code);
+    }
+    let Some((topic, partition)) = topic.and_then(|t| Some((t, t.partition(fp.partition)?))) else {
+        let unknown = if version >= TOPIC_ID_VERSION {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        return fail(base, unknown);
+    };
+    if let Some(follower) = pass.replica {
+        if let Err(refused) = follow(ctx, pass, &topic.meta.name, partition, follower, fp) {
+            return match (refused, partition.positions()) {
+                (Refusal::Epoch(code), _) => fail(base, code),
+                (Refusal::Diverging { epoch, end }, Ok((start, hw, _))) => base
+                    .with_high_watermark(hw)
+                    .with_last_stable_offset(hw)
+                    .with_log_start_offset(start)
+                    .with_records(Some(Bytes::new()))
+                    .with_diverging_epoch(
+                        EpochEndOffset::default()
+                            .with_epoch(epoch)
+                            .with_end_offset(end),
+                    ),
+                (Refusal::Diverging { .. }, Err(e)) => fail(base, log_error_code(&e)),
+            };
+        }
+    }
+    let (start, hw, leo) = match partition.positions() {
+        Ok(o) => o,
+        Err(e) => return fail(base, log_error_code(&e)),
+    };
+    // The last stable offset: below the earliest open transaction.
+    let lso = partition.last_stable_offset().unwrap_or(hw);
+    let read_committed = pass.replica.is_none() && req.isolation_level == READ_COMMITTED;
+    let base = base
+        .with_high_watermark(hw)
+        .with_last_stable_offset(lso)
+        .with_log_start_offset(start)
+        .with_aborted_transactions(Some(vec![]));
+    // Consumers read up to the high watermark (read_committed: the last stable offset);
+    // followers up to the log end. For one replica the high watermark is the log end.
+    let max_offset = match pass.replica {
+        Some(_) => leo,
+        None if read_committed => lso,
+        None => hw,
+    };
+    if fp.fetch_offset < start || fp.fetch_offset > leo {
+        return fail(base, ResponseError::OffsetOutOfRange);
+    }
+    let throttled = match (&pass.throttle, pass.replica) {
+        (Some(th), Some(follower)) => th.applies(&topic.meta.name, fp.partition, follower),
+        _ => false,
+    };
+    // Over the leader's quota a throttled partition is answered without records, not with an
+    // error: the follower simply fetches again (Kafka's behaviour).
+    let held_back = throttled && pass.throttle.as_ref().is_some_and(|th| th.over_quota);
+    let limit = (fp.partition_max_bytes.max(0) as usize).min(pass.budget);
+    let records = if limit == 0 || held_back || fp.fetch_offset >= max_offset {
+        Bytes::new()
+    } else {
+        match read_records(partition, ft, fp, limit, max_offset, leo) {
+            // Only the first partition with data may exceed the limits (KIP-74), so a
+            // consumer can always make progress past a large batch.
+            Ok(r) if pass.total > 0 && r.len() > limit => Bytes::new(),
+            Ok(r) => r,
+            Err(e) => return fail(base, log_error_code(&e)),
+        }
+    };
+    // read_committed consumers drop the records of aborted transactions in range.
+    let base = if read_committed && !records.is_empty() {
+        let aborted = partition
+            .aborted_between(fp.fetch_offset, max_offset)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| {
+                AbortedTransaction::default()
+                    .with_producer_id(ProducerId(a.producer_id))
+                    .with_first_offset(a.first_offset)
+            })
+            .collect();
+        base.with_aborted_transactions(Some(aborted))
+    } else {
+        base
+    };
+    pass.total += records.len();
+    if throttled {
+        pass.throttled_bytes += records.len();
+    }
+    pass.budget = pass.budget.saturating_sub(records.len());
+    base.with_records(Some(records))
+}
+
+/// A follower's fetch position, checked and recorded on the leader (`replication/leader.rs`),
+/// with the trace of the acks=all produces it acknowledges.
+fn follow(
+    ctx: &Context,
+    pass: &mut Pass,
+    topic: &str,
+    partition: &Partition,
+    follower: i32,
+    fp: &FetchPartition,
+) -> Result<(), Refusal> {
+    let moved = leader::follower_fetch(
+        partition,
+        follower,
+        fp.current_leader_epoch,
+        fp.last_fetched_epoch,
+        fp.fetch_offset,
+    )?;
+    let Some((before, after)) = moved else {
+        return Ok(());
+    };
+    pass.hw_moved |= after > before;
+    if let Some(span) = &pass.trace_span {
+        ctx.ack_waits
+            .acknowledge(topic, fp.partition, follower, fp.fetch_offset, span);
+        if after > before {
+            tracing::trace!(
+                target: TRACE_TARGET,
+                parent: span,
+                topic,
+                partition = fp.partition,
+                high_watermark = after,
+                "high watermark advanced"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reads up to `limit` bytes from the fetch offset, no further than `max_offset`.
+fn read_records(
+    partition: &Partition,
+    ft: &FetchTopic,
+    fp: &FetchPartition,
+    limit: usize,
+    max_offset: i64,
+    leo: i64,
+) -> Result<Bytes, spate_log::LogError> {
+    let _span = tracing::trace_span!(
+        target: TRACE_TARGET,
+        "fetch.read",
+        topic = ft.topic.as_str(),
+        partition = fp.partition,
+        offset = fp.fetch_offset,
     )
+    .entered();
+    if max_offset == leo {
+        partition.read(fp.fetch_offset, limit)
+    } else {
+        partition.read_up_to(fp.fetch_offset, limit, max_offset)
+    }
 }
 
 /// Marks a follower's Fetch request span as replication traffic.
@@ -308,58 +326,6 @@ fn mark_replication(span: &Span, follower: i32, req: &FetchRequest) {
     span.set_attribute("replica_id", i64::from(follower));
     let partitions: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
     span.set_attribute("partitions", partitions as i64);
-}
-
-/// Cluster mode: the leader side of the replication throttle (`cluster/throttle.rs`) for one
-/// replica fetch, decided once per pass over the request.
-struct LeaderThrottle {
-    quorum: Arc<Quorum>,
-    metadata: Arc<ClusterMetadata>,
-    rate: u64,
-    over_quota: bool,
-}
-
-impl LeaderThrottle {
-    fn new(ctx: &Context) -> Option<Self> {
-        let quorum = ctx.registry.quorum().clone();
-        let metadata = quorum.metadata();
-        let rate = throttle::rate(
-            &metadata,
-            &ctx.config,
-            quorum.broker_id,
-            throttle::LEADER_RATE,
-        );
-        let over_quota = quorum.throttles.leader.exceeded(rate);
-        Some(Self {
-            quorum,
-            metadata,
-            rate,
-            over_quota,
-        })
-    }
-
-    /// Is `follower`'s fetch of `topic`-`partition` throttled: listed for this broker in
-    /// `leader.replication.throttled.replicas` and the follower out of the ISR?
-    fn applies(&self, topic: &str, partition: i32, follower: i32) -> bool {
-        let Some(tm) = self.metadata.topics.get(topic) else {
-            return false;
-        };
-        let in_sync = usize::try_from(partition)
-            .ok()
-            .and_then(|i| tm.partitions.get(i))
-            .is_some_and(|p| p.isr.contains(&follower));
-        !in_sync
-            && throttle::throttled(
-                &tm.configs,
-                throttle::LEADER_REPLICAS,
-                partition,
-                self.quorum.broker_id,
-            )
-    }
-
-    fn record(&self, bytes: usize) {
-        self.quorum.throttles.leader.record(self.rate, bytes);
-    }
 }
 
 /// Counts what a fetch response carries out, by topic, before it is sent.

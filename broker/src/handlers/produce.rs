@@ -11,12 +11,12 @@ use std::time::Duration;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
-use crate::cluster::replicated::Unreplicated;
 use crate::cluster::topic_config::min_insync_replicas;
 use crate::cluster::Partition;
 use crate::context::{now_ms, str_bytes, Context};
 use crate::observability::replication_trace::Registration;
-use crate::observability::telemetry::TRACE_TARGET;
+use crate::replication::wait::Unreplicated;
+use crate::trace_context::TRACE_TARGET;
 use crate::txn::verify::{is_transient, TxnProducer};
 
 /// An acks=all append waiting for the high watermark to pass it.

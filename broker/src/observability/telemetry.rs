@@ -2,19 +2,16 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set; otherwise no trace layer is installed, and since
 //! every trace span is declared under `TRACE_TARGET`, which no other layer enables, those
 //! spans are disabled at their call sites and cost nothing.
-use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
-/// The `tracing` target of spans exported as traces (produce, fetch, replication, raft RPCs);
-/// the metadata quorum's spans use the same one.
-pub const TRACE_TARGET: &str = spate_meta::network::TRACE_TARGET;
+pub use crate::trace_context::TRACE_TARGET;
 
 /// Keeps the exporter alive; `shutdown` flushes spans still buffered.
 pub struct Telemetry {
@@ -61,31 +58,6 @@ where
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("spate-broker"))
         .with_filter(Targets::new().with_target(TRACE_TARGET, LevelFilter::TRACE))
-}
-
-/// `span`'s context as a W3C `traceparent`, for requests that have no metadata of their own
-/// (a follower's Fetch). `None` with tracing off.
-pub fn traceparent(span: &tracing::Span) -> Option<String> {
-    if span.is_disabled() {
-        return None;
-    }
-    let mut carrier = std::collections::HashMap::new();
-    let cx = span.context();
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut carrier));
-    carrier.remove("traceparent")
-}
-
-/// Makes the remote span named by `traceparent` the parent of `span` (not yet entered).
-pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
-    if span.is_disabled() {
-        return;
-    }
-    let carrier =
-        std::collections::HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
-    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
-    if parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
-    }
 }
 
 /// Installs the global subscriber: stderr logs filtered by `RUST_LOG` (default info), plus

@@ -14,8 +14,8 @@ use tokio::sync::watch;
 
 use crate::context::Context;
 use crate::handlers::{api_versions, dispatch};
-use crate::observability::telemetry::{self, TRACE_TARGET};
 use crate::protocol::{decode_request, encode_response, DecodeError, FrameDecoder, Response};
+use crate::trace_context::{self, TRACE_TARGET};
 use tracing::Instrument;
 
 pub async fn serve(
@@ -65,7 +65,7 @@ pub async fn serve(
                         spate.node.id = ctx.config.node_id,
                     );
                     if let Some(parent) = &env.traceparent {
-                        telemetry::continue_trace(&span, parent);
+                        trace_context::continue_trace(&span, parent);
                     }
                     let handled = tokio::select! {
                         r = dispatch(&ctx, env, peer, &listener).instrument(span) => r,

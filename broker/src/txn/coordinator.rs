@@ -30,12 +30,12 @@ use super::codec;
 use super::markers;
 use super::state::{EndStep, InitStep, TxnMetadata, TxnState};
 use super::table::{Transition, TxnTable};
-use crate::cluster::replicated::Unreplicated;
 use crate::cluster::{Partition, Registry};
 use crate::context::now_ms;
 use crate::group::codec::partition_for;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::producer::Marker;
+use crate::replication::wait::Unreplicated;
 
 pub const TXN_TOPIC: &str = "__transaction_state";
 

@@ -14,11 +14,11 @@ use kafka_protocol::messages::{
 };
 
 use crate::cluster::broker_rpc::{endpoint, Call, RpcError};
-use crate::cluster::replicated::Unreplicated;
 use crate::cluster::Registry;
 use crate::context::{now_ms, topic_name};
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::producer::Marker;
+use crate::replication::wait::Unreplicated;
 
 /// The WriteTxnMarkers version brokers send each other (v1: flexible).
 const MARKERS_VERSION: i16 = 1;

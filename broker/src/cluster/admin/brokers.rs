@@ -7,7 +7,8 @@ use kafka_protocol::error::ResponseError;
 use spate_meta::{MembershipChange, MetaRequest};
 
 use super::super::quorum::APPLY_TIMEOUT;
-use super::super::{throttle, AdminError, Registry};
+use super::super::{AdminError, Registry};
+use crate::replication::throttle;
 
 impl Registry {
     /// Validates and stores dynamic broker configs for `resource` (a broker id, or `""` for

@@ -1,20 +1,20 @@
-//! Cluster mode: finishing partition reassignments (Kafka's KIP-455 flow).
+//! Finishing partition reassignments (Kafka's KIP-455 flow).
 //!
 //! `AlterPartitionReassignments` (`handlers/alter_partition_reassignments.rs`) proposes
 //! `Reassign`: the partition's replicas become target ∪ current, the added replicas appear in
 //! the metadata, the applier opens them as followers and they fetch from the leader like any
-//! follower (throttled if configured, `throttle.rs`). The leader's ISR upkeep
-//! (`replication.rs`) admits them once caught up, since they are replicas. Then someone must
+//! follower (throttled if configured, `replication/throttle.rs`). The leader's ISR upkeep
+//! (`replication/`) admits them once caught up, since they are replicas. Then someone must
 //! propose `CompleteReassignment`, which drops the removed replicas (moving leadership off
 //! them) — that is this file, called from two places:
 //!
 //! - the partition leader, right after an ISR expand (so a move finishes without delay), and
 //! - the controller tick (`liveness.rs`), a backstop for a leader that died or moved meanwhile.
 //!
-//! A removed replica's broker then deletes its local copy (`applier.rs`: "replica moved away").
+//! A removed replica's broker then deletes its local copy (`cluster/applier.rs`: "replica moved away").
 use spate_meta::{ClusterMetadata, MetaRequest};
 
-use super::Quorum;
+use crate::cluster::Quorum;
 
 /// Reassigning partitions whose added replicas have all joined the ISR, with an ISR member
 /// that stays: exactly what the state machine's `CompleteReassignment` accepts.

@@ -2,7 +2,7 @@
 //!
 //! It is a voter of the metadata quorum and, while it is the raft leader, the active
 //! controller: it fences brokers whose heartbeats stop, moves leaderships, runs preferred
-//! leader elections and finishes reassignments (`cluster/liveness.rs`); elections, ISR changes
+//! leader elections and finishes reassignments (`liveness.rs`); elections, ISR changes
 //! and admin requests arrive as proposals forwarded by brokers. It serves the quorum's gRPC
 //! (`controller.listener`) and the HTTP health and metrics endpoint, but no Kafka listener,
 //! and it never registers as a broker: no partitions, no groups, no transactions, no logs
@@ -13,7 +13,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cluster::{liveness, Quorum};
+use super::liveness;
+use crate::cluster::Quorum;
 use crate::config::BrokerConfig;
 use crate::observability::{http, Metrics};
 

@@ -1,19 +1,6 @@
-//! Cluster mode with `replication.enable`: follower fetching, the leader's ISR upkeep and
-//! stepping down without a controller session.
-//!
-//! - **Followers**: one fetcher task per leader broker sends Kafka Fetch v15 requests
-//!   (`ReplicaState{replica_id}`, `CurrentLeaderEpoch`, `LastFetchedEpoch`, fetch offset = the
-//!   local log end) to the leader's Kafka listener, appends what comes back with
-//!   `append_as_follower`, takes the leader's high watermark, and truncates on a
-//!   `DivergingEpoch` or OFFSET_OUT_OF_RANGE.
-//! - **Leaders**: the Fetch handler records each follower's log end and caught-up time and
-//!   moves the high watermark (`Partition::record_follower_fetch`); every tick this task drops
-//!   followers not caught up within `replica.lag.time.max.ms` from the ISR and adds back those
-//!   whose log end reached the high watermark, by proposing `ChangePartition` with the
-//!   expected partition epoch.
-//!
-//! With tracing on, each fetch round is a `replication.fetch` span on the follower (leader,
-//! partitions, bytes and records appended, partition errors).
+//! Follower side: one fetcher task per leader broker fetches every partition this broker
+//! follows from it, appends what comes back, takes the leader's high watermark, and truncates
+//! on a diverging epoch or OFFSET_OUT_OF_RANGE.
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,37 +9,32 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
-use spate_meta::{MetaRequest, MetaResponse, NO_LEADER};
+use spate_meta::NO_LEADER;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tracing::field::Empty;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::broker_rpc::{endpoint, Call, RpcError};
-use super::{throttle, Partition, Registry};
-use crate::context::{now_ms, Context};
-use crate::observability::telemetry::{self, TRACE_TARGET};
+use super::throttle;
+use crate::cluster::broker_rpc::{endpoint, Call, RpcError};
+use crate::cluster::{Partition, Registry};
 use crate::protocol::request::TRACEPARENT_TAG;
+use crate::trace_context::{self, TRACE_TARGET};
 
 /// Fetch version followers speak: topic ids, `ReplicaState`, `LastFetchedEpoch`.
 const FETCH_VERSION: i16 = 15;
 /// How long a follower fetch may wait on the leader for new data.
-const FETCH_MAX_WAIT_MS: i32 = 500;
+pub(super) const FETCH_MAX_WAIT_MS: i32 = 500;
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const FETCH_MAX_BYTES: i32 = 16 << 20;
 /// Pause after a failed round (connection refused, stale epoch, leader elsewhere).
 const BACKOFF: Duration = Duration::from_millis(200);
-/// A follower joins the ISR only if it fetched this recently (the fetch wait plus slack).
-const FRESH_FETCH_MS: i64 = FETCH_MAX_WAIT_MS as i64 + 1000;
-/// How long the leader waits to see its own ISR expand before completing reassignments.
-const EXPAND_VISIBLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Largest response frame a follower accepts.
 const MAX_FRAME: usize = 128 << 20;
 
 /// A partition this broker follows.
-struct Followed {
+pub(super) struct Followed {
     topic: String,
     topic_id: Uuid,
     leader_epoch: i32,
@@ -63,7 +45,7 @@ struct Followed {
 }
 
 /// Partitions this broker hosts but does not lead, by leader broker.
-fn followed(registry: &Registry) -> BTreeMap<i32, Vec<Followed>> {
+pub(super) fn followed(registry: &Registry) -> BTreeMap<i32, Vec<Followed>> {
     let mut out: BTreeMap<i32, Vec<Followed>> = BTreeMap::new();
     let q = registry.quorum();
     let me = q.broker_id;
@@ -95,111 +77,6 @@ fn followed(registry: &Registry) -> BTreeMap<i32, Vec<Followed>> {
     out
 }
 
-/// Runs the fetchers and the ISR upkeep until shutdown.
-pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
-    let q = ctx.registry.quorum().clone();
-    let lag = ctx.config.replica_lag_time_max_ms;
-    let mut tick = tokio::time::interval(Duration::from_millis((lag / 4).clamp(50, 1000)));
-    let mut updates = q.subscribe();
-    let mut fetchers: HashMap<i32, JoinHandle<()>> = HashMap::new();
-    // Its own task: ISR upkeep may wait on a quorum this broker cannot reach.
-    let guard = tokio::spawn(guard_leaderships(ctx.clone(), shutdown.clone()));
-    loop {
-        let leaders = followed(&ctx.registry);
-        fetchers.retain(|id, task| {
-            let keep = leaders.contains_key(id) && !task.is_finished();
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
-        for leader in leaders.keys() {
-            fetchers.entry(*leader).or_insert_with(|| {
-                tokio::spawn(fetch_from(ctx.registry.clone(), *leader, shutdown.clone()))
-            });
-        }
-        maintain_isr(&ctx, lag).await;
-        tokio::select! {
-            changed = updates.changed() => if changed.is_err() { break },
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    guard.abort();
-    let _ = guard.await;
-    for (_, task) in fetchers {
-        task.abort();
-        let _ = task.await;
-    }
-}
-
-/// Leader: while this broker has no controller session (`session.rs`), gives up each
-/// leadership whose in-sync followers have gone silent as long: the controller has most
-/// likely fenced this broker and moved it, and clients must not wait out their timeouts
-/// here. With a session again, takes back those the metadata still gives it in the same
-/// epoch. A leader that only lost the controller (its followers still fetch) keeps serving,
-/// as Kafka's brokers do while the controller quorum is down.
-async fn guard_leaderships(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
-    let q = ctx.registry.quorum().clone();
-    let session = q.session_timeout();
-    let session_ms = i64::try_from(session.as_millis()).unwrap_or(i64::MAX);
-    let mut tick = tokio::time::interval(
-        (session / 10).clamp(Duration::from_millis(50), Duration::from_millis(500)),
-    );
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let alive = q.session_alive();
-        if alive {
-            q.set_cut_off(false);
-        }
-        let md = q.metadata();
-        let now = now_ms();
-        for t in ctx.registry.topics() {
-            for p in &t.partitions {
-                if alive {
-                    if !p.is_stepped_down() {
-                        continue;
-                    }
-                    let Some(state) = usize::try_from(p.index)
-                        .ok()
-                        .and_then(|i| md.partition(&t.meta.name, i))
-                    else {
-                        continue;
-                    };
-                    if state.leader == q.broker_id && p.resume_leadership(state.leader_epoch) {
-                        tracing::info!(topic = %t.meta.name, partition = p.index, epoch = state.leader_epoch, "controller session back: leading again");
-                    }
-                    continue;
-                }
-                if !p.is_leader() {
-                    continue;
-                }
-                let Some(v) = p.replica_view() else { continue };
-                let silent: Vec<i32> = v
-                    .isr
-                    .iter()
-                    .copied()
-                    .filter(|id| *id != q.broker_id)
-                    .filter(|id| {
-                        v.followers
-                            .get(id)
-                            .is_some_and(|f| now - f.last_fetch_ms.max(f.caught_up_ms) > session_ms)
-                    })
-                    .collect();
-                if !silent.is_empty() && p.step_down() {
-                    q.set_cut_off(true);
-                    ctx.metrics.leader_step_downs.inc();
-                    tracing::warn!(topic = %t.meta.name, partition = p.index, ?silent, "no controller session and in-sync followers silent: stepping down as leader");
-                }
-            }
-        }
-    }
-}
-
 /// A connection to a leader's Kafka listener.
 struct Conn {
     endpoint: (String, u16),
@@ -208,7 +85,11 @@ struct Conn {
 }
 
 /// One follower fetcher: fetches every partition led by `leader` that this broker follows.
-async fn fetch_from(registry: Arc<Registry>, leader: i32, mut shutdown: watch::Receiver<bool>) {
+pub(super) async fn fetch_from(
+    registry: Arc<Registry>,
+    leader: i32,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let q = registry.quorum().clone();
     let me = q.broker_id;
     let mut conn: Option<Conn> = None;
@@ -437,114 +318,9 @@ async fn call(c: &mut Conn, request: &FetchRequest) -> Result<FetchResponse, Rpc
         ..Call::new(ApiKey::Fetch, FETCH_VERSION, "spate-replica-fetcher")
     };
     // The leader's span for this fetch joins our round's trace.
-    let parent = telemetry::traceparent(&tracing::Span::current());
+    let parent = trace_context::traceparent(&tracing::Span::current());
     let frame = call.encode(request, parent.map(|p| (TRACEPARENT_TAG, Bytes::from(p))))?;
     call.exchange(&mut c.stream, &frame).await
-}
-
-/// Leader: shrinks the ISR of lagging followers and expands it with caught-up ones.
-async fn maintain_isr(ctx: &Context, lag_ms: u64) {
-    let q = ctx.registry.quorum().clone();
-    let me = q.broker_id;
-    let now = now_ms();
-    let lag = i64::try_from(lag_ms).unwrap_or(i64::MAX);
-    let mut changed = false;
-    // Partitions whose ISR grew, with the partition epoch the change produced.
-    let mut expanded: Vec<(String, i32, i32)> = Vec::new();
-    for t in ctx.registry.topics() {
-        for p in &t.partitions {
-            if !p.is_leader() {
-                continue;
-            }
-            let Some(v) = p.replica_view() else { continue };
-            if v.replicas.len() <= 1 || !v.isr.contains(&me) {
-                continue;
-            }
-            let lagging: Vec<i32> = v
-                .isr
-                .iter()
-                .copied()
-                .filter(|id| *id != me)
-                .filter(|id| {
-                    v.followers
-                        .get(id)
-                        .is_some_and(|f| now - f.caught_up_ms > lag)
-                })
-                .collect();
-            let joining: Vec<i32> = v
-                .replicas
-                .iter()
-                .copied()
-                .filter(|id| *id != me && !v.isr.contains(id))
-                .filter(|id| {
-                    // Only on fresh evidence: a follower that stopped fetching keeps its
-                    // last log end here, which may still equal the high watermark.
-                    v.followers.get(id).is_some_and(|f| {
-                        f.leo >= v.high_watermark
-                            && f.leo >= v.epoch_start
-                            && f.leo >= 0
-                            && now - f.last_fetch_ms <= lag.min(FRESH_FETCH_MS)
-                            && now - f.caught_up_ms <= lag
-                    })
-                })
-                .collect();
-            if lagging.is_empty() && joining.is_empty() {
-                continue;
-            }
-            let mut isr: Vec<i32> = v
-                .isr
-                .iter()
-                .copied()
-                .filter(|id| !lagging.contains(id))
-                .collect();
-            isr.extend(joining.iter().copied());
-            let request = MetaRequest::ChangePartition {
-                topic: t.meta.name.clone(),
-                partition: p.index,
-                leader: None,
-                isr: Some(isr.clone()),
-                expected_partition_epoch: v.partition_epoch,
-            };
-            match q.propose(request).await {
-                Ok(response) => {
-                    changed = true;
-                    if let (false, MetaResponse::Partition(state)) = (joining.is_empty(), response)
-                    {
-                        expanded.push((t.meta.name.clone(), p.index, state.partition_epoch));
-                    }
-                    if !lagging.is_empty() {
-                        ctx.metrics.isr_shrinks.inc();
-                        tracing::info!(topic = %t.meta.name, partition = p.index, ?lagging, ?isr, "shrinking the ISR");
-                    }
-                    if !joining.is_empty() {
-                        ctx.metrics.isr_expands.inc();
-                        tracing::info!(topic = %t.meta.name, partition = p.index, ?joining, ?isr, "expanding the ISR");
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(topic = %t.meta.name, partition = p.index, "ISR change refused: {e}");
-                }
-            }
-        }
-    }
-    if !expanded.is_empty() {
-        // A replica added by a reassignment may just have joined: finish the move now rather
-        // than at the controller's next tick. Our own metadata must show the ISR change first.
-        q.wait_for(EXPAND_VISIBLE_TIMEOUT, |md| {
-            expanded.iter().all(|(topic, index, epoch)| {
-                usize::try_from(*index)
-                    .ok()
-                    .and_then(|i| md.partition(topic, i))
-                    .is_none_or(|s| s.partition_epoch >= *epoch)
-            })
-        })
-        .await;
-        super::reassignment::complete_caught_up(&q).await;
-    }
-    if changed {
-        ctx.registry.sync().await;
-        ctx.registry.notify_append();
-    }
 }
 
 #[cfg(test)]

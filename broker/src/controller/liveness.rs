@@ -1,4 +1,4 @@
-//! Cluster mode: broker liveness and failover.
+//! Broker liveness and failover.
 //!
 //! - **Heartbeats** (`quorum.rs`): every broker reports `(id, incarnation, metadata offset)` to
 //!   the active controller (the raft leader) every `broker.heartbeat.interval.ms` over the
@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
 
-use super::Quorum;
+use crate::cluster::Quorum;
 use crate::config::BrokerConfig;
 
 /// The controller's in-memory view of broker liveness; reset when it loses leadership.
