@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod controller;
+pub mod coordinator;
 pub mod group;
 pub mod handlers;
 pub mod listeners;

@@ -31,6 +31,7 @@ use super::group::{Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
 use crate::cluster::replicated::Unreplicated;
 use crate::cluster::{Partition, Registry, Topic};
 use crate::context::now_ms;
+use crate::coordinator::partition_for;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -102,7 +103,7 @@ impl State {
         if self.offsets_partitions <= 0 {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
-        let partition = codec::partition_for(group_id, self.offsets_partitions);
+        let partition = partition_for(group_id, self.offsets_partitions);
         if owned.contains_key(&partition) {
             Ok(())
         } else {
@@ -113,7 +114,7 @@ impl State {
     /// Forgets every group stored in `partition` (another broker coordinates them now).
     fn unload(&mut self, partition: i32) {
         let count = self.offsets_partitions;
-        let mine = |id: &String| codec::partition_for(id, count) == partition;
+        let mine = |id: &String| partition_for(id, count) == partition;
         self.groups.retain(|id, _| !mine(id));
         self.consumer_groups.retain(|id, _| !mine(id));
         self.offsets.retain(|id, _| !mine(id));
@@ -156,7 +157,7 @@ impl State {
         };
         let settled: Vec<String> = groups
             .keys()
-            .filter(|g| count <= 0 || codec::partition_for(g, count) == partition)
+            .filter(|g| count <= 0 || partition_for(g, count) == partition)
             .cloned()
             .collect();
         for g in settled {
@@ -324,7 +325,7 @@ impl GroupCoordinator {
             .topic(OFFSETS_TOPIC)
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
         topic
-            .partition(codec::partition_for(group, topic.meta.partitions))
+            .partition(partition_for(group, topic.meta.partitions))
             .cloned()
             .ok_or(ResponseError::CoordinatorNotAvailable)
     }

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use crate::context::{str_bytes, Context};
-use crate::group::codec::partition_for;
+use crate::coordinator::partition_for;
 use crate::group::coordinator::{offsets_topic_configs, OFFSETS_TOPIC};
 use crate::handlers::cluster_view::client_endpoint;
 use crate::txn::{txn_topic_configs, TXN_TOPIC};

@@ -33,7 +33,7 @@ use super::table::{Transition, TxnTable};
 use crate::cluster::replicated::Unreplicated;
 use crate::cluster::{Partition, Registry};
 use crate::context::now_ms;
-use crate::group::codec::partition_for;
+use crate::coordinator::partition_for;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::producer::Marker;
 
