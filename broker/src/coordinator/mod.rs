@@ -1,8 +1,15 @@
-//! What the group and transaction coordinators share: where a key (group id, transactional
-//! id) is placed among the partitions of its coordinator topic, and the classic field
-//! encodings of Kafka's coordinator records (`fields.rs`).
+//! What the group and transaction coordinators share: the runtime that owns the partitions
+//! of their topic by leader epoch, loads them by replaying their log, and appends a change
+//! then waits for the in-sync replicas (`runtime.rs`); where a key (group id, transactional
+//! id) is placed among those partitions; and the classic field encodings of Kafka's
+//! coordinator records (`fields.rs`).
 
 pub mod fields;
+pub mod runtime;
+
+pub use runtime::{
+    CoordinatorRuntime, LoadError, Loaded, OpenError, Ownership, PendingWrite, Shard, WriteError,
+};
 
 /// Kafka places a group or transactional id on partition `Utils.abs(key.hashCode()) % n` of
 /// its topic (`__consumer_offsets`, `__transaction_state`).

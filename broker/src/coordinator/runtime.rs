@@ -1,0 +1,422 @@
+//! The coordinator runtime: what the group and transaction coordinators do alike with the
+//! partitions of their topic (`__consumer_offsets`, `__transaction_state`), after Kafka's
+//! `CoordinatorRuntime`.
+//!
+//! A coordinator serves the keys placed on the partitions it owns: on a single node every
+//! partition it hosts, in cluster mode those it leads. A partition is loaded by replaying its
+//! log through the coordinator's [`Shard`] whenever it comes to be owned in a new leader
+//! epoch, and unloaded when it is no longer owned. A change is appended as a record batch and
+//! counts only once the in-sync replicas have it ([`PendingWrite`]).
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use indexmap::IndexMap;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use parking_lot::{Mutex, MutexGuard};
+use spate_log::LogError;
+
+use super::partition_for;
+use crate::cluster::replicated::Unreplicated;
+use crate::cluster::{AdminError, AppendError, Partition, Registry};
+
+/// Bytes read per step while replaying a partition.
+const REPLAY_CHUNK: usize = 4 * 1024 * 1024;
+
+/// A coordinator's state, rebuilt from the records of the partitions it owns.
+pub trait Shard: Default {
+    /// Applies one record of `partition`, in log order, while the partition loads. Control
+    /// records (transaction markers) come through too.
+    fn replay(&mut self, partition: i32, record: &Record);
+
+    /// Forgets what is placed on `partition`, one of `partitions` (another broker
+    /// coordinates it now, or it is about to be loaded again).
+    fn unload(&mut self, partition: i32, partitions: i32);
+}
+
+/// Which partitions of its topic a coordinator owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// A single node: every partition it hosts.
+    Hosted,
+    /// Cluster mode: the partitions this broker leads.
+    Led,
+}
+
+/// A partition that could not be loaded; it stays unowned and the next sync tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading the log: {0}")]
+    Log(#[from] LogError),
+    #[error("decoding record batches: {0}")]
+    Decode(String),
+}
+
+/// A coordinator that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("creating {topic}: {source}")]
+    CreateTopic {
+        topic: &'static str,
+        #[source]
+        source: AdminError,
+    },
+    #[error("loading {topic}-{partition}: {source}")]
+    Load {
+        topic: &'static str,
+        partition: i32,
+        #[source]
+        source: LoadError,
+    },
+}
+
+/// A write to a coordinator topic that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("encoding a record batch: {0}")]
+    Encode(String),
+    #[error(transparent)]
+    Append(#[from] AppendError),
+}
+
+impl WriteError {
+    /// What a coordinator answers: NOT_COORDINATOR when leadership moved (the client finds
+    /// the new coordinator), COORDINATOR_NOT_AVAILABLE for a log that refused the write.
+    pub fn code(&self) -> ResponseError {
+        match self {
+            WriteError::Encode(_) => ResponseError::UnknownServerError,
+            WriteError::Append(e) if e.code == ResponseError::NotLeaderOrFollower => {
+                ResponseError::NotCoordinator
+            }
+            WriteError::Append(_) => ResponseError::CoordinatorNotAvailable,
+        }
+    }
+}
+
+/// Where an appended batch ends, and what to wait for before it counts.
+pub struct Written {
+    pub last_offset: i64,
+    /// `None` when the append is final (no followers).
+    pub pending: Option<PendingWrite>,
+}
+
+/// A batch appended to a replicated partition that the high watermark has not passed yet.
+pub struct PendingWrite(Unreplicated);
+
+impl PendingWrite {
+    /// Waits until the high watermark passes the batch: NOT_COORDINATOR if leadership moved
+    /// meanwhile, REQUEST_TIMED_OUT at the deadline.
+    pub async fn wait(self, deadline: tokio::time::Instant) -> Result<(), ResponseError> {
+        self.0.wait_until(deadline).await.map_err(|e| match e {
+            ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+            e => e,
+        })
+    }
+}
+
+/// A shard with the partitions it was loaded from. Both change under one lock, so a request
+/// never sees a partition owned whose records are not in the shard.
+pub struct Loaded<S> {
+    pub shard: S,
+    /// Partitions loaded, each with the leader epoch it was loaded in.
+    epochs: BTreeMap<i32, i32>,
+    /// The topic's partition count (0 until it exists).
+    partitions: i32,
+}
+
+impl<S> Loaded<S> {
+    /// The topic's partition count when ownership was last synced (0 before it exists).
+    pub fn partitions(&self) -> i32 {
+        self.partitions
+    }
+
+    /// NOT_COORDINATOR unless `key`'s partition is loaded here; COORDINATOR_NOT_AVAILABLE
+    /// while the topic does not exist.
+    pub fn check_owner(&self, key: &str) -> Result<(), ResponseError> {
+        if self.partitions <= 0 {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if self
+            .epochs
+            .contains_key(&partition_for(key, self.partitions))
+        {
+            Ok(())
+        } else {
+            Err(ResponseError::NotCoordinator)
+        }
+    }
+}
+
+pub struct CoordinatorRuntime<S> {
+    registry: Arc<Registry>,
+    topic: &'static str,
+    ownership: Ownership,
+    state: Mutex<Loaded<S>>,
+}
+
+impl<S: Shard> CoordinatorRuntime<S> {
+    /// A runtime for `topic` owning what the metadata mode says: hosted partitions on a
+    /// single node, led ones in cluster mode. Nothing is loaded before
+    /// [`CoordinatorRuntime::sync_ownership`].
+    pub fn new(registry: Arc<Registry>, topic: &'static str) -> Self {
+        // The one question the coordinators ask about the metadata mode.
+        let ownership = match registry.quorum() {
+            Some(_) => Ownership::Led,
+            None => Ownership::Hosted,
+        };
+        Self::with_ownership(registry, topic, ownership)
+    }
+
+    pub fn with_ownership(
+        registry: Arc<Registry>,
+        topic: &'static str,
+        ownership: Ownership,
+    ) -> Self {
+        Self {
+            registry,
+            topic,
+            ownership,
+            state: Mutex::new(Loaded {
+                shard: S::default(),
+                epochs: BTreeMap::new(),
+                partitions: 0,
+            }),
+        }
+    }
+
+    /// A single node creates the topic when its coordinator starts; in cluster mode the
+    /// first FindCoordinator for one of its keys creates it through the metadata quorum.
+    pub fn create_topic_if_hosted(
+        &self,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), OpenError> {
+        if self.ownership == Ownership::Led || self.registry.topic(self.topic).is_some() {
+            return Ok(());
+        }
+        self.registry
+            .create_internal_topic(self.topic, partitions, configs)
+            .map_err(|source| OpenError::CreateTopic {
+                topic: self.topic,
+                source,
+            })?;
+        Ok(())
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn ownership(&self) -> Ownership {
+        self.ownership
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Loaded<S>> {
+        self.state.lock()
+    }
+
+    /// Loads the partitions this broker has come to own (or owns in a new leader epoch) and
+    /// unloads those it no longer owns. Cheap when nothing changed. Returns the partitions
+    /// that failed to load (logged here; they stay unowned until a later sync loads them).
+    pub fn sync_ownership(&self) -> Vec<(i32, LoadError)> {
+        let topic = self.registry.topic(self.topic);
+        let owned: BTreeMap<i32, Arc<Partition>> = topic
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| self.ownership == Ownership::Hosted || p.is_leader())
+            .map(|p| (p.index, p.clone()))
+            .collect();
+        let name = self.topic;
+        let mut st = self.state.lock();
+        st.partitions = topic.as_ref().map_or(0, |t| t.meta.partitions);
+        let loaded: Vec<(i32, i32)> = st.epochs.iter().map(|(p, e)| (*p, *e)).collect();
+        for (index, epoch) in loaded {
+            if owned.get(&index).map(|p| p.leader_epoch()) != Some(epoch) {
+                tracing::info!(partition = index, "no longer coordinating {name}-{index}");
+                st.unload(index);
+            }
+        }
+        let mut failed = Vec::new();
+        for (&index, p) in &owned {
+            let epoch = p.leader_epoch();
+            if st.epochs.get(&index) == Some(&epoch) {
+                continue;
+            }
+            st.unload(index);
+            match replay(&mut st.shard, p) {
+                Ok(records) => {
+                    if self.ownership == Ownership::Led {
+                        tracing::info!(
+                            partition = index,
+                            epoch,
+                            records,
+                            "coordinating {name}-{index}"
+                        );
+                    }
+                    st.epochs.insert(index, epoch);
+                }
+                Err(e) => {
+                    tracing::error!(partition = index, "loading {name}-{index}: {e}");
+                    failed.push((index, e));
+                }
+            }
+        }
+        failed
+    }
+
+    /// `key`'s partition if this broker hosts it (COORDINATOR_NOT_AVAILABLE otherwise), owned
+    /// or not.
+    pub fn partition_of(&self, key: &str) -> Result<Arc<Partition>, ResponseError> {
+        let topic = self
+            .registry
+            .topic(self.topic)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        topic
+            .partition(partition_for(key, topic.meta.partitions))
+            .cloned()
+            .ok_or(ResponseError::CoordinatorNotAvailable)
+    }
+
+    /// `key`'s partition if this broker owns it now, loading it first if it came to own it
+    /// since the last sync: NOT_COORDINATOR (which sends clients back to FindCoordinator)
+    /// for a partition it does not own, COORDINATOR_LOAD_IN_PROGRESS if loading failed.
+    pub fn owned_partition(&self, key: &str) -> Result<Arc<Partition>, ResponseError> {
+        let topic = self
+            .registry
+            .topic(self.topic)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let index = partition_for(key, topic.meta.partitions);
+        let p = topic
+            .partition(index)
+            .ok_or(ResponseError::NotCoordinator)?
+            .clone();
+        if self.ownership == Ownership::Led && !p.is_leader() {
+            return Err(ResponseError::NotCoordinator);
+        }
+        let loaded = |rt: &Self| rt.state.lock().epochs.get(&index) == Some(&p.leader_epoch());
+        if !loaded(self) {
+            self.sync_ownership();
+            if !loaded(self) {
+                return Err(ResponseError::CoordinatorLoadInProgress);
+            }
+        }
+        Ok(p)
+    }
+
+    /// Does this broker still own `partition` in leader epoch `epoch` (the one a write was
+    /// made in)? A write outlives no change of coordinator.
+    pub fn owns(&self, partition: &Partition, epoch: i32) -> bool {
+        partition.leader_epoch() == epoch
+            && (self.ownership == Ownership::Hosted || partition.is_leader())
+    }
+}
+
+impl<S> CoordinatorRuntime<S> {
+    /// Appends `records` ((key, value), a `None` value being a tombstone) as one batch.
+    pub fn append(
+        &self,
+        partition: &Arc<Partition>,
+        records: Vec<(Bytes, Option<Bytes>)>,
+        now_ms: i64,
+    ) -> Result<Written, WriteError> {
+        let batch = Self::encode(records, None, now_ms)?;
+        let appended = partition.append(batch, now_ms)?;
+        Ok(self.written(partition, appended.last_offset))
+    }
+
+    /// Appends `records` as a transactional batch of `producer` (id, epoch), which opens
+    /// (or continues) its transaction on the partition. `verification`: the KIP-890 guard
+    /// the write was verified under, if it opens one.
+    pub fn append_transactional(
+        &self,
+        partition: &Arc<Partition>,
+        records: Vec<(Bytes, Option<Bytes>)>,
+        producer: (i64, i16),
+        verification: Option<u64>,
+        now_ms: i64,
+    ) -> Result<Written, WriteError> {
+        let batch = Self::encode(records, Some(producer), now_ms)?;
+        let appended = partition.append_internal(batch, now_ms, verification)?;
+        Ok(self.written(partition, appended.last_offset))
+    }
+
+    /// After an append: wakes the followers' long-polling fetches (so they copy it now, not
+    /// after their wait) and, with followers, says what to wait for.
+    fn written(&self, partition: &Arc<Partition>, last_offset: i64) -> Written {
+        self.registry.notify_append();
+        Written {
+            last_offset,
+            pending: Unreplicated::after_append(partition, last_offset).map(PendingWrite),
+        }
+    }
+
+    fn encode(
+        records: Vec<(Bytes, Option<Bytes>)>,
+        producer: Option<(i64, i16)>,
+        now_ms: i64,
+    ) -> Result<Bytes, WriteError> {
+        let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
+        let records: Vec<Record> = records
+            .into_iter()
+            .zip(0i64..)
+            .map(|((key, value), offset)| Record {
+                transactional: producer.is_some(),
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id,
+                producer_epoch,
+                timestamp_type: TimestampType::Creation,
+                offset,
+                sequence: -1,
+                timestamp: now_ms,
+                key: Some(key),
+                value,
+                headers: IndexMap::new(),
+                delete_horizon: false,
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &options)
+            .map_err(|e| WriteError::Encode(e.to_string()))?;
+        Ok(buf.freeze())
+    }
+}
+
+impl<S: Shard> Loaded<S> {
+    fn unload(&mut self, partition: i32) {
+        self.shard.unload(partition, self.partitions);
+        self.epochs.remove(&partition);
+    }
+}
+
+/// Replays `p`'s log, start to end, into `shard`; returns how many records it read.
+fn replay<S: Shard>(shard: &mut S, p: &Partition) -> Result<u64, LoadError> {
+    let (mut offset, end) = p.replay_range()?;
+    let mut records = 0;
+    while offset < end {
+        let chunk = p.read(offset, REPLAY_CHUNK)?;
+        if chunk.is_empty() {
+            break;
+        }
+        let batches = spate_log::parse_batches(&chunk)?;
+        let Some(last) = batches.last() else { break };
+        offset = last.last_offset() + 1;
+        let mut buf = chunk.clone();
+        let sets = RecordBatchDecoder::decode_all(&mut buf)
+            .map_err(|e| LoadError::Decode(e.to_string()))?;
+        for set in sets {
+            for r in &set.records {
+                shard.replay(p.index, r);
+                records += 1;
+            }
+        }
+    }
+    Ok(records)
+}
