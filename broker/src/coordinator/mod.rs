@@ -8,7 +8,8 @@ pub mod fields;
 pub mod runtime;
 
 pub use runtime::{
-    CoordinatorRuntime, LoadError, Loaded, OpenError, Ownership, PendingWrite, Shard, WriteError,
+    CoordinatorRuntime, LoadError, Loaded, OpenError, Ownership, PendingWrite, Placement, Shard,
+    WriteError,
 };
 
 /// Kafka places a group or transactional id on partition `Utils.abs(key.hashCode()) % n` of

@@ -28,13 +28,29 @@ const REPLAY_CHUNK: usize = 4 * 1024 * 1024;
 
 /// A coordinator's state, rebuilt from the records of the partitions it owns.
 pub trait Shard: Default {
-    /// Applies one record of `partition`, in log order, while the partition loads. Control
-    /// records (transaction markers) come through too.
-    fn replay(&mut self, partition: i32, record: &Record);
+    /// Applies one record of partition `at`, in log order, while the partition loads.
+    /// Control records (transaction markers) come through too.
+    fn replay(&mut self, at: Placement, record: &Record);
 
-    /// Forgets what is placed on `partition`, one of `partitions` (another broker
-    /// coordinates it now, or it is about to be loaded again).
-    fn unload(&mut self, partition: i32, partitions: i32);
+    /// Forgets what is placed on partition `at` (another broker coordinates it now, or it is
+    /// about to be loaded again).
+    fn unload(&mut self, at: Placement);
+}
+
+/// One partition of a coordinator topic and the topic's partition count, which together say
+/// which keys it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub partition: i32,
+    /// 0 while the topic does not exist.
+    pub partitions: i32,
+}
+
+impl Placement {
+    /// Is `key` placed on this partition?
+    pub fn holds(&self, key: &str) -> bool {
+        partition_for(key, self.partitions) == self.partition
+    }
 }
 
 /// Which partitions of its topic a coordinator owns.
@@ -246,7 +262,11 @@ impl<S: Shard> CoordinatorRuntime<S> {
                 continue;
             }
             st.unload(index);
-            match replay(&mut st.shard, p) {
+            let at = Placement {
+                partition: index,
+                partitions: st.partitions,
+            };
+            match replay(&mut st.shard, at, p) {
                 Ok(records) => {
                     if self.ownership == Ownership::Led {
                         tracing::info!(
@@ -391,13 +411,16 @@ impl<S> CoordinatorRuntime<S> {
 
 impl<S: Shard> Loaded<S> {
     fn unload(&mut self, partition: i32) {
-        self.shard.unload(partition, self.partitions);
+        self.shard.unload(Placement {
+            partition,
+            partitions: self.partitions,
+        });
         self.epochs.remove(&partition);
     }
 }
 
 /// Replays `p`'s log, start to end, into `shard`; returns how many records it read.
-fn replay<S: Shard>(shard: &mut S, p: &Partition) -> Result<u64, LoadError> {
+fn replay<S: Shard>(shard: &mut S, at: Placement, p: &Partition) -> Result<u64, LoadError> {
     let (mut offset, end) = p.replay_range()?;
     let mut records = 0;
     while offset < end {
@@ -413,7 +436,7 @@ fn replay<S: Shard>(shard: &mut S, p: &Partition) -> Result<u64, LoadError> {
             .map_err(|e| LoadError::Decode(e.to_string()))?;
         for set in sets {
             for r in &set.records {
-                shard.replay(p.index, r);
+                shard.replay(at, r);
                 records += 1;
             }
         }

@@ -15,23 +15,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use indexmap::IndexMap;
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use parking_lot::Mutex;
+use kafka_protocol::records::Record;
 use tokio::sync::oneshot;
 
 use super::codec::{self, Key, OffsetValue};
 use super::consumer_group::{ConsumerGroup, Heartbeat, HeartbeatOutcome, TopicsView};
 use super::consumer_protocol;
 use super::group::{Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
-use crate::cluster::replicated::Unreplicated;
-use crate::cluster::{Partition, Registry, Topic};
+use crate::cluster::Registry;
 use crate::context::now_ms;
-use crate::coordinator::partition_for;
+use crate::coordinator::{
+    CoordinatorRuntime, OpenError, Ownership, PendingWrite, Placement, Shard, WriteError,
+};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -70,60 +67,53 @@ type GroupOffsets = BTreeMap<(String, i32), OffsetValue>;
 pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
 
 pub struct GroupCoordinator {
-    registry: Arc<Registry>,
+    runtime: CoordinatorRuntime<GroupShard>,
     config: GroupConfig,
-    state: Mutex<State>,
 }
 
+/// Every group of the `__consumer_offsets` partitions this broker coordinates, and their
+/// committed offsets.
 #[derive(Default)]
-struct State {
+struct GroupShard {
     groups: HashMap<String, Group>,
     consumer_groups: HashMap<String, ConsumerGroup>,
     offsets: HashMap<String, GroupOffsets>,
     /// Where in `__consumer_offsets` each committed offset was written: of two commits
     /// replicated in either order, the later write wins, as on replay.
     written_at: HashMap<String, BTreeMap<(String, i32), i64>>,
-    /// Cluster mode: the `__consumer_offsets` partitions this broker leads, each with the
-    /// leader epoch it was loaded in. `None` on a single node, which coordinates every group.
-    owned: Option<BTreeMap<i32, i32>>,
-    /// The partition count of `__consumer_offsets` (0 until it exists).
-    offsets_partitions: i32,
     /// TxnOffsetCommit: offsets written inside a transaction, by producer id then group,
     /// applied when the transaction's commit marker reaches the group's partition and
     /// dropped on abort.
     pending_txn: HashMap<i64, HashMap<String, GroupOffsets>>,
 }
 
-impl State {
-    /// NOT_COORDINATOR for a group whose partition this broker does not lead (cluster mode).
-    fn check_owner(&self, group_id: &str) -> Result<(), ResponseError> {
-        let Some(owned) = &self.owned else {
-            return Ok(());
-        };
-        if self.offsets_partitions <= 0 {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        }
-        let partition = partition_for(group_id, self.offsets_partitions);
-        if owned.contains_key(&partition) {
-            Ok(())
+impl Shard for GroupShard {
+    fn replay(&mut self, at: Placement, r: &Record) {
+        if r.control {
+            // A transaction marker: key (version, type), type 1 = commit.
+            let commit = r.key.as_deref().is_some_and(|k| k.get(3) == Some(&1));
+            self.complete_txn(at, r.producer_id, commit);
+        } else if r.transactional {
+            self.replay_txn_offset(r.producer_id, r.key.as_deref(), r.value.as_deref());
         } else {
-            Err(ResponseError::NotCoordinator)
+            // Restored members' sessions start now, on the clock the group timers use.
+            self.replay_record(r.key.as_deref(), r.value.as_deref(), Instant::now());
         }
     }
 
-    /// Forgets every group stored in `partition` (another broker coordinates them now).
-    fn unload(&mut self, partition: i32) {
-        let count = self.offsets_partitions;
-        let mine = |id: &String| partition_for(id, count) == partition;
-        self.groups.retain(|id, _| !mine(id));
-        self.consumer_groups.retain(|id, _| !mine(id));
-        self.offsets.retain(|id, _| !mine(id));
-        self.written_at.retain(|id, _| !mine(id));
+    /// Forgets every group stored in the partition (another broker coordinates them now).
+    fn unload(&mut self, at: Placement) {
+        self.groups.retain(|id, _| !at.holds(id));
+        self.consumer_groups.retain(|id, _| !at.holds(id));
+        self.offsets.retain(|id, _| !at.holds(id));
+        self.written_at.retain(|id, _| !at.holds(id));
         for groups in self.pending_txn.values_mut() {
-            groups.retain(|id, _| !mine(id));
+            groups.retain(|id, _| !at.holds(id));
         }
     }
+}
 
+impl GroupShard {
     /// Offsets written at `log_offset` are replicated: each becomes the committed one (or,
     /// for a tombstone, is forgotten), except where a later write already is.
     fn apply_offsets(&mut self, group: &str, log_offset: i64, changes: Vec<OffsetChange>) {
@@ -148,16 +138,15 @@ impl State {
         }
     }
 
-    /// A transaction marker reached `partition`: the producer's pending offsets of the groups
-    /// stored there become committed (or are dropped).
-    fn complete_txn(&mut self, partition: i32, producer_id: i64, commit: bool) {
-        let count = self.offsets_partitions;
+    /// A transaction marker reached partition `at`: the producer's pending offsets of the
+    /// groups stored there become committed (or are dropped).
+    fn complete_txn(&mut self, at: Placement, producer_id: i64, commit: bool) {
         let Some(groups) = self.pending_txn.get_mut(&producer_id) else {
             return;
         };
         let settled: Vec<String> = groups
             .keys()
-            .filter(|g| count <= 0 || partition_for(g, count) == partition)
+            .filter(|g| at.partitions <= 0 || at.holds(g))
             .cloned()
             .collect();
         for g in settled {
@@ -172,10 +161,6 @@ impl State {
         }
     }
 }
-
-/// An offset commit appended to a replicated `__consumer_offsets` partition, not yet
-/// acknowledged by its in-sync replicas.
-pub struct PendingCommit(Unreplicated);
 
 /// One partition's committed offset after a write: `None` for a tombstone.
 type OffsetChange = ((String, i32), Option<OffsetValue>);
@@ -192,18 +177,7 @@ struct OffsetsWrite {
     /// Forget the whole group (DeleteGroups).
     delete_group: bool,
     /// `None` when the append is final (no followers).
-    pending: Option<PendingCommit>,
-}
-
-impl PendingCommit {
-    /// Waits until the high watermark passes the commit: NOT_COORDINATOR if leadership moved
-    /// meanwhile, REQUEST_TIMED_OUT at the deadline.
-    pub async fn wait(self, deadline: tokio::time::Instant) -> Result<(), ResponseError> {
-        self.0.wait_until(deadline).await.map_err(|e| match e {
-            ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
-            e => e,
-        })
-    }
+    pending: Option<PendingWrite>,
 }
 
 /// A group as DescribeGroups shows it.
@@ -216,118 +190,49 @@ pub struct GroupDescription {
 }
 
 impl GroupCoordinator {
-    /// Creates `__consumer_offsets` if needed and loads every group and offset from it.
-    pub fn open(registry: Arc<Registry>, config: GroupConfig) -> anyhow::Result<Self> {
-        let topic = match registry.topic(OFFSETS_TOPIC) {
-            Some(t) => Some(t),
-            // Cluster mode: created through the quorum by the first FindCoordinator.
-            None if registry.quorum().is_some() => None,
-            None => registry
-                .create_internal_topic(
-                    OFFSETS_TOPIC,
-                    config.offsets_partitions,
-                    offsets_topic_configs(),
-                )
-                .map(Some)
-                .map_err(|e| anyhow::anyhow!("creating {OFFSETS_TOPIC}: {e}"))?,
-        };
-        let cluster = registry.quorum().is_some();
-        let coordinator = Self {
-            registry,
-            config,
-            state: Mutex::new(State::default()),
-        };
-        if cluster {
-            // Groups are loaded partition by partition as this broker comes to lead them.
-            coordinator.state.lock().owned = Some(BTreeMap::new());
-            coordinator.sync_ownership();
-        } else if let Some(topic) = topic {
-            coordinator.load(&topic)?;
-        }
-        Ok(coordinator)
+    /// Creates `__consumer_offsets` on a single node and loads every group and offset from
+    /// it. In cluster mode the topic is created through the quorum by the first
+    /// FindCoordinator, and groups are loaded partition by partition as this broker comes to
+    /// lead them.
+    pub fn open(registry: Arc<Registry>, config: GroupConfig) -> Result<Self, OpenError> {
+        Self::open_with(CoordinatorRuntime::new(registry, OFFSETS_TOPIC), config)
     }
 
-    fn load(&self, topic: &Topic) -> anyhow::Result<()> {
-        let mut state = self.state.lock();
-        state.offsets_partitions = topic.meta.partitions;
-        for p in &topic.partitions {
-            load_partition(&mut state, p)?;
+    /// [`GroupCoordinator::open`] on a runtime of the caller's (tests choose its ownership).
+    fn open_with(
+        runtime: CoordinatorRuntime<GroupShard>,
+        config: GroupConfig,
+    ) -> Result<Self, OpenError> {
+        runtime.create_topic_if_hosted(config.offsets_partitions, offsets_topic_configs())?;
+        let coordinator = Self { runtime, config };
+        let failed = coordinator.runtime.sync_ownership();
+        if coordinator.runtime.ownership() == Ownership::Hosted {
+            // A single node coordinates every group: it does not start without them.
+            if let Some((partition, source)) = failed.into_iter().next() {
+                return Err(OpenError::Load {
+                    topic: OFFSETS_TOPIC,
+                    partition,
+                    source,
+                });
+            }
+            let st = coordinator.runtime.lock();
+            let (groups, offsets) = (
+                st.shard.groups.len(),
+                st.shard.offsets.values().map(|o| o.len()).sum::<usize>(),
+            );
+            tracing::info!(
+                groups,
+                offsets,
+                "loaded consumer groups from {OFFSETS_TOPIC}"
+            );
         }
-        let (groups, offsets) = (
-            state.groups.len(),
-            state.offsets.values().map(|o| o.len()).sum::<usize>(),
-        );
-        tracing::info!(
-            groups,
-            offsets,
-            "loaded consumer groups from {OFFSETS_TOPIC}"
-        );
-        Ok(())
+        Ok(coordinator)
     }
 
     /// Cluster mode: loads the groups of `__consumer_offsets` partitions this broker has come
     /// to lead and forgets those of partitions it no longer leads. Cheap when nothing changed.
     pub fn sync_ownership(&self) {
-        if self.registry.quorum().is_none() {
-            return;
-        }
-        let topic = self.registry.topic(OFFSETS_TOPIC);
-        let led: BTreeMap<i32, Arc<Partition>> = topic
-            .iter()
-            .flat_map(|t| t.partitions.iter())
-            .filter(|p| p.is_leader())
-            .map(|p| (p.index, p.clone()))
-            .collect();
-        let mut state = self.state.lock();
-        state.offsets_partitions = topic.as_ref().map_or(0, |t| t.meta.partitions);
-        let owned = state.owned.clone().unwrap_or_default();
-        for (&index, &epoch) in &owned {
-            if led.get(&index).map(|p| p.leader_epoch()) != Some(epoch) {
-                tracing::info!(
-                    partition = index,
-                    "no longer coordinating the groups of {OFFSETS_TOPIC}-{index}"
-                );
-                state.unload(index);
-                if let Some(o) = state.owned.as_mut() {
-                    o.remove(&index);
-                }
-            }
-        }
-        for (&index, p) in &led {
-            let epoch = p.leader_epoch();
-            if owned.get(&index) == Some(&epoch) {
-                continue;
-            }
-            state.unload(index);
-            match load_partition(&mut state, p) {
-                Ok(()) => {
-                    tracing::info!(
-                        partition = index,
-                        epoch,
-                        "coordinating the groups of {OFFSETS_TOPIC}-{index}"
-                    );
-                    if let Some(o) = state.owned.as_mut() {
-                        o.insert(index, epoch);
-                    }
-                }
-                // Not owned: its groups get NOT_COORDINATOR and the next tick tries again.
-                Err(e) => {
-                    tracing::error!(partition = index, "loading {OFFSETS_TOPIC}-{index}: {e}")
-                }
-            }
-        }
-    }
-
-    /// The group's `__consumer_offsets` partition (Kafka's placement).
-    fn offsets_partition(&self, group: &str) -> Result<Arc<Partition>, ResponseError> {
-        let topic = self
-            .registry
-            .topic(OFFSETS_TOPIC)
-            .ok_or(ResponseError::CoordinatorNotAvailable)?;
-        topic
-            .partition(partition_for(group, topic.meta.partitions))
-            .cloned()
-            .ok_or(ResponseError::CoordinatorNotAvailable)
+        self.runtime.sync_ownership();
     }
 
     /// Appends records to the group's `__consumer_offsets` partition; in cluster mode with
@@ -336,7 +241,7 @@ impl GroupCoordinator {
         &self,
         group: &str,
         records: Vec<(Key, Option<Bytes>)>,
-    ) -> Result<Option<PendingCommit>, ResponseError> {
+    ) -> Result<Option<PendingWrite>, ResponseError> {
         if records.is_empty() {
             return Ok(None);
         }
@@ -348,20 +253,20 @@ impl GroupCoordinator {
         &self,
         group: &str,
         records: Vec<(Key, Option<Bytes>)>,
-    ) -> Result<(i64, Option<PendingCommit>), ResponseError> {
-        let partition = self.offsets_partition(group)?;
-        let now = now_ms();
-        let batch = encode_batch(records, None, now)?;
-        let appended = partition.append(batch, now).map_err(|e| {
-            tracing::error!(group, "writing {OFFSETS_TOPIC}: {e}");
-            if e.code == ResponseError::NotLeaderOrFollower {
-                ResponseError::NotCoordinator
-            } else {
-                ResponseError::CoordinatorNotAvailable
-            }
-        })?;
-        let pending = self.replicating(&partition, appended.last_offset);
-        Ok((appended.last_offset, pending))
+    ) -> Result<(i64, Option<PendingWrite>), ResponseError> {
+        let partition = self.runtime.partition_of(group)?;
+        let records = records
+            .into_iter()
+            .map(|(k, v)| (codec::encode_key(&k), v))
+            .collect();
+        let written = self
+            .runtime
+            .append(&partition, records, now_ms())
+            .map_err(|e| {
+                tracing::error!(group, "writing {OFFSETS_TOPIC}: {e}");
+                e.code()
+            })?;
+        Ok((written.last_offset, written.pending))
     }
 
     /// Waits until a write to a group's offsets is replicated, then applies it. If the
@@ -372,10 +277,11 @@ impl GroupCoordinator {
                 .wait(tokio::time::Instant::now() + COMMIT_TIMEOUT)
                 .await?;
         }
-        let mut state = self.state.lock();
-        if state.check_owner(&w.group).is_err() {
+        let mut st = self.runtime.lock();
+        if st.check_owner(&w.group).is_err() {
             return Ok(());
         }
+        let state = &mut st.shard;
         if w.delete_group {
             if let Some(mut g) = state.groups.remove(&w.group) {
                 g.kill();
@@ -389,20 +295,10 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// After an append to a `__consumer_offsets` partition: wakes the followers' long-polling
-    /// fetches (so they copy it now, not after their wait) and, when it has followers in
-    /// sync, returns what to wait for before acknowledging the append.
-    fn replicating(&self, partition: &Arc<Partition>, last_offset: i64) -> Option<PendingCommit> {
-        self.registry.notify_append();
-        // A single node's appends are final.
-        self.registry.quorum()?;
-        Unreplicated::after_append(partition, last_offset).map(PendingCommit)
-    }
-
     /// Appends the group's record if it changed; a failure is logged (the next change
     /// writes the whole group again) and returned for SyncGroup, which must not hand out an
     /// assignment that was not stored.
-    fn persist_group(&self, g: &mut Group) -> Result<Option<PendingCommit>, ResponseError> {
+    fn persist_group(&self, g: &mut Group) -> Result<Option<PendingWrite>, ResponseError> {
         if !g.dirty {
             return Ok(None);
         }
@@ -421,8 +317,8 @@ impl GroupCoordinator {
     /// replicas included), lets the group answer every member's SyncGroup.
     async fn store_assignment(&self, group_id: &str) {
         let (pending, generation) = {
-            let mut state = self.state.lock();
-            let Some(g) = state.groups.get_mut(group_id).filter(|g| g.storing()) else {
+            let mut state = self.runtime.lock();
+            let Some(g) = state.shard.groups.get_mut(group_id).filter(|g| g.storing()) else {
                 return;
             };
             let generation = g.generation;
@@ -435,8 +331,8 @@ impl GroupCoordinator {
         let stored = pending
             .wait(tokio::time::Instant::now() + COMMIT_TIMEOUT)
             .await;
-        let mut state = self.state.lock();
-        if let Some(g) = state.groups.get_mut(group_id) {
+        let mut state = self.runtime.lock();
+        if let Some(g) = state.shard.groups.get_mut(group_id) {
             match stored {
                 Ok(()) => g.assignment_stored(generation),
                 // As Kafka maps a timed-out store: the client finds the coordinator again.
@@ -467,11 +363,12 @@ impl GroupCoordinator {
         let member_id = req.member_id.clone();
         let (tx, rx) = oneshot::channel();
         {
-            let mut state = self.state.lock();
+            let mut state = self.runtime.lock();
             if let Err(e) = state.check_owner(group_id) {
                 return JoinOutcome::error(e, &member_id);
             }
             if state
+                .shard
                 .consumer_groups
                 .get(group_id)
                 .is_some_and(|g| !g.is_empty())
@@ -479,6 +376,7 @@ impl GroupCoordinator {
                 return JoinOutcome::error(ResponseError::InconsistentGroupProtocol, &member_id);
             }
             let g = state
+                .shard
                 .groups
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id));
@@ -499,11 +397,11 @@ impl GroupCoordinator {
     ) -> SyncOutcome {
         let (tx, rx) = oneshot::channel();
         {
-            let mut state = self.state.lock();
+            let mut state = self.runtime.lock();
             if let Err(e) = state.check_owner(group_id) {
                 return SyncOutcome::error(e);
             }
-            let Some(g) = state.groups.get_mut(group_id) else {
+            let Some(g) = state.shard.groups.get_mut(group_id) else {
                 return SyncOutcome::error(ResponseError::UnknownMemberId);
             };
             g.sync(
@@ -530,18 +428,25 @@ impl GroupCoordinator {
             return Err(ResponseError::InvalidGroupId);
         }
         let topics: TopicsView = self
-            .registry
+            .runtime
+            .registry()
             .topics()
             .iter()
             .map(|t| (t.meta.name.clone(), (t.meta.id, t.meta.partitions)))
             .collect();
-        let mut state = self.state.lock();
+        let mut state = self.runtime.lock();
         state.check_owner(group_id)?;
-        if state.groups.get(group_id).is_some_and(|g| !g.is_empty()) {
+        if state
+            .shard
+            .groups
+            .get(group_id)
+            .is_some_and(|g| !g.is_empty())
+        {
             // The id belongs to a live classic group.
             return Err(ResponseError::GroupIdNotFound);
         }
         let g = state
+            .shard
             .consumer_groups
             .entry(group_id.to_string())
             .or_insert_with(|| ConsumerGroup::new(group_id));
@@ -555,9 +460,10 @@ impl GroupCoordinator {
         group_id: &str,
         f: impl FnOnce(&ConsumerGroup) -> T,
     ) -> Result<T, ResponseError> {
-        let state = self.state.lock();
+        let state = self.runtime.lock();
         state.check_owner(group_id)?;
         state
+            .shard
             .consumer_groups
             .get(group_id)
             .filter(|g| !g.is_empty())
@@ -567,7 +473,7 @@ impl GroupCoordinator {
 
     /// NOT_COORDINATOR (or COORDINATOR_NOT_AVAILABLE) unless this broker coordinates the group.
     pub fn check_owner(&self, group_id: &str) -> Result<(), ResponseError> {
-        self.state.lock().check_owner(group_id)
+        self.runtime.lock().check_owner(group_id)
     }
 
     pub fn consumer_heartbeat_interval(&self) -> Duration {
@@ -581,9 +487,10 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), ResponseError> {
-        let mut state = self.state.lock();
+        let mut state = self.runtime.lock();
         state.check_owner(group_id)?;
         let g = state
+            .shard
             .groups
             .get_mut(group_id)
             .ok_or(ResponseError::UnknownMemberId)?;
@@ -596,9 +503,10 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
-        let mut state = self.state.lock();
+        let mut state = self.runtime.lock();
         state.check_owner(group_id)?;
         let g = state
+            .shard
             .groups
             .get_mut(group_id)
             .ok_or(ResponseError::UnknownMemberId)?;
@@ -642,19 +550,24 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return fail_all(ResponseError::InvalidGroupId, offsets.len());
         }
-        let mut state = self.state.lock();
+        let mut state = self.runtime.lock();
         if let Err(e) = state.check_owner(group_id) {
             return fail_all(e, offsets.len());
         }
         let consumer_group = state
+            .shard
             .consumer_groups
             .get(group_id)
             .filter(|g| !g.is_empty() || !member_id.is_empty());
         let refused = match consumer_group {
             Some(cg) => cg.check_commit(member_id, generation).err(),
-            None => {
-                Self::check_classic_commit(&mut state, group_id, generation, member_id, instance_id)
-            }
+            None => Self::check_classic_commit(
+                &mut state.shard,
+                group_id,
+                generation,
+                member_id,
+                instance_id,
+            ),
         };
         if let Some(e) = refused {
             return fail_all(e, offsets.len());
@@ -664,7 +577,7 @@ impl GroupCoordinator {
     }
 
     fn check_classic_commit(
-        state: &mut State,
+        state: &mut GroupShard,
         group_id: &str,
         generation: i32,
         member_id: &str,
@@ -703,7 +616,8 @@ impl GroupCoordinator {
                 continue;
             }
             if self
-                .registry
+                .runtime
+                .registry()
                 .topic(&topic)
                 .and_then(|t| t.partition(partition).cloned())
                 .is_none()
@@ -753,10 +667,10 @@ impl GroupCoordinator {
         group_id: &str,
         wanted: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<FetchedOffsets, ResponseError> {
-        let state = self.state.lock();
+        let state = self.runtime.lock();
         state.check_owner(group_id)?;
         let empty = GroupOffsets::new();
-        let committed = state.offsets.get(group_id).unwrap_or(&empty);
+        let committed = state.shard.offsets.get(group_id).unwrap_or(&empty);
         Ok(match wanted {
             Some(topics) => topics
                 .into_iter()
@@ -787,8 +701,9 @@ impl GroupCoordinator {
     /// UNSTABLE_OFFSET_COMMIT for them, so that a consumer taking over after a failed
     /// transactional producer does not start from offsets the pending commit replaces.
     pub fn unstable_offsets(&self, group_id: &str) -> BTreeSet<(String, i32)> {
-        let state = self.state.lock();
+        let state = self.runtime.lock();
         state
+            .shard
             .pending_txn
             .values()
             .filter_map(|groups| groups.get(group_id))
@@ -798,18 +713,24 @@ impl GroupCoordinator {
 
     /// (group id, protocol type, state name, group type) of every group.
     pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
-        let state = self.state.lock();
+        let state = self.runtime.lock();
         let mut ids: Vec<&String> = state
+            .shard
             .groups
             .keys()
-            .chain(state.offsets.keys())
-            .chain(state.consumer_groups.keys())
+            .chain(state.shard.offsets.keys())
+            .chain(state.shard.consumer_groups.keys())
             .collect();
         ids.sort();
         ids.dedup();
         ids.into_iter()
             .filter_map(|id| {
-                if let Some(g) = state.consumer_groups.get(id).filter(|g| !g.is_empty()) {
+                if let Some(g) = state
+                    .shard
+                    .consumer_groups
+                    .get(id)
+                    .filter(|g| !g.is_empty())
+                {
                     return Some((
                         id.clone(),
                         "consumer".to_string(),
@@ -817,7 +738,7 @@ impl GroupCoordinator {
                         "consumer",
                     ));
                 }
-                match state.groups.get(id) {
+                match state.shard.groups.get(id) {
                     Some(g) if g.state == GroupState::Dead => None,
                     Some(g) => Some((
                         id.clone(),
@@ -837,15 +758,17 @@ impl GroupCoordinator {
     }
 
     pub fn describe(&self, group_id: &str) -> GroupDescription {
-        let state = self.state.lock();
+        let state = self.runtime.lock();
         if let Some(cg) = state
+            .shard
             .consumer_groups
             .get(group_id)
             .filter(|g| !g.is_empty())
         {
             // Admin clients parse members in the classic consumer protocol's format.
             let names: BTreeMap<uuid::Uuid, String> = self
-                .registry
+                .runtime
+                .registry()
                 .topics()
                 .iter()
                 .map(|t| (t.meta.id, t.meta.name.clone()))
@@ -870,7 +793,7 @@ impl GroupCoordinator {
                     .collect(),
             };
         }
-        match state.groups.get(group_id) {
+        match state.shard.groups.get(group_id) {
             Some(g) => GroupDescription {
                 state: g.state.name(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
@@ -899,7 +822,7 @@ impl GroupCoordinator {
                     })
                     .collect(),
             },
-            None if state.offsets.contains_key(group_id) => GroupDescription {
+            None if state.shard.offsets.contains_key(group_id) => GroupDescription {
                 state: "Empty",
                 protocol_type: String::new(),
                 protocol: String::new(),
@@ -914,7 +837,7 @@ impl GroupCoordinator {
         }
     }
 
-    fn has_members(state: &State, group_id: &str) -> bool {
+    fn has_members(state: &GroupShard, group_id: &str) -> bool {
         state.groups.get(group_id).is_some_and(|g| !g.is_empty())
             || state
                 .consumer_groups
@@ -929,18 +852,19 @@ impl GroupCoordinator {
     }
 
     fn write_group_deletion(&self, group_id: &str) -> Result<OffsetsWrite, ResponseError> {
-        let state = self.state.lock();
+        let state = self.runtime.lock();
         state.check_owner(group_id)?;
-        let known = state.groups.contains_key(group_id)
-            || state.offsets.contains_key(group_id)
-            || state.consumer_groups.contains_key(group_id);
+        let known = state.shard.groups.contains_key(group_id)
+            || state.shard.offsets.contains_key(group_id)
+            || state.shard.consumer_groups.contains_key(group_id);
         if !known {
             return Err(ResponseError::GroupIdNotFound);
         }
-        if Self::has_members(&state, group_id) {
+        if Self::has_members(&state.shard, group_id) {
             return Err(ResponseError::NonEmptyGroup);
         }
         let mut records: Vec<(Key, Option<Bytes>)> = state
+            .shard
             .offsets
             .get(group_id)
             .map(|o| {
@@ -994,12 +918,13 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<(Vec<Result<(), ResponseError>>, Option<OffsetsWrite>), ResponseError> {
-        let state = self.state.lock();
+        let state = self.runtime.lock();
         state.check_owner(group_id)?;
-        if !state.groups.contains_key(group_id) && !state.offsets.contains_key(group_id) {
+        if !state.shard.groups.contains_key(group_id) && !state.shard.offsets.contains_key(group_id)
+        {
             return Err(ResponseError::GroupIdNotFound);
         }
-        let active = Self::has_members(&state, group_id);
+        let active = Self::has_members(&state.shard, group_id);
         let results: Vec<Result<(), ResponseError>> = partitions
             .iter()
             .map(|(t, _)| {
@@ -1007,7 +932,7 @@ impl GroupCoordinator {
                 // subscriptions are opaque here, so refuse while the group has members at all.
                 if active {
                     Err(ResponseError::GroupSubscribedToTopic)
-                } else if self.registry.topic(t).is_none() {
+                } else if self.runtime.registry().topic(t).is_none() {
                     Err(ResponseError::UnknownTopicOrPartition)
                 } else {
                     Ok(())
@@ -1054,13 +979,13 @@ impl GroupCoordinator {
     /// been empty for `offsets.retention.minutes`.
     pub fn tick(&self) {
         let now = Instant::now();
-        let mut state = self.state.lock();
-        let State {
+        let mut state = self.runtime.lock();
+        let GroupShard {
             groups,
             offsets,
             consumer_groups,
             ..
-        } = &mut *state;
+        } = &mut state.shard;
         for g in consumer_groups.values_mut() {
             for id in g.tick(now, self.config.consumer_session_timeout) {
                 tracing::info!(group = %g.id, member = %id, "consumer group member removed (session timeout or slow revocation)");
@@ -1132,25 +1057,26 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         offsets: Vec<(String, i32, OffsetValue)>,
         verification: Option<u64>,
-    ) -> (Vec<Result<(), ResponseError>>, Option<PendingCommit>) {
+    ) -> (Vec<Result<(), ResponseError>>, Option<PendingWrite>) {
         let fail_all = |e: ResponseError, n: usize| (vec![Err(e); n], None);
         if group_id.is_empty() {
             return fail_all(ResponseError::InvalidGroupId, offsets.len());
         }
-        let mut state = self.state.lock();
+        let mut state = self.runtime.lock();
         if let Err(e) = state.check_owner(group_id) {
             return fail_all(e, offsets.len());
         }
         // Kafka checks the member and generation only when the client sends them (v3+).
         if generation >= 0 || !member_id.is_empty() {
             let refused = match state
+                .shard
                 .consumer_groups
                 .get(group_id)
                 .filter(|g| !g.is_empty())
             {
                 Some(cg) => cg.check_commit(member_id, generation).err(),
                 None => Self::check_classic_commit(
-                    &mut state,
+                    &mut state.shard,
                     group_id,
                     generation,
                     member_id,
@@ -1191,6 +1117,7 @@ impl GroupCoordinator {
             }
         };
         let pending = state
+            .shard
             .pending_txn
             .entry(producer_id)
             .or_default()
@@ -1204,186 +1131,128 @@ impl GroupCoordinator {
 
     /// A transaction marker was written to `__consumer_offsets`-`partition`.
     pub fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
-        let mut state = self.state.lock();
-        if state.offsets_partitions <= 0 {
-            state.offsets_partitions = self
-                .registry
+        let mut st = self.runtime.lock();
+        // Before the first ownership sync finds the topic, the registry knows its size.
+        let partitions = match st.partitions() {
+            n if n > 0 => n,
+            _ => self
+                .runtime
+                .registry()
                 .topic(OFFSETS_TOPIC)
-                .map_or(0, |t| t.meta.partitions);
-        }
-        state.complete_txn(partition, producer_id, commit);
+                .map_or(0, |t| t.meta.partitions),
+        };
+        let at = Placement {
+            partition,
+            partitions,
+        };
+        st.shard.complete_txn(at, producer_id, commit);
     }
 
     fn persist_txn(
         &self,
         group: &str,
-        (producer_id, producer_epoch): (i64, i16),
+        producer: (i64, i16),
         records: Vec<(Key, Bytes)>,
         verification: Option<u64>,
-    ) -> Result<Option<PendingCommit>, ResponseError> {
+    ) -> Result<Option<PendingWrite>, ResponseError> {
         if records.is_empty() {
             return Ok(None);
         }
-        let partition = self.offsets_partition(group)?;
-        let now = now_ms();
-        let records = records.into_iter().map(|(k, v)| (k, Some(v))).collect();
-        let batch = encode_batch(records, Some((producer_id, producer_epoch)), now)?;
-        let appended = partition
-            .append_internal(batch, now, verification)
+        let partition = self.runtime.partition_of(group)?;
+        let records = records
+            .into_iter()
+            .map(|(k, v)| (codec::encode_key(&k), Some(v)))
+            .collect();
+        let written = self
+            .runtime
+            .append_transactional(&partition, records, producer, verification, now_ms())
             .map_err(|e| {
-                tracing::warn!(group, producer_id, "writing transactional offsets: {e}");
-                match e.code {
-                    ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
-                    ResponseError::InvalidProducerEpoch => ResponseError::ProducerFenced,
-                    ResponseError::InvalidTxnState => ResponseError::InvalidTxnState,
-                    _ => ResponseError::CoordinatorNotAvailable,
+                tracing::warn!(
+                    group,
+                    producer_id = producer.0,
+                    "writing transactional offsets: {e}"
+                );
+                match &e {
+                    WriteError::Append(a) => match a.code {
+                        ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                        ResponseError::InvalidProducerEpoch => ResponseError::ProducerFenced,
+                        ResponseError::InvalidTxnState => ResponseError::InvalidTxnState,
+                        _ => ResponseError::CoordinatorNotAvailable,
+                    },
+                    WriteError::Encode(_) => e.code(),
                 }
             })?;
         // As for plain commits: acknowledged only once replicated, or a leader change (even a
         // preferred-leader move) could drop offsets whose transaction then commits.
-        Ok(self.replicating(&partition, appended.last_offset))
+        Ok(written.pending)
     }
 }
 
-/// One record batch of `__consumer_offsets` records; transactional when `producer` (id,
-/// epoch) is given.
-fn encode_batch(
-    records: Vec<(Key, Option<Bytes>)>,
-    producer: Option<(i64, i16)>,
-    now: i64,
-) -> Result<Bytes, ResponseError> {
-    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
-    let records: Vec<Record> = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: producer.is_some(),
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: now,
-            key: Some(codec::encode_key(&key)),
-            value,
-            headers: IndexMap::new(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| {
-        tracing::error!("encoding {OFFSETS_TOPIC} records: {e}");
-        ResponseError::UnknownServerError
-    })?;
-    Ok(buf.freeze())
-}
-
-/// Replays one `__consumer_offsets` partition into `state`.
-fn load_partition(state: &mut State, p: &Partition) -> anyhow::Result<()> {
-    // Restored members' sessions start now, on the clock the group timers use.
-    let now = Instant::now();
-    let (mut offset, end) = p.replay_range()?;
-    while offset < end {
-        let chunk = p.read(offset, 4 * 1024 * 1024)?;
-        if chunk.is_empty() {
-            break;
-        }
-        let metas = spate_log::parse_batches(&chunk)?;
-        let Some(last) = metas.last() else { break };
-        offset = last.last_offset() + 1;
-        let mut buf = chunk.clone();
-        for set in RecordBatchDecoder::decode_all(&mut buf)? {
-            for r in set.records {
-                if r.control {
-                    // A transaction marker: key (version, type), type 1 = commit.
-                    let commit = r.key.as_deref().is_some_and(|k| k.get(3) == Some(&1));
-                    state.complete_txn(p.index, r.producer_id, commit);
-                } else if r.transactional {
-                    apply_txn_record(state, r.producer_id, r.key.as_deref(), r.value.as_deref());
-                } else {
-                    apply_record(state, r.key.as_deref(), r.value.as_deref(), now);
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A TxnOffsetCommit record: pending until its transaction's marker.
-fn apply_txn_record(state: &mut State, producer_id: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
-    let (Some(key), Some(value)) = (key, value) else {
-        return;
-    };
-    if let (
-        Ok(Key::Offset {
-            group,
-            topic,
-            partition,
-        }),
-        Ok(v),
-    ) = (codec::decode_key(key), codec::decode_offset(value))
-    {
-        state
-            .pending_txn
-            .entry(producer_id)
-            .or_default()
-            .entry(group)
-            .or_default()
-            .insert((topic, partition), v);
-    }
-}
-
-fn apply_record(state: &mut State, key: Option<&[u8]>, value: Option<&[u8]>, now: Instant) {
-    let Some(key) = key else { return };
-    let key = match codec::decode_key(key) {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::warn!("skipping {OFFSETS_TOPIC} record: {e}");
+impl GroupShard {
+    /// A TxnOffsetCommit record: pending until its transaction's marker.
+    fn replay_txn_offset(&mut self, producer_id: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let (Some(key), Some(value)) = (key, value) else {
             return;
+        };
+        if let (
+            Ok(Key::Offset {
+                group,
+                topic,
+                partition,
+            }),
+            Ok(v),
+        ) = (codec::decode_key(key), codec::decode_offset(value))
+        {
+            self.pending_txn
+                .entry(producer_id)
+                .or_default()
+                .entry(group)
+                .or_default()
+                .insert((topic, partition), v);
         }
-    };
-    match key {
-        Key::Offset {
-            group,
-            topic,
-            partition,
-        } => match value.map(codec::decode_offset) {
-            Some(Ok(v)) => {
-                state
-                    .offsets
-                    .entry(group)
-                    .or_default()
-                    .insert((topic, partition), v);
+    }
+
+    fn replay_record(&mut self, key: Option<&[u8]>, value: Option<&[u8]>, now: Instant) {
+        let Some(key) = key else { return };
+        let key = match codec::decode_key(key) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!("skipping {OFFSETS_TOPIC} record: {e}");
+                return;
             }
-            Some(Err(e)) => tracing::warn!("skipping {OFFSETS_TOPIC} offset record: {e}"),
-            None => {
-                if let Some(o) = state.offsets.get_mut(&group) {
-                    o.remove(&(topic, partition));
+        };
+        match key {
+            Key::Offset {
+                group,
+                topic,
+                partition,
+            } => match value.map(codec::decode_offset) {
+                Some(Ok(v)) => {
+                    self.offsets
+                        .entry(group)
+                        .or_default()
+                        .insert((topic, partition), v);
                 }
-            }
-        },
-        Key::Group { group } => match value.map(codec::decode_group) {
-            // The latest record describes the whole group, members included.
-            Some(Ok(v)) => {
-                let g = Group::restored(&group, v, now);
-                state.groups.insert(group, g);
-            }
-            Some(Err(e)) => tracing::warn!("skipping {OFFSETS_TOPIC} group record: {e}"),
-            None => {
-                state.groups.remove(&group);
-                state.offsets.remove(&group);
-            }
-        },
+                Some(Err(e)) => tracing::warn!("skipping {OFFSETS_TOPIC} offset record: {e}"),
+                None => {
+                    if let Some(o) = self.offsets.get_mut(&group) {
+                        o.remove(&(topic, partition));
+                    }
+                }
+            },
+            Key::Group { group } => match value.map(codec::decode_group) {
+                // The latest record describes the whole group, members included.
+                Some(Ok(v)) => {
+                    let g = Group::restored(&group, v, now);
+                    self.groups.insert(group, g);
+                }
+                Some(Err(e)) => tracing::warn!("skipping {OFFSETS_TOPIC} group record: {e}"),
+                None => {
+                    self.groups.remove(&group);
+                    self.offsets.remove(&group);
+                }
+            },
+        }
     }
 }
 
@@ -1395,7 +1264,7 @@ mod tests {
         OffsetValue::committed(offset, -1, None, 0)
     }
 
-    fn committed(state: &State, group: &str, partition: i32) -> Option<i64> {
+    fn committed(state: &GroupShard, group: &str, partition: i32) -> Option<i64> {
         state
             .offsets
             .get(group)
@@ -1405,7 +1274,7 @@ mod tests {
 
     #[test]
     fn offsets_change_only_when_their_write_is_applied_and_the_later_write_wins() {
-        let mut state = State::default();
+        let mut state = GroupShard::default();
         // Two commits of one partition, written at log offsets 10 and 11, replicated and
         // applied in the opposite order: the one written later stays.
         state.apply_offsets("g", 11, vec![(("t".into(), 0), Some(value(200)))]);
@@ -1417,8 +1286,10 @@ mod tests {
         state.apply_offsets("g", 12, vec![(("t".into(), 1), Some(value(5)))]);
         assert_eq!(committed(&state, "g", 1), Some(5));
         // Unloading the group's partition forgets where its offsets were written too.
-        state.offsets_partitions = 1;
-        state.unload(0);
+        state.unload(Placement {
+            partition: 0,
+            partitions: 1,
+        });
         assert!(state.written_at.is_empty() && state.offsets.is_empty());
         state.apply_offsets("g", 1, vec![(("t".into(), 0), Some(value(7)))]);
         assert_eq!(committed(&state, "g", 0), Some(7));

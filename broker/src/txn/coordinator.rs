@@ -30,7 +30,9 @@ use super::table::{Transition, TxnTable};
 use crate::cluster::replicated::REPLICATION_TIMEOUT;
 use crate::cluster::{Partition, Registry};
 use crate::context::now_ms;
-use crate::coordinator::{partition_for, CoordinatorRuntime, OpenError, PendingWrite, Shard};
+use crate::coordinator::{
+    partition_for, CoordinatorRuntime, OpenError, PendingWrite, Placement, Shard,
+};
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::producer::Marker;
 
@@ -85,7 +87,7 @@ struct TxnShard {
 }
 
 impl Shard for TxnShard {
-    fn replay(&mut self, _partition: i32, r: &Record) {
+    fn replay(&mut self, _at: Placement, r: &Record) {
         let Some(key) = r.key.as_deref() else {
             return;
         };
@@ -103,9 +105,8 @@ impl Shard for TxnShard {
         }
     }
 
-    fn unload(&mut self, partition: i32, partitions: i32) {
-        self.txns
-            .retain(|id| partition_for(id, partitions) != partition);
+    fn unload(&mut self, at: Placement) {
+        self.txns.retain(|id| !at.holds(id));
     }
 }
 
