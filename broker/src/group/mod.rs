@@ -1,7 +1,8 @@
 //! Consumer groups: the classic rebalance protocol (`group.rs`), KIP-848 consumer groups
 //! (`consumer_group.rs`, `assignor.rs`), and the coordinator that owns both and the committed
-//! offsets, durable in `__consumer_offsets` (`coordinator.rs`, records in `codec.rs`); a
-//! change counts, and is answered, only once its record is in the in-sync replicas.
+//! offsets, durable in `__consumer_offsets` (`coordinator/`, split by job, records in
+//! `codec.rs`); a change counts, and is answered, only once its record is in the in-sync
+//! replicas.
 
 pub mod assignor;
 pub mod codec;
