@@ -8,9 +8,9 @@ use kafka_protocol::error::ResponseError;
 use super::offsets::OffsetsWrite;
 use super::store::GroupShard;
 use super::GroupCoordinator;
+use crate::group::classic::GroupState;
 use crate::group::codec::Key;
 use crate::group::consumer_protocol;
-use crate::group::group::GroupState;
 
 /// A group as DescribeGroups shows it.
 pub struct GroupDescription {

@@ -10,9 +10,9 @@ use tokio::sync::oneshot;
 use super::{GroupCoordinator, COMMIT_TIMEOUT};
 use crate::context::now_ms;
 use crate::coordinator::PendingWrite;
+use crate::group::classic::{Group, JoinOutcome, JoinRequest, SyncOutcome};
 use crate::group::codec::{self, Key};
 use crate::group::consumer_group::{ConsumerGroup, Heartbeat, HeartbeatOutcome, TopicsView};
-use crate::group::group::{Group, JoinOutcome, JoinRequest, SyncOutcome};
 
 impl GroupCoordinator {
     pub fn check_session_timeout(&self, timeout: Duration) -> Result<(), ResponseError> {

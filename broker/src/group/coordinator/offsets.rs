@@ -10,8 +10,8 @@ use kafka_protocol::error::ResponseError;
 use super::store::{GroupOffsets, GroupShard, OffsetChange};
 use super::{GroupCoordinator, COMMIT_TIMEOUT};
 use crate::coordinator::PendingWrite;
+use crate::group::classic::{Group, GroupState};
 use crate::group::codec::{self, Key, OffsetValue};
-use crate::group::group::{Group, GroupState};
 
 /// Committed offsets by topic, partition by partition; `None` where nothing is committed.
 pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;

@@ -8,9 +8,9 @@ use kafka_protocol::records::Record;
 
 use super::OFFSETS_TOPIC;
 use crate::coordinator::{Placement, Shard};
+use crate::group::classic::Group;
 use crate::group::codec::{self, Key, OffsetValue};
 use crate::group::consumer_group::ConsumerGroup;
-use crate::group::group::Group;
 
 /// (topic, partition) → committed offset.
 pub(super) type GroupOffsets = BTreeMap<(String, i32), OffsetValue>;
