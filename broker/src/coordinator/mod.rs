@@ -23,6 +23,15 @@ pub fn partition_for(key: &str, partitions: i32) -> i32 {
     abs % partitions.max(1)
 }
 
+/// A single node's registry in `dir`, as the coordinators' unit tests open it.
+#[cfg(test)]
+pub(crate) fn test_registry(dir: &std::path::Path) -> std::sync::Arc<crate::cluster::Registry> {
+    let cli = vec![("log.dirs".to_string(), dir.display().to_string())];
+    let config = crate::config::BrokerConfig::load(None, vec![], cli).expect("test config");
+    let registry = crate::cluster::Registry::open(std::sync::Arc::new(config));
+    std::sync::Arc::new(registry.expect("opening the test registry"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -248,12 +248,15 @@ impl<S: Shard> CoordinatorRuntime<S> {
         let name = self.topic;
         let mut st = self.state.lock();
         st.partitions = topic.as_ref().map_or(0, |t| t.meta.partitions);
-        let loaded: Vec<(i32, i32)> = st.epochs.iter().map(|(p, e)| (*p, *e)).collect();
-        for (index, epoch) in loaded {
-            if owned.get(&index).map(|p| p.leader_epoch()) != Some(epoch) {
-                tracing::info!(partition = index, "no longer coordinating {name}-{index}");
-                st.unload(index);
-            }
+        let gone: Vec<i32> = st
+            .epochs
+            .keys()
+            .filter(|p| !owned.contains_key(p))
+            .copied()
+            .collect();
+        for index in gone {
+            tracing::info!(partition = index, "no longer coordinating {name}-{index}");
+            st.unload(index);
         }
         let mut failed = Vec::new();
         for (&index, p) in &owned {
@@ -261,6 +264,8 @@ impl<S: Shard> CoordinatorRuntime<S> {
             if st.epochs.get(&index) == Some(&epoch) {
                 continue;
             }
+            // Owned in a new epoch: what was loaded before may have been overwritten by
+            // another leader meanwhile, so it is replayed from scratch.
             st.unload(index);
             let at = Placement {
                 partition: index,
@@ -442,4 +447,222 @@ fn replay<S: Shard>(shard: &mut S, at: Placement, p: &Partition) -> Result<u64, 
         }
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::context::now_ms;
+    use crate::coordinator::test_registry;
+
+    const TOPIC: &str = "__test_coordinator";
+
+    /// Remembers what it replayed, partition by partition, and what it was told to unload
+    /// (also before each load, which starts from nothing).
+    #[derive(Default)]
+    struct Keys {
+        replayed: Vec<(i32, String, Option<Bytes>)>,
+        unloaded: Vec<i32>,
+    }
+
+    impl Shard for Keys {
+        fn replay(&mut self, at: Placement, r: &Record) {
+            let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+            self.replayed.push((at.partition, key, r.value.clone()));
+        }
+
+        fn unload(&mut self, at: Placement) {
+            self.replayed.retain(|(p, ..)| *p != at.partition);
+            self.unloaded.push(at.partition);
+        }
+    }
+
+    /// A key placed on `partition` of two.
+    fn key_on(partition: i32) -> String {
+        (0..)
+            .map(|i| format!("key-{i}"))
+            .find(|k| partition_for(k, 2) == partition)
+            .unwrap()
+    }
+
+    fn runtime(registry: &Arc<Registry>, ownership: Ownership) -> CoordinatorRuntime<Keys> {
+        CoordinatorRuntime::with_ownership(registry.clone(), TOPIC, ownership)
+    }
+
+    fn write(rt: &CoordinatorRuntime<Keys>, key: &str, value: Option<&'static [u8]>) -> Written {
+        let p = rt.partition_of(key).unwrap();
+        let record = vec![(Bytes::from(key.to_string()), value.map(Bytes::from_static))];
+        rt.append(&p, record, now_ms()).unwrap()
+    }
+
+    fn replayed(rt: &CoordinatorRuntime<Keys>) -> Vec<(i32, String, Option<Bytes>)> {
+        rt.lock().shard.replayed.clone()
+    }
+
+    #[test]
+    fn a_single_node_loads_every_hosted_partition_once_replaying_records_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = test_registry(dir.path());
+        let writer = runtime(&registry, Ownership::Hosted);
+        assert_eq!(
+            writer.partition_of("k").err(),
+            Some(ResponseError::CoordinatorNotAvailable),
+            "no topic yet"
+        );
+        writer.create_topic_if_hosted(2, BTreeMap::new()).unwrap();
+        let (a, b) = (key_on(0), key_on(1));
+        assert_eq!(write(&writer, &a, Some(b"1")).last_offset, 0);
+        write(&writer, &b, Some(b"2"));
+        let w = write(&writer, &a, None);
+        assert_eq!(w.last_offset, 1);
+        assert!(w.pending.is_none(), "a single node's appends are final");
+
+        let rt = runtime(&registry, Ownership::Hosted);
+        assert_eq!(
+            rt.lock().check_owner(&a),
+            Err(ResponseError::CoordinatorNotAvailable)
+        );
+        assert!(rt.sync_ownership().is_empty());
+        let one = |v: &'static [u8]| Some(Bytes::from_static(v));
+        assert_eq!(
+            replayed(&rt),
+            vec![
+                (0, a.clone(), one(b"1")),
+                (0, a.clone(), None),
+                (1, b.clone(), one(b"2"))
+            ]
+        );
+        assert_eq!(rt.lock().check_owner(&a), Ok(()));
+        assert_eq!(rt.lock().partitions(), 2);
+        // Nothing changed: nothing is replayed or unloaded again.
+        let unloaded = rt.lock().shard.unloaded.len();
+        rt.sync_ownership();
+        assert_eq!(replayed(&rt).len(), 3);
+        assert_eq!(rt.lock().shard.unloaded.len(), unloaded);
+    }
+
+    #[test]
+    fn led_partitions_load_in_each_new_leader_epoch_and_unload_when_no_longer_led() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = test_registry(dir.path());
+        registry
+            .create_internal_topic(TOPIC, 2, BTreeMap::new())
+            .unwrap();
+        let rt = runtime(&registry, Ownership::Led);
+        let (a, b) = (key_on(0), key_on(1));
+        write(&rt, &a, Some(b"1"));
+        write(&rt, &b, Some(b"2"));
+        let topic = registry.topic(TOPIC).unwrap();
+        let (p0, p1) = (topic.partitions[0].clone(), topic.partitions[1].clone());
+
+        // Leading nothing, it owns nothing.
+        rt.sync_ownership();
+        assert!(replayed(&rt).is_empty());
+        assert_eq!(
+            rt.lock().check_owner(&a),
+            Err(ResponseError::NotCoordinator)
+        );
+
+        p0.become_leader(1).unwrap();
+        rt.sync_ownership();
+        assert_eq!(
+            replayed(&rt),
+            vec![(0, a.clone(), Some(Bytes::from_static(b"1")))]
+        );
+        assert_eq!(rt.lock().check_owner(&a), Ok(()));
+        assert_eq!(
+            rt.lock().check_owner(&b),
+            Err(ResponseError::NotCoordinator)
+        );
+        assert!(rt.owns(&p0, 1) && !rt.owns(&p0, 2) && !rt.owns(&p1, 0));
+
+        // Written while owned, then leadership moves away and comes back in a new epoch: the
+        // partition is unloaded, then replayed from the log with the new record.
+        write(&rt, &a, Some(b"3"));
+        p0.become_follower();
+        rt.sync_ownership();
+        assert!(replayed(&rt).is_empty());
+        assert_eq!(
+            rt.lock().check_owner(&a),
+            Err(ResponseError::NotCoordinator)
+        );
+        assert!(!rt.owns(&p0, 1));
+
+        p0.become_leader(2).unwrap();
+        p1.become_leader(2).unwrap();
+        rt.sync_ownership();
+        let values: Vec<(i32, Option<Bytes>)> =
+            replayed(&rt).into_iter().map(|(p, _, v)| (p, v)).collect();
+        let one = |v: &'static [u8]| Some(Bytes::from_static(v));
+        assert_eq!(values, vec![(0, one(b"1")), (0, one(b"3")), (1, one(b"2"))]);
+
+        // Still leading, in a new epoch: unloaded and loaded again, not replayed twice.
+        p1.become_leader(3).unwrap();
+        rt.lock().shard.unloaded.clear();
+        rt.sync_ownership();
+        assert_eq!(rt.lock().shard.unloaded, vec![1]);
+        assert_eq!(replayed(&rt).len(), 3);
+    }
+
+    #[test]
+    fn owned_partition_loads_a_newly_led_partition_on_first_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = test_registry(dir.path());
+        let rt = runtime(&registry, Ownership::Led);
+        let a = key_on(0);
+        assert_eq!(
+            rt.owned_partition(&a).err(),
+            Some(ResponseError::CoordinatorNotAvailable),
+            "no topic yet"
+        );
+        registry
+            .create_internal_topic(TOPIC, 2, BTreeMap::new())
+            .unwrap();
+        write(&rt, &a, Some(b"1"));
+        assert_eq!(
+            rt.owned_partition(&a).err(),
+            Some(ResponseError::NotCoordinator)
+        );
+        let p0 = registry.topic(TOPIC).unwrap().partitions[0].clone();
+        p0.become_leader(1).unwrap();
+        assert_eq!(rt.owned_partition(&a).unwrap().index, 0);
+        assert_eq!(replayed(&rt).len(), 1, "loaded without waiting for a sync");
+    }
+
+    #[tokio::test]
+    async fn a_write_with_followers_counts_once_they_have_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = test_registry(dir.path());
+        registry
+            .create_internal_topic(TOPIC, 1, BTreeMap::new())
+            .unwrap();
+        let rt = runtime(&registry, Ownership::Led);
+        let p = registry.topic(TOPIC).unwrap().partitions[0].clone();
+        p.set_assignment(1, &[1, 2], &[1, 2], 0);
+        p.become_leader(1).unwrap();
+        let soon = || tokio::time::Instant::now() + Duration::from_millis(50);
+
+        let w = write(&rt, "k", Some(b"1"));
+        let pending = w.pending.expect("a follower in sync to wait for");
+        assert_eq!(
+            pending.wait(soon()).await,
+            Err(ResponseError::RequestTimedOut)
+        );
+
+        // The follower fetches past the write: the high watermark passes it.
+        let w = write(&rt, "k", Some(b"2"));
+        p.record_follower_fetch(2, w.last_offset + 1, now_ms());
+        assert_eq!(w.pending.unwrap().wait(soon()).await, Ok(()));
+
+        // Leadership moves while a write waits: the client is sent to the new coordinator.
+        let w = write(&rt, "k", Some(b"3"));
+        p.become_follower();
+        assert_eq!(
+            w.pending.unwrap().wait(soon()).await,
+            Err(ResponseError::NotCoordinator)
+        );
+    }
 }
