@@ -35,6 +35,8 @@ mod admin;
 mod membership;
 mod offsets;
 mod store;
+#[cfg(test)]
+mod tests;
 mod txn_offsets;
 
 pub use admin::GroupDescription;
