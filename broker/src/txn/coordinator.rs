@@ -651,3 +651,134 @@ struct Pending {
     /// The leader epoch it was written in: a transition outlives no change of coordinator.
     epoch: i32,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::coordinator::{test_registry, Ownership};
+
+    const TIMEOUT_MS: i32 = 60_000;
+
+    /// A single node's registry in `dir` with a one-partition topic `t` for transactions.
+    fn registry(dir: &Path) -> Arc<Registry> {
+        let registry = test_registry(dir);
+        registry.create_topic("t", 1, 1, BTreeMap::new()).unwrap();
+        registry
+    }
+
+    fn groups(registry: &Arc<Registry>) -> Arc<GroupCoordinator> {
+        let config = registry.config.group.clone();
+        Arc::new(GroupCoordinator::open(registry.clone(), config).unwrap())
+    }
+
+    /// A coordinator that replays `__transaction_state` from the log, as after a restart.
+    fn open(registry: &Arc<Registry>, config: TxnConfig) -> TxnCoordinator {
+        TxnCoordinator::open(registry.clone(), groups(registry), config).unwrap()
+    }
+
+    fn state(txn: &TxnCoordinator, id: &str) -> Result<(i64, i16, TxnState, usize), ResponseError> {
+        txn.describe(id)
+            .map(|m| (m.producer_id, m.producer_epoch, m.state, m.partitions.len()))
+    }
+
+    #[tokio::test]
+    async fn a_transactional_ids_state_survives_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path());
+        let config = registry.config.txn.clone();
+        let txn = open(&registry, config.clone());
+        let (pid, epoch) = txn.init_producer_id("tx", TIMEOUT_MS, None).await.unwrap();
+        assert_eq!(epoch, 0);
+        let t0 = [("t".to_string(), 0)];
+        txn.add_partitions("tx", pid, 0, &t0).await.unwrap();
+
+        // Reloaded mid-transaction: still open, with its partition.
+        let txn = open(&registry, config.clone());
+        assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::Ongoing, 1)));
+        assert_eq!(txn.verify_partitions("tx", pid, 0, &t0), Ok(vec![true]));
+        txn.end_txn("tx", pid, 0, true).await.unwrap();
+        assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::CompleteCommit, 0)));
+
+        // Reloaded after the commit: the next InitProducerId bumps the epoch it left.
+        let txn = open(&registry, config);
+        assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::CompleteCommit, 0)));
+        assert_eq!(
+            txn.init_producer_id("tx", TIMEOUT_MS, None).await,
+            Ok((pid, 1))
+        );
+        assert_eq!(
+            txn.end_txn("tx", pid, 0, true).await,
+            Err(ResponseError::ProducerFenced)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_transactional_id_stays_forgotten_after_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path());
+        let config = TxnConfig {
+            id_expiration_ms: 0,
+            remove_expired_interval_ms: 0,
+            ..registry.config.txn.clone()
+        };
+        let txn = open(&registry, config.clone());
+        let (pid, _) = txn
+            .init_producer_id("idle", TIMEOUT_MS, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            state(&open(&registry, config.clone()), "idle"),
+            Ok((pid, 0, TxnState::Empty, 0))
+        );
+        // Idle (no transaction open) past the expiration: the timer tombstones it.
+        txn.tick().await;
+        assert_eq!(
+            state(&txn, "idle"),
+            Err(ResponseError::TransactionalIdNotFound)
+        );
+        let txn = open(&registry, config);
+        assert_eq!(
+            state(&txn, "idle"),
+            Err(ResponseError::TransactionalIdNotFound)
+        );
+        assert!(txn.list(&[], &[]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn ids_move_with_the_leadership_of_their_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path());
+        // Cluster mode's ownership over a local log: the partitions this broker leads.
+        registry
+            .create_internal_topic(TXN_TOPIC, 1, txn_topic_configs())
+            .unwrap();
+        let runtime =
+            CoordinatorRuntime::with_ownership(registry.clone(), TXN_TOPIC, Ownership::Led);
+        let config = registry.config.txn.clone();
+        let txn = TxnCoordinator::open_with(runtime, groups(&registry), config).unwrap();
+        let p = registry.topic(TXN_TOPIC).unwrap().partitions[0].clone();
+
+        assert_eq!(
+            txn.init_producer_id("tx", TIMEOUT_MS, None).await,
+            Err(ResponseError::NotCoordinator)
+        );
+        // Led now: loaded on first use, without waiting for the timer.
+        p.become_leader(1).unwrap();
+        let (pid, _) = txn.init_producer_id("tx", TIMEOUT_MS, None).await.unwrap();
+        assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::Empty, 0)));
+
+        // Another broker leads: nothing is answered or listed from here.
+        p.become_follower();
+        txn.sync_ownership();
+        assert_eq!(state(&txn, "tx"), Err(ResponseError::NotCoordinator));
+        assert!(txn.list(&[], &[]).is_empty());
+
+        // Leading again in a new epoch: replayed from the log.
+        p.become_leader(2).unwrap();
+        txn.sync_ownership();
+        assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::Empty, 0)));
+        assert_eq!(txn.list(&[], &[]).len(), 1);
+    }
+}
