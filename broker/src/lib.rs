@@ -9,8 +9,13 @@
 //!   (`topics.json`) or, in cluster mode, taken from the metadata quorum (`quorum.rs`,
 //!   `applier.rs`).
 //! - `producer/`  — idempotent producer ids and per-partition sequence state.
-//! - `group/`     — consumer groups (classic rebalance protocol) and committed offsets,
-//!   durable in `__consumer_offsets`.
+//! - `coordinator/` — the runtime the group and transaction coordinators share: which
+//!   partitions of their topic this broker owns at which leader epoch, loading them by
+//!   replaying the log, and appending a change then waiting for the in-sync replicas; the
+//!   field encodings of their records.
+//! - `group/`     — consumer groups (classic protocol in `classic/`, KIP-848) and committed
+//!   offsets, durable in `__consumer_offsets`; the coordinator in `group/coordinator/`, one
+//!   file per job (membership, offsets, transactional offsets, admin, the replayed store).
 //! - `txn/`       — the transaction coordinator, durable in `__transaction_state`, and
 //!   transaction markers.
 //! - `observability/` — Prometheus metrics and the HTTP health endpoints (warp).

@@ -1,6 +1,6 @@
 //! FindCoordinator. A single node coordinates every group. In cluster mode a group's
 //! coordinator is the leader of the group's `__consumer_offsets` partition (created through
-//! the quorum on first use, replicated), as in Kafka; see `group/coordinator.rs`. Transactional
+//! the quorum on first use, replicated), as in Kafka; see `group/coordinator/`. Transactional
 //! ids (key type 1) work the same way with `__transaction_state` (`txn/coordinator.rs`).
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;

@@ -1,5 +1,5 @@
 //! Membership: the classic protocol's JoinGroup, SyncGroup, Heartbeat and LeaveGroup, and
-//! KIP-848's ConsumerGroupHeartbeat. The group state machines (`group.rs`,
+//! KIP-848's ConsumerGroupHeartbeat. The group state machines (`classic/`,
 //! `consumer_group.rs`) decide; this drives them and stores what must survive a failover.
 use std::time::{Duration, Instant};
 
