@@ -264,8 +264,8 @@ impl<S: Shard> CoordinatorRuntime<S> {
             if st.epochs.get(&index) == Some(&epoch) {
                 continue;
             }
-            // Owned in a new epoch: what was loaded before may have been overwritten by
-            // another leader meanwhile, so it is replayed from scratch.
+            // Newly owned, or owned in a new epoch (another leader may have written to it
+            // meanwhile): replayed from scratch.
             st.unload(index);
             let at = Placement {
                 partition: index,
@@ -347,7 +347,7 @@ impl<S> CoordinatorRuntime<S> {
         records: Vec<(Bytes, Option<Bytes>)>,
         now_ms: i64,
     ) -> Result<Written, WriteError> {
-        let batch = Self::encode(records, None, now_ms)?;
+        let batch = encode_batch(records, None, now_ms)?;
         let appended = partition.append(batch, now_ms)?;
         Ok(self.written(partition, appended.last_offset))
     }
@@ -363,7 +363,7 @@ impl<S> CoordinatorRuntime<S> {
         verification: Option<u64>,
         now_ms: i64,
     ) -> Result<Written, WriteError> {
-        let batch = Self::encode(records, Some(producer), now_ms)?;
+        let batch = encode_batch(records, Some(producer), now_ms)?;
         let appended = partition.append_internal(batch, now_ms, verification)?;
         Ok(self.written(partition, appended.last_offset))
     }
@@ -377,41 +377,6 @@ impl<S> CoordinatorRuntime<S> {
             pending: Unreplicated::after_append(partition, last_offset).map(PendingWrite),
         }
     }
-
-    fn encode(
-        records: Vec<(Bytes, Option<Bytes>)>,
-        producer: Option<(i64, i16)>,
-        now_ms: i64,
-    ) -> Result<Bytes, WriteError> {
-        let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
-        let records: Vec<Record> = records
-            .into_iter()
-            .zip(0i64..)
-            .map(|((key, value), offset)| Record {
-                transactional: producer.is_some(),
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id,
-                producer_epoch,
-                timestamp_type: TimestampType::Creation,
-                offset,
-                sequence: -1,
-                timestamp: now_ms,
-                key: Some(key),
-                value,
-                headers: IndexMap::new(),
-                delete_horizon: false,
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, &records, &options)
-            .map_err(|e| WriteError::Encode(e.to_string()))?;
-        Ok(buf.freeze())
-    }
 }
 
 impl<S: Shard> Loaded<S> {
@@ -422,6 +387,42 @@ impl<S: Shard> Loaded<S> {
         });
         self.epochs.remove(&partition);
     }
+}
+
+/// One uncompressed batch of `records`; transactional when `producer` (id, epoch) is given.
+fn encode_batch(
+    records: Vec<(Bytes, Option<Bytes>)>,
+    producer: Option<(i64, i16)>,
+    now_ms: i64,
+) -> Result<Bytes, WriteError> {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
+    let records: Vec<Record> = records
+        .into_iter()
+        .zip(0i64..)
+        .map(|((key, value), offset)| Record {
+            transactional: producer.is_some(),
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: -1,
+            timestamp: now_ms,
+            key: Some(key),
+            value,
+            headers: IndexMap::new(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options)
+        .map_err(|e| WriteError::Encode(e.to_string()))?;
+    Ok(buf.freeze())
 }
 
 /// Replays `p`'s log, start to end, into `shard`; returns how many records it read.

@@ -6,6 +6,9 @@
 //! periodic tick. The join phase and rebalancing are in `join.rs`, the sync phase (handing
 //! out the leader's assignment once it is stored) in `sync.rs`; this file holds the group,
 //! its members, and heartbeats, leaving and timers.
+mod join;
+mod sync;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -14,9 +17,6 @@ use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 
 use super::codec::{GroupValue, MemberValue};
-
-mod join;
-mod sync;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupState {

@@ -18,6 +18,14 @@
 //! (TxnOffsetCommit and its settling by markers), `admin.rs` (ListGroups, DescribeGroups,
 //! DeleteGroups), `store.rs` (the state the runtime loads from `__consumer_offsets`); this
 //! file opens the coordinator, writes its records and runs its timers.
+mod admin;
+mod membership;
+mod offsets;
+mod store;
+#[cfg(test)]
+mod tests;
+mod txn_offsets;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,14 +38,6 @@ use crate::cluster::Registry;
 use crate::context::now_ms;
 use crate::coordinator::{CoordinatorRuntime, OpenError, Ownership, PendingWrite};
 use store::GroupShard;
-
-mod admin;
-mod membership;
-mod offsets;
-mod store;
-#[cfg(test)]
-mod tests;
-mod txn_offsets;
 
 pub use admin::GroupDescription;
 pub use offsets::FetchedOffsets;
