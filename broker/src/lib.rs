@@ -9,8 +9,13 @@
 //!   quorum (`quorum.rs`, `applier.rs`; a single node is the quorum's one voter); every
 //!   metadata change goes through `admin/`.
 //! - `producer/`  — idempotent producer ids and per-partition sequence state.
-//! - `group/`     — consumer groups (classic rebalance protocol) and committed offsets,
-//!   durable in `__consumer_offsets`.
+//! - `coordinator/` — the runtime the group and transaction coordinators share: which
+//!   partitions of their topic this broker owns at which leader epoch, loading them by
+//!   replaying the log, and appending a change then waiting for the in-sync replicas; the
+//!   field encodings of their records.
+//! - `group/`     — consumer groups (classic protocol in `classic/`, KIP-848) and committed
+//!   offsets, durable in `__consumer_offsets`; the coordinator in `group/coordinator/`, one
+//!   file per job (membership, offsets, transactional offsets, admin, the replayed store).
 //! - `txn/`       — the transaction coordinator, durable in `__transaction_state`, and
 //!   transaction markers.
 //! - `observability/` — Prometheus metrics and the HTTP health endpoints (warp).
@@ -24,6 +29,7 @@ pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod controller;
+pub mod coordinator;
 pub mod group;
 pub mod handlers;
 pub mod listeners;
@@ -156,7 +162,7 @@ impl Broker {
             let (registry, group_config) = (registry.clone(), config.group.clone());
             Arc::new(
                 tokio::task::spawn_blocking(move || GroupCoordinator::open(registry, group_config))
-                    .await??,
+                    .await?,
             )
         };
         let txn = {
@@ -166,7 +172,7 @@ impl Broker {
                 tokio::task::spawn_blocking(move || {
                     txn::TxnCoordinator::open(registry, groups, txn_config)
                 })
-                .await??,
+                .await?,
             )
         };
         let ctx = Arc::new(Context {

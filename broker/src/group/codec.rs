@@ -6,7 +6,9 @@
 //! value v3 (`GroupMetadataValue`) with the generation, protocol, leader and members, each
 //! with its subscription to the chosen protocol and its assignment; v0-v2 values written by
 //! older Kafka brokers decode too. A null value is a tombstone.
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::coordinator::fields::{put_bytes, put_nullable_str, put_str, FieldError, Reader};
 
 const OFFSET_KEY_VERSION: i16 = 1;
 const GROUP_KEY_VERSION: i16 = 2;
@@ -74,8 +76,14 @@ pub struct MemberValue {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("malformed __consumer_offsets record: {0}")]
-pub struct CodecError(String);
+pub enum CodecError {
+    #[error("malformed __consumer_offsets record: {0}")]
+    Field(#[from] FieldError),
+    #[error("malformed __consumer_offsets record: unknown key version {0}")]
+    KeyVersion(i16),
+    #[error("malformed __consumer_offsets record: unsupported group value version {0}")]
+    GroupValueVersion(i16),
+}
 
 pub fn encode_key(key: &Key) -> Bytes {
     let mut b = BytesMut::new();
@@ -98,17 +106,16 @@ pub fn encode_key(key: &Key) -> Bytes {
     b.freeze()
 }
 
-pub fn decode_key(mut b: &[u8]) -> Result<Key, CodecError> {
-    match get_i16(&mut b)? {
+pub fn decode_key(b: &[u8]) -> Result<Key, CodecError> {
+    let mut r = Reader::new(b);
+    match r.i16()? {
         0 | 1 => Ok(Key::Offset {
-            group: get_str(&mut b)?,
-            topic: get_str(&mut b)?,
-            partition: get_i32(&mut b)?,
+            group: r.string()?,
+            topic: r.string()?,
+            partition: r.i32()?,
         }),
-        2 => Ok(Key::Group {
-            group: get_str(&mut b)?,
-        }),
-        v => Err(CodecError(format!("unknown key version {v}"))),
+        2 => Ok(Key::Group { group: r.string()? }),
+        v => Err(CodecError::KeyVersion(v)),
     }
 }
 
@@ -122,12 +129,13 @@ pub fn encode_offset(v: &OffsetValue) -> Bytes {
     b.freeze()
 }
 
-pub fn decode_offset(mut b: &[u8]) -> Result<OffsetValue, CodecError> {
-    let version = get_i16(&mut b)?;
-    let offset = get_i64(&mut b)?;
-    let leader_epoch = if version >= 3 { get_i32(&mut b)? } else { -1 };
-    let metadata = get_str(&mut b)?;
-    let commit_timestamp = get_i64(&mut b)?;
+pub fn decode_offset(b: &[u8]) -> Result<OffsetValue, CodecError> {
+    let mut r = Reader::new(b);
+    let version = r.i16()?;
+    let offset = r.i64()?;
+    let leader_epoch = if version >= 3 { r.i32()? } else { -1 };
+    let metadata = r.string()?;
+    let commit_timestamp = r.i64()?;
     Ok(OffsetValue {
         offset,
         leader_epoch,
@@ -159,35 +167,30 @@ pub fn encode_group(v: &GroupValue) -> Bytes {
 }
 
 /// Decodes versions 0-3 (version 4, flexible, is not written by any Kafka coordinator).
-pub fn decode_group(mut b: &[u8]) -> Result<GroupValue, CodecError> {
-    let version = get_i16(&mut b)?;
+pub fn decode_group(b: &[u8]) -> Result<GroupValue, CodecError> {
+    let mut r = Reader::new(b);
+    let version = r.i16()?;
     if !(0..=3).contains(&version) {
-        return Err(CodecError(format!(
-            "unsupported group value version {version}"
-        )));
+        return Err(CodecError::GroupValueVersion(version));
     }
-    let protocol_type = get_str(&mut b)?;
-    let generation = get_i32(&mut b)?;
-    let protocol = get_nullable_str(&mut b)?;
-    let leader = get_nullable_str(&mut b)?;
-    let state_timestamp = if version >= 2 { get_i64(&mut b)? } else { -1 };
-    let count = get_i32(&mut b)?;
+    let protocol_type = r.string()?;
+    let generation = r.i32()?;
+    let protocol = r.nullable_string()?;
+    let leader = r.nullable_string()?;
+    let state_timestamp = if version >= 2 { r.i64()? } else { -1 };
+    let count = r.i32()?;
     let mut members = Vec::with_capacity(count.clamp(0, 1024) as usize);
     for _ in 0..count.max(0) {
-        let member_id = get_str(&mut b)?;
+        let member_id = r.string()?;
         let instance_id = if version >= 3 {
-            get_nullable_str(&mut b)?
+            r.nullable_string()?
         } else {
             None
         };
-        let client_id = get_str(&mut b)?;
-        let client_host = get_str(&mut b)?;
-        let rebalance_timeout_ms = if version >= 1 {
-            Some(get_i32(&mut b)?)
-        } else {
-            None
-        };
-        let session_timeout_ms = get_i32(&mut b)?;
+        let client_id = r.string()?;
+        let client_host = r.string()?;
+        let rebalance_timeout_ms = if version >= 1 { Some(r.i32()?) } else { None };
+        let session_timeout_ms = r.i32()?;
         members.push(MemberValue {
             member_id,
             instance_id,
@@ -195,8 +198,8 @@ pub fn decode_group(mut b: &[u8]) -> Result<GroupValue, CodecError> {
             client_host,
             rebalance_timeout_ms: rebalance_timeout_ms.unwrap_or(session_timeout_ms),
             session_timeout_ms,
-            subscription: get_bytes(&mut b)?,
-            assignment: get_bytes(&mut b)?,
+            subscription: r.bytes()?,
+            assignment: r.bytes()?,
         });
     }
     Ok(GroupValue {
@@ -207,83 +210,6 @@ pub fn decode_group(mut b: &[u8]) -> Result<GroupValue, CodecError> {
         state_timestamp,
         members,
     })
-}
-
-/// Kafka places a group on `__consumer_offsets` partition `Utils.abs(group.hashCode()) % n`.
-pub fn partition_for(group: &str, partitions: i32) -> i32 {
-    let h = group
-        .encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
-    // Kafka's Utils.abs: Math.abs, with MIN_VALUE mapped to 0.
-    let abs = if h == i32::MIN { 0 } else { h.abs() };
-    abs % partitions.max(1)
-}
-
-fn put_str(b: &mut BytesMut, s: &str) {
-    let s = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
-    b.put_i16(s.len() as i16);
-    b.put_slice(s);
-}
-
-fn put_nullable_str(b: &mut BytesMut, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(b, s),
-        None => b.put_i16(-1),
-    }
-}
-
-fn put_bytes(b: &mut BytesMut, bytes: &[u8]) {
-    b.put_i32(bytes.len() as i32);
-    b.put_slice(bytes);
-}
-
-fn get_bytes(b: &mut &[u8]) -> Result<Bytes, CodecError> {
-    let len = get_i32(b)?;
-    if len < 0 {
-        // Nullable on the wire only in theory; Kafka never writes null here.
-        return Ok(Bytes::new());
-    }
-    need(b, len as usize)?;
-    let out = Bytes::copy_from_slice(&b[..len as usize]);
-    b.advance(len as usize);
-    Ok(out)
-}
-
-fn need(b: &[u8], n: usize) -> Result<(), CodecError> {
-    if b.len() < n {
-        return Err(CodecError(format!("needed {n} bytes, {} left", b.len())));
-    }
-    Ok(())
-}
-
-fn get_i16(b: &mut &[u8]) -> Result<i16, CodecError> {
-    need(b, 2)?;
-    Ok(b.get_i16())
-}
-
-fn get_i32(b: &mut &[u8]) -> Result<i32, CodecError> {
-    need(b, 4)?;
-    Ok(b.get_i32())
-}
-
-fn get_i64(b: &mut &[u8]) -> Result<i64, CodecError> {
-    need(b, 8)?;
-    Ok(b.get_i64())
-}
-
-fn get_nullable_str(b: &mut &[u8]) -> Result<Option<String>, CodecError> {
-    let len = get_i16(b)?;
-    if len < 0 {
-        return Ok(None);
-    }
-    need(b, len as usize)?;
-    let s = String::from_utf8(b[..len as usize].to_vec()).map_err(|e| CodecError(e.to_string()))?;
-    b.advance(len as usize);
-    Ok(Some(s))
-}
-
-fn get_str(b: &mut &[u8]) -> Result<String, CodecError> {
-    get_nullable_str(b)?.ok_or_else(|| CodecError("null string".into()))
 }
 
 #[cfg(test)]
@@ -423,12 +349,5 @@ mod tests {
         assert_eq!(g.members[0].rebalance_timeout_ms, 30_000);
         // Truncated member data is an error, not a short member list.
         assert!(decode_group(&kafka_v3[..kafka_v3.len() - 1]).is_err());
-    }
-
-    #[test]
-    fn partitions_like_kafka() {
-        // Java: "my-group".hashCode() == -1906497762; Utils.abs(..) % 50 == 12.
-        assert_eq!(partition_for("my-group", 50), 12);
-        assert_eq!(partition_for("", 50), 0);
     }
 }

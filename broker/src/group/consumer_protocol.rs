@@ -1,32 +1,31 @@
-//! The classic consumer protocol's subscription and assignment encodings
-//! (`ConsumerProtocolSubscription` / `ConsumerProtocolAssignment` v0), used to show KIP-848
+//! The classic consumer protocol's subscription and assignment (`ConsumerProtocolSubscription`
+//! / `ConsumerProtocolAssignment`, kafka-protocol's generated types), used to show KIP-848
 //! members to admin tools that read them through DescribeGroups.
+//!
+//! On the wire each is an int16 version followed by the message in that version. Version 0
+//! is written: every consumer reads it, and the later fields (owned partitions, generation,
+//! rack) say nothing a KIP-848 member has to tell an admin tool.
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use uuid::Uuid;
 
 const VERSION: i16 = 0;
 
-fn put_str(b: &mut BytesMut, s: &str) {
-    let s = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
-    b.put_i16(s.len() as i16);
-    b.put_slice(s);
-}
-
-/// Subscription v0: version, topics, null user data.
+/// Subscription v0: the topics, null user data.
 pub fn subscription(topics: &[String]) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_i16(VERSION);
-    b.put_i32(topics.len() as i32);
-    for t in topics {
-        put_str(&mut b, t);
-    }
-    b.put_i32(-1);
-    b.freeze()
+    let topics = topics
+        .iter()
+        .map(|t| StrBytes::from_string(t.clone()))
+        .collect();
+    encode(&ConsumerProtocolSubscription::default().with_topics(topics))
 }
 
-/// Assignment v0: version, (topic, partitions) pairs, null user data.
+/// Assignment v0: (topic, partitions) pairs by topic name, null user data. Partitions of
+/// topics not in `names` (deleted meanwhile) are left out.
 pub fn assignment(partitions: &BTreeSet<(Uuid, i32)>, names: &BTreeMap<Uuid, String>) -> Bytes {
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (id, p) in partitions {
@@ -34,22 +33,36 @@ pub fn assignment(partitions: &BTreeSet<(Uuid, i32)>, names: &BTreeMap<Uuid, Str
             by_topic.entry(name).or_default().push(*p);
         }
     }
+    let assigned = by_topic
+        .into_iter()
+        .map(|(topic, parts)| {
+            TopicPartition::default()
+                .with_topic(StrBytes::from_string(topic.to_string()).into())
+                .with_partitions(parts)
+        })
+        .collect();
+    encode(&ConsumerProtocolAssignment::default().with_assigned_partitions(assigned))
+}
+
+/// The version, then the message. Encoding fails only on a string longer than `i16::MAX`
+/// bytes, which no topic name is; admin tools then see empty metadata.
+fn encode(message: &impl Encodable) -> Bytes {
     let mut b = BytesMut::new();
     b.put_i16(VERSION);
-    b.put_i32(by_topic.len() as i32);
-    for (topic, parts) in by_topic {
-        put_str(&mut b, topic);
-        b.put_i32(parts.len() as i32);
-        for p in parts {
-            b.put_i32(p);
+    match message.encode(&mut b, VERSION) {
+        Ok(()) => b.freeze(),
+        Err(e) => {
+            tracing::warn!("encoding consumer protocol metadata: {e}");
+            Bytes::new()
         }
     }
-    b.put_i32(-1);
-    b.freeze()
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::Buf;
+    use kafka_protocol::protocol::Decodable;
+
     use super::*;
 
     #[test]
@@ -70,5 +83,30 @@ mod tests {
                 0xff
             ]
         );
+    }
+
+    /// What a consumer reading the version first, then that version's message, gets back.
+    #[test]
+    fn clients_decode_what_is_written() {
+        let mut b = subscription(&["a".into(), "b".into()]);
+        assert_eq!(b.get_i16(), 0);
+        let s = ConsumerProtocolSubscription::decode(&mut b, 0).unwrap();
+        assert_eq!(s.topics, vec![StrBytes::from("a"), StrBytes::from("b")]);
+        assert_eq!(s.user_data, None);
+        assert!(!b.has_remaining());
+
+        let (t, gone) = (Uuid::new_v4(), Uuid::new_v4());
+        let names = BTreeMap::from([(t, "x".to_string())]);
+        let mut b = assignment(&BTreeSet::from([(t, 2), (gone, 0)]), &names);
+        assert_eq!(b.get_i16(), 0);
+        let a = ConsumerProtocolAssignment::decode(&mut b, 0).unwrap();
+        assert_eq!(
+            a.assigned_partitions.len(),
+            1,
+            "the deleted topic is left out"
+        );
+        assert_eq!(&*a.assigned_partitions[0].topic.0, "x");
+        assert_eq!(a.assigned_partitions[0].partitions, vec![2]);
+        assert!(!b.has_remaining());
     }
 }

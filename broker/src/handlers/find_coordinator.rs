@@ -1,5 +1,6 @@
 //! FindCoordinator. A group's coordinator is the leader of the group's `__consumer_offsets`
-//! partition (created through the quorum on first use, replicated), as in Kafka; see `group/coordinator.rs`. Transactional
+//! partition (created through the quorum on first use, replicated), as in Kafka; see
+//! `group/coordinator/`. Transactional
 //! ids (key type 1) work the same way with `__transaction_state` (`txn/coordinator.rs`).
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -7,7 +8,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use crate::context::{str_bytes, Context};
-use crate::group::codec::partition_for;
+use crate::coordinator::partition_for;
 use crate::group::coordinator::{offsets_topic_configs, OFFSETS_TOPIC};
 use crate::handlers::cluster_view::client_endpoint;
 use crate::txn::{txn_topic_configs, TXN_TOPIC};

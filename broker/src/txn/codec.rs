@@ -7,16 +7,28 @@
 //! value is a tombstone (an expired transactional id).
 use std::collections::BTreeSet;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::state::{TxnMetadata, TxnState};
+use crate::coordinator::fields::{put_str, FieldError, Reader};
 
 const KEY_VERSION: i16 = 0;
 const VALUE_VERSION: i16 = 0;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("malformed __transaction_state record: {0}")]
-pub struct CodecError(String);
+pub enum CodecError {
+    #[error("malformed __transaction_state record: {0}")]
+    Field(#[from] FieldError),
+    #[error("malformed __transaction_state record: unknown key version {0}")]
+    KeyVersion(i16),
+    #[error("malformed __transaction_state record: unknown value version {0}")]
+    ValueVersion(i16),
+    /// Flexible (KIP-915): the same fields with compact encodings; Spate writes v0 only.
+    #[error("malformed __transaction_state record: value version 1 is not read")]
+    FlexibleValue,
+    #[error("malformed __transaction_state record: unknown transaction state {0}")]
+    State(i8),
+}
 
 pub fn encode_key(transactional_id: &str) -> Bytes {
     let mut b = BytesMut::new();
@@ -25,10 +37,11 @@ pub fn encode_key(transactional_id: &str) -> Bytes {
     b.freeze()
 }
 
-pub fn decode_key(mut b: &[u8]) -> Result<String, CodecError> {
-    match get_i16(&mut b)? {
-        0 => get_str(&mut b),
-        v => Err(CodecError(format!("unknown key version {v}"))),
+pub fn decode_key(b: &[u8]) -> Result<String, CodecError> {
+    let mut r = Reader::new(b);
+    match r.i16()? {
+        0 => Ok(r.string()?),
+        v => Err(CodecError::KeyVersion(v)),
     }
 }
 
@@ -64,33 +77,29 @@ pub fn encode_value(m: &TxnMetadata) -> Bytes {
     b.freeze()
 }
 
-pub fn decode_value(transactional_id: &str, mut b: &[u8]) -> Result<TxnMetadata, CodecError> {
-    let version = get_i16(&mut b)?;
-    if !(0..=1).contains(&version) {
-        return Err(CodecError(format!("unknown value version {version}")));
+pub fn decode_value(transactional_id: &str, b: &[u8]) -> Result<TxnMetadata, CodecError> {
+    let mut r = Reader::new(b);
+    match r.i16()? {
+        0 => {}
+        1 => return Err(CodecError::FlexibleValue),
+        v => return Err(CodecError::ValueVersion(v)),
     }
-    if version == 1 {
-        // Flexible (KIP-915): the same fields with compact encodings; Spate writes v0 only.
-        return Err(CodecError("value version 1 is not read".into()));
-    }
-    let producer_id = get_i64(&mut b)?;
-    let producer_epoch = get_i16(&mut b)?;
-    let timeout_ms = get_i32(&mut b)?;
-    need(b, 1)?;
-    let state_id = b.get_i8();
-    let state = TxnState::from_id(state_id)
-        .ok_or_else(|| CodecError(format!("unknown transaction state {state_id}")))?;
+    let producer_id = r.i64()?;
+    let producer_epoch = r.i16()?;
+    let timeout_ms = r.i32()?;
+    let state_id = r.i8()?;
+    let state = TxnState::from_id(state_id).ok_or(CodecError::State(state_id))?;
     let mut partitions = BTreeSet::new();
-    let topics = get_i32(&mut b)?;
+    let topics = r.i32()?;
     for _ in 0..topics.max(0) {
-        let topic = get_str(&mut b)?;
-        let n = get_i32(&mut b)?;
+        let topic = r.string()?;
+        let n = r.i32()?;
         for _ in 0..n.max(0) {
-            partitions.insert((topic.clone(), get_i32(&mut b)?));
+            partitions.insert((topic.clone(), r.i32()?));
         }
     }
-    let last_update_ms = get_i64(&mut b)?;
-    let start_ms = get_i64(&mut b)?;
+    let last_update_ms = r.i64()?;
+    let start_ms = r.i64()?;
     Ok(TxnMetadata {
         transactional_id: transactional_id.to_string(),
         producer_id,
@@ -101,44 +110,6 @@ pub fn decode_value(transactional_id: &str, mut b: &[u8]) -> Result<TxnMetadata,
         start_ms,
         last_update_ms,
     })
-}
-
-fn put_str(b: &mut BytesMut, s: &str) {
-    let len = i16::try_from(s.len()).unwrap_or(i16::MAX);
-    b.put_i16(len);
-    b.put_slice(&s.as_bytes()[..len as usize]);
-}
-
-fn need(b: &[u8], n: usize) -> Result<(), CodecError> {
-    if b.len() < n {
-        Err(CodecError(format!("needed {n} bytes, {} left", b.len())))
-    } else {
-        Ok(())
-    }
-}
-
-fn get_i16(b: &mut &[u8]) -> Result<i16, CodecError> {
-    need(b, 2)?;
-    Ok(b.get_i16())
-}
-
-fn get_i32(b: &mut &[u8]) -> Result<i32, CodecError> {
-    need(b, 4)?;
-    Ok(b.get_i32())
-}
-
-fn get_i64(b: &mut &[u8]) -> Result<i64, CodecError> {
-    need(b, 8)?;
-    Ok(b.get_i64())
-}
-
-fn get_str(b: &mut &[u8]) -> Result<String, CodecError> {
-    let len = get_i16(b)?;
-    let len = usize::try_from(len).map_err(|_| CodecError("null string".into()))?;
-    need(b, len)?;
-    let s = String::from_utf8(b[..len].to_vec()).map_err(|e| CodecError(e.to_string()))?;
-    b.advance(len);
-    Ok(s)
 }
 
 #[cfg(test)]

@@ -12,19 +12,16 @@
 //! state change is appended to the partition before it is acted on, so after a restart or a
 //! leadership move the new coordinator replays the partition and finishes what was decided:
 //! transactions found in PrepareCommit/PrepareAbort get their markers (again), open ones time
-//! out. In cluster mode a partition is (re)loaded whenever this broker leads it in a new
-//! leader epoch, lazily on the first request and by the timer.
+//! out. A partition is (re)loaded whenever this broker leads it in a new
+//! leader epoch, lazily on the first request and by the timer (the shared
+//! [`CoordinatorRuntime`]).
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use indexmap::IndexMap;
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use parking_lot::Mutex;
+use kafka_protocol::records::Record;
 
 use super::codec;
 use super::markers;
@@ -32,10 +29,10 @@ use super::state::{EndStep, InitStep, TxnMetadata, TxnState};
 use super::table::{Transition, TxnTable};
 use crate::cluster::{Partition, Registry};
 use crate::context::now_ms;
-use crate::group::codec::partition_for;
+use crate::coordinator::{partition_for, CoordinatorRuntime, PendingWrite, Placement, Shard};
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::producer::Marker;
-use crate::replication::wait::Unreplicated;
+use crate::replication::wait::REPLICATION_TIMEOUT;
 
 pub const TXN_TOPIC: &str = "__transaction_state";
 
@@ -51,7 +48,7 @@ const MARKER_ATTEMPTS: u32 = 5;
 pub struct TxnConfig {
     /// `transaction.state.log.num.partitions`
     pub state_partitions: i32,
-    /// `transaction.state.log.replication.factor` (cluster mode; capped by the brokers).
+    /// `transaction.state.log.replication.factor` (capped by the brokers).
     pub replication_factor: i16,
     /// `transaction.max.timeout.ms`
     pub max_timeout_ms: i32,
@@ -74,28 +71,40 @@ pub fn txn_topic_configs() -> BTreeMap<String, String> {
 }
 
 pub struct TxnCoordinator {
-    registry: Arc<Registry>,
+    runtime: CoordinatorRuntime<TxnShard>,
     groups: Arc<GroupCoordinator>,
     config: TxnConfig,
-    state: Mutex<State>,
 }
 
+/// What the coordinator knows of the transactional ids of the partitions it owns.
 #[derive(Default)]
-struct State {
+struct TxnShard {
     txns: TxnTable,
-    /// `__transaction_state` partitions loaded, with the leader epoch they were loaded in.
-    loaded: BTreeMap<i32, i32>,
-    /// The partition count of `__transaction_state` (0 until it exists).
-    partitions: i32,
     /// When idle transactional ids were last looked for (`now_ms`).
     last_expiry_check: i64,
 }
 
-impl State {
-    fn unload(&mut self, partition: i32) {
-        let count = self.partitions;
-        self.txns.retain(|id| partition_for(id, count) != partition);
-        self.loaded.remove(&partition);
+impl Shard for TxnShard {
+    fn replay(&mut self, _at: Placement, r: &Record) {
+        let Some(key) = r.key.as_deref() else {
+            return;
+        };
+        let id = match codec::decode_key(key) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!("skipping a {TXN_TOPIC} record: {e}");
+                return;
+            }
+        };
+        match r.value.as_deref().map(|v| codec::decode_value(&id, v)) {
+            Some(Ok(m)) => self.txns.load(id, Some(m)),
+            Some(Err(e)) => tracing::warn!("skipping a {TXN_TOPIC} record: {e}"),
+            None => self.txns.load(id, None),
+        }
+    }
+
+    fn unload(&mut self, at: Placement) {
+        self.txns.retain(|id| !at.holds(id));
     }
 }
 
@@ -105,23 +114,24 @@ pub type TxnView = TxnMetadata;
 impl TxnCoordinator {
     /// `__transaction_state` is created through the quorum by the first FindCoordinator for
     /// a transactional id; partitions are loaded as this broker comes to lead them.
-    pub fn open(
-        registry: Arc<Registry>,
-        groups: Arc<GroupCoordinator>,
-        config: TxnConfig,
-    ) -> anyhow::Result<Self> {
+    pub fn open(registry: Arc<Registry>, groups: Arc<GroupCoordinator>, config: TxnConfig) -> Self {
         let coordinator = Self {
-            registry,
+            runtime: CoordinatorRuntime::new(registry, TXN_TOPIC),
             groups,
             config,
-            state: Mutex::new(State::default()),
         };
+        // A partition that fails to load answers COORDINATOR_LOAD_IN_PROGRESS until a later
+        // sync loads it.
         coordinator.sync_ownership();
-        let count = coordinator.state.lock().txns.len();
+        let count = coordinator.runtime.lock().shard.txns.len();
         if count > 0 {
             tracing::info!(transactional_ids = count, "loaded {TXN_TOPIC}");
         }
-        Ok(coordinator)
+        coordinator
+    }
+
+    fn registry(&self) -> &Arc<Registry> {
+        self.runtime.registry()
     }
 
     pub fn config(&self) -> &TxnConfig {
@@ -131,46 +141,7 @@ impl TxnCoordinator {
     /// Loads the partitions of `__transaction_state` this broker leads in a leader epoch not
     /// loaded yet, and forgets the others.
     pub fn sync_ownership(&self) {
-        let Some(topic) = self.registry.topic(TXN_TOPIC) else {
-            return;
-        };
-        let led: BTreeMap<i32, Arc<Partition>> = topic
-            .partitions
-            .iter()
-            .filter(|p| p.is_leader())
-            .map(|p| (p.index, p.clone()))
-            .collect();
-        let mut st = self.state.lock();
-        st.partitions = topic.meta.partitions;
-        let loaded: Vec<(i32, i32)> = st.loaded.iter().map(|(k, v)| (*k, *v)).collect();
-        for (index, epoch) in loaded {
-            if led.get(&index).map(|p| p.leader_epoch()) != Some(epoch) {
-                tracing::info!(
-                    partition = index,
-                    "no longer coordinating {TXN_TOPIC}-{index}"
-                );
-                st.unload(index);
-            }
-        }
-        for (index, p) in &led {
-            let epoch = p.leader_epoch();
-            if st.loaded.get(index) == Some(&epoch) {
-                continue;
-            }
-            st.unload(*index);
-            match load_partition(&mut st, p) {
-                Ok(n) => {
-                    tracing::info!(
-                        partition = index,
-                        epoch,
-                        transactional_ids = n,
-                        "coordinating {TXN_TOPIC}-{index}"
-                    );
-                    st.loaded.insert(*index, epoch);
-                }
-                Err(e) => tracing::error!(partition = index, "loading {TXN_TOPIC}-{index}: {e}"),
-            }
-        }
+        self.runtime.sync_ownership();
     }
 
     /// The `__transaction_state` partition of `id`, if this broker coordinates it now
@@ -179,26 +150,7 @@ impl TxnCoordinator {
         if id.is_empty() {
             return Err(ResponseError::InvalidRequest);
         }
-        let topic = self
-            .registry
-            .topic(TXN_TOPIC)
-            .ok_or(ResponseError::CoordinatorNotAvailable)?;
-        let index = partition_for(id, topic.meta.partitions);
-        let p = topic
-            .partition(index)
-            .ok_or(ResponseError::NotCoordinator)?
-            .clone();
-        if !p.is_leader() {
-            return Err(ResponseError::NotCoordinator);
-        }
-        let loaded = self.state.lock().loaded.get(&index) == Some(&p.leader_epoch());
-        if !loaded {
-            self.sync_ownership();
-            if self.state.lock().loaded.get(&index) != Some(&p.leader_epoch()) {
-                return Err(ResponseError::CoordinatorLoadInProgress);
-            }
-        }
-        Ok(p)
+        self.runtime.owned_partition(id)
     }
 
     /// Appends one `__transaction_state` record for `id`: its metadata, or a tombstone.
@@ -207,54 +159,20 @@ impl TxnCoordinator {
         p: &Arc<Partition>,
         id: &str,
         value: Option<Bytes>,
-    ) -> Result<Option<Unreplicated>, ResponseError> {
-        let now = now_ms();
-        let record = Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: now,
-            key: Some(codec::encode_key(id)),
-            value,
-            headers: IndexMap::new(),
-            delete_horizon: false,
-        };
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &[record],
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| {
-            tracing::error!("encoding a {TXN_TOPIC} record: {e}");
-            ResponseError::UnknownServerError
-        })?;
-        let appended = p.append(buf.freeze(), now).map_err(|e| {
+    ) -> Result<Option<PendingWrite>, ResponseError> {
+        let record = vec![(codec::encode_key(id), value)];
+        let written = self.runtime.append(p, record, now_ms()).map_err(|e| {
             tracing::error!(transactional_id = %id, "writing {TXN_TOPIC}: {e}");
-            if e.code == ResponseError::NotLeaderOrFollower {
-                ResponseError::NotCoordinator
-            } else {
-                ResponseError::CoordinatorNotAvailable
-            }
+            e.code()
         })?;
-        // Followers long-polling this partition fetch the record now, not after their wait.
-        self.registry.notify_append();
-        Ok(Unreplicated::after_append(p, appended.last_offset))
+        Ok(written.pending)
     }
 
     /// Begins the transition of `next.transactional_id` to `next` and writes it. Nothing
     /// acts on it until [`TxnCoordinator::settle`] has seen it replicated.
     fn store(
         &self,
-        st: &mut State,
+        st: &mut TxnShard,
         p: &Arc<Partition>,
         next: TxnMetadata,
     ) -> Result<Pending, ResponseError> {
@@ -266,7 +184,7 @@ impl TxnCoordinator {
     /// Begins a transition and appends its record (metadata or tombstone).
     fn begin_write(
         &self,
-        st: &mut State,
+        st: &mut TxnShard,
         p: &Arc<Partition>,
         id: &str,
         next: Option<TxnMetadata>,
@@ -300,21 +218,24 @@ impl TxnCoordinator {
         } = pending;
         // Dropped while waiting (the task is cancelled): the transition must not stay pending.
         let mut guard = AbandonOnDrop {
-            state: &self.state,
+            runtime: &self.runtime,
             transition: Some(transition),
         };
         let replicated = match wait {
             None => Ok(()),
-            Some(w) => w.wait().await.map_err(|e| match e {
-                ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
-                _ => ResponseError::CoordinatorNotAvailable,
-            }),
+            Some(w) => {
+                let deadline = tokio::time::Instant::now() + REPLICATION_TIMEOUT;
+                w.wait(deadline).await.map_err(|e| match e {
+                    ResponseError::NotCoordinator => ResponseError::NotCoordinator,
+                    _ => ResponseError::CoordinatorNotAvailable,
+                })
+            }
         };
         let Some(transition) = guard.transition.take() else {
             return Err(ResponseError::UnknownServerError);
         };
-        let mut st = self.state.lock();
-        let still_ours = partition.leader_epoch() == epoch && partition.is_leader();
+        let still_ours = self.runtime.owns(&partition, epoch);
+        let st = &mut self.runtime.lock().shard;
         match replicated {
             Ok(()) if still_ours => {
                 st.txns.complete(&transition);
@@ -350,7 +271,7 @@ impl TxnCoordinator {
             let p = self.owner_check(id)?;
             let now = now_ms();
             let step = {
-                let mut st = self.state.lock();
+                let st = &mut self.runtime.lock().shard;
                 let step = st
                     .txns
                     .current(id)?
@@ -359,11 +280,11 @@ impl TxnCoordinator {
                     Some(Err(e)) => return Err(e),
                     Some(Ok(InitStep::Ready(next))) => {
                         let answer = (next.producer_id, next.producer_epoch);
-                        let pending = self.store(&mut st, &p, next)?;
+                        let pending = self.store(st, &p, next)?;
                         Ok((answer, pending))
                     }
                     Some(Ok(InitStep::AbortFirst(next))) => {
-                        let pending = self.store(&mut st, &p, next.clone())?;
+                        let pending = self.store(st, &p, next.clone())?;
                         Err(Some((next, pending)))
                     }
                     Some(Ok(InitStep::NewProducerId)) | None => Err(None),
@@ -391,12 +312,12 @@ impl TxnCoordinator {
                 continue;
             }
             let pid = self
-                .registry
+                .registry()
                 .admin_allocate_producer_id()
                 .await
                 .map_err(|e| e.code)?;
             let pending = {
-                let mut st = self.state.lock();
+                let st = &mut self.runtime.lock().shard;
                 match st.txns.current(id)? {
                     Some(m) if m.state.is_preparing() => {
                         return Err(ResponseError::ConcurrentTransactions)
@@ -405,7 +326,7 @@ impl TxnCoordinator {
                     Some(m) if m.producer_epoch < i16::MAX - 1 => continue,
                     _ => {}
                 }
-                self.store(&mut st, &p, TxnMetadata::new(id, pid, timeout_ms, now_ms()))?
+                self.store(st, &p, TxnMetadata::new(id, pid, timeout_ms, now_ms()))?
             };
             self.settle(pending).await?;
             return Ok((pid, 0));
@@ -424,13 +345,13 @@ impl TxnCoordinator {
     ) -> Result<(), ResponseError> {
         let p = self.owner_check(id)?;
         let pending = {
-            let mut st = self.state.lock();
+            let st = &mut self.runtime.lock().shard;
             let m = st
                 .txns
                 .current(id)?
                 .ok_or(ResponseError::InvalidProducerIdMapping)?;
             match m.add_partitions(producer_id, epoch, partitions, now_ms())? {
-                Some(next) => self.store(&mut st, &p, next)?,
+                Some(next) => self.store(st, &p, next)?,
                 // Already in the committed transaction.
                 None => return Ok(()),
             }
@@ -448,7 +369,7 @@ impl TxnCoordinator {
         partitions: &[(String, i32)],
     ) -> Result<Vec<bool>, ResponseError> {
         self.owner_check(id)?;
-        let st = self.state.lock();
+        let st = &self.runtime.lock().shard;
         let m = st
             .txns
             .get(id)
@@ -463,7 +384,7 @@ impl TxnCoordinator {
     /// The `__consumer_offsets` partition AddOffsetsToTxn adds for `group`.
     pub fn offsets_partition(&self, group: &str) -> (String, i32) {
         let count = self
-            .registry
+            .registry()
             .quorum()
             .metadata()
             .topics
@@ -474,7 +395,7 @@ impl TxnCoordinator {
     }
 
     fn groups_partitions(&self) -> i32 {
-        self.registry.config.group.offsets_partitions
+        self.registry().config.group.offsets_partitions
     }
 
     /// EndTxn: PrepareCommit/PrepareAbort is persisted (the decision), then markers go to
@@ -488,7 +409,7 @@ impl TxnCoordinator {
     ) -> Result<(), ResponseError> {
         let p = self.owner_check(id)?;
         let (next, pending) = {
-            let mut st = self.state.lock();
+            let st = &mut self.runtime.lock().shard;
             let m = st
                 .txns
                 .current(id)?
@@ -496,7 +417,7 @@ impl TxnCoordinator {
             match m.end(producer_id, epoch, commit, now_ms())? {
                 EndStep::AlreadyDone => return Ok(()),
                 EndStep::Prepare(next) => {
-                    let pending = self.store(&mut st, &p, next.clone())?;
+                    let pending = self.store(st, &p, next.clone())?;
                     (next, pending)
                 }
             }
@@ -521,18 +442,13 @@ impl TxnCoordinator {
             Marker::Abort
         };
         let coordinator_epoch = self
-            .registry
-            .topic(TXN_TOPIC)
-            .and_then(|t| {
-                let count = t.meta.partitions;
-                t.partition(partition_for(&prepared.transactional_id, count))
-                    .map(|p| p.leader_epoch())
-            })
-            .unwrap_or(0);
+            .runtime
+            .partition_of(&prepared.transactional_id)
+            .map_or(0, |p| p.leader_epoch());
         let mut remaining: BTreeSet<(String, i32)> = prepared.partitions.clone();
         for attempt in 0..MARKER_ATTEMPTS {
             remaining = markers::write_markers(
-                &self.registry,
+                self.registry(),
                 &self.groups,
                 prepared.producer_id,
                 prepared.producer_epoch,
@@ -553,7 +469,7 @@ impl TxnCoordinator {
             return false;
         };
         let pending = {
-            let mut st = self.state.lock();
+            let st = &mut self.runtime.lock().shard;
             let current = st.txns.get(&prepared.transactional_id);
             if current.map(|m| (m.producer_id, m.producer_epoch, m.state))
                 != Some((
@@ -566,7 +482,7 @@ impl TxnCoordinator {
                 return true;
             }
             let done = prepared.complete(now_ms());
-            match self.store(&mut st, &p, done) {
+            match self.store(st, &p, done) {
                 Ok(pending) => pending,
                 Err(_) => return false,
             }
@@ -581,7 +497,7 @@ impl TxnCoordinator {
         self.sync_ownership();
         let now = now_ms();
         let expiry_due = {
-            let mut st = self.state.lock();
+            let st = &mut self.runtime.lock().shard;
             let due = now - st.last_expiry_check >= self.config.remove_expired_interval_ms;
             if due {
                 st.last_expiry_check = now;
@@ -593,19 +509,19 @@ impl TxnCoordinator {
         }
         let mut work: Vec<(TxnMetadata, Option<Pending>)> = Vec::new();
         {
-            let ids: Vec<String> = self.state.lock().txns.ids();
+            let ids: Vec<String> = self.runtime.lock().shard.txns.ids();
             for id in ids {
                 let Ok(p) = self.owner_check(&id) else {
                     continue;
                 };
-                let mut st = self.state.lock();
+                let st = &mut self.runtime.lock().shard;
                 // A transition being replicated is someone else's to finish.
                 let Ok(Some(m)) = st.txns.current(&id) else {
                     continue;
                 };
                 if let Some(next) = m.timed_out(now) {
                     tracing::info!(transactional_id = %id, producer_id = next.producer_id, "aborting a transaction that timed out");
-                    if let Ok(pending) = self.store(&mut st, &p, next.clone()) {
+                    if let Ok(pending) = self.store(st, &p, next.clone()) {
                         work.push((next, Some(pending)));
                     }
                 } else if m.state.is_preparing() && now - m.last_update_ms >= MARKER_RETRY_MS {
@@ -631,7 +547,7 @@ impl TxnCoordinator {
     async fn remove_expired(&self, now: i64) {
         let expiration = self.config.id_expiration_ms;
         let candidates: Vec<String> = {
-            let st = self.state.lock();
+            let st = &self.runtime.lock().shard;
             st.txns
                 .values()
                 .filter(|m| m.is_expired(now, expiration))
@@ -643,7 +559,7 @@ impl TxnCoordinator {
                 continue;
             };
             let pending = {
-                let mut st = self.state.lock();
+                let st = &mut self.runtime.lock().shard;
                 // It may have been used since the scan.
                 if !st
                     .txns
@@ -652,7 +568,7 @@ impl TxnCoordinator {
                 {
                     continue;
                 }
-                match self.begin_write(&mut st, &p, &id, None, None) {
+                match self.begin_write(st, &p, &id, None, None) {
                     Ok(pending) => pending,
                     Err(_) => continue,
                 }
@@ -666,8 +582,9 @@ impl TxnCoordinator {
     /// DescribeTransactions.
     pub fn describe(&self, id: &str) -> Result<TxnView, ResponseError> {
         self.owner_check(id)?;
-        self.state
+        self.runtime
             .lock()
+            .shard
             .txns
             .get(id)
             .cloned()
@@ -677,7 +594,7 @@ impl TxnCoordinator {
     /// ListTransactions: every id coordinated here, optionally filtered by state names and
     /// producer ids (empty filters match everything).
     pub fn list(&self, states: &[String], producer_ids: &[i64]) -> Vec<TxnView> {
-        let st = self.state.lock();
+        let st = &self.runtime.lock().shard;
         let mut out: Vec<TxnView> = st
             .txns
             .values()
@@ -692,14 +609,14 @@ impl TxnCoordinator {
 
 /// Abandons a transition whose wait was cancelled before it settled.
 struct AbandonOnDrop<'a> {
-    state: &'a Mutex<State>,
+    runtime: &'a CoordinatorRuntime<TxnShard>,
     transition: Option<Transition>,
 }
 
 impl Drop for AbandonOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(t) = self.transition.take() {
-            self.state.lock().txns.abandon(&t);
+            self.runtime.lock().shard.txns.abandon(&t);
         }
     }
 }
@@ -708,47 +625,139 @@ impl Drop for AbandonOnDrop<'_> {
 struct Pending {
     transition: Transition,
     /// `None` when the append is final (no followers).
-    wait: Option<Unreplicated>,
+    wait: Option<PendingWrite>,
     partition: Arc<Partition>,
     /// The leader epoch it was written in: a transition outlives no change of coordinator.
     epoch: i32,
 }
 
-/// Replays one `__transaction_state` partition into `st`; returns how many ids it holds.
-fn load_partition(st: &mut State, p: &Partition) -> anyhow::Result<usize> {
-    let (mut offset, end) = p.replay_range()?;
-    let mut seen = BTreeSet::new();
-    while offset < end {
-        let chunk = p.read(offset, 4 * 1024 * 1024)?;
-        if chunk.is_empty() {
-            break;
-        }
-        let metas = spate_log::parse_batches(&chunk)?;
-        let Some(last) = metas.last() else { break };
-        offset = last.last_offset() + 1;
-        let mut buf = chunk.clone();
-        for set in RecordBatchDecoder::decode_all(&mut buf)? {
-            for r in set.records {
-                let Some(key) = r.key.as_deref() else {
-                    continue;
-                };
-                let id = match codec::decode_key(key) {
-                    Ok(id) => id,
-                    Err(e) => {
-                        tracing::warn!("skipping a {TXN_TOPIC} record: {e}");
-                        continue;
-                    }
-                };
-                match r.value.as_deref().map(|v| codec::decode_value(&id, v)) {
-                    Some(Ok(m)) => {
-                        seen.insert(id.clone());
-                        st.txns.load(id, Some(m));
-                    }
-                    Some(Err(e)) => tracing::warn!("skipping a {TXN_TOPIC} record: {e}"),
-                    None => st.txns.load(id, None),
-                }
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::coordinator::{test_registry, Ownership};
+
+    const TIMEOUT_MS: i32 = 60_000;
+
+    /// A single node's registry in `dir` with a one-partition topic `t` for transactions.
+    fn registry(dir: &Path) -> Arc<Registry> {
+        let registry = test_registry(dir);
+        registry.create_topic("t", 1, 1, BTreeMap::new()).unwrap();
+        registry
     }
-    Ok(seen.len())
+
+    fn groups(registry: &Arc<Registry>) -> Arc<GroupCoordinator> {
+        let config = registry.config.group.clone();
+        Arc::new(GroupCoordinator::open(registry.clone(), config).unwrap())
+    }
+
+    /// A coordinator that replays `__transaction_state` from the log, as after a restart.
+    fn open(registry: &Arc<Registry>, config: TxnConfig) -> TxnCoordinator {
+        TxnCoordinator::open(registry.clone(), groups(registry), config).unwrap()
+    }
+
+    fn state(txn: &TxnCoordinator, id: &str) -> Result<(i64, i16, TxnState, usize), ResponseError> {
+        txn.describe(id)
+            .map(|m| (m.producer_id, m.producer_epoch, m.state, m.partitions.len()))
+    }
+
+    #[tokio::test]
+    async fn a_transactional_ids_state_survives_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path());
+        let config = registry.config.txn.clone();
+        let txn = open(&registry, config.clone());
+        let (pid, epoch) = txn.init_producer_id("tx", TIMEOUT_MS, None).await.unwrap();
+        assert_eq!(epoch, 0);
+        let t0 = [("t".to_string(), 0)];
+        txn.add_partitions("tx", pid, 0, &t0).await.unwrap();
+
+        // Reloaded mid-transaction: still open, with its partition.
+        let txn = open(&registry, config.clone());
+        assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::Ongoing, 1)));
+        assert_eq!(txn.verify_partitions("tx", pid, 0, &t0), Ok(vec![true]));
+        txn.end_txn("tx", pid, 0, true).await.unwrap();
+        assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::CompleteCommit, 0)));
+
+        // Reloaded after the commit: the next InitProducerId bumps the epoch it left.
+        let txn = open(&registry, config);
+        assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::CompleteCommit, 0)));
+        assert_eq!(
+            txn.init_producer_id("tx", TIMEOUT_MS, None).await,
+            Ok((pid, 1))
+        );
+        assert_eq!(
+            txn.end_txn("tx", pid, 0, true).await,
+            Err(ResponseError::ProducerFenced)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_transactional_id_stays_forgotten_after_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path());
+        let config = TxnConfig {
+            id_expiration_ms: 0,
+            remove_expired_interval_ms: 0,
+            ..registry.config.txn.clone()
+        };
+        let txn = open(&registry, config.clone());
+        let (pid, _) = txn
+            .init_producer_id("idle", TIMEOUT_MS, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            state(&open(&registry, config.clone()), "idle"),
+            Ok((pid, 0, TxnState::Empty, 0))
+        );
+        // Idle (no transaction open) past the expiration: the timer tombstones it.
+        txn.tick().await;
+        assert_eq!(
+            state(&txn, "idle"),
+            Err(ResponseError::TransactionalIdNotFound)
+        );
+        let txn = open(&registry, config);
+        assert_eq!(
+            state(&txn, "idle"),
+            Err(ResponseError::TransactionalIdNotFound)
+        );
+        assert!(txn.list(&[], &[]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn ids_move_with_the_leadership_of_their_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path());
+        // Cluster mode's ownership over a local log: the partitions this broker leads.
+        registry
+            .create_internal_topic(TXN_TOPIC, 1, txn_topic_configs())
+            .unwrap();
+        let runtime =
+            CoordinatorRuntime::with_ownership(registry.clone(), TXN_TOPIC, Ownership::Led);
+        let config = registry.config.txn.clone();
+        let txn = TxnCoordinator::open_with(runtime, groups(&registry), config).unwrap();
+        let p = registry.topic(TXN_TOPIC).unwrap().partitions[0].clone();
+
+        assert_eq!(
+            txn.init_producer_id("tx", TIMEOUT_MS, None).await,
+            Err(ResponseError::NotCoordinator)
+        );
+        // Led now: loaded on first use, without waiting for the timer.
+        p.become_leader(1).unwrap();
+        let (pid, _) = txn.init_producer_id("tx", TIMEOUT_MS, None).await.unwrap();
+        assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::Empty, 0)));
+
+        // Another broker leads: nothing is answered or listed from here.
+        p.become_follower();
+        txn.sync_ownership();
+        assert_eq!(state(&txn, "tx"), Err(ResponseError::NotCoordinator));
+        assert!(txn.list(&[], &[]).is_empty());
+
+        // Leading again in a new epoch: replayed from the log.
+        p.become_leader(2).unwrap();
+        txn.sync_ownership();
+        assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::Empty, 0)));
+        assert_eq!(txn.list(&[], &[]).len(), 1);
+    }
 }

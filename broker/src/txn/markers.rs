@@ -1,6 +1,6 @@
 //! Transaction markers: the commit or abort control batch the coordinator writes to every
 //! partition of a transaction (`WriteTxnMarkers` semantics). Partitions this broker leads are
-//! written in process; in cluster mode the others get a WriteTxnMarkers request (API 27) at
+//! written in process; the others get a WriteTxnMarkers request (API 27) at
 //! their leader, which runs `write_local` there.
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -83,7 +83,7 @@ pub async fn write_markers(
     partitions: &BTreeSet<(String, i32)>,
 ) -> BTreeSet<(String, i32)> {
     let mut remaining = BTreeSet::new();
-    // Cluster mode: partitions led elsewhere, by leader.
+    // Partitions led elsewhere, by leader.
     let mut remote: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
     let mut unreplicated = Vec::new();
     for (topic, partition) in partitions {

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
 
 use crate::cluster::broker_rpc::{endpoint, Call};
 use crate::context::{str_bytes, topic_name, Context};
-use crate::group::codec::partition_for;
+use crate::coordinator::partition_for;
 use crate::txn::TXN_TOPIC;
 
 /// The first AddPartitionsToTxn version with `verify_only` (brokers only).
