@@ -61,6 +61,7 @@ LAUNCHER='public final class GracefulKafka {
   }
 }'
 
+# shellcheck disable=SC2016  # ${env:...} is log4j2's lookup, not the shell's
 LOG4J2='status = warn
 appender.console.type = Console
 appender.console.name = STDOUT
