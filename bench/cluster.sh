@@ -10,7 +10,7 @@
 # PROBE_PROPS (extra failover-probe producer properties, "k=v k2=v2").
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-for t in java javac mvn ip python3 uptime; do
+for t in java javac ip python3 uptime; do
   command -v "$t" >/dev/null || { echo "cluster.sh: $t not found on PATH" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "cluster.sh: needs root (network namespaces)" >&2; exit 1; }

@@ -100,33 +100,24 @@ def wait_until(what, pred, timeout, interval=0.2):
 
 
 # ------------------------------------------------------------------ jars + classes
-def prepare_java(work: Path) -> list[str]:
-    pom = BENCH / "pom.xml"
-    version = re.search(r"<kafka.version>(.*)</kafka.version>", pom.read_text()).group(1)
-    h = hashlib.sha256(pom.read_bytes()).hexdigest()[:12]
-    cache = Path(os.environ.get("SPATE_CACHE", Path.home() / ".cache" / "spate"))
-    jars = cache / "bench-jars" / f"kafka-{version}-{h}"
-    if not (jars / ".complete").exists():
-        log(f"fetching Kafka {version} jars from Maven Central into {jars}")
-        (cache / "bench-jars").mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=cache / "bench-jars", prefix=".tmp."))
-        r = subprocess.run(["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-                            "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            sys.exit(f"mvn failed:\n{r.stdout}\n{r.stderr}")
-        (tmp / ".complete").touch()
-        shutil.rmtree(jars, ignore_errors=True)
-        tmp.rename(jars)
+KAFKA_SH = REPO / "scripts" / "apache-kafka.sh"
+
+
+def prepare_java(work: Path) -> str:
+    """Compiles the bench's Java clients against the Kafka jars (fetched by scripts/apache-kafka.sh
+    on first use) and returns the classpath of the tools."""
+    global KAFKA_VERSION
+    KAFKA_VERSION = sh(str(KAFKA_SH), "version").stdout.strip()
+    r = subprocess.run([str(KAFKA_SH), "classpath"], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"scripts/apache-kafka.sh classpath failed:\n{r.stderr}")
+    jars = r.stdout.strip()
     classes = work / "classes"
     classes.mkdir(exist_ok=True)
     src = BENCH / "src/main/java/dev/spate/bench"
-    sh("javac", "-nowarn", "-cp", f"{jars}/*", "-d", str(classes),
+    sh("javac", "-nowarn", "-cp", jars, "-d", str(classes),
        str(src / "BenchClient.java"), str(src / "FailoverProbe.java"))
-    global KAFKA_VERSION
-    KAFKA_VERSION = version
-    return [f"{jars}/*:{classes}", version]
+    return f"{jars}:{classes}"
 
 
 KAFKA_VERSION = "?"
@@ -188,6 +179,7 @@ def heal(victim: int):
 # ------------------------------------------------------------------ clusters
 class Cluster:
     system = "?"
+    binary: Path  # takes spate-broker's command line
 
     def __init__(self, root: Path, fd: dict[str, str]):
         self.root = root
@@ -199,11 +191,20 @@ class Cluster:
     def bootstrap(self) -> str:
         return ",".join(f"{addr(i)}:{KAFKA_PORT}" for i in range(1, N + 1))
 
-    def argv(self, i: int) -> list[str]:
+    def settings(self, i: int) -> dict[str, str]:
         raise NotImplementedError
 
-    def prepare(self):
-        pass
+    def argv(self, i: int) -> list[str]:
+        """Both systems' nodes take spate-broker's command line (Kafka's through
+        scripts/apache-kafka.sh, which execs the JVM: the pid is the broker's either way)."""
+        a = [str(self.binary), "--node-id", str(i), "--listen", f"{addr(i)}:{KAFKA_PORT}",
+             "--data-dir", str(self.root / f"d{i}")]
+        for k, v in self.settings(i).items():
+            a += ["--set", f"{k}={v}"]
+        return a
+
+    def voters(self) -> str:
+        return ",".join(f"{j}@{addr(j)}:{CTRL_PORT}" for j in range(1, N + 1))
 
     def start_node(self, i: int):
         p = self.procs[i]
@@ -219,7 +220,6 @@ class Cluster:
         logf.close()
 
     def start(self):
-        self.prepare()
         for i in self.procs:
             self.start_node(i)
 
@@ -286,15 +286,9 @@ class SpateCluster(Cluster):
         super().__init__(root, fd)
         self.binary = binary
 
-    def argv(self, i):
-        voters = ",".join(f"{j}@{addr(j)}:{CTRL_PORT}" for j in range(1, N + 1))
-        settings = {"controller.quorum.voters": voters, "replication.enable": "true",
-                    "http.listeners": f"{addr(i)}:{HTTP_PORT}", **self.fd}
-        a = [str(self.binary), "--node-id", str(i), "--listen", f"{addr(i)}:{KAFKA_PORT}",
-             "--data-dir", str(self.root / f"d{i}")]
-        for k, v in settings.items():
-            a += ["--set", f"{k}={v}"]
-        return a
+    def settings(self, i):
+        return {"controller.quorum.voters": self.voters(), "replication.enable": "true",
+                "http.listeners": f"{addr(i)}:{HTTP_PORT}", **self.fd}
 
     def settings_desc(self) -> str:
         return " ".join(f"--set {k}={v}" for k, v in
@@ -306,48 +300,15 @@ KAFKA_HEAP = os.environ.get("KAFKA_HEAP_OPTS", "-Xmx1G -Xms1G")
 
 
 class KafkaCluster(Cluster):
+    """Combined KRaft nodes with static voters. scripts/apache-kafka.sh formats each data dir on
+    its first start (one cluster id for all), gives the internal topics 3 replicas (2 in sync
+    for transactions) and runs Kafka with the JVM flags of bin/kafka-server-start.sh, the heap
+    from KAFKA_HEAP_OPTS."""
     system = "kafka"
+    binary = KAFKA_SH
 
-    def props(self, i) -> str:
-        voters = ",".join(f"{j}@{addr(j)}:{CTRL_PORT}" for j in range(1, N + 1))
-        lines = [
-            "process.roles=broker,controller",
-            f"node.id={i}",
-            f"controller.quorum.voters={voters}",
-            f"listeners=PLAINTEXT://{addr(i)}:{KAFKA_PORT},CONTROLLER://{addr(i)}:{CTRL_PORT}",
-            f"advertised.listeners=PLAINTEXT://{addr(i)}:{KAFKA_PORT}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"log.dirs={self.root / f'd{i}'}",
-            "num.partitions=1",
-            "default.replication.factor=3",
-            "offsets.topic.replication.factor=3",
-            "transaction.state.log.replication.factor=3",
-            "transaction.state.log.min.isr=2",
-            "share.coordinator.state.topic.replication.factor=3",
-            "share.coordinator.state.topic.min.isr=2",
-            "group.initial.rebalance.delay.ms=0",
-        ]
-        lines += [f"{k}={v}" for k, v in self.fd.items()]
-        return "\n".join(lines) + "\n"
-
-    def prepare(self):
-        cid = sh("java", LOG4J, "-cp", CP, "kafka.tools.StorageTool", "random-uuid").stdout.strip().splitlines()[-1]
-        for i in range(1, N + 1):
-            conf = self.root / f"server-{i}.properties"
-            conf.write_text(self.props(i))
-            r = sh("java", LOG4J, "-cp", CP, "kafka.tools.StorageTool", "format", "-t", cid,
-                   "-c", str(conf), check=False)
-            if r.returncode != 0:
-                raise RuntimeError(f"kafka storage format failed: {r.stdout}{r.stderr}")
-
-    def argv(self, i):
-        # JVM flags as bin/kafka-server-start.sh + kafka-run-class.sh use by default.
-        return ["java", *KAFKA_HEAP.split(), "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
-                "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true", "-Dbench.log.level=INFO",
-                LOG4J, "-cp", CP, "kafka.Kafka", str(self.root / f"server-{i}.properties")]
+    def settings(self, i):
+        return {"controller.quorum.voters": self.voters(), "default.replication.factor": "3", **self.fd}
 
 
 # ------------------------------------------------------------------ admin helpers (librdkafka)
@@ -864,7 +825,7 @@ def main():
     atexit.register(cleanup)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     global CP
-    CP, _ = prepare_java(work)
+    CP = prepare_java(work)
 
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     load_start = loadavg()

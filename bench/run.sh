@@ -5,12 +5,13 @@
 #
 # Environment:
 #   SPATE_BROKER_BIN  Spate binary (default <repo>/target/release/spate-broker)
-#   SPATE_CACHE       per-machine cache root (default $HOME/.cache/spate); jars go to
-#                     $SPATE_CACHE/bench-jars/<pom hash>/
+#   SPATE_CACHE       per-machine cache root (default $HOME/.cache/spate), where
+#                     scripts/apache-kafka.sh keeps the Kafka jars
 #   BENCH_TMPDIR      where the temporary work dir is made (default /tmp)
 #   BENCH_RECORDS     override the record count of the throughput tests
 #   SPATE_EXTRA_ARGS  extra arguments for spate-broker (e.g. "--set log.flush.interval.ms=...")
-#   KAFKA_HEAP_OPTS   Kafka broker heap (default "-Xmx1G -Xms1G", as kafka-server-start.sh)
+#   KAFKA_HEAP_OPTS   Kafka broker heap (default "-Xmx1G -Xms1G", as kafka-server-start.sh;
+#                     read by scripts/apache-kafka.sh)
 #   PRODUCER_PROPS    extra producer properties for every produce test ("k=v k2=v2")
 set -euo pipefail
 
@@ -53,7 +54,7 @@ CACHE_ROOT=${SPATE_CACHE:-$HOME/.cache/spate}
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-for t in java javac mvn timeout awk; do
+for t in java javac timeout awk; do
   command -v "$t" >/dev/null || die "$t not found on PATH"
 done
 JAVA_MAJOR=$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/{print $2}')
@@ -77,31 +78,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# ---------------------------------------------------------------- jars (Maven Central, cached)
-KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$BENCH_DIR/pom.xml")
-POM_HASH=$(sha256sum "$BENCH_DIR/pom.xml" | cut -c1-12)
-JAR_DIR=$CACHE_ROOT/bench-jars/kafka-$KAFKA_VERSION-$POM_HASH
-if [ ! -f "$JAR_DIR/.complete" ]; then
-  log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $JAR_DIR"
-  mkdir -p "$CACHE_ROOT/bench-jars"
-  tmpjars=$(mktemp -d "$CACHE_ROOT/bench-jars/.tmp.XXXXXX")
-  if ! mvn -B -q -f "$BENCH_DIR/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$tmpjars" >"$WORK/mvn.log" 2>&1; then
-    cat "$WORK/mvn.log" >&2; rm -rf "$tmpjars"; die "mvn dependency:copy-dependencies failed"
-  fi
-  touch "$tmpjars/.complete"
-  rm -rf "$JAR_DIR"; mv "$tmpjars" "$JAR_DIR"
-fi
-for j in "kafka_2.13-$KAFKA_VERSION.jar" "kafka-tools-$KAFKA_VERSION.jar" "kafka-clients-$KAFKA_VERSION.jar"; do
-  [ -f "$JAR_DIR/$j" ] || die "$j missing from $JAR_DIR (delete that dir to refetch)"
-done
+# ---------------------------------------------------------------- Kafka jars (Maven Central, cached)
+KAFKA_SH=$REPO_DIR/scripts/apache-kafka.sh
+export SPATE_CACHE=$CACHE_ROOT
+KAFKA_VERSION=$("$KAFKA_SH" version)
+KAFKA_CP=$("$KAFKA_SH" classpath) || die "scripts/apache-kafka.sh could not fetch Kafka $KAFKA_VERSION"
 
 # The group-less consumer / topic helper, compiled fresh each run (a second or two).
 mkdir -p "$WORK/classes"
-javac -nowarn -cp "$JAR_DIR/*" -d "$WORK/classes" \
+javac -nowarn -cp "$KAFKA_CP" -d "$WORK/classes" \
   "$BENCH_DIR/src/main/java/dev/spate/bench/BenchClient.java" || die "javac failed"
 
-CP="$JAR_DIR/*:$WORK/classes"
+CP="$KAFKA_CP:$WORK/classes"
 LOG4J="-Dlog4j2.configurationFile=$BENCH_DIR/conf/log4j2.properties"
 TOOL_JAVA=(java -Xmx512M -XX:+UseG1GC -Djava.awt.headless=true "$LOG4J" -cp "$CP")
 
@@ -186,60 +174,18 @@ stop_broker() {
   SAMPLER_PID=""
 }
 
-start_kafka() {
-  local dir=$WORK/kafka port cport
-  port=$(free_port); cport=$(free_port)
-  while [ "$cport" = "$port" ]; do cport=$(free_port); done
-  mkdir -p "$dir/data"
-  cat >"$dir/server.properties" <<EOF
-# Single combined KRaft node (broker + controller). Everything not listed is Kafka's
-# default, in particular the flush policy: no log.flush.interval.messages/ms, so Kafka
-# never fsyncs per message and leaves flushing to the OS (and segment roll/shutdown).
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$dir/data
-num.partitions=1
-default.replication.factor=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-EOF
-  local cluster_id
-  cluster_id=$(java "$LOG4J" -cp "$CP" kafka.tools.StorageTool random-uuid | tail -n 1) || true
-  if ! java "$LOG4J" -cp "$CP" kafka.tools.StorageTool format -t "$cluster_id" \
-      -c "$dir/server.properties" >"$dir/format.log" 2>&1; then
-    cat "$dir/format.log" >&2
-    BROKER_LOG=$dir/format.log
-    WAIT_FAIL="storage format failed (cluster id '$cluster_id')"
-    return 1
-  fi
-  # JVM flags as bin/kafka-server-start.sh + bin/kafka-run-class.sh use by default.
-  # shellcheck disable=SC2086
-  java ${KAFKA_HEAP_OPTS:--Xmx1G -Xms1G} -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 \
-    -Djava.awt.headless=true -Dbench.log.level=INFO "$LOG4J" -cp "$CP" \
-    kafka.Kafka "$dir/server.properties" >"$dir/broker.log" 2>&1 &
-  BROKER_PID=$!
-  BOOTSTRAP=127.0.0.1:$port
-  BROKER_LOG=$dir/broker.log
-}
-
-start_spate() {
-  local dir=$WORK/spate port
+# start_broker NAME BINARY [ARGS...]: both brokers are started through spate-broker's command
+# line. Kafka's is scripts/apache-kafka.sh: a single combined KRaft node (broker + controller)
+# with Kafka's JVM flags and Kafka's defaults but for the internal topics' replication factors,
+# in particular its flush policy: no log.flush.interval.messages/ms, so Kafka never fsyncs per
+# message and leaves flushing to the OS (and segment roll/shutdown). Either way BROKER_PID is
+# the broker process itself (the script execs the JVM), so RSS and CPU time are the broker's.
+start_broker() {
+  local dir=$WORK/$1 bin=$2 port
+  shift 2
   port=$(free_port)
   mkdir -p "$dir/data"
-  # shellcheck disable=SC2086
-  "$SPATE_BIN" --listen "127.0.0.1:$port" --data-dir "$dir/data" ${SPATE_EXTRA_ARGS:-} \
-    >"$dir/broker.log" 2>&1 &
+  "$bin" --listen "127.0.0.1:$port" --data-dir "$dir/data" "$@" >"$dir/broker.log" 2>&1 &
   BROKER_PID=$!
   BOOTSTRAP=127.0.0.1:$port
   BROKER_LOG=$dir/broker.log
@@ -426,12 +372,10 @@ bench_broker() {
       add_row spate "all" "SKIPPED (no binary)" "-" "-" "-" "-" "-"
       return 0
     fi
-    start_spate
-  elif ! start_kafka; then
-    log "  kafka: $WAIT_FAIL"
-    NOTES+=("kafka: $WAIT_FAIL; last line: \`$(tail -n 1 "$BROKER_LOG" | cut -c1-200)\`")
-    add_row kafka "startup" "FAILED ($WAIT_FAIL)" "-" "-" "-" "-" "-"
-    return 0
+    # shellcheck disable=SC2086  # SPATE_EXTRA_ARGS is a list of arguments
+    start_broker spate "$SPATE_BIN" ${SPATE_EXTRA_ARGS:-}
+  else
+    start_broker kafka "$KAFKA_SH"
   fi
   log "  started pid $BROKER_PID, waiting for $BOOTSTRAP"
   if ! wait_port "${BOOTSTRAP##*:}" "$BROKER_PID"; then

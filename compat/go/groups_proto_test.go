@@ -4,7 +4,7 @@ package compat
 // client, which picks the highest version both sides support and routes
 // group requests to the coordinator), plus a real group consumer pinned to
 // older protocol versions. Expectations checked against Apache Kafka 3.9.1
-// (refkafka/kafka-as-spate.sh).
+// (scripts/apache-kafka.sh; see README.md for what differs on Kafka 4).
 
 import (
 	"context"

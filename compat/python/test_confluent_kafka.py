@@ -1076,7 +1076,8 @@ def test_create_topic_bad_arguments(broker, partitions, rf, code):
 
 def test_min_insync_replicas_above_replication_factor(broker):
     """RF=1 with min.insync.replicas=2. Kafka 3.x caps the effective min ISR at the number of
-    replicas (Partition.effectiveMinIsr), so acks=all is accepted (checked on Kafka 3.7.1)."""
+    replicas (Partition.effectiveMinIsr), so acks=all is accepted (checked on Kafka 3.7.1 and
+    4.4.0)."""
     topic = unique_topic("isr")
     a = admin(broker)
     create_topic(a, topic, 1, config={"min.insync.replicas": "2"})

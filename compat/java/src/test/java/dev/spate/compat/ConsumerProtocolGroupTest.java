@@ -60,9 +60,9 @@ import org.junit.jupiter.api.Timeout;
  * members are driven from the test thread by polling each in turn until a condition holds or a
  * deadline passes. The killed member is a {@code java} subprocess running {@link ChildMember}.
  *
- * <p>Against the Apache Kafka stand-in (a binary path ending in {@code .sh}) the minimum heartbeat
- * interval and session timeout are lowered too, since Kafka refuses to start with an interval or
- * session timeout below them (spate-broker rejects those keys as unknown).
+ * <p>Against Apache Kafka (scripts/apache-kafka.sh, a binary path ending in {@code .sh}) the
+ * minimum heartbeat interval and session timeout are lowered too, since Kafka refuses to start
+ * with an interval or session timeout below them (spate-broker rejects those keys as unknown).
  */
 @Timeout(value = 150, unit = TimeUnit.SECONDS)
 class ConsumerProtocolGroupTest extends BrokerTestBase {
