@@ -287,13 +287,13 @@ class SpateCluster(Cluster):
         self.binary = binary
 
     def settings(self, i):
-        return {"controller.quorum.voters": self.voters(), "replication.enable": "true",
+        return {"controller.quorum.voters": self.voters(),
                 "http.listeners": f"{addr(i)}:{HTTP_PORT}", **self.fd}
 
     def settings_desc(self) -> str:
         return " ".join(f"--set {k}={v}" for k, v in
                         {"controller.quorum.voters": "1@10.202.0.11:9093,...",
-                         "replication.enable": "true", **self.fd}.items())
+                         **self.fd}.items())
 
 
 KAFKA_HEAP = os.environ.get("KAFKA_HEAP_OPTS", "-Xmx1G -Xms1G")
@@ -674,7 +674,7 @@ def report(results: dict, args, started: str, load_start: str, spate_desc: str) 
     L.append("- network: each broker in its own network namespace (10.202.0.11-13, veth + bridge); clients in the root namespace")
     L.append(f"- Kafka: org.apache.kafka:kafka_2.13:{KAFKA_VERSION}, 3 combined KRaft nodes (process.roles=broker,controller, "
              f"static controller.quorum.voters), heap `{KAFKA_HEAP}` each, G1 flags of kafka-run-class.sh, default flush policy (no fsync)")
-    L.append(f"- Spate: {spate_desc}; 3 combined voter+broker nodes, `replication.enable=true`, default flush policy "
+    L.append(f"- Spate: {spate_desc}; 3 combined voter+broker nodes, default flush policy "
              "(`log.flush.interval.ms=1000`: fsync at most once a second — more than Kafka does)")
     L.append(f"- topics: replication factor 3, `min.insync.replicas=2`; client: kafka-tools/kafka-clients {KAFKA_VERSION}, "
              f"{sh('java', '-version', check=False).stderr.splitlines()[0]}")
