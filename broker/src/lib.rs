@@ -8,7 +8,13 @@
 //! - `cluster/`   — topics, partitions, topic configs and names, mirrored from the metadata
 //!   quorum (`quorum.rs`, `applier.rs`; a single node is the quorum's one voter); every
 //!   metadata change goes through `admin/`.
-//! - `producer/`  — idempotent producer ids and per-partition sequence state.
+//! - `replication/` — replication between brokers: follower fetchers, the leader's side of
+//!   their fetches, ISR upkeep, step-down without a session, the wait for in-sync replicas,
+//!   throttles.
+//! - `controller/` — the controller's duties (fencing, preferred leaders, reassignments) and
+//!   [`Controller`], a controller-only node (`process.roles=controller`) with no Kafka
+//!   listener; [`Broker`] below is every other node.
+//! - `producer/`  — per-partition idempotent sequence state and open transactions.
 //! - `coordinator/` — the runtime the group and transaction coordinators share: which
 //!   partitions of their topic this broker owns at which leader epoch, loading them by
 //!   replaying the log, and appending a change then waiting for the in-sync replicas; the
@@ -18,9 +24,8 @@
 //!   file per job (membership, offsets, transactional offsets, admin, the replayed store).
 //! - `txn/`       — the transaction coordinator, durable in `__transaction_state`, and
 //!   transaction markers.
-//! - `observability/` — Prometheus metrics and the HTTP health endpoints (warp).
-//! - `controller.rs` — a controller-only node (`process.roles=controller`): a metadata voter
-//!   and controller with no Kafka listener; [`Broker`] below is every other node.
+//! - `observability/` — Prometheus metrics, the HTTP health endpoints (warp), the log and
+//!   trace subscriber; `trace_context.rs` carries W3C trace context between brokers.
 //! - `config.rs`  — broker settings: defaults < file < environment < CLI.
 //! - the log itself (segments, indexes, recovery, retention, compaction) is the `spate-log`
 //!   crate in `broker/log`.
