@@ -44,6 +44,30 @@ use super::session::ControllerSession;
 use crate::config::{BrokerConfig, ProcessRoles, QuorumConfig};
 use crate::replication::throttle::Throttles;
 
+/// Why this broker could not take its seat in the metadata quorum.
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumError {
+    #[error("a broker needs a listener")]
+    NoListener,
+    #[error("binding the metadata quorum's listener {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("metadata quorum: {0}")]
+    Meta(#[from] MetaError),
+    #[error("registering broker {broker}: {reason}")]
+    Register { broker: i32, reason: String },
+    #[error("broker {0} did not catch up with the metadata log")]
+    NotCaughtUp(i32),
+    #[error("unfencing broker {broker}: {source}")]
+    Unfence { broker: i32, source: MetaError },
+    #[error("controller.listener {bound} binds every interface and the advertised host is {host}: set advertised.listeners so that the metadata leader can reach this broker-only node")]
+    UnreachableLearner { bound: SocketAddr, host: String },
+}
+
 /// How long start-up waits for a quorum (all voters are usually started together).
 const FORM_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an admin request waits for this node to apply what the leader committed.
@@ -81,11 +105,11 @@ impl Quorum {
         qc: &QuorumConfig,
         listeners: Vec<ListenerEndpoint>,
         cluster_id: Option<String>,
-    ) -> anyhow::Result<Arc<Self>> {
+    ) -> Result<Arc<Self>, QuorumError> {
         let host = listeners
             .first()
             .map(|l| l.host.clone())
-            .ok_or_else(|| anyhow::anyhow!("a broker needs a listener"))?;
+            .ok_or(QuorumError::NoListener)?;
         let quorum = Self::open(config, qc, &host, cluster_id).await?;
         if let Err(e) = quorum.register(config, qc, listeners).await {
             quorum.shutdown().await;
@@ -103,14 +127,15 @@ impl Quorum {
         qc: &QuorumConfig,
         advertised_host: &str,
         cluster_id: Option<String>,
-    ) -> anyhow::Result<Arc<Self>> {
+    ) -> Result<Arc<Self>, QuorumError> {
         let node_id = config.node_id;
-        let listener = TcpListener::bind(qc.listener).await.map_err(|e| {
-            anyhow::anyhow!(
-                "binding the metadata quorum's listener {}: {e}",
-                qc.listener
-            )
-        })?;
+        let listener =
+            TcpListener::bind(qc.listener)
+                .await
+                .map_err(|source| QuorumError::Bind {
+                    addr: qc.listener,
+                    source,
+                })?;
         let mut voters = qc.voters.clone();
         if qc.solo {
             // The lone voter's address is whatever it bound; nobody else dials it.
@@ -164,12 +189,12 @@ impl Quorum {
         config: &BrokerConfig,
         qc: &QuorumConfig,
         listeners: Vec<ListenerEndpoint>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), QuorumError> {
         let broker_id = self.broker_id;
         let (host, port) = listeners
             .first()
             .map(|l| (l.host.clone(), l.port))
-            .ok_or_else(|| anyhow::anyhow!("a broker needs a listener"))?;
+            .ok_or(QuorumError::NoListener)?;
         let register = MetaRequest::RegisterBroker {
             id: broker_id,
             incarnation: self.incarnation,
@@ -180,8 +205,18 @@ impl Quorum {
         };
         let epoch = match self.node.propose(register).await {
             Ok(MetaResponse::BrokerRegistered { epoch }) => epoch,
-            Ok(other) => anyhow::bail!("registering broker {broker_id}: unexpected {other:?}"),
-            Err(e) => anyhow::bail!("registering broker {broker_id}: {e}"),
+            Ok(other) => {
+                return Err(QuorumError::Register {
+                    broker: broker_id,
+                    reason: format!("unexpected {other:?}"),
+                })
+            }
+            Err(e) => {
+                return Err(QuorumError::Register {
+                    broker: broker_id,
+                    reason: e.to_string(),
+                })
+            }
         };
         // Heartbeat from now on, so that the controller never sees this incarnation silent.
         *self.heartbeat_task.lock() = Some(tokio::spawn(send_heartbeats(
@@ -202,7 +237,7 @@ impl Quorum {
             })
             .await;
         if !caught_up {
-            anyhow::bail!("broker {broker_id} did not catch up with the metadata log");
+            return Err(QuorumError::NotCaughtUp(broker_id));
         }
         match self
             .node
@@ -211,7 +246,12 @@ impl Quorum {
         {
             Ok(_) => {}
             Err(MetaError::Rejected(e)) if e.is_no_op() => {}
-            Err(e) => anyhow::bail!("unfencing broker {broker_id}: {e}"),
+            Err(source) => {
+                return Err(QuorumError::Unfence {
+                    broker: broker_id,
+                    source,
+                })
+            }
         }
         tracing::info!(broker = broker_id, epoch, incarnation = %self.incarnation, "registered with the metadata quorum");
         Ok(())
@@ -373,7 +413,7 @@ impl Drop for Quorum {
 
 /// The raft address a broker-only node asks the leader to store: its bound address, or, when
 /// it binds every interface, its advertised Kafka host with the bound port.
-fn learner_addr(advertised_host: &str, bound: SocketAddr) -> anyhow::Result<String> {
+fn learner_addr(advertised_host: &str, bound: SocketAddr) -> Result<String, QuorumError> {
     if !bound.ip().is_unspecified() {
         return Ok(bound.to_string());
     }
@@ -381,11 +421,10 @@ fn learner_addr(advertised_host: &str, bound: SocketAddr) -> anyhow::Result<Stri
         .trim_start_matches('[')
         .trim_end_matches(']');
     match host.parse::<IpAddr>() {
-        Ok(ip) if ip.is_unspecified() => anyhow::bail!(
-            "controller.listener {bound} binds every interface and the advertised host is \
-             {advertised_host}: set advertised.listeners so that the metadata leader can reach \
-             this broker-only node"
-        ),
+        Ok(ip) if ip.is_unspecified() => Err(QuorumError::UnreachableLearner {
+            bound,
+            host: advertised_host.to_string(),
+        }),
         Ok(ip) => Ok(SocketAddr::new(ip, bound.port()).to_string()),
         Err(_) => Ok(format!("{host}:{}", bound.port())),
     }

@@ -30,6 +30,8 @@ const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const FETCH_MAX_BYTES: i32 = 16 << 20;
 /// Pause after a failed round (connection refused, stale epoch, leader elsewhere).
 const BACKOFF: Duration = Duration::from_millis(200);
+/// How long connecting to a leader may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest response frame a follower accepts.
 const MAX_FRAME: usize = 128 << 20;
 
@@ -120,7 +122,7 @@ async fn round(
     leader: i32,
     me: i32,
     conn: &mut Option<Conn>,
-) -> anyhow::Result<bool> {
+) -> Result<bool, RpcError> {
     let q = registry.quorum();
     let parts = followed(registry).remove(&leader).unwrap_or_default();
     if parts.is_empty() {
@@ -131,11 +133,10 @@ async fn round(
         return Ok(false);
     };
     if conn.as_ref().is_none_or(|c| c.endpoint != ep) {
-        let stream = tokio::time::timeout(
-            Duration::from_secs(5),
-            TcpStream::connect((ep.0.as_str(), ep.1)),
-        )
-        .await??;
+        let stream =
+            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ep.0.as_str(), ep.1)))
+                .await
+                .map_err(|_| RpcError::Timeout(CONNECT_TIMEOUT))??;
         stream.set_nodelay(true)?;
         *conn = Some(Conn {
             endpoint: ep,
@@ -257,7 +258,7 @@ async fn round(
         span.record("bytes", bytes);
         span.record("records", records);
         span.record("partition_errors", errors);
-        Ok::<_, anyhow::Error>(clean)
+        Ok::<_, RpcError>(clean)
     }
     .instrument(span.clone())
     .await;
