@@ -132,76 +132,14 @@ async fn round(
     let Some(ep) = endpoint(&md, leader) else {
         return Ok(false);
     };
-    if conn.as_ref().is_none_or(|c| c.endpoint != ep) {
-        let stream =
-            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ep.0.as_str(), ep.1)))
-                .await
-                .map_err(|_| RpcError::Timeout(CONNECT_TIMEOUT))??;
-        stream.set_nodelay(true)?;
-        *conn = Some(Conn {
-            endpoint: ep,
-            stream,
-            correlation_id: 0,
-        });
-    }
-    let Some(c) = conn.as_mut() else {
-        return Ok(false);
-    };
-
+    let c = connect(conn, ep).await?;
     // Over the follower quota, throttled partitions sit this round out (as in Kafka's
     // fetcher); the others are fetched as usual.
     let rate = throttle::rate(&md, &registry.config, me, throttle::FOLLOWER_RATE);
     let over_quota = q.throttles.follower.exceeded(rate);
-    // Group by topic id, keeping where each partition's answer goes.
-    let mut topics: BTreeMap<Uuid, (String, Vec<FetchPartition>)> = BTreeMap::new();
-    let mut by_key: HashMap<(Uuid, i32), &Followed> = HashMap::new();
-    for f in &parts {
-        if f.throttled && over_quota {
-            continue;
-        }
-        let Ok((leo, last_epoch, start)) = f.replica.fetch_position() else {
-            continue;
-        };
-        topics
-            .entry(f.topic_id)
-            .or_insert_with(|| (f.topic.clone(), Vec::new()))
-            .1
-            .push(
-                FetchPartition::default()
-                    .with_partition(f.replica.index)
-                    .with_current_leader_epoch(f.leader_epoch)
-                    .with_fetch_offset(leo)
-                    .with_last_fetched_epoch(last_epoch)
-                    .with_log_start_offset(start)
-                    .with_partition_max_bytes(PARTITION_MAX_BYTES),
-            );
-        by_key.insert((f.topic_id, f.replica.index), f);
-    }
-    if topics.is_empty() {
+    let Some((request, by_key)) = fetch_request(&parts, me, over_quota) else {
         return Ok(false);
-    }
-    let request = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_replica_state(
-            ReplicaState::default()
-                .with_replica_id(BrokerId(me))
-                .with_replica_epoch(-1),
-        )
-        .with_max_wait_ms(FETCH_MAX_WAIT_MS)
-        .with_min_bytes(1)
-        .with_max_bytes(FETCH_MAX_BYTES)
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(
-            topics
-                .into_iter()
-                .map(|(id, (_, partitions))| {
-                    FetchTopic::default()
-                        .with_topic_id(id)
-                        .with_partitions(partitions)
-                })
-                .collect(),
-        );
+    };
     c.correlation_id = c.correlation_id.wrapping_add(1);
     let span = tracing::trace_span!(
         target: TRACE_TARGET,
@@ -224,41 +162,12 @@ async fn round(
             span.record("otel.status_code", "ERROR");
             return Ok(false);
         }
-        let (mut clean, mut bytes, mut records, mut errors) = (true, 0, 0, 0);
-        let mut throttled_bytes = 0;
-        for t in &response.responses {
-            for p in &t.partitions {
-                let Some(f) = by_key.get(&(t.topic_id, p.partition_index)) else {
-                    continue;
-                };
-                let got = p.records.as_ref().map_or(0, Bytes::len);
-                if f.throttled {
-                    throttled_bytes += got;
-                }
-                match handle_partition(f, p) {
-                    Ok(Some(appended)) => {
-                        if got > 0 && p.error_code == 0 {
-                            bytes += got;
-                            records += appended;
-                        }
-                    }
-                    Ok(None) => {
-                        clean = false;
-                        errors += 1;
-                    }
-                    Err(e) => {
-                        clean = false;
-                        errors += 1;
-                        tracing::warn!(topic = %f.topic, partition = f.replica.index, leader, "replicating: {e}");
-                    }
-                }
-            }
-        }
-        q.throttles.follower.record(rate, throttled_bytes);
-        span.record("bytes", bytes);
-        span.record("records", records);
-        span.record("partition_errors", errors);
-        Ok::<_, RpcError>(clean)
+        let applied = apply_response(&response, &by_key, leader);
+        q.throttles.follower.record(rate, applied.throttled_bytes);
+        span.record("bytes", applied.bytes);
+        span.record("records", applied.records);
+        span.record("partition_errors", applied.errors);
+        Ok::<_, RpcError>(applied.errors == 0)
     }
     .instrument(span.clone())
     .await;
@@ -267,6 +176,127 @@ async fn round(
         span.record("error.message", e.to_string().as_str());
     }
     fetched
+}
+
+/// The connection to the leader at `ep`, opened (again) if there is none to it.
+async fn connect(conn: &mut Option<Conn>, ep: (String, u16)) -> Result<&mut Conn, RpcError> {
+    if conn.as_ref().is_some_and(|c| c.endpoint != ep) {
+        *conn = None;
+    }
+    match conn {
+        Some(c) => Ok(c),
+        None => {
+            let stream =
+                tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ep.0.as_str(), ep.1)))
+                    .await
+                    .map_err(|_| RpcError::Timeout(CONNECT_TIMEOUT))??;
+            stream.set_nodelay(true)?;
+            Ok(conn.insert(Conn {
+                endpoint: ep,
+                stream,
+                correlation_id: 0,
+            }))
+        }
+    }
+}
+
+/// The Fetch for every followed partition of one leader (throttled ones left out while over
+/// the quota), and where each partition's answer goes; `None` if there is nothing to fetch.
+fn fetch_request(
+    parts: &[Followed],
+    me: i32,
+    over_quota: bool,
+) -> Option<(FetchRequest, HashMap<(Uuid, i32), &Followed>)> {
+    let mut topics: BTreeMap<Uuid, Vec<FetchPartition>> = BTreeMap::new();
+    let mut by_key: HashMap<(Uuid, i32), &Followed> = HashMap::new();
+    for f in parts {
+        if f.throttled && over_quota {
+            continue;
+        }
+        let Ok((leo, last_epoch, start)) = f.replica.fetch_position() else {
+            continue;
+        };
+        topics.entry(f.topic_id).or_default().push(
+            FetchPartition::default()
+                .with_partition(f.replica.index)
+                .with_current_leader_epoch(f.leader_epoch)
+                .with_fetch_offset(leo)
+                .with_last_fetched_epoch(last_epoch)
+                .with_log_start_offset(start)
+                .with_partition_max_bytes(PARTITION_MAX_BYTES),
+        );
+        by_key.insert((f.topic_id, f.replica.index), f);
+    }
+    if topics.is_empty() {
+        return None;
+    }
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_replica_state(
+            ReplicaState::default()
+                .with_replica_id(BrokerId(me))
+                .with_replica_epoch(-1),
+        )
+        .with_max_wait_ms(FETCH_MAX_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(FETCH_MAX_BYTES)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(id, partitions)| {
+                    FetchTopic::default()
+                        .with_topic_id(id)
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    Some((request, by_key))
+}
+
+/// What applying one Fetch response did.
+#[derive(Default)]
+struct Applied {
+    bytes: usize,
+    records: u64,
+    /// Partitions that answered with an error or failed to apply: back off.
+    errors: u32,
+    throttled_bytes: usize,
+}
+
+/// Applies every partition's answer of a Fetch response.
+fn apply_response(
+    response: &FetchResponse,
+    by_key: &HashMap<(Uuid, i32), &Followed>,
+    leader: i32,
+) -> Applied {
+    let mut applied = Applied::default();
+    for t in &response.responses {
+        for p in &t.partitions {
+            let Some(f) = by_key.get(&(t.topic_id, p.partition_index)) else {
+                continue;
+            };
+            let got = p.records.as_ref().map_or(0, Bytes::len);
+            if f.throttled {
+                applied.throttled_bytes += got;
+            }
+            match handle_partition(f, p) {
+                Ok(Some(records)) => {
+                    if got > 0 && p.error_code == 0 {
+                        applied.bytes += got;
+                        applied.records += records;
+                    }
+                }
+                Ok(None) => applied.errors += 1,
+                Err(e) => {
+                    applied.errors += 1;
+                    tracing::warn!(topic = %f.topic, partition = f.replica.index, leader, "replicating: {e}");
+                }
+            }
+        }
+    }
+    applied
 }
 
 /// Applies one partition's answer: `Ok(Some(records appended))`, or `Ok(None)` for an error
