@@ -2,10 +2,13 @@
 //! of their topic by leader epoch, loads them by replaying their log, and appends a change
 //! then waits for the in-sync replicas (`runtime.rs`); where a key (group id, transactional
 //! id) is placed among those partitions; and the classic field encodings of Kafka's
-//! coordinator records (`fields.rs`).
+//! coordinator records (`fields.rs`). The unit tests of both coordinators run on a one-voter
+//! quorum in a temporary directory (`test_node.rs`).
 
 pub mod fields;
 pub mod runtime;
+#[cfg(test)]
+pub(crate) mod test_node;
 
 pub use runtime::{
     CoordinatorRuntime, LoadError, Loaded, PendingWrite, Placement, Shard, WriteError,
@@ -20,15 +23,6 @@ pub fn partition_for(key: &str, partitions: i32) -> i32 {
     // Kafka's Utils.abs: Math.abs, with MIN_VALUE mapped to 0.
     let abs = if h == i32::MIN { 0 } else { h.abs() };
     abs % partitions.max(1)
-}
-
-/// A single node's registry in `dir`, as the coordinators' unit tests open it.
-#[cfg(test)]
-pub(crate) fn test_registry(dir: &std::path::Path) -> std::sync::Arc<crate::cluster::Registry> {
-    let cli = vec![("log.dirs".to_string(), dir.display().to_string())];
-    let config = crate::config::BrokerConfig::load(None, vec![], cli).expect("test config");
-    let registry = crate::cluster::Registry::open(std::sync::Arc::new(config));
-    std::sync::Arc::new(registry.expect("opening the test registry"))
 }
 
 #[cfg(test)]

@@ -388,7 +388,7 @@ mod tests {
 
     use super::*;
     use crate::context::now_ms;
-    use crate::coordinator::test_registry;
+    use crate::coordinator::test_node;
 
     const TOPIC: &str = "__test_coordinator";
 
@@ -420,8 +420,13 @@ mod tests {
             .unwrap()
     }
 
-    fn runtime(registry: &Arc<Registry>, ownership: Ownership) -> CoordinatorRuntime<Keys> {
-        CoordinatorRuntime::with_ownership(registry.clone(), TOPIC, ownership)
+    fn runtime(registry: &Arc<Registry>) -> CoordinatorRuntime<Keys> {
+        CoordinatorRuntime::new(registry.clone(), TOPIC)
+    }
+
+    /// Creates the coordinator topic through the quorum: this node leads every partition.
+    async fn create_topic(registry: &Arc<Registry>, partitions: i32) {
+        test_node::ensure_internal_topic(registry, TOPIC, partitions, BTreeMap::new()).await;
     }
 
     fn write(rt: &CoordinatorRuntime<Keys>, key: &str, value: Option<&'static [u8]>) -> Written {
@@ -434,17 +439,18 @@ mod tests {
         rt.lock().shard.replayed.clone()
     }
 
-    #[test]
-    fn a_single_node_loads_every_hosted_partition_once_replaying_records_in_order() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_node_loads_every_partition_it_leads_once_replaying_records_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = test_registry(dir.path());
-        let writer = runtime(&registry, Ownership::Hosted);
+        let registry = test_node::start(dir.path()).await;
+        let writer = runtime(&registry);
         assert_eq!(
             writer.partition_of("k").err(),
             Some(ResponseError::CoordinatorNotAvailable),
             "no topic yet"
         );
-        writer.create_topic_if_hosted(2, BTreeMap::new()).unwrap();
+        // The one voter of its quorum leads every partition of the topic it creates.
+        create_topic(&registry, 2).await;
         let (a, b) = (key_on(0), key_on(1));
         assert_eq!(write(&writer, &a, Some(b"1")).last_offset, 0);
         write(&writer, &b, Some(b"2"));
@@ -452,7 +458,7 @@ mod tests {
         assert_eq!(w.last_offset, 1);
         assert!(w.pending.is_none(), "a single node's appends are final");
 
-        let rt = runtime(&registry, Ownership::Hosted);
+        let rt = runtime(&registry);
         assert_eq!(
             rt.lock().check_owner(&a),
             Err(ResponseError::CoordinatorNotAvailable)
@@ -474,21 +480,25 @@ mod tests {
         rt.sync_ownership();
         assert_eq!(replayed(&rt).len(), 3);
         assert_eq!(rt.lock().shard.unloaded.len(), unloaded);
+        test_node::stop(registry).await;
     }
 
-    #[test]
-    fn led_partitions_load_in_each_new_leader_epoch_and_unload_when_no_longer_led() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn led_partitions_load_in_each_new_leader_epoch_and_unload_when_no_longer_led() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = test_registry(dir.path());
-        registry
-            .create_internal_topic(TOPIC, 2, BTreeMap::new())
-            .unwrap();
-        let rt = runtime(&registry, Ownership::Led);
+        let registry = test_node::start(dir.path()).await;
+        create_topic(&registry, 2).await;
+        let rt = runtime(&registry);
         let (a, b) = (key_on(0), key_on(1));
         write(&rt, &a, Some(b"1"));
         write(&rt, &b, Some(b"2"));
         let topic = registry.topic(TOPIC).unwrap();
         let (p0, p1) = (topic.partitions[0].clone(), topic.partitions[1].clone());
+
+        // Another broker comes to lead both partitions before anything is loaded (only
+        // `registry.sync()` would apply the metadata again, and nothing calls it here).
+        p0.become_follower();
+        p1.become_follower();
 
         // Leading nothing, it owns nothing.
         rt.sync_ownership();
@@ -537,43 +547,46 @@ mod tests {
         rt.sync_ownership();
         assert_eq!(rt.lock().shard.unloaded, vec![1]);
         assert_eq!(replayed(&rt).len(), 3);
+        test_node::stop(registry).await;
     }
 
-    #[test]
-    fn owned_partition_loads_a_newly_led_partition_on_first_use() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn owned_partition_loads_a_newly_led_partition_on_first_use() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = test_registry(dir.path());
-        let rt = runtime(&registry, Ownership::Led);
+        let registry = test_node::start(dir.path()).await;
+        let rt = runtime(&registry);
         let a = key_on(0);
         assert_eq!(
             rt.owned_partition(&a).err(),
             Some(ResponseError::CoordinatorNotAvailable),
             "no topic yet"
         );
-        registry
-            .create_internal_topic(TOPIC, 2, BTreeMap::new())
-            .unwrap();
+        create_topic(&registry, 2).await;
         write(&rt, &a, Some(b"1"));
+        let p0 = registry.topic(TOPIC).unwrap().partitions[0].clone();
+        // Another broker leads it.
+        p0.become_follower();
         assert_eq!(
             rt.owned_partition(&a).err(),
             Some(ResponseError::NotCoordinator)
         );
-        let p0 = registry.topic(TOPIC).unwrap().partitions[0].clone();
         p0.become_leader(1).unwrap();
         assert_eq!(rt.owned_partition(&a).unwrap().index, 0);
         assert_eq!(replayed(&rt).len(), 1, "loaded without waiting for a sync");
+        test_node::stop(registry).await;
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_with_followers_counts_once_they_have_it() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = test_registry(dir.path());
-        registry
-            .create_internal_topic(TOPIC, 1, BTreeMap::new())
-            .unwrap();
-        let rt = runtime(&registry, Ownership::Led);
+        let registry = test_node::start(dir.path()).await;
+        create_topic(&registry, 1).await;
+        let rt = runtime(&registry);
         let p = registry.topic(TOPIC).unwrap().partitions[0].clone();
-        p.set_assignment(1, &[1, 2], &[1, 2], 0);
+        // The partition gains a follower in sync, and this node leads it in a new epoch.
+        let me = registry.quorum().broker_id;
+        let follower = me + 1;
+        p.set_assignment(me, &[me, follower], &[me, follower], 0);
         p.become_leader(1).unwrap();
         let soon = || tokio::time::Instant::now() + Duration::from_millis(50);
 
@@ -586,7 +599,7 @@ mod tests {
 
         // The follower fetches past the write: the high watermark passes it.
         let w = write(&rt, "k", Some(b"2"));
-        p.record_follower_fetch(2, w.last_offset + 1, now_ms());
+        p.record_follower_fetch(follower, w.last_offset + 1, now_ms());
         assert_eq!(w.pending.unwrap().wait(soon()).await, Ok(()));
 
         // Leadership moves while a write waits: the client is sent to the new coordinator.
@@ -596,5 +609,6 @@ mod tests {
             w.pending.unwrap().wait(soon()).await,
             Err(ResponseError::NotCoordinator)
         );
+        test_node::stop(registry).await;
     }
 }

@@ -636,25 +636,29 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::coordinator::{test_registry, Ownership};
+    use crate::coordinator::test_node;
 
     const TIMEOUT_MS: i32 = 60_000;
 
-    /// A single node's registry in `dir` with a one-partition topic `t` for transactions.
-    fn registry(dir: &Path) -> Arc<Registry> {
-        let registry = test_registry(dir);
-        registry.create_topic("t", 1, 1, BTreeMap::new()).unwrap();
+    /// A single node in `dir` with a one-partition topic `t` for transactions.
+    async fn registry(dir: &Path) -> Arc<Registry> {
+        let registry = test_node::start(dir).await;
+        test_node::create_topic(&registry, "t", 1).await;
         registry
     }
 
     fn groups(registry: &Arc<Registry>) -> Arc<GroupCoordinator> {
         let config = registry.config.group.clone();
-        Arc::new(GroupCoordinator::open(registry.clone(), config).unwrap())
+        Arc::new(GroupCoordinator::open(registry.clone(), config))
     }
 
-    /// A coordinator that replays `__transaction_state` from the log, as after a restart.
-    fn open(registry: &Arc<Registry>, config: TxnConfig) -> TxnCoordinator {
-        TxnCoordinator::open(registry.clone(), groups(registry), config).unwrap()
+    /// A coordinator that replays `__transaction_state` from the log, as after a restart;
+    /// the topic is created first as FindCoordinator does, so this node leads every partition.
+    async fn open(registry: &Arc<Registry>, config: TxnConfig) -> TxnCoordinator {
+        let partitions = config.state_partitions;
+        test_node::ensure_internal_topic(registry, TXN_TOPIC, partitions, txn_topic_configs())
+            .await;
+        TxnCoordinator::open(registry.clone(), groups(registry), config)
     }
 
     fn state(txn: &TxnCoordinator, id: &str) -> Result<(i64, i16, TxnState, usize), ResponseError> {
@@ -662,26 +666,26 @@ mod tests {
             .map(|m| (m.producer_id, m.producer_epoch, m.state, m.partitions.len()))
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_transactional_ids_state_survives_a_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = registry(dir.path());
+        let registry = registry(dir.path()).await;
         let config = registry.config.txn.clone();
-        let txn = open(&registry, config.clone());
+        let txn = open(&registry, config.clone()).await;
         let (pid, epoch) = txn.init_producer_id("tx", TIMEOUT_MS, None).await.unwrap();
         assert_eq!(epoch, 0);
         let t0 = [("t".to_string(), 0)];
         txn.add_partitions("tx", pid, 0, &t0).await.unwrap();
 
         // Reloaded mid-transaction: still open, with its partition.
-        let txn = open(&registry, config.clone());
+        let txn = open(&registry, config.clone()).await;
         assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::Ongoing, 1)));
         assert_eq!(txn.verify_partitions("tx", pid, 0, &t0), Ok(vec![true]));
         txn.end_txn("tx", pid, 0, true).await.unwrap();
         assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::CompleteCommit, 0)));
 
         // Reloaded after the commit: the next InitProducerId bumps the epoch it left.
-        let txn = open(&registry, config);
+        let txn = open(&registry, config).await;
         assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::CompleteCommit, 0)));
         assert_eq!(
             txn.init_producer_id("tx", TIMEOUT_MS, None).await,
@@ -691,24 +695,25 @@ mod tests {
             txn.end_txn("tx", pid, 0, true).await,
             Err(ResponseError::ProducerFenced)
         );
+        test_node::stop(registry).await;
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_expired_transactional_id_stays_forgotten_after_a_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = registry(dir.path());
+        let registry = registry(dir.path()).await;
         let config = TxnConfig {
             id_expiration_ms: 0,
             remove_expired_interval_ms: 0,
             ..registry.config.txn.clone()
         };
-        let txn = open(&registry, config.clone());
+        let txn = open(&registry, config.clone()).await;
         let (pid, _) = txn
             .init_producer_id("idle", TIMEOUT_MS, None)
             .await
             .unwrap();
         assert_eq!(
-            state(&open(&registry, config.clone()), "idle"),
+            state(&open(&registry, config.clone()).await, "idle"),
             Ok((pid, 0, TxnState::Empty, 0))
         );
         // Idle (no transaction open) past the expiration: the timer tombstones it.
@@ -717,27 +722,27 @@ mod tests {
             state(&txn, "idle"),
             Err(ResponseError::TransactionalIdNotFound)
         );
-        let txn = open(&registry, config);
+        let txn = open(&registry, config).await;
         assert_eq!(
             state(&txn, "idle"),
             Err(ResponseError::TransactionalIdNotFound)
         );
         assert!(txn.list(&[], &[]).is_empty());
+        test_node::stop(registry).await;
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn ids_move_with_the_leadership_of_their_partition() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = registry(dir.path());
-        // Cluster mode's ownership over a local log: the partitions this broker leads.
-        registry
-            .create_internal_topic(TXN_TOPIC, 1, txn_topic_configs())
-            .unwrap();
-        let runtime =
-            CoordinatorRuntime::with_ownership(registry.clone(), TXN_TOPIC, Ownership::Led);
-        let config = registry.config.txn.clone();
-        let txn = TxnCoordinator::open_with(runtime, groups(&registry), config).unwrap();
+        let registry = registry(dir.path()).await;
+        // The coordinator owns the partitions this broker leads: created through the quorum,
+        // this node leads the one partition, until another broker comes to lead it (moved on
+        // the partition itself; only `registry.sync()` would apply the metadata again).
+        test_node::ensure_internal_topic(&registry, TXN_TOPIC, 1, txn_topic_configs()).await;
         let p = registry.topic(TXN_TOPIC).unwrap().partitions[0].clone();
+        p.become_follower();
+        let config = registry.config.txn.clone();
+        let txn = TxnCoordinator::open(registry.clone(), groups(&registry), config);
 
         assert_eq!(
             txn.init_producer_id("tx", TIMEOUT_MS, None).await,
@@ -759,5 +764,6 @@ mod tests {
         txn.sync_ownership();
         assert_eq!(state(&txn, "tx"), Ok((pid, 0, TxnState::Empty, 0)));
         assert_eq!(txn.list(&[], &[]).len(), 1);
+        test_node::stop(registry).await;
     }
 }

@@ -1,6 +1,5 @@
 //! The coordinator against a real `__consumer_offsets` log in a temporary directory: what it
 //! acknowledges comes back when the log is replayed (a restart, or a new leader epoch).
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,19 +7,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
-use super::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
+use super::{offsets_topic_configs, GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
 use crate::cluster::{Partition, Registry};
-use crate::coordinator::{partition_for, test_registry, CoordinatorRuntime, Ownership};
+use crate::coordinator::{partition_for, test_node};
 use crate::group::codec::OffsetValue;
 use crate::group::JoinRequest;
 use crate::producer::Marker;
 use crate::txn::markers::write_local;
 
-/// A registry in `dir` with a two-partition topic `t` to commit offsets for.
-fn registry(dir: &Path) -> Arc<Registry> {
-    let registry = test_registry(dir);
+/// A single node in `dir` with a two-partition topic `t` to commit offsets for (created
+/// unless the node is started again on the same `dir`).
+async fn registry(dir: &Path) -> Arc<Registry> {
+    let registry = test_node::start(dir).await;
     if registry.topic("t").is_none() {
-        registry.create_topic("t", 2, 1, BTreeMap::new()).unwrap();
+        test_node::create_topic(&registry, "t", 2).await;
     }
     registry
 }
@@ -32,9 +32,14 @@ fn config(registry: &Registry) -> GroupConfig {
     }
 }
 
-/// A single node's coordinator: loads every group from the log.
-fn open(registry: &Arc<Registry>) -> GroupCoordinator {
-    GroupCoordinator::open(registry.clone(), config(registry)).unwrap()
+/// A single node's coordinator, once `__consumer_offsets` exists (FindCoordinator creates it
+/// through the quorum): the node leads every partition and loads every group from the log.
+async fn open(registry: &Arc<Registry>) -> GroupCoordinator {
+    let config = config(registry);
+    let partitions = config.offsets_partitions;
+    test_node::ensure_internal_topic(registry, OFFSETS_TOPIC, partitions, offsets_topic_configs())
+        .await;
+    GroupCoordinator::open(registry.clone(), config)
 }
 
 fn offset(offset: i64) -> OffsetValue {
@@ -72,11 +77,11 @@ fn offsets_partition(registry: &Registry, group: &str) -> Arc<Partition> {
     topic.partition(index).unwrap().clone()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_offsets_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = registry(dir.path());
-    let groups = open(&registry);
+    let registry = registry(dir.path()).await;
+    let groups = open(&registry).await;
     commit(&groups, "g", &[(0, 5), (1, 7)]).await;
     commit(&groups, "g", &[(0, 6)]).await;
     commit(&groups, "other", &[(1, 1)]).await;
@@ -86,12 +91,12 @@ async fn committed_offsets_survive_a_restart() {
     assert_eq!(refused, vec![Err(ResponseError::UnknownTopicOrPartition)]);
     assert_eq!(committed(&groups, "g"), vec![t(0, 6), t(1, 7)]);
 
-    // The whole broker restarts: logs closed, reopened, `__consumer_offsets` replayed.
+    // The whole broker restarts: logs closed, the quorum stopped, both reopened from the
+    // data dir, `__consumer_offsets` replayed.
     drop(groups);
-    registry.close();
-    drop(registry);
-    let registry = self::registry(dir.path());
-    let groups = open(&registry);
+    test_node::stop(registry).await;
+    let registry = self::registry(dir.path()).await;
+    let groups = open(&registry).await;
     assert_eq!(committed(&groups, "g"), vec![t(0, 6), t(1, 7)]);
     assert_eq!(committed(&groups, "other"), vec![t(1, 1)]);
     let wanted = Some(vec![("t".to_string(), vec![0, 3])]);
@@ -101,13 +106,14 @@ async fn committed_offsets_survive_a_restart() {
         Some("m")
     );
     assert_eq!(fetched[0].1[1], (3, None), "never committed");
+    test_node::stop(registry).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_groups_and_offsets_stay_deleted_after_a_reload() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = registry(dir.path());
-    let groups = open(&registry);
+    let registry = registry(dir.path()).await;
+    let groups = open(&registry).await;
     commit(&groups, "gone", &[(0, 1)]).await;
     commit(&groups, "kept", &[(0, 2), (1, 3)]).await;
     assert_eq!(groups.delete_group("gone").await, Ok(()));
@@ -117,7 +123,7 @@ async fn deleted_groups_and_offsets_stay_deleted_after_a_reload() {
         .unwrap();
     assert_eq!(deleted, vec![Ok(())]);
 
-    let groups = open(&registry);
+    let groups = open(&registry).await;
     assert!(committed(&groups, "gone").is_empty());
     assert_eq!(groups.describe("gone").state, "Dead");
     assert_eq!(
@@ -127,13 +133,14 @@ async fn deleted_groups_and_offsets_stay_deleted_after_a_reload() {
     assert_eq!(committed(&groups, "kept"), vec![t(1, 3)]);
     let listed: Vec<String> = groups.list().into_iter().map(|(id, ..)| id).collect();
     assert_eq!(listed, vec!["kept".to_string()]);
+    test_node::stop(registry).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_classic_group_comes_back_stable_with_its_member_and_assignment() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = registry(dir.path());
-    let groups = open(&registry);
+    let registry = registry(dir.path()).await;
+    let groups = open(&registry).await;
     let join = JoinRequest {
         member_id: String::new(),
         instance_id: None,
@@ -161,7 +168,7 @@ async fn a_classic_group_comes_back_stable_with_its_member_and_assignment() {
         .await;
     assert_eq!((synced.error, &synced.assignment), (None, &assignment));
 
-    let groups = open(&registry);
+    let groups = open(&registry).await;
     let d = groups.describe("g");
     assert_eq!((d.state, d.protocol.as_str()), ("Stable", "range"));
     assert_eq!(d.members.len(), 1);
@@ -177,13 +184,14 @@ async fn a_classic_group_comes_back_stable_with_its_member_and_assignment() {
         groups.heartbeat("g", &member, None, 2),
         Err(ResponseError::IllegalGeneration)
     );
+    test_node::stop(registry).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactional_offsets_count_after_a_reload_only_once_their_transaction_commits() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = registry(dir.path());
-    let groups = open(&registry);
+    let registry = registry(dir.path()).await;
+    let groups = open(&registry).await;
     let txn_commit = |producer_id: i64, partition: i32, value: i64| {
         let offsets = vec![("t".to_string(), partition, offset(value))];
         let (results, pending) =
@@ -198,7 +206,7 @@ async fn transactional_offsets_count_after_a_reload_only_once_their_transaction_
     assert!(committed(&groups, "g").is_empty());
 
     // Reloaded before any marker: still pending, not committed.
-    let groups = open(&registry);
+    let groups = open(&registry).await;
     assert_eq!(groups.unstable_offsets("g").len(), 2);
     assert!(committed(&groups, "g").is_empty());
 
@@ -218,23 +226,23 @@ async fn transactional_offsets_count_after_a_reload_only_once_their_transaction_
         .unwrap();
     }
     assert_eq!(committed(&groups, "g"), vec![t(0, 30)]);
-    let groups = open(&registry);
+    let groups = open(&registry).await;
     assert_eq!(committed(&groups, "g"), vec![t(0, 30)]);
     assert!(groups.unstable_offsets("g").is_empty());
+    test_node::stop(registry).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_move_with_the_leadership_of_their_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = registry(dir.path());
-    // Cluster mode's ownership over a local log: the partitions this broker leads.
-    registry
-        .create_internal_topic(OFFSETS_TOPIC, 2, super::offsets_topic_configs())
-        .unwrap();
-    let runtime =
-        CoordinatorRuntime::with_ownership(registry.clone(), OFFSETS_TOPIC, Ownership::Led);
-    let groups = GroupCoordinator::open_with(runtime, config(&registry)).unwrap();
+    let registry = registry(dir.path()).await;
+    // The coordinator owns the partitions this broker leads: created through the quorum,
+    // this node leads them all, until another broker comes to lead "g"'s partition (moved
+    // on the partition itself; only `registry.sync()` would apply the metadata again).
+    test_node::ensure_internal_topic(&registry, OFFSETS_TOPIC, 2, offsets_topic_configs()).await;
     let p = offsets_partition(&registry, "g");
+    p.become_follower();
+    let groups = GroupCoordinator::open(registry.clone(), config(&registry));
 
     assert_eq!(groups.check_owner("g"), Err(ResponseError::NotCoordinator));
     let refused = groups
@@ -261,4 +269,5 @@ async fn groups_move_with_the_leadership_of_their_partition() {
     p.become_leader(2).unwrap();
     groups.sync_ownership();
     assert_eq!(committed(&groups, "g"), vec![t(0, 11)]);
+    test_node::stop(registry).await;
 }
