@@ -206,9 +206,9 @@ fn fetch_request(
     parts: &[Followed],
     me: i32,
     over_quota: bool,
-) -> Option<(FetchRequest, HashMap<(Uuid, i32), &Followed>)> {
+) -> Option<(FetchRequest, Routes<'_>)> {
     let mut topics: BTreeMap<Uuid, Vec<FetchPartition>> = BTreeMap::new();
-    let mut by_key: HashMap<(Uuid, i32), &Followed> = HashMap::new();
+    let mut by_key: Routes = HashMap::new();
     for f in parts {
         if f.throttled && over_quota {
             continue;
@@ -255,6 +255,9 @@ fn fetch_request(
     Some((request, by_key))
 }
 
+/// Where each partition's answer goes: (topic id, partition) → the partition followed.
+type Routes<'a> = HashMap<(Uuid, i32), &'a Followed>;
+
 /// What applying one Fetch response did.
 #[derive(Default)]
 struct Applied {
@@ -266,11 +269,7 @@ struct Applied {
 }
 
 /// Applies every partition's answer of a Fetch response.
-fn apply_response(
-    response: &FetchResponse,
-    by_key: &HashMap<(Uuid, i32), &Followed>,
-    leader: i32,
-) -> Applied {
+fn apply_response(response: &FetchResponse, by_key: &Routes<'_>, leader: i32) -> Applied {
     let mut applied = Applied::default();
     for t in &response.responses {
         for p in &t.partitions {
