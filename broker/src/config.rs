@@ -65,6 +65,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("group.max.session.timeout.ms", "1800000"),
     ("offsets.topic.num.partitions", "50"),
     ("offsets.retention.minutes", "10080"),
+    ("offsets.retention.check.interval.ms", "600000"),
     ("offsets.topic.replication.factor", "3"),
     ("offset.metadata.max.bytes", "4096"),
     ("group.consumer.heartbeat.interval.ms", "5000"),
@@ -307,6 +308,10 @@ impl BrokerConfig {
                 )?),
                 offsets_partitions: positive(&raw, "offsets.topic.num.partitions")?,
                 offsets_replication_factor: positive(&raw, "offsets.topic.replication.factor")?,
+                offsets_retention_check_interval: Duration::from_millis(positive(
+                    &raw,
+                    "offsets.retention.check.interval.ms",
+                )?),
                 offsets_retention: Duration::from_secs(
                     60 * positive::<u64>(&raw, "offsets.retention.minutes")?,
                 ),

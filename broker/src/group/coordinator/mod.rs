@@ -67,6 +67,8 @@ pub struct GroupConfig {
     /// registered when it is created).
     pub offsets_replication_factor: i16,
     pub offsets_retention: Duration,
+    /// How often offsets past their retention are looked for.
+    pub offsets_retention_check_interval: Duration,
     pub offset_metadata_max_bytes: usize,
     /// KIP-848 groups: how often members heartbeat, and when a silent one is dropped.
     pub consumer_heartbeat_interval: Duration,
@@ -136,14 +138,16 @@ impl GroupCoordinator {
         Ok((written.last_offset, written.pending))
     }
 
-    /// Timers: session expiry, rebalance deadlines, and expiry of offsets of groups that have
-    /// been empty for `offsets.retention.minutes`.
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// Timers: session expiry and rebalance deadlines.
     pub fn tick(&self) {
         let now = Instant::now();
         let mut state = self.runtime.lock();
         let GroupShard {
             groups,
-            offsets,
             consumer_groups,
             ..
         } = &mut state.shard;
@@ -158,6 +162,31 @@ impl GroupCoordinator {
             }
             let _ = self.persist_group(g);
         }
+    }
+
+    /// Forgets the committed offsets of groups that have been empty for
+    /// `offsets.retention.minutes`: writes their tombstones, and drops them once the in-sync
+    /// replicas have those (as a commit or an OffsetDelete does), so a failover cannot bring
+    /// back offsets this coordinator already stopped answering with.
+    pub async fn expire_offsets(&self) {
+        for write in self.write_expired_offsets() {
+            let (group, count) = (write.group.clone(), write.changes.len());
+            match self.settle_offsets(write).await {
+                Ok(()) => tracing::info!(%group, partitions = count, "expired committed offsets"),
+                Err(e) => tracing::warn!(%group, "expiring committed offsets: {e:?}"),
+            }
+        }
+    }
+
+    /// Writes the tombstones of every expired offset of the groups this broker coordinates.
+    fn write_expired_offsets(&self) -> Vec<offsets::OffsetsWrite> {
+        let state = self.runtime.lock();
+        let GroupShard {
+            groups,
+            offsets,
+            consumer_groups,
+            ..
+        } = &state.shard;
         let horizon = now_ms() - self.config.offsets_retention.as_millis() as i64;
         let mut expired: Vec<(String, Vec<(String, i32)>)> = Vec::new();
         for (group, committed) in offsets.iter() {
@@ -175,28 +204,30 @@ impl GroupCoordinator {
                 expired.push((group.clone(), old));
             }
         }
+        drop(state);
+        let mut writes = Vec::with_capacity(expired.len());
         for (group, parts) in expired {
             let records = parts
                 .iter()
                 .map(|(t, p)| {
-                    (
-                        Key::Offset {
-                            group: group.clone(),
-                            topic: t.clone(),
-                            partition: *p,
-                        },
-                        None,
-                    )
+                    let key = Key::Offset {
+                        group: group.clone(),
+                        topic: t.clone(),
+                        partition: *p,
+                    };
+                    (key, None)
                 })
                 .collect();
-            if self.persist(&group, records).is_ok() {
-                if let Some(o) = offsets.get_mut(&group) {
-                    for k in &parts {
-                        o.remove(k);
-                    }
-                }
-                tracing::info!(%group, partitions = parts.len(), "expired committed offsets");
+            if let Ok((log_offset, pending)) = self.persist_at(&group, records) {
+                writes.push(offsets::OffsetsWrite {
+                    group,
+                    log_offset,
+                    changes: parts.into_iter().map(|k| (k, None)).collect(),
+                    delete_group: false,
+                    pending,
+                });
             }
         }
+        writes
     }
 }

@@ -110,6 +110,35 @@ async fn committed_offsets_survive_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_offsets_are_forgotten_and_stay_forgotten_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry(dir.path()).await;
+    let groups = open(&registry).await;
+    commit(&groups, "idle", &[(0, 5), (1, 7)]).await;
+    // Within offsets.retention.minutes: nothing expires.
+    groups.expire_offsets().await;
+    assert_eq!(committed(&groups, "idle"), vec![t(0, 5), t(1, 7)]);
+
+    // Past it (retention zero, a commit a moment old): the tombstones are written and the
+    // offsets forgotten, for good.
+    drop(groups);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let zero = GroupConfig {
+        offsets_retention: Duration::ZERO,
+        ..config(&registry)
+    };
+    let groups = GroupCoordinator::open(registry.clone(), zero);
+    groups.expire_offsets().await;
+    assert_eq!(committed(&groups, "idle"), vec![]);
+    drop(groups);
+    test_node::stop(registry).await;
+    let registry = self::registry(dir.path()).await;
+    let groups = open(&registry).await;
+    assert_eq!(committed(&groups, "idle"), vec![]);
+    test_node::stop(registry).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_groups_and_offsets_stay_deleted_after_a_reload() {
     let dir = tempfile::tempdir().unwrap();
     let registry = registry(dir.path()).await;
