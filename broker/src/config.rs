@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::listeners::Listeners;
+use crate::listeners::{Listeners, SecurityProtocol};
+use crate::security::tls::{self, TlsSettings};
 use spate_log::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +118,22 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "replica.alter.log.dirs.io.max.bytes.per.second",
         "9223372036854775807",
     ),
+    // TLS on listeners whose `listener.security.protocol.map` protocol is SSL; each may be
+    // overridden per listener as `listener.name.<lowercase name>.<key>`. Only PEM stores.
+    ("ssl.keystore.type", "PEM"),
+    ("ssl.keystore.location", ""),
+    ("ssl.keystore.key", ""),
+    ("ssl.keystore.certificate.chain", ""),
+    ("ssl.key.password", ""),
+    ("ssl.truststore.type", "PEM"),
+    ("ssl.truststore.location", ""),
+    ("ssl.truststore.certificates", ""),
+    ("ssl.client.auth", "none"),
+    ("ssl.principal.mapping.rules", "DEFAULT"),
+    ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3"),
+    // Spate's own: how often certificate and key files are re-read (Kubernetes rotates
+    // mounted Secrets in place).
+    ("ssl.reload.interval.ms", "10000"),
 ];
 
 /// Typed broker configuration.
@@ -169,7 +186,12 @@ pub struct BrokerConfig {
     pub leader_replication_throttled_rate: u64,
     /// Bytes/s a follower fetches for throttled, out-of-sync partitions.
     pub follower_replication_throttled_rate: u64,
-    /// The effective settings, for DescribeConfigs on the broker resource.
+    /// TLS settings of every SSL listener, by listener name.
+    pub tls: BTreeMap<String, TlsSettings>,
+    /// How often TLS files are checked for changes.
+    pub ssl_reload_interval: Duration,
+    /// The effective settings, for DescribeConfigs on the broker resource. Holds secrets
+    /// (inline keys): see `security::tls::is_sensitive` before showing a value.
     pub raw: BTreeMap<String, String>,
     /// Retired settings the sources named; ignored, and warned about at start.
     pub retired: Vec<String>,
@@ -223,6 +245,27 @@ impl BrokerConfig {
             get("listener.security.protocol.map"),
             get("inter.broker.listener.name"),
         )?;
+        for key in raw.keys() {
+            if let Some((name, _)) = tls::listener_override(key) {
+                if !listeners
+                    .all
+                    .iter()
+                    .any(|l| l.name.eq_ignore_ascii_case(name))
+                {
+                    return Err(invalid(
+                        key,
+                        raw.get(key).map(String::as_str).unwrap_or_default(),
+                        &format!("there is no listener {name}"),
+                    ));
+                }
+            }
+        }
+        let mut tls = BTreeMap::new();
+        for l in &listeners.all {
+            if l.protocol == SecurityProtocol::Ssl {
+                tls.insert(l.name.clone(), TlsSettings::resolve(&raw, &l.name)?);
+            }
+        }
         let listen = listeners.inter_broker().bind;
         let advertised = listeners.inter_broker().advertised.clone();
         let http_listen = match get("http.listeners") {
@@ -265,6 +308,14 @@ impl BrokerConfig {
                 ms: (0..i64::MAX).contains(&flush_ms).then_some(flush_ms as u64),
             },
         };
+        let quorum = parse_quorum(&raw, listen)?;
+        if !quorum.solo && listeners.inter_broker().protocol != SecurityProtocol::Plaintext {
+            return Err(invalid(
+                "inter.broker.listener.name",
+                &listeners.inter_broker().name,
+                "replication between brokers does not speak TLS yet; name a PLAINTEXT listener",
+            ));
+        }
         let json_logs = match get("log.format") {
             "text" => false,
             "json" => true,
@@ -336,7 +387,7 @@ impl BrokerConfig {
                 partition_verification: boolean(&raw, "transaction.partition.verification.enable")?,
             },
             log_defaults,
-            quorum: parse_quorum(&raw, listen)?,
+            quorum,
             replica_lag_time_max_ms: positive(&raw, "replica.lag.time.max.ms")?,
             broker_heartbeat_interval_ms: positive(&raw, "broker.heartbeat.interval.ms")?,
             broker_session_timeout_ms: positive(&raw, "broker.session.timeout.ms")?,
@@ -349,6 +400,8 @@ impl BrokerConfig {
             controlled_shutdown_enable: boolean(&raw, "controlled.shutdown.enable")?,
             leader_replication_throttled_rate: num(&raw, "leader.replication.throttled.rate")?,
             follower_replication_throttled_rate: num(&raw, "follower.replication.throttled.rate")?,
+            tls,
+            ssl_reload_interval: Duration::from_millis(positive(&raw, "ssl.reload.interval.ms")?),
             raw,
             retired: Vec::new(),
         })
@@ -553,7 +606,7 @@ fn set(raw: &mut BTreeMap<String, String>, key: String, value: String) -> Result
         raw.insert(format!("{RETIRED_PREFIX}{key}"), value);
         return Ok(());
     }
-    if !raw.contains_key(&key) {
+    if !raw.contains_key(&key) && tls::listener_override(&key).is_none() {
         return Err(ConfigError::Unknown(key));
     }
     raw.insert(key, value);
@@ -612,7 +665,13 @@ fn read_properties(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
     Ok(out)
 }
 
+/// A bad value. The value of a secret (an inline key, a password) is not repeated.
 pub(crate) fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+    let value = if tls::is_sensitive(key) {
+        "[hidden]"
+    } else {
+        value
+    };
     ConfigError::Invalid {
         key: key.into(),
         value: value.into(),
