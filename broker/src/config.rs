@@ -953,6 +953,83 @@ mod tests {
     }
 
     #[test]
+    fn tls_listeners_take_per_listener_overrides() {
+        let c = BrokerConfig::load(
+            None,
+            kv(&[("SPATE_SSL_TRUSTSTORE_LOCATION", "/ca.pem")]),
+            kv(&[
+                ("listeners", "INTERNAL://127.0.0.1:0,EXTERNAL://127.0.0.1:0"),
+                (
+                    "listener.security.protocol.map",
+                    "INTERNAL:PLAINTEXT,EXTERNAL:SSL",
+                ),
+                ("inter.broker.listener.name", "INTERNAL"),
+                ("ssl.keystore.location", "/broker.pem"),
+                ("listener.name.external.ssl.client.auth", "required"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.tls.keys().collect::<Vec<_>>(), ["EXTERNAL"]);
+        assert_eq!(
+            c.tls["EXTERNAL"].client_auth,
+            crate::security::tls::ClientAuth::Required
+        );
+        // An override for a listener that does not exist is a mistake worth naming.
+        let err = BrokerConfig::load(
+            None,
+            vec![],
+            kv(&[("listener.name.extrenal.ssl.client.auth", "required")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no listener extrenal"), "{err}");
+        // Other settings cannot be given per listener.
+        assert!(matches!(
+            BrokerConfig::load(
+                None,
+                vec![],
+                kv(&[("listener.name.plaintext.num.partitions", "2")])
+            ),
+            Err(ConfigError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn secrets_are_not_repeated_in_errors() {
+        let err = BrokerConfig::load(
+            None,
+            vec![],
+            kv(&[
+                ("listeners", "SSL://127.0.0.1:0"),
+                ("ssl.keystore.key", "-----BEGIN PRIVATE KEY-----TOPSECRET"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("ssl.keystore.key") && err.contains("[hidden]"),
+            "{err}"
+        );
+        assert!(!err.contains("TOPSECRET"), "{err}");
+    }
+
+    #[test]
+    fn an_ssl_inter_broker_listener_is_refused_in_a_cluster() {
+        let err = BrokerConfig::load(
+            None,
+            vec![],
+            kv(&[
+                ("listeners", "SSL://127.0.0.1:9093"),
+                ("ssl.keystore.location", "/broker.pem"),
+                ("controller.quorum.voters", "0@127.0.0.1:9301"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("does not speak TLS yet"), "{err}");
+    }
+
+    #[test]
     fn rejects_unknown_keys_and_bad_values() {
         assert!(matches!(
             BrokerConfig::load(None, vec![], kv(&[("no.such", "1")])),
