@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::listeners::Listeners;
+use crate::listeners::{Listeners, SecurityProtocol};
+use crate::security::tls::{self, TlsSettings};
 use spate_log::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +119,22 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "replica.alter.log.dirs.io.max.bytes.per.second",
         "9223372036854775807",
     ),
+    // TLS on listeners whose `listener.security.protocol.map` protocol is SSL; each may be
+    // overridden per listener as `listener.name.<lowercase name>.<key>`. Only PEM stores.
+    ("ssl.keystore.type", "PEM"),
+    ("ssl.keystore.location", ""),
+    ("ssl.keystore.key", ""),
+    ("ssl.keystore.certificate.chain", ""),
+    ("ssl.key.password", ""),
+    ("ssl.truststore.type", "PEM"),
+    ("ssl.truststore.location", ""),
+    ("ssl.truststore.certificates", ""),
+    ("ssl.client.auth", "none"),
+    ("ssl.principal.mapping.rules", "DEFAULT"),
+    ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3"),
+    // Spate's own: how often certificate and key files are re-read (Kubernetes rotates
+    // mounted Secrets in place).
+    ("ssl.reload.interval.ms", "10000"),
 ];
 
 /// Typed broker configuration.
@@ -170,7 +187,12 @@ pub struct BrokerConfig {
     pub leader_replication_throttled_rate: u64,
     /// Bytes/s a follower fetches for throttled, out-of-sync partitions.
     pub follower_replication_throttled_rate: u64,
-    /// The effective settings, for DescribeConfigs on the broker resource.
+    /// TLS settings of every SSL listener, by listener name.
+    pub tls: BTreeMap<String, TlsSettings>,
+    /// How often TLS files are checked for changes.
+    pub ssl_reload_interval: Duration,
+    /// The effective settings, for DescribeConfigs on the broker resource. Holds secrets
+    /// (inline keys): see `security::tls::is_sensitive` before showing a value.
     pub raw: BTreeMap<String, String>,
     /// Retired settings the sources named; ignored, and warned about at start.
     pub retired: Vec<String>,
@@ -224,6 +246,27 @@ impl BrokerConfig {
             get("listener.security.protocol.map"),
             get("inter.broker.listener.name"),
         )?;
+        for key in raw.keys() {
+            if let Some((name, _)) = tls::listener_override(key) {
+                if !listeners
+                    .all
+                    .iter()
+                    .any(|l| l.name.eq_ignore_ascii_case(name))
+                {
+                    return Err(invalid(
+                        key,
+                        raw.get(key).map(String::as_str).unwrap_or_default(),
+                        &format!("there is no listener {name}"),
+                    ));
+                }
+            }
+        }
+        let mut tls = BTreeMap::new();
+        for l in &listeners.all {
+            if l.protocol == SecurityProtocol::Ssl {
+                tls.insert(l.name.clone(), TlsSettings::resolve(&raw, &l.name)?);
+            }
+        }
         let listen = listeners.inter_broker().bind;
         let advertised = listeners.inter_broker().advertised.clone();
         let http_listen = match get("http.listeners") {
@@ -266,6 +309,14 @@ impl BrokerConfig {
                 ms: (0..i64::MAX).contains(&flush_ms).then_some(flush_ms as u64),
             },
         };
+        let quorum = parse_quorum(&raw, listen)?;
+        if !quorum.solo && listeners.inter_broker().protocol != SecurityProtocol::Plaintext {
+            return Err(invalid(
+                "inter.broker.listener.name",
+                &listeners.inter_broker().name,
+                "replication between brokers does not speak TLS yet; name a PLAINTEXT listener",
+            ));
+        }
         let json_logs = match get("log.format") {
             "text" => false,
             "json" => true,
@@ -341,7 +392,7 @@ impl BrokerConfig {
                 partition_verification: boolean(&raw, "transaction.partition.verification.enable")?,
             },
             log_defaults,
-            quorum: parse_quorum(&raw, listen)?,
+            quorum,
             replica_lag_time_max_ms: positive(&raw, "replica.lag.time.max.ms")?,
             broker_heartbeat_interval_ms: positive(&raw, "broker.heartbeat.interval.ms")?,
             broker_session_timeout_ms: positive(&raw, "broker.session.timeout.ms")?,
@@ -354,6 +405,8 @@ impl BrokerConfig {
             controlled_shutdown_enable: boolean(&raw, "controlled.shutdown.enable")?,
             leader_replication_throttled_rate: num(&raw, "leader.replication.throttled.rate")?,
             follower_replication_throttled_rate: num(&raw, "follower.replication.throttled.rate")?,
+            tls,
+            ssl_reload_interval: Duration::from_millis(positive(&raw, "ssl.reload.interval.ms")?),
             raw,
             retired: Vec::new(),
         })
@@ -558,7 +611,7 @@ fn set(raw: &mut BTreeMap<String, String>, key: String, value: String) -> Result
         raw.insert(format!("{RETIRED_PREFIX}{key}"), value);
         return Ok(());
     }
-    if !raw.contains_key(&key) {
+    if !raw.contains_key(&key) && tls::listener_override(&key).is_none() {
         return Err(ConfigError::Unknown(key));
     }
     raw.insert(key, value);
@@ -617,7 +670,13 @@ fn read_properties(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
     Ok(out)
 }
 
+/// A bad value. The value of a secret (an inline key, a password) is not repeated.
 pub(crate) fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+    let value = if tls::is_sensitive(key) {
+        "[hidden]"
+    } else {
+        value
+    };
     ConfigError::Invalid {
         key: key.into(),
         value: value.into(),
@@ -896,6 +955,83 @@ mod tests {
         let c = BrokerConfig::load(None, vec![], kv(&[("replication.enable", "false")])).unwrap();
         assert_eq!(c.retired, ["replication.enable"]);
         assert!(!c.raw.keys().any(|k| k.contains("replication.enable")));
+    }
+
+    #[test]
+    fn tls_listeners_take_per_listener_overrides() {
+        let c = BrokerConfig::load(
+            None,
+            kv(&[("SPATE_SSL_TRUSTSTORE_LOCATION", "/ca.pem")]),
+            kv(&[
+                ("listeners", "INTERNAL://127.0.0.1:0,EXTERNAL://127.0.0.1:0"),
+                (
+                    "listener.security.protocol.map",
+                    "INTERNAL:PLAINTEXT,EXTERNAL:SSL",
+                ),
+                ("inter.broker.listener.name", "INTERNAL"),
+                ("ssl.keystore.location", "/broker.pem"),
+                ("listener.name.external.ssl.client.auth", "required"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.tls.keys().collect::<Vec<_>>(), ["EXTERNAL"]);
+        assert_eq!(
+            c.tls["EXTERNAL"].client_auth,
+            crate::security::tls::ClientAuth::Required
+        );
+        // An override for a listener that does not exist is a mistake worth naming.
+        let err = BrokerConfig::load(
+            None,
+            vec![],
+            kv(&[("listener.name.extrenal.ssl.client.auth", "required")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no listener extrenal"), "{err}");
+        // Other settings cannot be given per listener.
+        assert!(matches!(
+            BrokerConfig::load(
+                None,
+                vec![],
+                kv(&[("listener.name.plaintext.num.partitions", "2")])
+            ),
+            Err(ConfigError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn secrets_are_not_repeated_in_errors() {
+        let err = BrokerConfig::load(
+            None,
+            vec![],
+            kv(&[
+                ("listeners", "SSL://127.0.0.1:0"),
+                ("ssl.keystore.key", "-----BEGIN PRIVATE KEY-----TOPSECRET"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("ssl.keystore.key") && err.contains("[hidden]"),
+            "{err}"
+        );
+        assert!(!err.contains("TOPSECRET"), "{err}");
+    }
+
+    #[test]
+    fn an_ssl_inter_broker_listener_is_refused_in_a_cluster() {
+        let err = BrokerConfig::load(
+            None,
+            vec![],
+            kv(&[
+                ("listeners", "SSL://127.0.0.1:9093"),
+                ("ssl.keystore.location", "/broker.pem"),
+                ("controller.quorum.voters", "0@127.0.0.1:9301"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("does not speak TLS yet"), "{err}");
     }
 
     #[test]

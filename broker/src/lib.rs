@@ -26,6 +26,8 @@
 //!   transaction markers.
 //! - `observability/` — Prometheus metrics, the HTTP health endpoints (warp), the log and
 //!   trace subscriber; `trace_context.rs` carries W3C trace context between brokers.
+//! - `security/` — TLS on SSL listeners (rustls, reloaded when files change) and the principal
+//!   of a connection (the client certificate's DN, mapped as Kafka maps it).
 //! - `config.rs`  — broker settings: defaults < file < environment < CLI.
 //! - the log itself (segments, indexes, recovery, retention, compaction) is the `spate-log`
 //!   crate in `broker/log`.
@@ -42,6 +44,7 @@ pub mod observability;
 pub mod producer;
 pub mod protocol;
 pub mod replication;
+pub mod security;
 pub mod server;
 #[doc(hidden)]
 pub mod testing;
@@ -143,6 +146,13 @@ impl Broker {
             tracing::warn!("setting {key} no longer does anything and is ignored");
         }
         let config = Arc::new(config);
+        // Certificates before anything else: a broker that cannot serve TLS does not start.
+        let mut tls = std::collections::BTreeMap::new();
+        for (name, settings) in &config.tls {
+            let l = security::tls::TlsListener::load(settings.clone())
+                .map_err(|e| anyhow::anyhow!("listener {name}: {e}"))?;
+            tls.insert(name.clone(), Arc::new(l));
+        }
         let legacy = cluster::migrate::read(&config.data_dir)?;
         // Listeners first: the broker registers the addresses it serves on.
         let sockets = bind_listeners(&config).await?;
@@ -218,13 +228,20 @@ impl Broker {
         };
         tasks.spawn(replication::run(ctx.clone(), rx.clone()));
         for (l, socket) in sockets {
+            let listener_tls = tls.get(&l.name).cloned();
             tasks.spawn(server::listener::run(
                 ctx.clone(),
                 l.name.into(),
                 socket,
+                listener_tls,
                 rx.clone(),
             ));
         }
+        tasks.spawn(security::tls::watch(
+            tls.into_values().collect(),
+            config.ssl_reload_interval,
+            rx.clone(),
+        ));
         tasks.spawn(server::maintenance::run(registry.clone(), rx.clone()));
         tasks.spawn(cluster::applier::run(registry.clone(), rx.clone()));
         tasks.spawn(controller::liveness::run(

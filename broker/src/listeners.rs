@@ -15,11 +15,20 @@ pub const DEFAULT_NAME: &str = "PLAINTEXT";
 /// Kafka's default `listener.security.protocol.map`.
 const DEFAULT_PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 
+/// How a listener's connections are secured (`listener.security.protocol.map`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    /// TLS, with client certificates when `ssl.client.auth` asks for them.
+    Ssl,
+}
+
 /// One listener: where it binds and what clients are told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     pub name: String,
     pub bind: SocketAddr,
+    pub protocol: SecurityProtocol,
     /// From `advertised.listeners`; `None` advertises the bound address.
     pub advertised: Option<(String, u16)>,
 }
@@ -68,13 +77,24 @@ impl Listeners {
                     &format!("listener {name} is named twice"),
                 ));
             }
-            match protocols.get(name.as_str()).map(String::as_str) {
-                Some("PLAINTEXT") => {}
+            let protocol = match protocols.get(name.as_str()).map(String::as_str) {
+                Some("PLAINTEXT") => SecurityProtocol::Plaintext,
+                Some("SSL") => SecurityProtocol::Ssl,
+                Some(sasl @ ("SASL_PLAINTEXT" | "SASL_SSL")) => {
+                    return Err(invalid(
+                        "listener.security.protocol.map",
+                        protocol_map,
+                        &format!(
+                            "listener {name} uses {sasl}: SASL is not supported yet; \
+                             use SSL (with ssl.client.auth=required for client certificates)"
+                        ),
+                    ))
+                }
                 Some(other) => {
                     return Err(invalid(
                         "listener.security.protocol.map",
                         protocol_map,
-                        &format!("listener {name} uses {other}; only PLAINTEXT is supported"),
+                        &format!("listener {name} uses {other}; expected PLAINTEXT or SSL"),
                     ))
                 }
                 None => {
@@ -84,10 +104,11 @@ impl Listeners {
                         &format!("no security protocol for listener {name}; add {name}:PLAINTEXT"),
                     ))
                 }
-            }
+            };
             all.push(Listener {
                 name,
                 bind,
+                protocol,
                 advertised: None,
             });
         }
@@ -236,6 +257,26 @@ mod tests {
     }
 
     #[test]
+    fn ssl_listeners_are_accepted() {
+        let l = parse(
+            "INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:9093,SSL://0.0.0.0:9094",
+            "",
+            "INTERNAL:PLAINTEXT,EXTERNAL:SSL",
+            "INTERNAL",
+        )
+        .unwrap();
+        let protocols: Vec<_> = l.all.iter().map(|l| l.protocol).collect();
+        assert_eq!(
+            protocols,
+            [
+                SecurityProtocol::Plaintext,
+                SecurityProtocol::Ssl,
+                SecurityProtocol::Ssl
+            ]
+        );
+    }
+
+    #[test]
     fn ipv6_listeners_are_bracketed() {
         let l = parse("PLAINTEXT://[::1]:9092", "", "", "").unwrap();
         assert_eq!(l.inter_broker().bind.to_string(), "[::1]:9092");
@@ -252,11 +293,25 @@ mod tests {
                 "add INTERNAL:PLAINTEXT",
             ),
             (
-                "SSL://0.0.0.0:9093",
+                "SASL_SSL://0.0.0.0:9093",
                 "",
                 "",
                 "",
-                "only PLAINTEXT is supported",
+                "SASL is not supported yet",
+            ),
+            (
+                "A://0.0.0.0:9093",
+                "",
+                "A:SASL_PLAINTEXT",
+                "",
+                "SASL is not supported yet",
+            ),
+            (
+                "A://0.0.0.0:9093",
+                "",
+                "A:TLS",
+                "",
+                "expected PLAINTEXT or SSL",
             ),
             (
                 "A://0.0.0.0:1,A://0.0.0.0:2",

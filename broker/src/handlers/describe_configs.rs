@@ -151,9 +151,12 @@ fn broker_configs(
                 };
                 (v.clone(), source)
             });
+            // Secrets (inline keys, passwords) are described as Kafka does: no value.
+            let sensitive = crate::security::tls::is_sensitive(k);
             DescribeConfigsResourceResult::default()
                 .with_name(str_bytes(k.clone()))
-                .with_value(Some(str_bytes(value)))
+                .with_value((!sensitive).then(|| str_bytes(value)))
+                .with_is_sensitive(sensitive)
                 .with_read_only(!settable)
                 .with_config_source(source)
         })

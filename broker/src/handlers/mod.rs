@@ -40,19 +40,18 @@ pub mod txn_offset_commit;
 pub mod unregister_broker;
 pub mod write_txn_markers;
 
-use std::net::SocketAddr;
-
 use crate::context::Context;
 use crate::protocol::{Request, RequestEnvelope, Response};
+use crate::security::RequestContext;
 
 /// Runs one request that arrived on `listener`. `None` means the client expects no response
 /// (Produce with acks=0).
 pub async fn dispatch(
     ctx: &Context,
     env: RequestEnvelope,
-    peer: SocketAddr,
-    listener: &str,
+    rc: &RequestContext,
 ) -> Option<Response> {
+    let (peer, listener) = (rc.peer, &*rc.listener);
     let v = env.version;
     let client_id = env.client_id.unwrap_or_default();
     Some(match env.body {

@@ -7,13 +7,16 @@ use tokio::task::JoinSet;
 
 use super::connection;
 use crate::context::Context;
+use crate::security::tls::TlsListener;
 
 /// Accepts connections on the listener called `name` until `shutdown` turns true, then waits
-/// for open connections to end.
+/// for open connections to end. `tls` is set on SSL listeners; each connection does its own
+/// handshake, so a slow client never holds up the accept loop.
 pub async fn run(
     ctx: Arc<Context>,
     name: Arc<str>,
     listener: TcpListener,
+    tls: Option<Arc<TlsListener>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
@@ -21,7 +24,7 @@ pub async fn run(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(connection::serve(ctx.clone(), stream, peer, name.clone(), shutdown.clone()));
+                    connections.spawn(connection::serve(ctx.clone(), stream, peer, name.clone(), tls.clone(), shutdown.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: keep serving the rest.

@@ -43,7 +43,11 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-pub async fn send_raw(conn: &mut TcpStream, body: &[u8]) {
+/// A connection to a broker: TCP, or TLS over it.
+pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Conn for S {}
+
+pub async fn send_raw(conn: &mut impl Conn, body: &[u8]) {
     let mut frame = BytesMut::new();
     frame.put_i32(body.len() as i32);
     frame.put_slice(body);
@@ -51,7 +55,7 @@ pub async fn send_raw(conn: &mut TcpStream, body: &[u8]) {
 }
 
 /// Reads one response frame; `None` if the broker closed the connection.
-pub async fn read_frame(conn: &mut TcpStream) -> Option<Bytes> {
+pub async fn read_frame(conn: &mut impl Conn) -> Option<Bytes> {
     let mut size = [0u8; 4];
     let read = tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut size))
         .await
@@ -76,7 +80,7 @@ pub fn request<T: Encodable>(api: ApiKey, version: i16, correlation_id: i32, bod
 }
 
 pub async fn call<Req: Encodable, Resp: Decodable>(
-    conn: &mut TcpStream,
+    conn: &mut impl Conn,
     api: ApiKey,
     version: i16,
     req: &Req,
@@ -115,7 +119,7 @@ pub fn produce_error(resp: &ProduceResponse) -> i16 {
     resp.responses[0].partition_responses[0].error_code
 }
 
-pub async fn end_offset(conn: &mut TcpStream, topic: &str) -> i64 {
+pub async fn end_offset(conn: &mut impl Conn, topic: &str) -> i64 {
     let req = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()

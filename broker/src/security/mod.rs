@@ -1,0 +1,55 @@
+//! Who a connection is: TLS on `SSL` listeners and the principal of its client.
+//!
+//! # Layout
+//! - `tls.rs`         — a listener's TLS settings (Kafka's `ssl.*` names, per-listener
+//!   overrides), building a rustls `ServerConfig` from PEM, reloading it when the files change.
+//! - `dn.rs`          — a certificate's subject DN in the RFC 2253 form Kafka (Java) prints.
+//! - `ssl_mapping.rs` — `ssl.principal.mapping.rules`, Kafka's `SslPrincipalMapper`.
+//!
+//! Every connection has a [`KafkaPrincipal`]: `User:ANONYMOUS` on PLAINTEXT listeners and for
+//! TLS clients without a certificate, `User:<mapped subject DN>` for a client certificate, as
+//! Kafka's `DefaultKafkaPrincipalBuilder`. Nothing authorizes on it yet.
+pub mod dn;
+pub mod ssl_mapping;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Kafka's `KafkaPrincipal`: a type (always `User` here) and a name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KafkaPrincipal {
+    pub principal_type: String,
+    pub name: String,
+}
+
+impl KafkaPrincipal {
+    pub const USER_TYPE: &'static str = "User";
+
+    pub fn user(name: impl Into<String>) -> Self {
+        Self {
+            principal_type: Self::USER_TYPE.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Kafka's principal of an unauthenticated connection.
+    pub fn anonymous() -> Self {
+        Self::user("ANONYMOUS")
+    }
+}
+
+impl std::fmt::Display for KafkaPrincipal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.principal_type, self.name)
+    }
+}
+
+/// What a request handler knows about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub peer: SocketAddr,
+    /// The listener's name (as in `listeners`).
+    pub listener: Arc<str>,
+    pub principal: KafkaPrincipal,
+}
