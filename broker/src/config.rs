@@ -209,9 +209,10 @@ impl BrokerConfig {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let mut retired = Vec::new();
         if let Some(path) = file {
             for (k, v) in read_properties(path)? {
-                set(&mut raw, k, v)?;
+                set(&mut raw, &mut retired, k, v)?;
             }
         }
         let env: BTreeMap<String, String> = env.into_iter().collect();
@@ -223,13 +224,10 @@ impl BrokerConfig {
             }
         }
         for (k, v) in cli {
-            set(&mut raw, k, v)?;
+            set(&mut raw, &mut retired, k, v)?;
         }
-        let retired: Vec<String> = raw
-            .keys()
-            .filter_map(|k| k.strip_prefix(RETIRED_PREFIX).map(str::to_string))
-            .collect();
-        raw.retain(|k, _| !k.starts_with(RETIRED_PREFIX));
+        retired.sort_unstable();
+        retired.dedup();
         for (k, v) in raw.iter_mut() {
             *v = expand_env(k, v, &env)?;
         }
@@ -603,12 +601,15 @@ const RETIRED: &[&str] = &[
     "replication.enable",
 ];
 
-/// The key under which a retired setting is remembered in `raw` until `from_raw`.
-const RETIRED_PREFIX: &str = "\0retired.";
-
-fn set(raw: &mut BTreeMap<String, String>, key: String, value: String) -> Result<(), ConfigError> {
+/// Takes one setting from a file or the command line; a retired one is only noted.
+fn set(
+    raw: &mut BTreeMap<String, String>,
+    retired: &mut Vec<String>,
+    key: String,
+    value: String,
+) -> Result<(), ConfigError> {
     if RETIRED.contains(&key.as_str()) {
-        raw.insert(format!("{RETIRED_PREFIX}{key}"), value);
+        retired.push(key);
         return Ok(());
     }
     if !raw.contains_key(&key) && tls::listener_override(&key).is_none() {

@@ -42,7 +42,9 @@ pub use error::{MetaError, Result};
 pub use liveness::{BrokerHeartbeat, HeartbeatAck, HeartbeatReply, Heartbeats};
 pub use membership::{MembershipChange, MembershipReply, QuorumReply, QuorumView, ReplicaView};
 pub use node::{MetaConfig, MetaMetrics, MetaNode, ServerRole};
-pub use requests::{ElectionResult, ElectionScope, MetaRequest, MetaResponse, RequestError};
+pub use requests::{
+    ElectionResult, ElectionScope, MetaRequest, MetaResponse, RequestError, MAX_PRODUCER_ID_BLOCK,
+};
 pub use state_machine::{
     BrokerRegistration, ClusterMetadata, ListenerEndpoint, PartitionState, TopicMetadata, NO_LEADER,
 };

@@ -11,15 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
-use spate_meta::{MetaRequest, MetaResponse};
 
 use super::admin::NewTopic;
 use super::{AdminError, Registry, TopicMeta};
 
 const TOPICS_FILE: &str = "topics.json";
 const PRODUCER_IDS_FILE: &str = "producer-id-block";
-/// Largest producer id block the quorum hands out in one request (`spate_meta`'s MAX_BLOCK).
-const MAX_BLOCK: i64 = 1_000_000;
 
 /// What a data directory in the older format holds.
 #[derive(Debug, Deserialize)]
@@ -112,23 +109,9 @@ pub async fn migrate(registry: &Arc<Registry>, legacy: Legacy) -> Result<(), Mig
             })?;
         tracing::info!(topic = %t.name, partitions = t.partitions, "carried topic over into the metadata quorum");
     }
-    while q.metadata().next_producer_id_block < legacy.next_producer_id {
-        let gap = legacy.next_producer_id - q.metadata().next_producer_id_block;
-        let count = i32::try_from(gap.min(MAX_BLOCK)).unwrap_or(i32::MAX);
-        match q
-            .propose(MetaRequest::AllocateProducerIds { broker: me, count })
-            .await
-            .map_err(MigrateError::ProducerIds)?
-        {
-            MetaResponse::ProducerIds { .. } => {}
-            other => {
-                return Err(MigrateError::ProducerIds(AdminError::new(
-                    kafka_protocol::error::ResponseError::UnknownServerError,
-                    format!("unexpected answer {other:?}"),
-                )))
-            }
-        }
-    }
+    q.skip_producer_ids_below(legacy.next_producer_id)
+        .await
+        .map_err(MigrateError::ProducerIds)?;
     let dir = &registry.config.data_dir;
     for file in [TOPICS_FILE, PRODUCER_IDS_FILE] {
         let path = dir.join(file);

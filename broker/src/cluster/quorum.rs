@@ -374,16 +374,32 @@ impl Quorum {
                 return Ok(ids.0 - 1);
             }
         }
+        let (start, count) = self.take_producer_ids(PRODUCER_ID_BLOCK).await?;
+        let mut ids = self.producer_ids.lock();
+        *ids = (start + 1, start + i64::from(count));
+        Ok(start)
+    }
+
+    /// Moves the cluster's producer ids past `next` (ids handed out before the quorum held
+    /// them), taking blocks nobody uses.
+    pub async fn skip_producer_ids_below(&self, next: i64) -> Result<(), AdminError> {
+        while self.metadata().next_producer_id_block < next {
+            let gap = next - self.metadata().next_producer_id_block;
+            let count = i32::try_from(gap.min(i64::from(spate_meta::MAX_PRODUCER_ID_BLOCK)))
+                .unwrap_or(spate_meta::MAX_PRODUCER_ID_BLOCK);
+            self.take_producer_ids(count).await?;
+        }
+        Ok(())
+    }
+
+    /// One block of `count` producer ids from the quorum: (first id, count).
+    async fn take_producer_ids(&self, count: i32) -> Result<(i64, i32), AdminError> {
         let request = MetaRequest::AllocateProducerIds {
             broker: self.broker_id,
-            count: PRODUCER_ID_BLOCK,
+            count,
         };
         match self.propose(request).await? {
-            MetaResponse::ProducerIds { start, count } => {
-                let mut ids = self.producer_ids.lock();
-                *ids = (start + 1, start + i64::from(count));
-                Ok(start)
-            }
+            MetaResponse::ProducerIds { start, count } => Ok((start, count)),
             other => Err(AdminError::new(
                 ResponseError::UnknownServerError,
                 format!("unexpected answer to AllocateProducerIds: {other:?}"),

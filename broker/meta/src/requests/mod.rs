@@ -18,6 +18,8 @@
 mod broker;
 mod partition;
 mod producer_ids;
+
+pub use producer_ids::MAX_BLOCK as MAX_PRODUCER_ID_BLOCK;
 mod topic;
 
 use std::collections::BTreeMap;
