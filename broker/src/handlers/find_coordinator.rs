@@ -84,11 +84,6 @@ async fn answer(ctx: &Context, key_type: i8, key: StrBytes, listener: &str) -> C
     {
         return unavailable(c, format!("creating {topic_name}: {}", e.message));
     }
-    if key_type == KEY_GROUP {
-        // Take up the groups of partitions this broker has just come to lead now rather than
-        // on the next timer tick, so that the client's first group request finds them.
-        ctx.groups.sync_ownership();
-    }
     let md = q.metadata();
     let Some(topic) = md.topics.get(topic_name) else {
         return unavailable(c, format!("{topic_name} is not created yet"));

@@ -163,8 +163,7 @@ impl GroupCoordinator {
     }
 
     fn write_group_deletion(&self, group_id: &str) -> Result<OffsetsWrite, ResponseError> {
-        let state = self.runtime.lock();
-        state.check_owner(group_id)?;
+        let state = self.lock_owned(group_id)?;
         let known = state.shard.groups.contains_key(group_id)
             || state.shard.offsets.contains_key(group_id)
             || state.shard.consumer_groups.contains_key(group_id);

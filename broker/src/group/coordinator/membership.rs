@@ -36,10 +36,10 @@ impl GroupCoordinator {
         let member_id = req.member_id.clone();
         let (tx, rx) = oneshot::channel();
         {
-            let mut state = self.runtime.lock();
-            if let Err(e) = state.check_owner(group_id) {
-                return JoinOutcome::error(e, &member_id);
-            }
+            let mut state = match self.lock_owned(group_id) {
+                Ok(state) => state,
+                Err(e) => return JoinOutcome::error(e, &member_id),
+            };
             if state
                 .shard
                 .consumer_groups
@@ -70,10 +70,10 @@ impl GroupCoordinator {
     ) -> SyncOutcome {
         let (tx, rx) = oneshot::channel();
         {
-            let mut state = self.runtime.lock();
-            if let Err(e) = state.check_owner(group_id) {
-                return SyncOutcome::error(e);
-            }
+            let mut state = match self.lock_owned(group_id) {
+                Ok(state) => state,
+                Err(e) => return SyncOutcome::error(e),
+            };
             let Some(g) = state.shard.groups.get_mut(group_id) else {
                 return SyncOutcome::error(ResponseError::UnknownMemberId);
             };
@@ -152,8 +152,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), ResponseError> {
-        let mut state = self.runtime.lock();
-        state.check_owner(group_id)?;
+        let mut state = self.lock_owned(group_id)?;
         let g = state
             .shard
             .groups
@@ -168,8 +167,7 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
-        let mut state = self.runtime.lock();
-        state.check_owner(group_id)?;
+        let mut state = self.lock_owned(group_id)?;
         let g = state
             .shard
             .groups
@@ -196,8 +194,7 @@ impl GroupCoordinator {
             .iter()
             .map(|t| (t.meta.name.clone(), (t.meta.id, t.meta.partitions)))
             .collect();
-        let mut state = self.runtime.lock();
-        state.check_owner(group_id)?;
+        let mut state = self.lock_owned(group_id)?;
         if state
             .shard
             .groups
@@ -222,8 +219,7 @@ impl GroupCoordinator {
         group_id: &str,
         f: impl FnOnce(&ConsumerGroup) -> T,
     ) -> Result<T, ResponseError> {
-        let state = self.runtime.lock();
-        state.check_owner(group_id)?;
+        let state = self.lock_owned(group_id)?;
         state
             .shard
             .consumer_groups

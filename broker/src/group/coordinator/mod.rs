@@ -36,7 +36,7 @@ use kafka_protocol::error::ResponseError;
 use super::codec::{self, Key};
 use crate::cluster::Registry;
 use crate::context::now_ms;
-use crate::coordinator::{CoordinatorRuntime, PendingWrite};
+use crate::coordinator::{CoordinatorRuntime, Loaded, PendingWrite};
 use store::GroupShard;
 
 pub use admin::GroupDescription;
@@ -101,7 +101,20 @@ impl GroupCoordinator {
 
     /// NOT_COORDINATOR (or COORDINATOR_NOT_AVAILABLE) unless this broker coordinates the group.
     pub fn check_owner(&self, group_id: &str) -> Result<(), ResponseError> {
-        self.runtime.lock().check_owner(group_id)
+        self.lock_owned(group_id).map(|_| ())
+    }
+
+    /// The coordinator's state, once this broker coordinates `group_id`. A partition it has
+    /// just come to lead is loaded now rather than on the timer's next sync (as the
+    /// transaction coordinator does), so the first request after FindCoordinator finds it.
+    fn lock_owned(
+        &self,
+        group_id: &str,
+    ) -> Result<parking_lot::MutexGuard<'_, Loaded<GroupShard>>, ResponseError> {
+        self.runtime.owned_partition(group_id)?;
+        let state = self.runtime.lock();
+        state.check_owner(group_id)?;
+        Ok(state)
     }
 
     /// Appends records to the group's `__consumer_offsets` partition; with more than one

@@ -67,10 +67,10 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return fail_all(ResponseError::InvalidGroupId, offsets.len());
         }
-        let mut state = self.runtime.lock();
-        if let Err(e) = state.check_owner(group_id) {
-            return fail_all(e, offsets.len());
-        }
+        let mut state = match self.lock_owned(group_id) {
+            Ok(state) => state,
+            Err(e) => return fail_all(e, offsets.len()),
+        };
         let consumer_group = state
             .shard
             .consumer_groups
@@ -210,8 +210,7 @@ impl GroupCoordinator {
         group_id: &str,
         wanted: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<FetchedOffsets, ResponseError> {
-        let state = self.runtime.lock();
-        state.check_owner(group_id)?;
+        let state = self.lock_owned(group_id)?;
         let empty = GroupOffsets::new();
         let committed = state.shard.offsets.get(group_id).unwrap_or(&empty);
         Ok(match wanted {
@@ -274,8 +273,7 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<(Vec<Result<(), ResponseError>>, Option<OffsetsWrite>), ResponseError> {
-        let state = self.runtime.lock();
-        state.check_owner(group_id)?;
+        let state = self.lock_owned(group_id)?;
         if !state.shard.groups.contains_key(group_id) && !state.shard.offsets.contains_key(group_id)
         {
             return Err(ResponseError::GroupIdNotFound);

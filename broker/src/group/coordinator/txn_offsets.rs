@@ -30,10 +30,10 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return fail_all(ResponseError::InvalidGroupId, offsets.len());
         }
-        let mut state = self.runtime.lock();
-        if let Err(e) = state.check_owner(group_id) {
-            return fail_all(e, offsets.len());
-        }
+        let mut state = match self.lock_owned(group_id) {
+            Ok(state) => state,
+            Err(e) => return fail_all(e, offsets.len()),
+        };
         // Kafka checks the member and generation only when the client sends them (v3+).
         if generation >= 0 || !member_id.is_empty() {
             let refused = match state
