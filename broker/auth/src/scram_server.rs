@@ -14,12 +14,14 @@ pub struct ScramServer {
 
 enum State {
     AwaitingFirst,
-    AwaitingFinal {
-        first: ClientFirst,
-        server_first: ServerFirst,
-        credential: ScramCredential,
-    },
+    AwaitingFinal(Box<Exchange>),
     Done,
+}
+
+struct Exchange {
+    first: ClientFirst,
+    server_first: ServerFirst,
+    credential: ScramCredential,
 }
 
 /// A finished exchange: who logged in, and the server-final message to send.
@@ -69,24 +71,24 @@ impl ScramServer {
             iterations: credential.iterations,
         };
         let out = server_first.format().into_bytes();
-        self.state = State::AwaitingFinal {
+        self.state = State::AwaitingFinal(Box::new(Exchange {
             first,
             server_first,
             credential,
-        };
+        }));
         Ok(out)
     }
 
     /// Takes client-final, checks nonce, channel binding and proof, returns server-final.
     pub fn client_final(&mut self, message: &[u8]) -> Result<ScramServerFinal, ScramError> {
-        let State::AwaitingFinal {
+        let State::AwaitingFinal(exchange) = std::mem::replace(&mut self.state, State::Done) else {
+            return Err(ScramError::IllegalState);
+        };
+        let Exchange {
             first,
             server_first,
             credential,
-        } = std::mem::replace(&mut self.state, State::Done)
-        else {
-            return Err(ScramError::IllegalState);
-        };
+        } = *exchange;
         let last = ClientFinal::parse(message)?;
         if last.nonce != server_first.nonce {
             return Err(ScramError::NonceMismatch);
