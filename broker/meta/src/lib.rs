@@ -9,7 +9,7 @@
 //! - `state_machine.rs` — [`ClusterMetadata`]: brokers, topics, partitions; shared Kafka rules
 //!   (leader eligibility, ISR shrinking on fencing).
 //! - `requests/` — [`MetaRequest`] (the log's commands), [`MetaResponse`], [`RequestError`];
-//!   `apply` per group: `broker.rs`, `topic.rs`, `partition.rs`, `producer_ids.rs`.
+//!   `apply` per group: `broker.rs`, `topic.rs`, `partition.rs`, `producer_ids.rs`, `scram.rs`.
 //! - `placement.rs` — deterministic replica placement for new partitions.
 //! - `types.rs` — openraft's type configuration.
 //! - `store/` — durable storage for openraft: `log.rs` (log entries, fsynced before they are
@@ -43,7 +43,8 @@ pub use liveness::{BrokerHeartbeat, HeartbeatAck, HeartbeatReply, Heartbeats};
 pub use membership::{MembershipChange, MembershipReply, QuorumReply, QuorumView, ReplicaView};
 pub use node::{MetaConfig, MetaMetrics, MetaNode, ServerRole};
 pub use requests::{
-    ElectionResult, ElectionScope, MetaRequest, MetaResponse, RequestError, MAX_PRODUCER_ID_BLOCK,
+    ElectionResult, ElectionScope, MetaRequest, MetaResponse, RequestError, ScramUserChange,
+    MAX_PRODUCER_ID_BLOCK,
 };
 pub use state_machine::{
     BrokerRegistration, ClusterMetadata, ListenerEndpoint, PartitionState, TopicMetadata, NO_LEADER,

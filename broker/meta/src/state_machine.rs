@@ -33,6 +33,9 @@ pub struct ClusterMetadata {
     /// existed, hence the serde default.
     #[serde(default)]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// SCRAM credentials by user and mechanism (salted keys only, see `spate_auth`).
+    #[serde(default)]
+    pub scram: BTreeMap<String, BTreeMap<spate_auth::ScramMechanism, spate_auth::ScramCredential>>,
     /// Raft log index of the last entry applied to this state. Brokers compare it across
     /// nodes to tell how current their view is (Kafka's metadata offset).
     pub metadata_offset: u64,

@@ -13,14 +13,16 @@
 //!
 //! One file per group of requests: `broker.rs` (registration, fencing, shutdown),
 //! `topic.rs` (create, delete, partitions, configs), `partition.rs` (leader/ISR changes,
-//! elections, reassignment), `producer_ids.rs`.
+//! elections, reassignment), `producer_ids.rs`, `scram.rs` (SCRAM credentials).
 
 mod broker;
 mod partition;
 mod producer_ids;
+mod scram;
+mod topic;
 
 pub use producer_ids::MAX_BLOCK as MAX_PRODUCER_ID_BLOCK;
-mod topic;
+pub use scram::ScramUserChange;
 
 use std::collections::BTreeMap;
 
@@ -144,6 +146,18 @@ pub enum MetaRequest {
         broker: i32,
         count: i32,
     },
+    /// AlterUserScramCredentials: each user's deletions and upsertions, applied per user
+    /// atomically (a user whose deletion names a missing credential changes nothing).
+    AlterScramCredentials {
+        changes: Vec<ScramUserChange>,
+    },
+    /// A bootstrap credential (`--add-scram`): rejected as a no-op when the user already has
+    /// one for this mechanism.
+    AddScramCredentialIfAbsent {
+        user: String,
+        mechanism: spate_auth::ScramMechanism,
+        credential: spate_auth::ScramCredential,
+    },
 }
 
 /// Which partitions a preferred-leader election looks at.
@@ -175,6 +189,8 @@ pub enum MetaResponse {
     Elections(Vec<ElectionResult>),
     /// Producer ids `start .. start + count` belong to the requesting broker.
     ProducerIds { start: i64, count: i32 },
+    /// One result per user of `AlterScramCredentials`, in order: `None` when applied.
+    ScramAltered(Vec<Option<RequestError>>),
     /// Nothing changed; see the error.
     Rejected(RequestError),
 }
@@ -265,6 +281,10 @@ pub enum RequestError {
     InvalidProducerIdRequest(String),
     #[error("producer id space exhausted")]
     ProducerIdsExhausted,
+    #[error("Attempt to delete a user credential that does not exist")]
+    ScramCredentialNotFound { user: String, mechanism: String },
+    #[error("user {user} already has a {mechanism} credential")]
+    ScramCredentialExists { user: String, mechanism: String },
 }
 
 impl RequestError {
@@ -280,6 +300,7 @@ impl RequestError {
                 | RequestError::AlreadyShuttingDown(_)
                 | RequestError::NoChange
                 | RequestError::ElectionNotNeeded { .. }
+                | RequestError::ScramCredentialExists { .. }
         )
     }
 
@@ -303,6 +324,7 @@ impl RequestError {
             AlreadyRegistered { .. } => 101,
             UnknownBroker(_) => 102,
             IneligibleReplica(_) => 107,
+            ScramCredentialNotFound { .. } => 91,
             _ => 42,
         }
     }
@@ -330,6 +352,8 @@ impl MetaRequest {
             MetaRequest::CancelReassignment { .. } => "CancelReassignment",
             MetaRequest::AlterBrokerConfigs { .. } => "AlterBrokerConfigs",
             MetaRequest::AllocateProducerIds { .. } => "AllocateProducerIds",
+            MetaRequest::AlterScramCredentials { .. } => "AlterScramCredentials",
+            MetaRequest::AddScramCredentialIfAbsent { .. } => "AddScramCredentialIfAbsent",
         }
     }
 
@@ -410,6 +434,12 @@ impl MetaRequest {
             MetaRequest::AllocateProducerIds { broker, count } => {
                 producer_ids::allocate(md, *broker, *count)
             }
+            MetaRequest::AlterScramCredentials { changes } => Ok(scram::alter(md, changes)),
+            MetaRequest::AddScramCredentialIfAbsent {
+                user,
+                mechanism,
+                credential,
+            } => scram::add_if_absent(md, user, *mechanism, credential),
         };
         // Topics with unclean.leader.election.enable: whatever left a partition without an
         // eligible ISR member (or made a replica eligible, or turned the setting on) may let

@@ -1096,3 +1096,113 @@ fn brokers_answer_per_listener() {
     old.listeners.clear();
     assert_eq!(old.endpoint("ANY"), Some(("spate-1.internal", 9092)));
 }
+
+mod scram {
+    use super::*;
+    use crate::ScramUserChange;
+    use spate_auth::{ScramCredential, ScramMechanism};
+
+    fn cred(password: &str) -> ScramCredential {
+        ScramCredential::from_password(
+            ScramMechanism::Sha512,
+            password.as_bytes(),
+            vec![7; 16],
+            4096,
+        )
+    }
+
+    fn upsert(user: &str, password: &str) -> ScramUserChange {
+        ScramUserChange {
+            user: user.into(),
+            deletions: vec![],
+            upsertions: vec![(ScramMechanism::Sha512, cred(password))],
+        }
+    }
+
+    #[test]
+    fn credentials_are_altered_per_user_atomically() {
+        let mut md = cluster(1);
+        let r = apply(
+            &mut md,
+            MetaRequest::AlterScramCredentials {
+                changes: vec![upsert("alice", "a"), upsert("bob", "b")],
+            },
+        );
+        assert_eq!(r, MetaResponse::ScramAltered(vec![None, None]));
+        assert_eq!(md.scram["alice"][&ScramMechanism::Sha512], cred("a"));
+
+        // bob's change names a missing credential: none of it applies; carol's does.
+        let r = apply(
+            &mut md,
+            MetaRequest::AlterScramCredentials {
+                changes: vec![
+                    ScramUserChange {
+                        user: "bob".into(),
+                        deletions: vec![ScramMechanism::Sha256],
+                        upsertions: vec![(ScramMechanism::Sha512, cred("b2"))],
+                    },
+                    upsert("carol", "c"),
+                ],
+            },
+        );
+        let MetaResponse::ScramAltered(results) = r else {
+            panic!("{r:?}")
+        };
+        assert!(matches!(
+            &results[0],
+            Some(e @ RequestError::ScramCredentialNotFound { .. }) if e.kafka_error_code() == 91
+        ));
+        assert_eq!(results[1], None);
+        assert_eq!(md.scram["bob"][&ScramMechanism::Sha512], cred("b"));
+        assert!(md.scram.contains_key("carol"));
+
+        // Deleting a user's last credential forgets the user.
+        apply(
+            &mut md,
+            MetaRequest::AlterScramCredentials {
+                changes: vec![ScramUserChange {
+                    user: "carol".into(),
+                    deletions: vec![ScramMechanism::Sha512],
+                    upsertions: vec![],
+                }],
+            },
+        );
+        assert!(!md.scram.contains_key("carol"));
+    }
+
+    #[test]
+    fn a_bootstrap_credential_never_overwrites_one_that_exists() {
+        let mut md = cluster(1);
+        let add = |password: &str| MetaRequest::AddScramCredentialIfAbsent {
+            user: "admin".into(),
+            mechanism: ScramMechanism::Sha512,
+            credential: cred(password),
+        };
+        assert_eq!(apply(&mut md, add("first")), MetaResponse::Ok);
+        let e = reject(&mut md, add("second"));
+        assert!(e.is_no_op(), "{e}");
+        assert_eq!(md.scram["admin"][&ScramMechanism::Sha512], cred("first"));
+    }
+
+    #[test]
+    fn credentials_survive_a_snapshot_and_stay_out_of_debug_output() {
+        let mut md = cluster(1);
+        apply(
+            &mut md,
+            MetaRequest::AlterScramCredentials {
+                changes: vec![upsert("alice", "a")],
+            },
+        );
+        let json = serde_json::to_vec(&md).unwrap();
+        let back: ClusterMetadata = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, md);
+        let req = MetaRequest::AlterScramCredentials {
+            changes: vec![upsert("alice", "a")],
+        };
+        let shown = format!("{req:?} {md:?}");
+        assert!(
+            shown.contains("[hidden]") && !shown.contains("stored_key"),
+            "{shown}"
+        );
+    }
+}
