@@ -9,8 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::listeners::{Listeners, SecurityProtocol};
+use crate::security::overrides;
+use crate::security::sasl::SaslSettings;
+use crate::security::scram_bootstrap::BootstrapScram;
 use crate::security::tls::{self, TlsSettings};
 use spate_log::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -135,6 +139,13 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // Spate's own: how often certificate and key files are re-read (Kubernetes rotates
     // mounted Secrets in place).
     ("ssl.reload.interval.ms", "10000"),
+    // SASL on SASL_PLAINTEXT and SASL_SSL listeners (each overridable per listener). Users
+    // are SCRAM credentials in the metadata quorum; PLAIN is checked against them too.
+    ("sasl.enabled.mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512"),
+    ("sasl.server.max.receive.size", "524288"),
+    // 0: sessions never expire; else clients re-authenticate within this (KIP-368).
+    ("connections.max.reauth.ms", "0"),
+    ("connection.failed.authentication.delay.ms", "100"),
 ];
 
 /// Typed broker configuration.
@@ -187,12 +198,16 @@ pub struct BrokerConfig {
     pub leader_replication_throttled_rate: u64,
     /// Bytes/s a follower fetches for throttled, out-of-sync partitions.
     pub follower_replication_throttled_rate: u64,
-    /// TLS settings of every SSL listener, by listener name.
+    /// TLS settings of every SSL and SASL_SSL listener, by listener name.
     pub tls: BTreeMap<String, TlsSettings>,
+    /// SASL settings of every SASL_PLAINTEXT and SASL_SSL listener, by listener name.
+    pub sasl: BTreeMap<String, Arc<SaslSettings>>,
+    /// Credentials to store at start unless present (`--add-scram`; not a setting).
+    pub bootstrap_scram: Vec<BootstrapScram>,
     /// How often TLS files are checked for changes.
     pub ssl_reload_interval: Duration,
     /// The effective settings, for DescribeConfigs on the broker resource. Holds secrets
-    /// (inline keys): see `security::tls::is_sensitive` before showing a value.
+    /// (inline keys): see `security::overrides::is_sensitive` before showing a value.
     pub raw: BTreeMap<String, String>,
     /// Retired settings the sources named; ignored, and warned about at start.
     pub retired: Vec<String>,
@@ -245,7 +260,7 @@ impl BrokerConfig {
             get("inter.broker.listener.name"),
         )?;
         for key in raw.keys() {
-            if let Some((name, _)) = tls::listener_override(key) {
+            if let Some((name, _)) = overrides::listener_override(key) {
                 if !listeners
                     .all
                     .iter()
@@ -260,9 +275,25 @@ impl BrokerConfig {
             }
         }
         let mut tls = BTreeMap::new();
+        let mut sasl = BTreeMap::new();
         for l in &listeners.all {
-            if l.protocol == SecurityProtocol::Ssl {
-                tls.insert(l.name.clone(), TlsSettings::resolve(&raw, &l.name)?);
+            if l.protocol.uses_tls() {
+                let mut settings = TlsSettings::resolve(&raw, &l.name)?;
+                let own_client_auth = format!(
+                    "listener.name.{}.ssl.client.auth",
+                    l.name.to_ascii_lowercase()
+                );
+                if l.protocol.uses_sasl() && !raw.contains_key(&own_client_auth) {
+                    // As Kafka: on SASL_SSL only the listener's own ssl.client.auth applies.
+                    settings.client_auth = tls::ClientAuth::None;
+                }
+                tls.insert(l.name.clone(), settings);
+            }
+            if l.protocol.uses_sasl() {
+                sasl.insert(
+                    l.name.clone(),
+                    Arc::new(SaslSettings::resolve(&raw, &l.name)?),
+                );
             }
         }
         let listen = listeners.inter_broker().bind;
@@ -404,6 +435,8 @@ impl BrokerConfig {
             leader_replication_throttled_rate: num(&raw, "leader.replication.throttled.rate")?,
             follower_replication_throttled_rate: num(&raw, "follower.replication.throttled.rate")?,
             tls,
+            sasl,
+            bootstrap_scram: Vec::new(),
             ssl_reload_interval: Duration::from_millis(positive(&raw, "ssl.reload.interval.ms")?),
             raw,
             retired: Vec::new(),
@@ -612,7 +645,7 @@ fn set(
         retired.push(key);
         return Ok(());
     }
-    if !raw.contains_key(&key) && tls::listener_override(&key).is_none() {
+    if !raw.contains_key(&key) && overrides::listener_override(&key).is_none() {
         return Err(ConfigError::Unknown(key));
     }
     raw.insert(key, value);
@@ -673,7 +706,7 @@ fn read_properties(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
 
 /// A bad value. The value of a secret (an inline key, a password) is not repeated.
 pub(crate) fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
-    let value = if tls::is_sensitive(key) {
+    let value = if overrides::is_sensitive(key) {
         "[hidden]"
     } else {
         value

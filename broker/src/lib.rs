@@ -167,6 +167,10 @@ impl Broker {
             cluster::migrate::migrate(&registry, legacy).await?;
         }
         registry.sync().await;
+        registry
+            .bootstrap_scram(&config.bootstrap_scram)
+            .await
+            .map_err(|e| anyhow::anyhow!("storing --add-scram credentials: {}", e.message))?;
         let local_addr = sockets[0].1.local_addr()?;
         let advertised = advertised(&sockets)?;
         let bound = sockets
@@ -229,11 +233,13 @@ impl Broker {
         tasks.spawn(replication::run(ctx.clone(), rx.clone()));
         for (l, socket) in sockets {
             let listener_tls = tls.get(&l.name).cloned();
+            let listener_sasl = config.sasl.get(&l.name).cloned();
             tasks.spawn(server::listener::run(
                 ctx.clone(),
                 l.name.into(),
                 socket,
                 listener_tls,
+                listener_sasl,
                 rx.clone(),
             ));
         }

@@ -21,6 +21,23 @@ pub enum SecurityProtocol {
     Plaintext,
     /// TLS, with client certificates when `ssl.client.auth` asks for them.
     Ssl,
+    /// SASL authentication before any other request, over plain TCP.
+    SaslPlaintext,
+    /// SASL authentication over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
 }
 
 /// One listener: where it binds and what clients are told.
@@ -80,21 +97,16 @@ impl Listeners {
             let protocol = match protocols.get(name.as_str()).map(String::as_str) {
                 Some("PLAINTEXT") => SecurityProtocol::Plaintext,
                 Some("SSL") => SecurityProtocol::Ssl,
-                Some(sasl @ ("SASL_PLAINTEXT" | "SASL_SSL")) => {
-                    return Err(invalid(
-                        "listener.security.protocol.map",
-                        protocol_map,
-                        &format!(
-                            "listener {name} uses {sasl}: SASL is not supported yet; \
-                             use SSL (with ssl.client.auth=required for client certificates)"
-                        ),
-                    ))
-                }
+                Some("SASL_PLAINTEXT") => SecurityProtocol::SaslPlaintext,
+                Some("SASL_SSL") => SecurityProtocol::SaslSsl,
                 Some(other) => {
                     return Err(invalid(
                         "listener.security.protocol.map",
                         protocol_map,
-                        &format!("listener {name} uses {other}; expected PLAINTEXT or SSL"),
+                        &format!(
+                            "listener {name} uses {other}; expected PLAINTEXT, SSL, \
+                             SASL_PLAINTEXT or SASL_SSL"
+                        ),
                     ))
                 }
                 None => {
@@ -277,6 +289,24 @@ mod tests {
     }
 
     #[test]
+    fn sasl_listeners_are_accepted() {
+        let l = parse(
+            "SASL_SSL://0.0.0.0:9093,A://0.0.0.0:9094",
+            "",
+            "SASL_SSL:SASL_SSL,A:SASL_PLAINTEXT",
+            "",
+        )
+        .unwrap();
+        let protocols: Vec<_> = l.all.iter().map(|l| l.protocol).collect();
+        assert_eq!(
+            protocols,
+            [SecurityProtocol::SaslSsl, SecurityProtocol::SaslPlaintext]
+        );
+        assert!(protocols[0].uses_tls() && protocols[0].uses_sasl());
+        assert!(!protocols[1].uses_tls() && protocols[1].uses_sasl());
+    }
+
+    #[test]
     fn ipv6_listeners_are_bracketed() {
         let l = parse("PLAINTEXT://[::1]:9092", "", "", "").unwrap();
         assert_eq!(l.inter_broker().bind.to_string(), "[::1]:9092");
@@ -293,25 +323,11 @@ mod tests {
                 "add INTERNAL:PLAINTEXT",
             ),
             (
-                "SASL_SSL://0.0.0.0:9093",
-                "",
-                "",
-                "",
-                "SASL is not supported yet",
-            ),
-            (
-                "A://0.0.0.0:9093",
-                "",
-                "A:SASL_PLAINTEXT",
-                "",
-                "SASL is not supported yet",
-            ),
-            (
                 "A://0.0.0.0:9093",
                 "",
                 "A:TLS",
                 "",
-                "expected PLAINTEXT or SSL",
+                "expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
             ),
             (
                 "A://0.0.0.0:1,A://0.0.0.0:2",

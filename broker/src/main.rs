@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use spate_broker::config::BrokerConfig;
 use spate_broker::observability::telemetry;
+use spate_broker::security::scram_bootstrap::BootstrapScram;
 use spate_broker::{Broker, Controller};
 
 /// A Kafka wire-compatible event streaming broker.
@@ -25,6 +26,12 @@ struct Cli {
     /// Any setting, as key=value; repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// A SCRAM credential to store unless the user has one for that mechanism, as
+    /// `kafka-storage format --add-scram`: 'SCRAM-SHA-512=[name=admin,password=secret]';
+    /// repeatable. The environment variable SPATE_ADD_SCRAM (one per line) keeps passwords out
+    /// of the process list.
+    #[arg(long = "add-scram", value_name = "MECHANISM=[name=..,password=..]")]
+    add_scram: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,7 +52,17 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = cli.node_id {
         overrides.push(("node.id".into(), n.to_string()));
     }
-    let config = BrokerConfig::load(cli.config.as_deref(), std::env::vars(), overrides)?;
+    let mut config = BrokerConfig::load(cli.config.as_deref(), std::env::vars(), overrides)?;
+    let from_env = std::env::var("SPATE_ADD_SCRAM").unwrap_or_default();
+    for spec in cli
+        .add_scram
+        .iter()
+        .map(String::as_str)
+        .chain(from_env.lines())
+        .filter(|s| !s.trim().is_empty())
+    {
+        config.bootstrap_scram.push(BootstrapScram::parse(spec)?);
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

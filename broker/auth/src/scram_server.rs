@@ -43,6 +43,11 @@ impl ScramServer {
         self.mechanism
     }
 
+    /// Whether the next message is client-first (else client-final).
+    pub fn expects_client_first(&self) -> bool {
+        matches!(self.state, State::AwaitingFirst)
+    }
+
     /// Takes client-first, returns server-first. `credential` finds the user's stored
     /// credential for this mechanism; `server_nonce` is appended to the client's nonce.
     /// An unknown user fails here with the same error as a wrong proof later, as Kafka does.
@@ -90,7 +95,9 @@ impl ScramServer {
             credential,
         } = *exchange;
         let last = ClientFinal::parse(message)?;
-        if last.nonce != server_first.nonce {
+        // Kafka checks `endsWith`, not equality: librdkafka sends its own nonce again in
+        // front of the combined one, and signs what it sent.
+        if !last.nonce.ends_with(&server_first.nonce) {
             return Err(ScramError::NonceMismatch);
         }
         if last.channel_binding != first.gs2_header.as_bytes() {
@@ -197,6 +204,28 @@ mod tests {
         let unknown = exchange(m, &stored, "mallory", "secret").unwrap_err();
         assert_eq!(wrong, ScramError::InvalidCredentials);
         assert_eq!(wrong.to_string(), unknown.to_string());
+    }
+
+    /// librdkafka (2.x) repeats its nonce before the combined one in client-final; Kafka
+    /// accepts that, and so must Spate.
+    #[test]
+    fn accepts_librdkafkas_repeated_client_nonce() {
+        let m = ScramMechanism::Sha256;
+        let stored = ScramCredential::from_password(m, b"pw", vec![5; 16], 4096);
+        let mut s = ScramServer::new(m);
+        s.client_first(b"n,,n=alice,r=cn", "sn", |_| Some(stored.clone()))
+            .unwrap();
+        let without_proof = "c=biws,r=cncnsn";
+        let auth = format!(
+            "n=alice,r=cn,r=cnsn,s={},i=4096,{without_proof}",
+            STANDARD.encode([5u8; 16])
+        );
+        let salted = m.salted_password(b"pw", &[5; 16], 4096);
+        let key = m.client_key(&salted);
+        let sig = m.hmac(&stored.stored_key, auth.as_bytes());
+        let proof: Vec<u8> = key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
+        let last = format!("{without_proof},p={}", STANDARD.encode(proof));
+        assert_eq!(s.client_final(last.as_bytes()).unwrap().username, "alice");
     }
 
     #[test]

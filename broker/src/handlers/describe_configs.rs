@@ -152,7 +152,7 @@ fn broker_configs(
                 (v.clone(), source)
             });
             // Secrets (inline keys, passwords) are described as Kafka does: no value.
-            let sensitive = crate::security::tls::is_sensitive(k);
+            let sensitive = crate::security::overrides::is_sensitive(k);
             DescribeConfigsResourceResult::default()
                 .with_name(str_bytes(k.clone()))
                 .with_value((!sensitive).then(|| str_bytes(value)))

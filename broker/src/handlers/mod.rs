@@ -4,6 +4,7 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod cluster_view;
 pub mod consumer_group_describe;
@@ -17,6 +18,7 @@ pub mod describe_configs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_transactions;
+pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
@@ -34,6 +36,7 @@ pub mod offset_commit;
 pub mod offset_fetch;
 pub mod produce;
 pub mod raft_voters;
+pub mod sasl;
 pub mod sync_group;
 pub mod txn_common;
 pub mod txn_offset_commit;
@@ -137,5 +140,13 @@ pub async fn dispatch(
         Request::ListTransactions(r) => {
             Response::ListTransactions(list_transactions::handle(ctx, r))
         }
+        Request::SaslHandshake(_) => Response::SaslHandshake(sasl::handshake()),
+        Request::SaslAuthenticate(_) => Response::SaslAuthenticate(sasl::authenticate()),
+        Request::DescribeUserScramCredentials(r) => {
+            Response::DescribeUserScramCredentials(describe_user_scram_credentials::handle(ctx, r))
+        }
+        Request::AlterUserScramCredentials(r) => Response::AlterUserScramCredentials(
+            alter_user_scram_credentials::handle(ctx, r.0).await,
+        ),
     })
 }

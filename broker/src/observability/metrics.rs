@@ -23,6 +23,7 @@ pub struct Metrics {
     pub records_out: IntCounterVec,
     pub connections: IntGauge,
     pub connections_total: IntCounter,
+    pub authentications: IntCounterVec,
     pub fetch_purgatory: IntGauge,
     pub produce_purgatory: IntGauge,
     pub produce_append_seconds: Histogram,
@@ -161,6 +162,12 @@ impl Metrics {
                 "spate_connections_accepted_total",
                 "Client connections accepted",
             ),
+            authentications: counter_vec(
+                &r,
+                "spate_authentications_total",
+                "SASL logins and re-authentications, by listener, mechanism and result",
+                &["listener", "mechanism", "result"],
+            ),
             fetch_purgatory: gauge(
                 &r,
                 "spate_fetch_purgatory_size",
@@ -278,6 +285,7 @@ impl Metrics {
             Box::new(self.records_out.clone()),
             Box::new(self.connections.clone()),
             Box::new(self.connections_total.clone()),
+            Box::new(self.authentications.clone()),
             Box::new(self.fetch_purgatory.clone()),
             Box::new(self.produce_purgatory.clone()),
             Box::new(self.produce_append_seconds.clone()),

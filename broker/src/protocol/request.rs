@@ -63,6 +63,29 @@ requests! {
     DescribeProducers => DescribeProducersRequest,
     DescribeTransactions => DescribeTransactionsRequest,
     ListTransactions => ListTransactionsRequest,
+    SaslHandshake => SaslHandshakeRequest,
+    SaslAuthenticate => Hidden<SaslAuthenticateRequest>,
+    DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+    AlterUserScramCredentials => Hidden<AlterUserScramCredentialsRequest>,
+}
+
+/// A request body that carries secrets (SASL tokens, salted passwords): decoded like any
+/// other, but its `Debug` shows nothing, so no log line can leak it.
+pub struct Hidden<T>(pub T);
+
+impl<T> std::fmt::Debug for Hidden<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[hidden]")
+    }
+}
+
+impl<T: Decodable> Decodable for Hidden<T> {
+    fn decode<B: kafka_protocol::protocol::buf::ByteBuf>(
+        buf: &mut B,
+        version: i16,
+    ) -> anyhow::Result<Self> {
+        T::decode(buf, version).map(Hidden)
+    }
 }
 
 /// A decoded request with what the response needs from its header.

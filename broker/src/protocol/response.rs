@@ -63,6 +63,10 @@ responses! {
     DescribeProducers => DescribeProducersResponse,
     DescribeTransactions => DescribeTransactionsResponse,
     ListTransactions => ListTransactionsResponse,
+    SaslHandshake => SaslHandshakeResponse,
+    SaslAuthenticate => SaslAuthenticateResponse,
+    DescribeUserScramCredentials => DescribeUserScramCredentialsResponse,
+    AlterUserScramCredentials => AlterUserScramCredentialsResponse,
 }
 
 /// Appends `int32 size | header | body` for `response` at `version` to `out`.

@@ -1,15 +1,25 @@
-//! Who a connection is: TLS on `SSL` listeners and the principal of its client.
+//! Who a connection is: TLS on `SSL`/`SASL_SSL` listeners, SASL on `SASL_*` listeners, and
+//! the principal of the client.
 //!
 //! # Layout
-//! - `tls.rs`         — a listener's TLS settings (Kafka's `ssl.*` names, per-listener
-//!   overrides), building a rustls `ServerConfig` from PEM, reloading it when the files change.
+//! - `overrides.rs`   — per-listener settings (`listener.name.<l>.<key>`) and which settings
+//!   are secrets.
+//! - `tls.rs`         — a listener's TLS settings (Kafka's `ssl.*` names), building a rustls
+//!   `ServerConfig` from PEM, reloading it when the files change.
 //! - `dn.rs`          — a certificate's subject DN in the RFC 2253 form Kafka (Java) prints.
 //! - `ssl_mapping.rs` — `ssl.principal.mapping.rules`, Kafka's `SslPrincipalMapper`.
+//! - `sasl/`          — SASL settings and the per-connection authenticator (PLAIN,
+//!   SCRAM-SHA-256/512 against credentials in the metadata quorum).
+//! - `scram_bootstrap.rs` — `--add-scram`: the first credentials, given at start.
 //!
-//! Every connection has a [`KafkaPrincipal`]: `User:ANONYMOUS` on PLAINTEXT listeners and for
-//! TLS clients without a certificate, `User:<mapped subject DN>` for a client certificate, as
-//! Kafka's `DefaultKafkaPrincipalBuilder`. Nothing authorizes on it yet.
+//! Every connection has a [`KafkaPrincipal`], as Kafka's `DefaultKafkaPrincipalBuilder`:
+//! `User:ANONYMOUS` on PLAINTEXT listeners and for TLS clients without a certificate,
+//! `User:<mapped subject DN>` for a client certificate, `User:<name>` after a SASL login.
+//! Nothing authorizes on it yet.
 pub mod dn;
+pub mod overrides;
+pub mod sasl;
+pub mod scram_bootstrap;
 pub mod ssl_mapping;
 pub mod tls;
 

@@ -25,48 +25,10 @@ use rustls::{RootCertStore, ServerConfig, ServerConnection};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::overrides::listener_setting;
 use super::ssl_mapping::SslPrincipalMapper;
 use super::{dn, KafkaPrincipal};
 use crate::config::{invalid, ConfigError};
-
-/// The settings a listener may override with `listener.name.<listener>.<key>` (their
-/// broker-wide defaults are in `config::DEFAULTS`).
-pub const LISTENER_KEYS: &[&str] = &[
-    "ssl.keystore.type",
-    "ssl.keystore.location",
-    "ssl.keystore.key",
-    "ssl.keystore.certificate.chain",
-    "ssl.key.password",
-    "ssl.truststore.type",
-    "ssl.truststore.location",
-    "ssl.truststore.certificates",
-    "ssl.client.auth",
-    "ssl.principal.mapping.rules",
-    "ssl.enabled.protocols",
-];
-
-/// Settings whose values are secrets (Kafka's PASSWORD type): never printed, never described.
-const SENSITIVE: &[&str] = &[
-    "ssl.keystore.key",
-    "ssl.keystore.certificate.chain",
-    "ssl.truststore.certificates",
-    "ssl.key.password",
-];
-
-/// Whether `key` (possibly `listener.name.<l>.`-prefixed) holds a secret.
-pub fn is_sensitive(key: &str) -> bool {
-    let base = listener_override(key).map_or(key, |(_, k)| k);
-    SENSITIVE.contains(&base)
-}
-
-/// `listener.name.<listener>.<key>` → (listener, key) when `key` may be overridden.
-pub fn listener_override(key: &str) -> Option<(&str, &str)> {
-    let rest = key.strip_prefix("listener.name.")?;
-    let (listener, setting) = rest.split_once('.')?;
-    LISTENER_KEYS
-        .contains(&setting)
-        .then_some((listener, setting))
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {
@@ -126,20 +88,7 @@ pub struct TlsSettings {
 impl TlsSettings {
     /// Resolves `listener`'s settings: `listener.name.<listener lowercase>.<key>` over `<key>`.
     pub fn resolve(raw: &BTreeMap<String, String>, listener: &str) -> Result<Self, ConfigError> {
-        let prefix = format!("listener.name.{}.", listener.to_ascii_lowercase());
-        // (the key as set, its value)
-        let get = |key: &str| -> (String, String) {
-            let prefixed = format!("{prefix}{key}");
-            if let Some(v) = raw.get(&prefixed) {
-                return (prefixed, v.trim().to_string());
-            }
-            (
-                key.to_string(),
-                raw.get(key)
-                    .map(|v| v.trim().to_string())
-                    .unwrap_or_default(),
-            )
-        };
+        let get = |key: &str| listener_setting(raw, listener, key);
         let pem_only = |key: &str| -> Result<(), ConfigError> {
             let (k, v) = get(key);
             if v.eq_ignore_ascii_case("PEM") {
@@ -618,23 +567,6 @@ mod tests {
                 "{err}"
             );
         }
-    }
-
-    #[test]
-    fn sensitive_settings_are_recognised_with_and_without_a_listener_prefix() {
-        assert!(is_sensitive("ssl.keystore.key"));
-        assert!(is_sensitive("listener.name.external.ssl.keystore.key"));
-        assert!(is_sensitive("ssl.truststore.certificates"));
-        assert!(!is_sensitive("ssl.keystore.location"));
-        assert!(!is_sensitive("listener.name.external.ssl.client.auth"));
-        assert_eq!(
-            listener_override("listener.name.external.ssl.client.auth"),
-            Some(("external", "ssl.client.auth"))
-        );
-        assert_eq!(
-            listener_override("listener.name.external.num.partitions"),
-            None
-        );
     }
 
     #[test]

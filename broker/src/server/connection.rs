@@ -6,12 +6,13 @@
 //!
 //! On an SSL listener the TLS handshake comes first (at most 10 s), then the same loop runs over
 //! the TLS stream. A first byte that is no TLS handshake record (a plaintext Kafka client) gets
-//! no answer: the connection is closed.
+//! no answer: the connection is closed. On a SASL listener every request passes the
+//! connection's authenticator first (`security::sasl::authenticator`).
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,6 +22,8 @@ use tokio_rustls::server::TlsStream;
 use crate::context::Context;
 use crate::handlers::{api_versions, dispatch};
 use crate::protocol::{decode_request, encode_response, DecodeError, FrameDecoder, Response};
+use crate::security::sasl::authenticator::{Authenticator, RawStep, Step};
+use crate::security::sasl::SaslSettings;
 use crate::security::tls::TlsListener;
 use crate::security::{KafkaPrincipal, RequestContext};
 use crate::trace_context::{self, TRACE_TARGET};
@@ -38,6 +41,7 @@ pub async fn serve(
     peer: SocketAddr,
     listener: Arc<str>,
     tls: Option<Arc<TlsListener>>,
+    sasl: Option<Arc<SaslSettings>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -50,7 +54,7 @@ pub async fn serve(
             listener,
             principal: KafkaPrincipal::anonymous(),
         };
-        return serve_requests(ctx, stream, rc, shutdown).await;
+        return serve_requests(ctx, stream, rc, sasl.map(Authenticator::new), shutdown).await;
     };
     let accepted = tokio::select! {
         r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake(&tls, stream)) => r,
@@ -81,7 +85,7 @@ pub async fn serve(
         listener,
         principal,
     };
-    serve_requests(ctx, stream, rc, shutdown).await
+    serve_requests(ctx, stream, rc, sasl.map(Authenticator::new), shutdown).await
 }
 
 /// The server side of a TLS handshake, with the listener's config current at its start.
@@ -100,20 +104,25 @@ async fn handshake(tls: &TlsListener, stream: TcpStream) -> std::io::Result<TlsS
     tls.acceptor().accept(stream).await
 }
 
-/// The request loop, over TCP or TLS.
+/// The request loop, over TCP or TLS; with `auth` on SASL listeners.
 async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: Arc<Context>,
     mut stream: S,
-    rc: RequestContext,
+    mut rc: RequestContext,
+    mut auth: Option<Authenticator>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let peer = rc.peer;
-    let decoder = FrameDecoder::new(ctx.config.socket_request_max_bytes);
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut output = BytesMut::with_capacity(64 * 1024);
     loop {
         loop {
-            let frame = match decoder.decode(&mut input) {
+            // Before a SASL login only small frames are read (sasl.server.max.receive.size).
+            let max = auth
+                .as_ref()
+                .and_then(Authenticator::max_frame)
+                .unwrap_or(ctx.config.socket_request_max_bytes);
+            let frame = match FrameDecoder::new(max).decode(&mut input) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => {
@@ -121,50 +130,36 @@ async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
                     return;
                 }
             };
-            let response = match decode_request(frame) {
-                Ok(env) => {
-                    let (correlation_id, version) = (env.correlation_id, env.version);
-                    let api = crate::protocol::versions::name(env.api_key);
-                    ctx.metrics.requests.with_label_values(&[api]).inc();
-                    let timer = ctx
-                        .metrics
-                        .request_seconds
-                        .with_label_values(&[api])
-                        .start_timer();
-                    let span = tracing::trace_span!(
-                        target: TRACE_TARGET,
-                        "kafka.request",
-                        otel.name = api,
-                        otel.kind = "server",
-                        api,
-                        api.version = version,
-                        client.id = env.client_id.as_deref().unwrap_or(""),
-                        correlation_id,
-                        net.peer = %peer,
-                        enduser.id = %rc.principal,
-                        spate.node.id = ctx.config.node_id,
-                    );
-                    if let Some(parent) = &env.traceparent {
-                        trace_context::continue_trace(&span, parent);
+            if let Some(a) = auth.as_mut().filter(|a| a.expects_raw_token()) {
+                let md = ctx.registry.quorum().metadata();
+                let step =
+                    a.on_raw_token(&frame, &*md, &spate_auth::random_nonce(32), Instant::now());
+                after_sasl_step(&ctx, &mut rc, a);
+                match step {
+                    RawStep::Reply(token) => {
+                        output.put_u32(token.len() as u32);
+                        output.extend_from_slice(&token);
                     }
-                    let handled = tokio::select! {
-                        r = dispatch(&ctx, env, &rc).instrument(span) => r,
-                        _ = shutdown.changed() => return,
-                    };
-                    timer.observe_duration();
-                    handled.map(|r| (correlation_id, version, r))
+                    RawStep::Close(why) => {
+                        tracing::debug!(%peer, "closing connection: {why}");
+                        return;
+                    }
                 }
+                continue;
+            }
+            let env = match decode_request(frame) {
+                Ok(env) => env,
                 Err(DecodeError::UnsupportedVersion {
                     api: ApiKey::ApiVersions,
                     version,
                     correlation_id,
                 }) => {
                     tracing::debug!(%peer, version, "ApiVersions version unsupported; answering v0 (KIP-511)");
-                    Some((
-                        correlation_id,
-                        0,
-                        Response::ApiVersions(api_versions::unsupported_version()),
-                    ))
+                    let r = Response::ApiVersions(api_versions::unsupported_version());
+                    if !encode(&mut output, peer, correlation_id, 0, &r) {
+                        return;
+                    }
+                    continue;
                 }
                 Err(e) => {
                     // Kafka closes the connection on requests it cannot parse.
@@ -172,9 +167,74 @@ async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
                     return;
                 }
             };
-            if let Some((correlation_id, version, response)) = response {
-                if let Err(e) = encode_response(&mut output, correlation_id, version, &response) {
-                    tracing::error!(%peer, api = ?response.api_key(), version, "encoding response: {e:#}");
+            let env = match auth.as_mut() {
+                None => env,
+                Some(a) => {
+                    let md = ctx.registry.quorum().metadata();
+                    let nonce = match env.api_key {
+                        ApiKey::SaslAuthenticate => spate_auth::random_nonce(32),
+                        _ => String::new(),
+                    };
+                    let step = a.on_request(env, &*md, &nonce, Instant::now());
+                    after_sasl_step(&ctx, &mut rc, a);
+                    match step {
+                        Step::Dispatch(env) => env,
+                        Step::Reply(r) => {
+                            if !encode(&mut output, peer, r.correlation_id, r.version, &r.response)
+                            {
+                                return;
+                            }
+                            continue;
+                        }
+                        Step::ReplyAndClose(r, delay) => {
+                            if encode(&mut output, peer, r.correlation_id, r.version, &r.response) {
+                                let _ = stream.write_all(&output).await;
+                                let _ = stream.flush().await;
+                            }
+                            tokio::select! {
+                                _ = tokio::time::sleep(delay) => {}
+                                _ = shutdown.changed() => {}
+                            }
+                            return;
+                        }
+                        Step::Close(why) => {
+                            tracing::debug!(%peer, "closing connection: {why}");
+                            return;
+                        }
+                    }
+                }
+            };
+            let (correlation_id, version) = (env.correlation_id, env.version);
+            let api = crate::protocol::versions::name(env.api_key);
+            ctx.metrics.requests.with_label_values(&[api]).inc();
+            let timer = ctx
+                .metrics
+                .request_seconds
+                .with_label_values(&[api])
+                .start_timer();
+            let span = tracing::trace_span!(
+                target: TRACE_TARGET,
+                "kafka.request",
+                otel.name = api,
+                otel.kind = "server",
+                api,
+                api.version = version,
+                client.id = env.client_id.as_deref().unwrap_or(""),
+                correlation_id,
+                net.peer = %peer,
+                enduser.id = %rc.principal,
+                spate.node.id = ctx.config.node_id,
+            );
+            if let Some(parent) = &env.traceparent {
+                trace_context::continue_trace(&span, parent);
+            }
+            let handled = tokio::select! {
+                r = dispatch(&ctx, env, &rc).instrument(span) => r,
+                _ = shutdown.changed() => return,
+            };
+            timer.observe_duration();
+            if let Some(response) = handled {
+                if !encode(&mut output, peer, correlation_id, version, &response) {
                     return;
                 }
             }
@@ -196,6 +256,48 @@ async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             },
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Appends a response frame; false (logged) when it cannot be encoded.
+fn encode(
+    output: &mut BytesMut,
+    peer: SocketAddr,
+    correlation_id: i32,
+    version: i16,
+    response: &Response,
+) -> bool {
+    match encode_response(output, correlation_id, version, response) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(%peer, api = ?response.api_key(), version, "encoding response: {e:#}");
+            false
+        }
+    }
+}
+
+/// Counts a finished login and makes its principal the connection's.
+fn after_sasl_step(ctx: &Context, rc: &mut RequestContext, auth: &mut Authenticator) {
+    if let Some(outcome) = auth.take_outcome() {
+        let result = if outcome.success {
+            "success"
+        } else {
+            "failure"
+        };
+        ctx.metrics
+            .authentications
+            .with_label_values(&[&rc.listener, outcome.mechanism, result])
+            .inc();
+        if outcome.success {
+            tracing::debug!(peer = %rc.peer, listener = %rc.listener, mechanism = outcome.mechanism, principal = ?auth.principal(), "SASL authentication succeeded");
+        } else {
+            tracing::info!(peer = %rc.peer, listener = %rc.listener, mechanism = outcome.mechanism, "SASL authentication failed");
+        }
+    }
+    if let Some(p) = auth.principal() {
+        if *p != rc.principal {
+            rc.principal = p.clone();
         }
     }
 }
