@@ -205,17 +205,8 @@ impl Authenticator {
                         }
                         self.handshake(r, version, principal, reply)
                     }
-                    Request::SaslHandshake(_) => Step::Reply(reply(Response::SaslHandshake(
-                        SaslHandshakeResponse::default()
-                            .with_error_code(ResponseError::IllegalSaslState.code()),
-                    ))),
-                    Request::SaslAuthenticate(_) => Step::Reply(reply(Response::SaslAuthenticate(
-                        SaslAuthenticateResponse::default()
-                            .with_error_code(ResponseError::IllegalSaslState.code())
-                            .with_error_message(Some(StrBytes::from_static_str(
-                                "SaslAuthenticate request received after successful authentication",
-                            ))),
-                    ))),
+                    // Other SASL requests after a login are answered by the API layer
+                    // (ILLEGAL_SASL_STATE, handlers/sasl.rs).
                     _ => Step::Dispatch(env),
                 }
             }
@@ -416,5 +407,343 @@ fn plain(token: &[u8], creds: &dyn CredentialStore) -> Result<String, Refused> {
         Err(Refused(
             spate_auth::PlainError::InvalidCredentials.to_string(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::request::Hidden;
+    use kafka_protocol::messages::{
+        ApiKey, ApiVersionsRequest, MetadataRequest, SaslAuthenticateRequest,
+    };
+    use spate_auth::ScramClient;
+    use std::collections::BTreeMap;
+
+    struct Users(BTreeMap<(String, ScramMechanism), ScramCredential>);
+
+    impl CredentialStore for Users {
+        fn scram(&self, user: &str, m: ScramMechanism) -> Option<ScramCredential> {
+            self.0.get(&(user.to_string(), m)).cloned()
+        }
+    }
+
+    fn users() -> Users {
+        let m = ScramMechanism::Sha512;
+        Users(BTreeMap::from([(
+            ("alice".to_string(), m),
+            ScramCredential::from_password(m, b"secret", vec![3; 16], 4096),
+        )]))
+    }
+
+    fn settings(reauth_ms: u64) -> Arc<SaslSettings> {
+        Arc::new(SaslSettings {
+            listener: "SASL".into(),
+            mechanisms: vec![Mechanism::Scram(ScramMechanism::Sha512), Mechanism::Plain],
+            max_receive_size: 1000,
+            max_reauth: (reauth_ms > 0).then(|| Duration::from_millis(reauth_ms)),
+            failed_delay: Duration::from_millis(100),
+        })
+    }
+
+    fn env(api_key: ApiKey, version: i16, body: Request) -> RequestEnvelope {
+        RequestEnvelope {
+            api_key,
+            version,
+            correlation_id: 9,
+            client_id: None,
+            traceparent: None,
+            body,
+        }
+    }
+
+    fn handshake(mechanism: &'static str, version: i16) -> RequestEnvelope {
+        env(
+            ApiKey::SaslHandshake,
+            version,
+            Request::SaslHandshake(
+                SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(mechanism)),
+            ),
+        )
+    }
+
+    fn token(bytes: &[u8]) -> RequestEnvelope {
+        env(
+            ApiKey::SaslAuthenticate,
+            2,
+            Request::SaslAuthenticate(Hidden(
+                SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(bytes)),
+            )),
+        )
+    }
+
+    fn metadata() -> RequestEnvelope {
+        env(
+            ApiKey::Metadata,
+            12,
+            Request::Metadata(MetadataRequest::default()),
+        )
+    }
+
+    fn auth_bytes(step: Step) -> Vec<u8> {
+        match step {
+            Step::Reply(Reply {
+                response: Response::SaslAuthenticate(r),
+                ..
+            }) => {
+                assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+                r.auth_bytes.to_vec()
+            }
+            _ => panic!("expected a SaslAuthenticate reply"),
+        }
+    }
+
+    fn failure_message(step: Step) -> String {
+        match step {
+            Step::ReplyAndClose(
+                Reply {
+                    response: Response::SaslAuthenticate(r),
+                    ..
+                },
+                delay,
+            ) => {
+                assert_eq!(r.error_code, ResponseError::SaslAuthenticationFailed.code());
+                assert_eq!(delay, Duration::from_millis(100));
+                r.error_message.map(|m| m.to_string()).unwrap_or_default()
+            }
+            _ => panic!("expected a failed SaslAuthenticate and a close"),
+        }
+    }
+
+    /// A full SCRAM-SHA-512 login through SaslHandshake v1 + SaslAuthenticate.
+    fn scram_login(a: &mut Authenticator, user: &str, password: &str, now: Instant) -> Step {
+        let users = users();
+        assert!(matches!(
+            a.on_request(handshake("SCRAM-SHA-512", 1), &users, "", now),
+            Step::Reply(_)
+        ));
+        let mut client = ScramClient::new(ScramMechanism::Sha512, user, password, "cnonce");
+        let first = a.on_request(
+            token(client.first_message().as_bytes()),
+            &users,
+            "snonce",
+            now,
+        );
+        let server_first = match first {
+            Step::Reply(_) => auth_bytes(first),
+            other => return other,
+        };
+        let last = client.final_message(&server_first).unwrap();
+        a.on_request(token(last.as_bytes()), &users, "", now)
+    }
+
+    #[test]
+    fn only_api_versions_and_a_handshake_come_before_a_login() {
+        let now = Instant::now();
+        let mut a = Authenticator::new(settings(0));
+        assert!(matches!(
+            a.on_request(
+                env(
+                    ApiKey::ApiVersions,
+                    3,
+                    Request::ApiVersions(ApiVersionsRequest::default())
+                ),
+                &users(),
+                "",
+                now
+            ),
+            Step::Dispatch(_)
+        ));
+        assert!(matches!(
+            a.on_request(metadata(), &users(), "", now),
+            Step::Close(_)
+        ));
+        assert_eq!(a.max_frame(), Some(1000));
+        assert!(a.principal().is_none());
+    }
+
+    #[test]
+    fn a_scram_login_sets_the_principal_and_lifts_the_frame_limit() {
+        let now = Instant::now();
+        let mut a = Authenticator::new(settings(0));
+        let done = scram_login(&mut a, "alice", "secret", now);
+        let server_final = auth_bytes(done);
+        assert!(server_final.starts_with(b"v="));
+        assert_eq!(a.principal(), Some(&KafkaPrincipal::user("alice")));
+        assert_eq!(a.max_frame(), None);
+        assert_eq!(
+            a.take_outcome(),
+            Some(Outcome {
+                mechanism: "SCRAM-SHA-512",
+                success: true
+            })
+        );
+        assert!(matches!(
+            a.on_request(metadata(), &users(), "", now),
+            Step::Dispatch(_)
+        ));
+        // SaslAuthenticate after the login reaches the API layer (ILLEGAL_SASL_STATE there).
+        assert!(matches!(
+            a.on_request(token(b"x"), &users(), "", now),
+            Step::Dispatch(_)
+        ));
+    }
+
+    #[test]
+    fn a_wrong_password_and_an_unknown_user_get_the_same_answer() {
+        let now = Instant::now();
+        let mut a = Authenticator::new(settings(0));
+        let wrong = failure_message(scram_login(&mut a, "alice", "guess", now));
+        assert_eq!(
+            a.take_outcome().map(|o| o.success),
+            Some(false),
+            "counted as a failure"
+        );
+        let mut b = Authenticator::new(settings(0));
+        let unknown = failure_message(scram_login(&mut b, "mallory", "secret", now));
+        assert_eq!(wrong, unknown);
+        assert!(wrong.contains("SCRAM-SHA-512"), "{wrong}");
+        // Nothing more is served on a failed connection.
+        assert!(matches!(
+            a.on_request(metadata(), &users(), "", now),
+            Step::Close(_)
+        ));
+    }
+
+    #[test]
+    fn an_unknown_mechanism_is_answered_with_the_enabled_ones_then_closed() {
+        let mut a = Authenticator::new(settings(0));
+        match a.on_request(handshake("GSSAPI", 1), &users(), "", Instant::now()) {
+            Step::ReplyAndClose(
+                Reply {
+                    response: Response::SaslHandshake(r),
+                    ..
+                },
+                _,
+            ) => {
+                assert_eq!(r.error_code, ResponseError::UnsupportedSaslMechanism.code());
+                let names: Vec<String> = r.mechanisms.iter().map(|m| m.to_string()).collect();
+                assert_eq!(names, ["SCRAM-SHA-512", "PLAIN"]);
+            }
+            _ => panic!("expected UNSUPPORTED_SASL_MECHANISM"),
+        }
+    }
+
+    #[test]
+    fn plain_checks_the_scram_credential() {
+        let now = Instant::now();
+        let mut a = Authenticator::new(settings(0));
+        a.on_request(handshake("PLAIN", 1), &users(), "", now);
+        auth_bytes(a.on_request(token(b"\0alice\0secret"), &users(), "", now));
+        assert_eq!(a.principal(), Some(&KafkaPrincipal::user("alice")));
+
+        let mut b = Authenticator::new(settings(0));
+        b.on_request(handshake("PLAIN", 1), &users(), "", now);
+        let m = failure_message(b.on_request(token(b"\0alice\0nope"), &users(), "", now));
+        assert_eq!(m, "Authentication failed: Invalid username or password");
+    }
+
+    #[test]
+    fn after_handshake_v0_tokens_are_raw_frames() {
+        let now = Instant::now();
+        let mut a = Authenticator::new(settings(0));
+        a.on_request(handshake("PLAIN", 0), &users(), "", now);
+        assert!(a.expects_raw_token());
+        // A Kafka request where a raw token belongs closes the connection.
+        let mut b = Authenticator::new(settings(0));
+        b.on_request(handshake("PLAIN", 0), &users(), "", now);
+        assert!(matches!(
+            b.on_request(metadata(), &users(), "", now),
+            Step::Close(_)
+        ));
+        match a.on_raw_token(b"\0alice\0secret", &users(), "", now) {
+            RawStep::Reply(t) => assert!(t.is_empty()),
+            RawStep::Close(why) => panic!("{why}"),
+        }
+        assert!(!a.expects_raw_token());
+        assert!(matches!(
+            a.on_request(metadata(), &users(), "", now),
+            Step::Dispatch(_)
+        ));
+        let mut c = Authenticator::new(settings(0));
+        c.on_request(handshake("PLAIN", 0), &users(), "", now);
+        assert!(matches!(
+            c.on_raw_token(b"\0alice\0bad", &users(), "", now),
+            RawStep::Close(_)
+        ));
+    }
+
+    #[test]
+    fn sessions_expire_unless_the_client_reauthenticates() {
+        let start = Instant::now();
+        let mut a = Authenticator::new(settings(2000));
+        match scram_login(&mut a, "alice", "secret", start) {
+            Step::Reply(Reply {
+                response: Response::SaslAuthenticate(r),
+                ..
+            }) => assert_eq!(r.session_lifetime_ms, 2000),
+            _ => panic!("login failed"),
+        }
+        // Re-authentication before expiry keeps the connection, and the clock restarts.
+        let later = start + Duration::from_millis(1500);
+        auth_bytes(scram_login(&mut a, "alice", "secret", later));
+        assert!(matches!(
+            a.on_request(
+                metadata(),
+                &users(),
+                "",
+                start + Duration::from_millis(3000)
+            ),
+            Step::Dispatch(_)
+        ));
+        // Without it, the next request after expiry closes the connection.
+        assert!(matches!(
+            a.on_request(
+                metadata(),
+                &users(),
+                "",
+                later + Duration::from_millis(2000)
+            ),
+            Step::Close(_)
+        ));
+    }
+
+    #[test]
+    fn reauthentication_keeps_the_mechanism_and_the_principal() {
+        let now = Instant::now();
+        let mut a = Authenticator::new(settings(2000));
+        auth_bytes(scram_login(&mut a, "alice", "secret", now));
+        assert!(matches!(
+            a.on_request(handshake("PLAIN", 1), &users(), "", now),
+            Step::ReplyAndClose(..)
+        ));
+
+        let mut users = users();
+        let m = ScramMechanism::Sha512;
+        users.0.insert(
+            ("bob".into(), m),
+            ScramCredential::from_password(m, b"pw", vec![4; 16], 4096),
+        );
+        let mut b = Authenticator::new(settings(2000));
+        auth_bytes(scram_login(&mut b, "alice", "secret", now));
+        b.on_request(handshake("SCRAM-SHA-512", 1), &users, "", now);
+        let mut client = ScramClient::new(m, "bob", "pw", "c");
+        let sf =
+            auth_bytes(b.on_request(token(client.first_message().as_bytes()), &users, "s", now));
+        let last = client.final_message(&sf).unwrap();
+        let message = failure_message(b.on_request(token(last.as_bytes()), &users, "", now));
+        assert!(message.contains("Cannot change principals"), "{message}");
+    }
+
+    #[test]
+    fn without_reauthentication_a_handshake_after_login_is_an_illegal_state() {
+        let now = Instant::now();
+        let mut a = Authenticator::new(settings(0));
+        auth_bytes(scram_login(&mut a, "alice", "secret", now));
+        assert!(matches!(
+            a.on_request(handshake("SCRAM-SHA-512", 1), &users(), "", now),
+            Step::Dispatch(_)
+        ));
     }
 }
