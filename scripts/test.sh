@@ -45,7 +45,9 @@ fuzz_smoke() {
     echo "cargo-fuzz or a nightly toolchain is missing: fuzz smoke skipped (the proptest decoder test still ran)"
     return 0
   fi
-  (cd broker/fuzz && cargo +nightly fuzz run decode_request -- -max_total_time="${SPATE_FUZZ_SECONDS:-60}" -rss_limit_mb=4096)
+  (cd broker/fuzz \
+    && cargo +nightly fuzz run decode_request -- -max_total_time="${SPATE_FUZZ_SECONDS:-60}" -rss_limit_mb=4096 \
+    && cargo +nightly fuzz run sasl_tokens -- -max_total_time="${SPATE_FUZZ_SECONDS:-60}" -rss_limit_mb=4096)
 }
 
 # The client suites skip when the binary is missing (handy by hand); here that would hide a

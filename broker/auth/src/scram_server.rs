@@ -294,3 +294,36 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use super::*;
+    use crate::PlainResponse;
+    use proptest::prelude::*;
+
+    /// Derived once: PBKDF2 per case would dominate the run.
+    fn credential() -> &'static ScramCredential {
+        static CRED: std::sync::OnceLock<ScramCredential> = std::sync::OnceLock::new();
+        CRED.get_or_init(|| {
+            ScramCredential::from_password(ScramMechanism::Sha256, b"pw", vec![1; 16], 4096)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// The stable-toolchain side of the `sasl_tokens` fuzz target.
+        #[test]
+        fn arbitrary_tokens_are_refused_not_panicked_on(first in proptest::collection::vec(any::<u8>(), 0..256), last in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = PlainResponse::parse(&first);
+            let cred = credential().clone();
+            let mut s = ScramServer::new(ScramMechanism::Sha256);
+            let mut prefixed = b"n,,n=u,r=".to_vec();
+            prefixed.extend_from_slice(&first);
+            if s.client_first(&prefixed, "x", |_| Some(cred.clone())).is_ok() {
+                let mut fin = b"c=biws,r=".to_vec();
+                fin.extend_from_slice(&last);
+                prop_assert!(s.client_final(&fin).is_err());
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! SASL tokens are read before a client has proved anything: no bytes may panic a parser or a
+//! SCRAM exchange.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use spate_auth::{PlainResponse, ScramCredential, ScramMechanism, ScramServer};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = PlainResponse::parse(data);
+    // The first half as client-first, the rest as client-final, against a known user.
+    let split = data.iter().position(|b| *b == 0xff).unwrap_or(data.len());
+    let (first, last) = data.split_at(split);
+    let cred = ScramCredential::from_password(ScramMechanism::Sha256, b"pw", vec![1; 16], 4096);
+    let mut server = ScramServer::new(ScramMechanism::Sha256);
+    if server.client_first(first, "snonce", |_| Some(cred.clone())).is_ok() {
+        let _ = server.client_final(last.get(1..).unwrap_or_default());
+    }
+    let mut fresh = ScramServer::new(ScramMechanism::Sha512);
+    let _ = fresh.client_first(data, "n", |_| None);
+    let _ = fresh.client_final(data);
+});
