@@ -1,4 +1,4 @@
-//! Spate's SASL mechanisms, sans-io: each takes the client's token bytes and returns the next
+//! Spate's SASL mechanisms and authorization rules, sans-io: each takes the client's token bytes and returns the next
 //! server token or a verdict. Sockets, framing (SaslHandshake / SaslAuthenticate) and where
 //! credentials are stored belong to the broker.
 //!
@@ -9,8 +9,12 @@
 //! - `scram_server.rs` — the server side of an exchange, as Kafka's `ScramSaslServer`.
 //! - `scram_client.rs` — the client side (tests, and brokers or the operator logging in).
 //! - `plain.rs`        — PLAIN (RFC 4616), checked against a user's SCRAM credential.
+//! - `acl.rs`          — Kafka's ACL model (resource patterns, operations, filters).
+//! - `authorizer.rs`   — the `StandardAuthorizer` decision over a set of ACLs.
 //!
 //! Errors never say whether a user exists: an unknown user and a wrong password fail alike.
+pub mod acl;
+pub mod authorizer;
 mod plain;
 mod scram;
 mod scram_client;
