@@ -36,6 +36,12 @@ pub struct ClusterMetadata {
     /// SCRAM credentials by user and mechanism (salted keys only, see `spate_auth`).
     #[serde(default)]
     pub scram: BTreeMap<String, BTreeMap<spate_auth::ScramMechanism, spate_auth::ScramCredential>>,
+    /// Every ACL; `acls_version` changes whenever the set does, so brokers rebuild their
+    /// authorizer only then.
+    #[serde(default)]
+    pub acls: std::collections::BTreeSet<spate_auth::acl::AclBinding>,
+    #[serde(default)]
+    pub acls_version: u64,
     /// Raft log index of the last entry applied to this state. Brokers compare it across
     /// nodes to tell how current their view is (Kafka's metadata offset).
     pub metadata_offset: u64,

@@ -13,8 +13,9 @@
 //!
 //! One file per group of requests: `broker.rs` (registration, fencing, shutdown),
 //! `topic.rs` (create, delete, partitions, configs), `partition.rs` (leader/ISR changes,
-//! elections, reassignment), `producer_ids.rs`, `scram.rs` (SCRAM credentials).
+//! elections, reassignment), `producer_ids.rs`, `scram.rs` (SCRAM credentials), `acls.rs`.
 
+mod acls;
 mod broker;
 mod partition;
 mod producer_ids;
@@ -158,6 +159,14 @@ pub enum MetaRequest {
         mechanism: spate_auth::ScramMechanism,
         credential: spate_auth::ScramCredential,
     },
+    /// CreateAcls: adds the bindings (already validated); existing ones stay as they are.
+    CreateAcls {
+        acls: Vec<spate_auth::acl::AclBinding>,
+    },
+    /// DeleteAcls: removes every binding any filter matches, atomically.
+    DeleteAcls {
+        filters: Vec<spate_auth::acl::AclFilter>,
+    },
 }
 
 /// Which partitions a preferred-leader election looks at.
@@ -191,6 +200,8 @@ pub enum MetaResponse {
     ProducerIds { start: i64, count: i32 },
     /// One result per user of `AlterScramCredentials`, in order: `None` when applied.
     ScramAltered(Vec<Option<RequestError>>),
+    /// Per DeleteAcls filter, the bindings it removed.
+    AclsDeleted(Vec<Vec<spate_auth::acl::AclBinding>>),
     /// Nothing changed; see the error.
     Rejected(RequestError),
 }
@@ -354,6 +365,8 @@ impl MetaRequest {
             MetaRequest::AllocateProducerIds { .. } => "AllocateProducerIds",
             MetaRequest::AlterScramCredentials { .. } => "AlterScramCredentials",
             MetaRequest::AddScramCredentialIfAbsent { .. } => "AddScramCredentialIfAbsent",
+            MetaRequest::CreateAcls { .. } => "CreateAcls",
+            MetaRequest::DeleteAcls { .. } => "DeleteAcls",
         }
     }
 
@@ -440,6 +453,8 @@ impl MetaRequest {
                 mechanism,
                 credential,
             } => scram::add_if_absent(md, user, *mechanism, credential),
+            MetaRequest::CreateAcls { acls: bindings } => Ok(acls::create(md, bindings)),
+            MetaRequest::DeleteAcls { filters } => Ok(acls::delete(md, filters)),
         };
         // Topics with unclean.leader.election.enable: whatever left a partition without an
         // eligible ISR member (or made a replica eligible, or turned the setting on) may let

@@ -1206,3 +1206,65 @@ mod scram {
         );
     }
 }
+
+mod acls {
+    use super::*;
+    use spate_auth::acl::*;
+
+    fn acl(name: &str, principal: &str) -> AclBinding {
+        AclBinding {
+            resource_type: ResourceType::Topic,
+            resource_name: name.into(),
+            pattern_type: PatternType::Literal,
+            principal: principal.into(),
+            host: "*".into(),
+            operation: Operation::Read,
+            permission: Permission::Allow,
+        }
+    }
+
+    #[test]
+    fn acls_are_created_once_and_deleted_by_filter() {
+        let mut md = cluster(1);
+        let create = |acls: Vec<AclBinding>| MetaRequest::CreateAcls { acls };
+        apply(
+            &mut md,
+            create(vec![acl("a", "User:x"), acl("b", "User:x")]),
+        );
+        assert_eq!(md.acls.len(), 2);
+        let version = md.acls_version;
+        apply(&mut md, create(vec![acl("a", "User:x")]));
+        assert_eq!(md.acls_version, version, "an existing ACL changes nothing");
+
+        let by_principal = AclFilter {
+            resource_type: ResourceType::Any,
+            resource_name: None,
+            pattern_type: PatternType::Any,
+            principal: Some("User:x".into()),
+            host: None,
+            operation: Operation::Any,
+            permission: Permission::Any,
+        };
+        let only_a = AclFilter {
+            resource_name: Some("a".into()),
+            ..by_principal.clone()
+        };
+        let r = apply(
+            &mut md,
+            MetaRequest::DeleteAcls {
+                filters: vec![only_a, by_principal],
+            },
+        );
+        let MetaResponse::AclsDeleted(per_filter) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(per_filter[0], vec![acl("a", "User:x")]);
+        assert_eq!(
+            per_filter[1].len(),
+            2,
+            "filters see the set before the delete"
+        );
+        assert!(md.acls.is_empty());
+        assert!(md.acls_version > version);
+    }
+}
