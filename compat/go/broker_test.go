@@ -50,9 +50,9 @@ func brokerBin(t testing.TB) string {
 type Broker struct {
 	t       testing.TB
 	bin     string
-	Dir     string // --data-dir, stays the same across restarts
-	Addr    string // 127.0.0.1:PORT, stays the same across restarts
-	extra   []string
+	Dir     string   // --data-dir, stays the same across restarts
+	Addr    string   // 127.0.0.1:PORT, stays the same across restarts
+	extra   []string // arguments after --data-dir (--listen, --set ...)
 	logPath string
 
 	mu   sync.Mutex
@@ -77,15 +77,27 @@ func freePort(t testing.TB) int {
 // cleanup; on test failure the tail of its log is printed.
 func StartBroker(t testing.TB, extraSets ...string) *Broker {
 	t.Helper()
+	return StartBrokerArgs(t, func(addr string) []string {
+		args := []string{"--listen", addr}
+		for _, s := range extraSets {
+			args = append(args, "--set", s)
+		}
+		return args
+	})
+}
+
+// StartBrokerArgs is StartBroker with the command line after --data-dir computed from the
+// address the broker gets (called again if a port race makes StartBroker pick another). For a
+// broker with several listeners: a `listeners` setting naming PLAINTEXT://addr (the address
+// waited for) in place of --listen, and extra arguments such as --add-scram.
+func StartBrokerArgs(t testing.TB, args func(addr string) []string) *Broker {
+	t.Helper()
 	bin := brokerBin(t)
 	b := &Broker{
 		t:       t,
 		bin:     bin,
 		Dir:     t.TempDir(),
 		logPath: filepath.Join(t.TempDir(), "broker.log"),
-	}
-	for _, s := range extraSets {
-		b.extra = append(b.extra, "--set", s)
 	}
 	t.Cleanup(func() {
 		b.kill()
@@ -98,6 +110,7 @@ func StartBroker(t testing.TB, extraSets ...string) *Broker {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		b.Addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		b.extra = args(b.Addr)
 		if lastErr = b.start(); lastErr == nil {
 			return b
 		}
@@ -113,7 +126,7 @@ func StartBroker(t testing.TB, extraSets ...string) *Broker {
 }
 
 func (b *Broker) start() error {
-	args := append([]string{"--listen", b.Addr, "--data-dir", b.Dir}, b.extra...)
+	args := append([]string{"--data-dir", b.Dir}, b.extra...)
 	logf, err := os.OpenFile(b.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err

@@ -64,6 +64,7 @@ class Broker {
     this.host = '127.0.0.1'
     this.port = 0
     this.extra = []
+    this.listen = true // pass --listen (false when a listeners= setting names the address)
     this.proc = null
     this.exit = null // {code, signal} of the last process once it exited
     this.exited = null // promise resolved on exit of the current process
@@ -72,11 +73,16 @@ class Broker {
   get addr () { return `${this.host}:${this.port}` }
 
   // Start on a free port; retries with another port if the process dies early.
-  async start (sets = []) {
-    this.extra = sets.flatMap(s => ['--set', s])
+  // `sets` are --set key=value settings, or an async function of the address that returns
+  // them: a `listeners=` setting then replaces --listen and must name PLAINTEXT://addr (the
+  // address waited for). `args` are extra command-line arguments (e.g. --add-scram).
+  async start (sets = [], args = []) {
     let lastErr
     for (let attempt = 0; attempt < 3; attempt++) {
       this.port = await freePort()
+      const resolved = typeof sets === 'function' ? await sets(this.addr) : sets
+      this.listen = !resolved.some(s => s.startsWith('listeners='))
+      this.extra = [...resolved.flatMap(s => ['--set', s]), ...args]
       try {
         await this._spawn()
         return this
@@ -90,7 +96,7 @@ class Broker {
   }
 
   async _spawn () {
-    const args = ['--listen', this.addr, '--data-dir', this.dir, ...this.extra]
+    const args = [...(this.listen ? ['--listen', this.addr] : []), '--data-dir', this.dir, ...this.extra]
     fs.appendFileSync(this.logPath, `===== ${new Date().toISOString()} start: ${this.bin} ${args.join(' ')}\n`)
     const log = fs.openSync(this.logPath, 'a')
     // detached: own process group, so kill() can take down anything the broker spawned.
@@ -241,4 +247,4 @@ async function eventually (ms, what, fn) {
   }
 }
 
-module.exports = { Broker, brokerBin, missingBinaryReason, apiVersions, eventually, sleep }
+module.exports = { Broker, brokerBin, missingBinaryReason, freePort, apiVersions, eventually, sleep }

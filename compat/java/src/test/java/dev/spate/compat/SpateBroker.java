@@ -17,6 +17,7 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.function.IntFunction;
 import java.util.stream.Stream;
 
 /**
@@ -38,6 +39,7 @@ public final class SpateBroker implements AutoCloseable {
   private final Path binary;
   private final String name;
   private final List<String> extraArgs;
+  private final boolean listenFlag;
   private final Path dataDir;
   private final Path logDir;
   private final int port;
@@ -45,18 +47,24 @@ public final class SpateBroker implements AutoCloseable {
   private int starts;
   private Path currentLog;
 
-  private SpateBroker(Path binary, String name, List<String> settings) throws IOException {
+  private SpateBroker(
+      Path binary, String name, IntFunction<List<String>> settings, List<String> args)
+      throws IOException {
     this.binary = binary;
     this.name = name;
-    this.extraArgs = new ArrayList<>();
-    for (String s : settings) {
-      extraArgs.add("--set");
-      extraArgs.add(s);
-    }
     this.dataDir = Files.createTempDirectory("spate-" + name + "-");
     this.logDir = Paths.get(System.getProperty("spate.log.dir", "target/broker-logs"));
     Files.createDirectories(logDir);
     this.port = freePort();
+    this.extraArgs = new ArrayList<>();
+    List<String> resolved = settings.apply(port);
+    // A `listeners` setting names the bootstrap listener itself; --listen would replace it.
+    this.listenFlag = resolved.stream().noneMatch(s -> s.startsWith("listeners="));
+    for (String s : resolved) {
+      extraArgs.add("--set");
+      extraArgs.add(s);
+    }
+    extraArgs.addAll(args);
     // if the test JVM dies (e.g. Surefire's fork timeout), do not leave a broker behind
     Runtime.getRuntime()
         .addShutdownHook(
@@ -103,7 +111,18 @@ public final class SpateBroker implements AutoCloseable {
 
   /** Starts a broker (skipping the test if the binary is missing). Settings are "key=value". */
   public static SpateBroker start(String name, String... settings) throws Exception {
-    SpateBroker b = new SpateBroker(binaryOrSkip(), name, List.of(settings));
+    return start(name, port -> List.of(settings), List.of());
+  }
+
+  /**
+   * As {@link #start(String, String...)}, with the settings computed from the broker's port (a
+   * {@code listeners=} setting then replaces {@code --listen} and must name that port on
+   * 127.0.0.1, the address waited for and returned by {@link #bootstrap()}) and extra
+   * command-line arguments such as {@code --add-scram}.
+   */
+  public static SpateBroker start(
+      String name, IntFunction<List<String>> settings, List<String> args) throws Exception {
+    SpateBroker b = new SpateBroker(binaryOrSkip(), name, settings, args);
     try {
       b.launch();
     } catch (Exception | Error e) {
@@ -153,8 +172,10 @@ public final class SpateBroker implements AutoCloseable {
     currentLog = logDir.resolve(name + "-" + starts + ".log");
     List<String> cmd = new ArrayList<>();
     cmd.add(binary.toString());
-    cmd.add("--listen");
-    cmd.add("127.0.0.1:" + port);
+    if (listenFlag) {
+      cmd.add("--listen");
+      cmd.add("127.0.0.1:" + port);
+    }
     cmd.add("--data-dir");
     cmd.add(dataDir.toString());
     cmd.addAll(extraArgs);
