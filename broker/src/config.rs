@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::listeners::{Listeners, SecurityProtocol};
 use crate::security::overrides;
+use crate::security::authz::AuthzSettings;
 use crate::security::sasl::SaslSettings;
 use crate::security::scram_bootstrap::BootstrapScram;
 use crate::security::tls::{self, TlsSettings};
@@ -146,6 +147,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // 0: sessions never expire; else clients re-authenticate within this (KIP-368).
     ("connections.max.reauth.ms", "0"),
     ("connection.failed.authentication.delay.ms", "100"),
+    // Authorization: empty for none, or Kafka's StandardAuthorizer over ACLs in the quorum.
+    ("authorizer.class.name", ""),
+    ("super.users", ""),
+    ("allow.everyone.if.no.acl.found", "false"),
 ];
 
 /// Typed broker configuration.
@@ -202,6 +207,8 @@ pub struct BrokerConfig {
     pub tls: BTreeMap<String, TlsSettings>,
     /// SASL settings of every SASL_PLAINTEXT and SASL_SSL listener, by listener name.
     pub sasl: BTreeMap<String, Arc<SaslSettings>>,
+    /// `None` without an authorizer (everything is allowed).
+    pub authorizer: Option<AuthzSettings>,
     /// Credentials to store at start unless present (`--add-scram`; not a setting).
     pub bootstrap_scram: Vec<BootstrapScram>,
     /// How often TLS files are checked for changes.
@@ -436,6 +443,11 @@ impl BrokerConfig {
             follower_replication_throttled_rate: num(&raw, "follower.replication.throttled.rate")?,
             tls,
             sasl,
+            authorizer: AuthzSettings::parse(
+                get("authorizer.class.name"),
+                get("super.users"),
+                get("allow.everyone.if.no.acl.found"),
+            )?,
             bootstrap_scram: Vec::new(),
             ssl_reload_interval: Duration::from_millis(positive(&raw, "ssl.reload.interval.ms")?),
             raw,

@@ -11,6 +11,7 @@ use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::observability::replication_trace::AckWaits;
 use crate::observability::Metrics;
+use crate::security::authz::Authz;
 use crate::txn::TxnCoordinator;
 
 pub struct Context {
@@ -23,6 +24,8 @@ pub struct Context {
     pub ack_waits: AckWaits,
     /// What clients are told to use, per listener (the inter-broker listener first).
     pub advertised: Vec<ListenerEndpoint>,
+    /// What each connection's principal may do.
+    pub authz: Authz,
 }
 
 impl Context {

@@ -194,14 +194,20 @@ impl Broker {
                 .await?,
             )
         };
+        let metrics = Arc::new(observability::Metrics::new());
         let ctx = Arc::new(Context {
             registry: registry.clone(),
             config: config.clone(),
             groups: groups.clone(),
             txn: txn.clone(),
-            metrics: Arc::new(observability::Metrics::new()),
+            metrics: metrics.clone(),
             ack_waits: Default::default(),
             advertised,
+            authz: security::authz::Authz::new(
+                config.authorizer.clone(),
+                registry.clone(),
+                metrics,
+            ),
         });
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();

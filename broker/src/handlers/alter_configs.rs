@@ -15,6 +15,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::topic_config::{effective, topic_key};
 use crate::cluster::AdminError;
+use crate::handlers::describe_configs::config_refusal;
+use crate::security::RequestContext;
+use spate_auth::acl::Operation;
 use crate::context::{str_bytes, Context};
 use crate::handlers::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 
@@ -23,7 +26,12 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-pub async fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsResponse {
+/// Needs ALTER_CONFIGS on each topic, or on the cluster for broker resources.
+pub async fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    req: AlterConfigsRequest,
+) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
         responses.push({
@@ -36,7 +44,15 @@ pub async fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsResp
                         .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect();
+            let refused = config_refusal(
+                ctx,
+                rc,
+                r.resource_type,
+                r.resource_name.as_str(),
+                Operation::AlterConfigs,
+            );
             let outcome = match check_resource(r.resource_type, &r.resource_name) {
+                _ if refused.is_some() => Err(refusal(refused)),
                 Ok(Resource::Topic) => {
                     ctx.registry
                         .admin_set_topic_configs(&r.resource_name, configs, req.validate_only)
@@ -70,11 +86,20 @@ pub async fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsResp
 
 pub async fn handle_incremental(
     ctx: &Context,
+    rc: &RequestContext,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
+        let refused = config_refusal(
+            ctx,
+            rc,
+            r.resource_type,
+            r.resource_name.as_str(),
+            Operation::AlterConfigs,
+        );
         let outcome = match check_resource(r.resource_type, &r.resource_name) {
+            _ if refused.is_some() => Err(refusal(refused)),
             Ok(Resource::Broker) => match broker_changes(&r.configs) {
                 Ok(changes) => {
                     ctx.registry
@@ -103,6 +128,11 @@ pub async fn handle_incremental(
         );
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+fn refusal(refused: Option<(ResponseError, String)>) -> AdminError {
+    let (code, message) = refused.unwrap_or((ResponseError::UnknownServerError, String::new()));
+    AdminError::new(code, message)
 }
 
 /// A topic's overrides after the request's operations.

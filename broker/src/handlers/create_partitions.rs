@@ -2,12 +2,31 @@
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
+use crate::security::RequestContext;
+use spate_auth::acl::{Operation, ResourceType};
+use kafka_protocol::error::ResponseError;
 use crate::context::{str_bytes, Context};
 
-pub async fn handle(ctx: &Context, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+/// Needs ALTER on each topic.
+pub async fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        if !ctx
+            .authz
+            .allows(rc, Operation::Alter, ResourceType::Topic, t.name.as_str())
+        {
+            results.push(
+                result
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(str_bytes("Authorization failed."))),
+            );
+            continue;
+        }
         results.push(
             match ctx
                 .registry

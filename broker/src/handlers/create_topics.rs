@@ -9,11 +9,24 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use crate::cluster::admin::NewTopic;
 use crate::cluster::topic_config::{effective, TOPIC_KEYS};
 use crate::cluster::AdminError;
+use crate::security::RequestContext;
+use kafka_protocol::error::ResponseError;
+use spate_auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::context::{str_bytes, Context};
 use crate::handlers::describe_configs::{SOURCE_DEFAULT, SOURCE_TOPIC};
 
-pub async fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+/// Needs CREATE on the cluster or on each topic; without DESCRIBE_CONFIGS on the topic the
+/// created configs are left out with `topic_config_error_code` 29, as in Kafka.
+pub async fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    version: i16,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
+    let cluster_create = ctx
+        .authz
+        .sees(rc, Operation::Create, ResourceType::Cluster, CLUSTER_NAME);
     for ct in req.topics {
         topics.push({
             let name = ct.name.to_string();
@@ -30,6 +43,16 @@ pub async fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest) -> Cr
                         .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect();
+            if !cluster_create && !ctx.authz.allows(rc, Operation::Create, ResourceType::Topic, &name) {
+                topics.push(failed(
+                    result,
+                    AdminError::new(
+                        ResponseError::TopicAuthorizationFailed,
+                        "Authorization failed.",
+                    ),
+                ));
+                continue;
+            }
             let assignment = if ct.assignments.is_empty() {
                 None
             } else {
@@ -62,7 +85,16 @@ pub async fn handle(ctx: &Context, version: i16, req: CreateTopicsRequest) -> Cr
                         r = r.with_topic_id(id);
                     }
                     if version >= 5 {
-                        r = r.with_configs(Some(describe_created(ctx, &configs)));
+                        if ctx
+                            .authz
+                            .sees(rc, Operation::DescribeConfigs, ResourceType::Topic, &name)
+                        {
+                            r = r.with_configs(Some(describe_created(ctx, &configs)));
+                        } else {
+                            r = r.with_topic_config_error_code(
+                                ResponseError::TopicAuthorizationFailed.code(),
+                            );
+                        }
                     }
                     r
                 }
@@ -84,7 +116,6 @@ fn failed(result: CreatableTopicResult, e: AdminError) -> CreatableTopicResult {
 fn manual_assignment(
     ct: &kafka_protocol::messages::create_topics_request::CreatableTopic,
 ) -> Result<Vec<Vec<i32>>, AdminError> {
-    use kafka_protocol::error::ResponseError;
     if ct.num_partitions != -1 || ct.replication_factor != -1 {
         return Err(AdminError::new(
             ResponseError::InvalidRequest,

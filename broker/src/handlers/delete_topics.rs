@@ -3,9 +3,17 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 
+use crate::security::RequestContext;
+use spate_auth::acl::{Operation, ResourceType};
 use crate::context::{str_bytes, topic_name, Context};
 
-pub async fn handle(ctx: &Context, version: i16, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+/// Needs DELETE on each topic; a topic named by id the client may not DESCRIBE stays nameless.
+pub async fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    version: i16,
+    req: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
     let wanted: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
         req.topics
             .into_iter()
@@ -28,6 +36,19 @@ pub async fn handle(ctx: &Context, version: i16, req: DeleteTopicsRequest) -> De
                 responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
                 continue;
             };
+            if !ctx.authz.allows(rc, Operation::Delete, ResourceType::Topic, &name) {
+                let described = !id.is_nil()
+                    && ctx.authz.sees(rc, Operation::Describe, ResourceType::Topic, &name);
+                let result = if id.is_nil() || described {
+                    result
+                } else {
+                    result.with_name(None)
+                };
+                responses.push(
+                    result.with_error_code(ResponseError::TopicAuthorizationFailed.code()),
+                );
+                continue;
+            }
             match ctx.registry.admin_delete_topic(&name).await {
                 Ok(id) => result.with_topic_id(id),
                 Err(e) => result

@@ -9,6 +9,8 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use crate::cluster::topic_config::{effective, TOPIC_KEYS};
 use crate::config::DEFAULTS;
+use crate::security::RequestContext;
+use spate_auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::context::{str_bytes, Context};
 use crate::replication::throttle::DYNAMIC_BROKER_KEYS;
 
@@ -20,7 +22,32 @@ pub const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
 
-pub fn handle(ctx: &Context, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+/// Why `rc` may not `op` (DESCRIBE_CONFIGS or ALTER_CONFIGS) the configs of a resource, with
+/// Kafka's codes: a topic needs the operation on the topic, a broker on the cluster.
+pub fn config_refusal(
+    ctx: &Context,
+    rc: &RequestContext,
+    resource_type: i8,
+    name: &str,
+    op: Operation,
+) -> Option<(ResponseError, String)> {
+    let (rt, name, code) = match resource_type {
+        RESOURCE_TOPIC => (ResourceType::Topic, name, ResponseError::TopicAuthorizationFailed),
+        _ => (
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+            ResponseError::ClusterAuthorizationFailed,
+        ),
+    };
+    (!ctx.authz.allows(rc, op, rt, name)).then(|| (code, String::new()))
+}
+
+/// Needs DESCRIBE_CONFIGS on each topic, or on the cluster for broker resources.
+pub fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let results = req
         .resources
         .into_iter()
@@ -33,6 +60,15 @@ pub fn handle(ctx: &Context, req: DescribeConfigsRequest) -> DescribeConfigsResp
                     .as_ref()
                     .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
             };
+            if let Some((code, message)) = config_refusal(
+                ctx,
+                rc,
+                r.resource_type,
+                r.resource_name.as_str(),
+                Operation::DescribeConfigs,
+            ) {
+                return error(result, code, message);
+            }
             let configs = match r.resource_type {
                 RESOURCE_TOPIC => match ctx.registry.topic(&r.resource_name) {
                     Some(t) => topic_configs(ctx, &t.meta.configs, req.include_synonyms, &wanted),

@@ -18,6 +18,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::cluster::partition::log_error_code;
 use crate::cluster::{Partition, Topic};
+use crate::security::RequestContext;
+use spate_auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::context::Context;
 use crate::replication::leader::{self, LeaderThrottle, Refusal};
 use crate::trace_context::TRACE_TARGET;
@@ -40,10 +42,90 @@ fn replica_of(version: i16, req: &FetchRequest) -> Option<i32> {
     (id >= 0).then_some(id)
 }
 
-pub async fn handle(ctx: &Context, version: i16, req: FetchRequest) -> FetchResponse {
-    if let Some(follower) = replica_of(version, &req) {
+/// With an authorizer, as Kafka: a follower's fetch needs CLUSTER_ACTION on the cluster, a
+/// consumer's READ on each topic; refused partitions get TOPIC_AUTHORIZATION_FAILED.
+pub async fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    version: i16,
+    mut req: FetchRequest,
+) -> FetchResponse {
+    let follower = replica_of(version, &req);
+    if let Some(follower) = follower {
         mark_replication(&Span::current(), follower, &req);
     }
+    let refused = refuse_unauthorized(ctx, rc, version, follower.is_some(), &mut req);
+    if !refused.is_empty() {
+        let mut response = if req.topics.is_empty() {
+            FetchResponse::default()
+        } else {
+            Box::pin(fetch(ctx, version, req)).await
+        };
+        response.responses.extend(refused);
+        return response;
+    }
+    fetch(ctx, version, req).await
+}
+
+/// Takes the topics this connection may not read out of `req`, answered.
+fn refuse_unauthorized(
+    ctx: &Context,
+    rc: &RequestContext,
+    version: i16,
+    follower: bool,
+    req: &mut FetchRequest,
+) -> Vec<FetchableTopicResponse> {
+    if !ctx.authz.enabled() {
+        return vec![];
+    }
+    let cluster_ok = follower
+        && ctx
+            .authz
+            .allows(rc, Operation::ClusterAction, ResourceType::Cluster, CLUSTER_NAME);
+    let (kept, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut req.topics)
+        .into_iter()
+        .partition(|ft| {
+            if follower {
+                return cluster_ok;
+            }
+            let name = if version >= TOPIC_ID_VERSION {
+                match ctx.registry.topic_by_id(ft.topic_id) {
+                    Some(t) => t.meta.name.clone(),
+                    // Unknown ids are answered UNKNOWN_TOPIC_ID by the read.
+                    None => return true,
+                }
+            } else {
+                ft.topic.to_string()
+            };
+            ctx.authz
+                .allows(rc, Operation::Read, ResourceType::Topic, &name)
+        });
+    req.topics = kept;
+    refused
+        .into_iter()
+        .map(|ft| {
+            FetchableTopicResponse::default()
+                .with_topic(ft.topic.clone())
+                .with_topic_id(ft.topic_id)
+                .with_partitions(
+                    ft.partitions
+                        .iter()
+                        .map(|fp| {
+                            PartitionData::default()
+                                .with_partition_index(fp.partition)
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                .with_high_watermark(-1)
+                                .with_last_stable_offset(-1)
+                                .with_log_start_offset(-1)
+                                .with_preferred_read_replica(BrokerId(-1))
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
+async fn fetch(ctx: &Context, version: i16, req: FetchRequest) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appended = ctx.registry.subscribe_appends();
     loop {

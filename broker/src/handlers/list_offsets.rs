@@ -7,6 +7,8 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::cluster::partition::log_error_code;
 use crate::cluster::Partition;
+use crate::security::RequestContext;
+use spate_auth::acl::{Operation, ResourceType};
 use crate::context::Context;
 
 const LATEST: i64 = -1;
@@ -17,12 +19,21 @@ const EARLIEST_LOCAL: i64 = -4;
 /// `isolation_level` 1: "latest" is the last stable offset.
 const READ_COMMITTED: i8 = 1;
 
-pub fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+/// Needs DESCRIBE on each topic (TOPIC_AUTHORIZATION_FAILED per partition otherwise).
+pub fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    version: i16,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()
         .map(|lt| {
             let topic = ctx.registry.topic(&lt.name);
+            let allowed =
+                ctx.authz
+                    .allows(rc, Operation::Describe, ResourceType::Topic, lt.name.as_str());
             let partitions = lt
                 .partitions
                 .into_iter()
@@ -33,6 +44,9 @@ pub fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest) -> ListOffse
                         .with_offset(-1)
                         // Leader epochs are in the response from v4 on; this log is epoch 0.
                         .with_leader_epoch(if version >= 4 { 0 } else { -1 });
+                    if !allowed {
+                        return resp.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     if let Err(code) = ctx.registry.leader_check(&lt.name, lp.partition_index) {
                         return resp.with_error_code(code.code());
                     }

@@ -1,5 +1,6 @@
 //! One file per Kafka API; `dispatch` routes a decoded request to its handler.
 
+pub mod acls;
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
@@ -59,23 +60,23 @@ pub async fn dispatch(
     let client_id = env.client_id.unwrap_or_default();
     Some(match env.body {
         Request::ApiVersions(r) => Response::ApiVersions(api_versions::handle(r)),
-        Request::Metadata(r) => Response::Metadata(metadata::handle(ctx, v, r, listener).await),
-        Request::Produce(r) => Response::Produce(produce::handle(ctx, r).await?),
-        Request::Fetch(r) => Response::Fetch(fetch::handle(ctx, v, r).await),
-        Request::ListOffsets(r) => Response::ListOffsets(list_offsets::handle(ctx, v, r)),
-        Request::CreateTopics(r) => Response::CreateTopics(create_topics::handle(ctx, v, r).await),
-        Request::DeleteTopics(r) => Response::DeleteTopics(delete_topics::handle(ctx, v, r).await),
+        Request::Metadata(r) => Response::Metadata(metadata::handle(ctx, v, r, rc).await),
+        Request::Produce(r) => Response::Produce(produce::handle(ctx, rc, r).await?),
+        Request::Fetch(r) => Response::Fetch(fetch::handle(ctx, rc, v, r).await),
+        Request::ListOffsets(r) => Response::ListOffsets(list_offsets::handle(ctx, rc, v, r)),
+        Request::CreateTopics(r) => Response::CreateTopics(create_topics::handle(ctx, rc, v, r).await),
+        Request::DeleteTopics(r) => Response::DeleteTopics(delete_topics::handle(ctx, rc, v, r).await),
         Request::CreatePartitions(r) => {
-            Response::CreatePartitions(create_partitions::handle(ctx, r).await)
+            Response::CreatePartitions(create_partitions::handle(ctx, rc, r).await)
         }
-        Request::DeleteRecords(r) => Response::DeleteRecords(delete_records::handle(ctx, r)),
-        Request::DescribeConfigs(r) => Response::DescribeConfigs(describe_configs::handle(ctx, r)),
-        Request::AlterConfigs(r) => Response::AlterConfigs(alter_configs::handle(ctx, r).await),
+        Request::DeleteRecords(r) => Response::DeleteRecords(delete_records::handle(ctx, rc, r)),
+        Request::DescribeConfigs(r) => Response::DescribeConfigs(describe_configs::handle(ctx, rc, r)),
+        Request::AlterConfigs(r) => Response::AlterConfigs(alter_configs::handle(ctx, rc, r).await),
         Request::IncrementalAlterConfigs(r) => {
-            Response::IncrementalAlterConfigs(alter_configs::handle_incremental(ctx, r).await)
+            Response::IncrementalAlterConfigs(alter_configs::handle_incremental(ctx, rc, r).await)
         }
         Request::DescribeCluster(r) => {
-            Response::DescribeCluster(describe_cluster::handle(ctx, r, listener))
+            Response::DescribeCluster(describe_cluster::handle(ctx, r, rc))
         }
         Request::AlterPartitionReassignments(r) => Response::AlterPartitionReassignments(
             alter_partition_reassignments::handle(ctx, v, r).await,
@@ -148,5 +149,8 @@ pub async fn dispatch(
         Request::AlterUserScramCredentials(r) => Response::AlterUserScramCredentials(
             alter_user_scram_credentials::handle(ctx, r.0).await,
         ),
+        Request::DescribeAcls(r) => Response::DescribeAcls(acls::describe(ctx, rc, r)),
+        Request::CreateAcls(r) => Response::CreateAcls(acls::create(ctx, rc, r).await),
+        Request::DeleteAcls(r) => Response::DeleteAcls(acls::delete(ctx, rc, r).await),
     })
 }

@@ -15,6 +15,8 @@ use tracing::{Instrument, Span};
 use crate::cluster::topic_config::min_insync_replicas;
 use crate::cluster::{Appended, Partition, Topic};
 use crate::context::{now_ms, str_bytes, Context};
+use crate::security::RequestContext;
+use spate_auth::acl::{Operation, ResourceType};
 use crate::observability::metrics::record_count;
 use crate::observability::replication_trace::Registration;
 use crate::replication::wait::Unreplicated;
@@ -41,9 +43,57 @@ struct Pending<'a> {
     registration: Option<Registration<'a>>,
 }
 
-/// Returns `None` for acks=0: the client expects no response.
-pub async fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceResponse> {
+/// Returns `None` for acks=0: the client expects no response. With an authorizer a
+/// transactional request needs WRITE on its transactional id (else every partition gets
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED), and each topic WRITE (else its partitions get
+/// TOPIC_AUTHORIZATION_FAILED), as in Kafka.
+pub async fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    mut req: ProduceRequest,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
+    let txn_refused = req.transactional_id.as_ref().is_some_and(|id| {
+        !ctx.authz.allows(
+            rc,
+            Operation::Write,
+            ResourceType::TransactionalId,
+            id.as_str(),
+        )
+    });
+    let (topic_data, refused): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut req.topic_data).into_iter().partition(|t| {
+            !txn_refused
+                && ctx
+                    .authz
+                    .allows(rc, Operation::Write, ResourceType::Topic, t.name.as_str())
+        });
+    req.topic_data = topic_data;
+    let code = if txn_refused {
+        ResponseError::TransactionalIdAuthorizationFailed
+    } else {
+        ResponseError::TopicAuthorizationFailed
+    };
+    let refused: Vec<TopicProduceResponse> = refused
+        .into_iter()
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_partition_responses(
+                    t.partition_data
+                        .iter()
+                        .map(|p| {
+                            PartitionProduceResponse::default()
+                                .with_index(p.index)
+                                .with_error_code(code.code())
+                                .with_base_offset(-1)
+                                .with_log_append_time_ms(-1)
+                                .with_log_start_offset(-1)
+                        })
+                        .collect(),
+                )
+                .with_name(t.name)
+        })
+        .collect();
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let now = now_ms();
     let request_span = Span::current();
@@ -74,6 +124,7 @@ pub async fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespons
     // acks=all with replicas: answer once the high watermark passes each append.
     let deadline = tokio::time::Instant::now() + timeout;
     wait_for_acks(appends.pending, deadline, &mut responses).await;
+    responses.extend(refused);
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
 

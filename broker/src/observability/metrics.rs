@@ -24,6 +24,7 @@ pub struct Metrics {
     pub connections: IntGauge,
     pub connections_total: IntCounter,
     pub authentications: IntCounterVec,
+    pub authorization_denied: IntCounterVec,
     pub fetch_purgatory: IntGauge,
     pub produce_purgatory: IntGauge,
     pub produce_append_seconds: Histogram,
@@ -168,6 +169,12 @@ impl Metrics {
                 "SASL logins and re-authentications, by listener, mechanism and result",
                 &["listener", "mechanism", "result"],
             ),
+            authorization_denied: counter_vec(
+                &r,
+                "spate_authorization_denied_total",
+                "Requests or resources refused by the authorizer, by resource type",
+                &["resource_type"],
+            ),
             fetch_purgatory: gauge(
                 &r,
                 "spate_fetch_purgatory_size",
@@ -286,6 +293,7 @@ impl Metrics {
             Box::new(self.connections.clone()),
             Box::new(self.connections_total.clone()),
             Box::new(self.authentications.clone()),
+            Box::new(self.authorization_denied.clone()),
             Box::new(self.fetch_purgatory.clone()),
             Box::new(self.produce_purgatory.clone()),
             Box::new(self.produce_append_seconds.clone()),

@@ -67,6 +67,9 @@ requests! {
     SaslAuthenticate => Hidden<SaslAuthenticateRequest>,
     DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
     AlterUserScramCredentials => Hidden<AlterUserScramCredentialsRequest>,
+    DescribeAcls => DescribeAclsRequest,
+    CreateAcls => CreateAclsRequest,
+    DeleteAcls => DeleteAclsRequest,
 }
 
 /// A request body that carries secrets (SASL tokens, salted passwords): decoded like any

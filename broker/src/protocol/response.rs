@@ -67,6 +67,9 @@ responses! {
     SaslAuthenticate => SaslAuthenticateResponse,
     DescribeUserScramCredentials => DescribeUserScramCredentialsResponse,
     AlterUserScramCredentials => AlterUserScramCredentialsResponse,
+    DescribeAcls => DescribeAclsResponse,
+    CreateAcls => CreateAclsResponse,
+    DeleteAcls => DeleteAclsResponse,
 }
 
 /// Appends `int32 size | header | body` for `response` at `version` to `out`.

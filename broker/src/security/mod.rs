@@ -11,11 +11,13 @@
 //! - `sasl/`          — SASL settings and the per-connection authenticator (PLAIN,
 //!   SCRAM-SHA-256/512 against credentials in the metadata quorum).
 //! - `scram_bootstrap.rs` — `--add-scram`: the first credentials, given at start.
+//! - `authz.rs`       — the authorizer (`authorizer.class.name`) over the quorum's ACLs.
 //!
 //! Every connection has a [`KafkaPrincipal`], as Kafka's `DefaultKafkaPrincipalBuilder`:
 //! `User:ANONYMOUS` on PLAINTEXT listeners and for TLS clients without a certificate,
 //! `User:<mapped subject DN>` for a client certificate, `User:<name>` after a SASL login.
-//! Nothing authorizes on it yet.
+//! With an authorizer, handlers ask `authz` what it may do.
+pub mod authz;
 pub mod dn;
 pub mod overrides;
 pub mod sasl;

@@ -5,11 +5,13 @@
 //! - this file: topics (create, delete, add partitions, configs) and producer id blocks;
 //! - `partitions.rs`: reassignments and leader elections;
 //! - `brokers.rs`: dynamic broker configs and unregistering brokers;
-//! - `scram.rs`: SCRAM credentials (AlterUserScramCredentials, `--add-scram`).
+//! - `scram.rs`: SCRAM credentials (AlterUserScramCredentials, `--add-scram`);
+//! - `acls.rs`: ACLs (CreateAcls, DeleteAcls).
 //!
 //! Requests are checked here first where Kafka's broker checks them (names, configs, counts)
 //! so that clients get Kafka's messages; the state machine checks what needs the committed
 //! metadata (existence, placement, registered brokers).
+mod acls;
 mod brokers;
 mod partitions;
 mod scram;
