@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::listeners::{Listeners, SecurityProtocol};
-use crate::security::overrides;
 use crate::security::authz::AuthzSettings;
+use crate::security::overrides;
 use crate::security::sasl::SaslSettings;
 use crate::security::scram_bootstrap::BootstrapScram;
 use crate::security::tls::{self, TlsSettings};

@@ -2,7 +2,9 @@
 //! cluster to list, ALTER to change; SECURITY_DISABLED without an authorizer.
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
-use kafka_protocol::messages::delete_acls_response::{DeleteAclsFilterResult, DeleteAclsMatchingAcl};
+use kafka_protocol::messages::delete_acls_response::{
+    DeleteAclsFilterResult, DeleteAclsMatchingAcl,
+};
 use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use kafka_protocol::messages::{
     CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
@@ -39,7 +41,11 @@ fn filter(
     })
 }
 
-pub fn describe(ctx: &Context, rc: &RequestContext, r: DescribeAclsRequest) -> DescribeAclsResponse {
+pub fn describe(
+    ctx: &Context,
+    rc: &RequestContext,
+    r: DescribeAclsRequest,
+) -> DescribeAclsResponse {
     let failed = |code: ResponseError, message: &str| {
         DescribeAclsResponse::default()
             .with_error_code(code.code())
@@ -95,7 +101,11 @@ pub fn describe(ctx: &Context, rc: &RequestContext, r: DescribeAclsRequest) -> D
     DescribeAclsResponse::default().with_resources(resources)
 }
 
-pub async fn create(ctx: &Context, rc: &RequestContext, r: CreateAclsRequest) -> CreateAclsResponse {
+pub async fn create(
+    ctx: &Context,
+    rc: &RequestContext,
+    r: CreateAclsRequest,
+) -> CreateAclsResponse {
     let all = |code: ResponseError, message: &str| {
         let result = AclCreationResult::default()
             .with_error_code(code.code())
@@ -148,7 +158,11 @@ pub async fn create(ctx: &Context, rc: &RequestContext, r: CreateAclsRequest) ->
     CreateAclsResponse::default().with_results(results)
 }
 
-pub async fn delete(ctx: &Context, rc: &RequestContext, r: DeleteAclsRequest) -> DeleteAclsResponse {
+pub async fn delete(
+    ctx: &Context,
+    rc: &RequestContext,
+    r: DeleteAclsRequest,
+) -> DeleteAclsResponse {
     let all = |code: ResponseError, message: &str| {
         let result = DeleteAclsFilterResult::default()
             .with_error_code(code.code())

@@ -15,11 +15,11 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::topic_config::{effective, topic_key};
 use crate::cluster::AdminError;
+use crate::context::{str_bytes, Context};
 use crate::handlers::describe_configs::config_refusal;
+use crate::handlers::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::security::RequestContext;
 use spate_auth::acl::Operation;
-use crate::context::{str_bytes, Context};
-use crate::handlers::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;

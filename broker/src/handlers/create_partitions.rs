@@ -2,10 +2,10 @@
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
-use crate::security::RequestContext;
-use spate_auth::acl::{Operation, ResourceType};
-use kafka_protocol::error::ResponseError;
 use crate::context::{str_bytes, Context};
+use crate::security::RequestContext;
+use kafka_protocol::error::ResponseError;
+use spate_auth::acl::{Operation, ResourceType};
 
 /// Needs ALTER on each topic.
 pub async fn handle(

@@ -9,11 +9,11 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use crate::cluster::admin::NewTopic;
 use crate::cluster::topic_config::{effective, TOPIC_KEYS};
 use crate::cluster::AdminError;
+use crate::context::{str_bytes, Context};
+use crate::handlers::describe_configs::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use crate::security::RequestContext;
 use kafka_protocol::error::ResponseError;
 use spate_auth::acl::{Operation, ResourceType, CLUSTER_NAME};
-use crate::context::{str_bytes, Context};
-use crate::handlers::describe_configs::{SOURCE_DEFAULT, SOURCE_TOPIC};
 
 /// Needs CREATE on the cluster or on each topic; without DESCRIBE_CONFIGS on the topic the
 /// created configs are left out with `topic_config_error_code` 29, as in Kafka.
@@ -43,7 +43,11 @@ pub async fn handle(
                         .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect();
-            if !cluster_create && !ctx.authz.allows(rc, Operation::Create, ResourceType::Topic, &name) {
+            if !cluster_create
+                && !ctx
+                    .authz
+                    .allows(rc, Operation::Create, ResourceType::Topic, &name)
+            {
                 topics.push(failed(
                     result,
                     AdminError::new(
@@ -85,10 +89,12 @@ pub async fn handle(
                         r = r.with_topic_id(id);
                     }
                     if version >= 5 {
-                        if ctx
-                            .authz
-                            .sees(rc, Operation::DescribeConfigs, ResourceType::Topic, &name)
-                        {
+                        if ctx.authz.sees(
+                            rc,
+                            Operation::DescribeConfigs,
+                            ResourceType::Topic,
+                            &name,
+                        ) {
                             r = r.with_configs(Some(describe_created(ctx, &configs)));
                         } else {
                             r = r.with_topic_config_error_code(

@@ -6,20 +6,24 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use crate::cluster::partition::log_error_code;
+use crate::context::Context;
 use crate::security::RequestContext;
 use spate_auth::acl::{Operation, ResourceType};
-use crate::context::Context;
 
 /// Needs DELETE on each topic.
-pub fn handle(ctx: &Context, rc: &RequestContext, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    req: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let topic = ctx.registry.topic(&t.name);
-            let allowed = ctx
-                .authz
-                .allows(rc, Operation::Delete, ResourceType::Topic, t.name.as_str());
+            let allowed =
+                ctx.authz
+                    .allows(rc, Operation::Delete, ResourceType::Topic, t.name.as_str());
             let partitions = t
                 .partitions
                 .into_iter()
@@ -28,7 +32,8 @@ pub fn handle(ctx: &Context, rc: &RequestContext, req: DeleteRecordsRequest) -> 
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
                     if !allowed {
-                        return result.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                        return result
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
                     }
                     if let Err(code) = ctx.registry.leader_check(&t.name, p.partition_index) {
                         return result.with_error_code(code.code());

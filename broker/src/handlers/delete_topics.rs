@@ -3,9 +3,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 
+use crate::context::{str_bytes, topic_name, Context};
 use crate::security::RequestContext;
 use spate_auth::acl::{Operation, ResourceType};
-use crate::context::{str_bytes, topic_name, Context};
 
 /// Needs DELETE on each topic; a topic named by id the client may not DESCRIBE stays nameless.
 pub async fn handle(
@@ -36,17 +36,21 @@ pub async fn handle(
                 responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
                 continue;
             };
-            if !ctx.authz.allows(rc, Operation::Delete, ResourceType::Topic, &name) {
+            if !ctx
+                .authz
+                .allows(rc, Operation::Delete, ResourceType::Topic, &name)
+            {
                 let described = !id.is_nil()
-                    && ctx.authz.sees(rc, Operation::Describe, ResourceType::Topic, &name);
+                    && ctx
+                        .authz
+                        .sees(rc, Operation::Describe, ResourceType::Topic, &name);
                 let result = if id.is_nil() || described {
                     result
                 } else {
                     result.with_name(None)
                 };
-                responses.push(
-                    result.with_error_code(ResponseError::TopicAuthorizationFailed.code()),
-                );
+                responses
+                    .push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
                 continue;
             }
             match ctx.registry.admin_delete_topic(&name).await {

@@ -9,10 +9,10 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use crate::cluster::topic_config::{effective, TOPIC_KEYS};
 use crate::config::DEFAULTS;
-use crate::security::RequestContext;
-use spate_auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::context::{str_bytes, Context};
 use crate::replication::throttle::DYNAMIC_BROKER_KEYS;
+use crate::security::RequestContext;
+use spate_auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
@@ -32,7 +32,11 @@ pub fn config_refusal(
     op: Operation,
 ) -> Option<(ResponseError, String)> {
     let (rt, name, code) = match resource_type {
-        RESOURCE_TOPIC => (ResourceType::Topic, name, ResponseError::TopicAuthorizationFailed),
+        RESOURCE_TOPIC => (
+            ResourceType::Topic,
+            name,
+            ResponseError::TopicAuthorizationFailed,
+        ),
         _ => (
             ResourceType::Cluster,
             CLUSTER_NAME,

@@ -18,11 +18,11 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::cluster::partition::log_error_code;
 use crate::cluster::{Partition, Topic};
-use crate::security::RequestContext;
-use spate_auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::context::Context;
 use crate::replication::leader::{self, LeaderThrottle, Refusal};
+use crate::security::RequestContext;
 use crate::trace_context::TRACE_TARGET;
+use spate_auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 /// Topic ids replace names from Fetch v13 on.
 const TOPIC_ID_VERSION: i16 = 13;
@@ -79,12 +79,14 @@ fn refuse_unauthorized(
         return vec![];
     }
     let cluster_ok = follower
-        && ctx
-            .authz
-            .allows(rc, Operation::ClusterAction, ResourceType::Cluster, CLUSTER_NAME);
-    let (kept, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut req.topics)
-        .into_iter()
-        .partition(|ft| {
+        && ctx.authz.allows(
+            rc,
+            Operation::ClusterAction,
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+        );
+    let (kept, refused): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut req.topics).into_iter().partition(|ft| {
             if follower {
                 return cluster_ok;
             }

@@ -7,9 +7,9 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::cluster::partition::log_error_code;
 use crate::cluster::Partition;
+use crate::context::Context;
 use crate::security::RequestContext;
 use spate_auth::acl::{Operation, ResourceType};
-use crate::context::Context;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -31,9 +31,12 @@ pub fn handle(
         .into_iter()
         .map(|lt| {
             let topic = ctx.registry.topic(&lt.name);
-            let allowed =
-                ctx.authz
-                    .allows(rc, Operation::Describe, ResourceType::Topic, lt.name.as_str());
+            let allowed = ctx.authz.allows(
+                rc,
+                Operation::Describe,
+                ResourceType::Topic,
+                lt.name.as_str(),
+            );
             let partitions = lt
                 .partitions
                 .into_iter()
@@ -45,7 +48,8 @@ pub fn handle(
                         // Leader epochs are in the response from v4 on; this log is epoch 0.
                         .with_leader_epoch(if version >= 4 { 0 } else { -1 });
                     if !allowed {
-                        return resp.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                        return resp
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
                     }
                     if let Err(code) = ctx.registry.leader_check(&lt.name, lp.partition_index) {
                         return resp.with_error_code(code.code());

@@ -7,6 +7,7 @@ pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
+pub mod cluster_gate;
 pub mod cluster_view;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -58,19 +59,28 @@ pub async fn dispatch(
     let (peer, listener) = (rc.peer, &*rc.listener);
     let v = env.version;
     let client_id = env.client_id.unwrap_or_default();
+    if let Some(refused) = cluster_gate::check(ctx, rc, &env.body) {
+        return Some(refused);
+    }
     Some(match env.body {
         Request::ApiVersions(r) => Response::ApiVersions(api_versions::handle(r)),
         Request::Metadata(r) => Response::Metadata(metadata::handle(ctx, v, r, rc).await),
         Request::Produce(r) => Response::Produce(produce::handle(ctx, rc, r).await?),
         Request::Fetch(r) => Response::Fetch(fetch::handle(ctx, rc, v, r).await),
         Request::ListOffsets(r) => Response::ListOffsets(list_offsets::handle(ctx, rc, v, r)),
-        Request::CreateTopics(r) => Response::CreateTopics(create_topics::handle(ctx, rc, v, r).await),
-        Request::DeleteTopics(r) => Response::DeleteTopics(delete_topics::handle(ctx, rc, v, r).await),
+        Request::CreateTopics(r) => {
+            Response::CreateTopics(create_topics::handle(ctx, rc, v, r).await)
+        }
+        Request::DeleteTopics(r) => {
+            Response::DeleteTopics(delete_topics::handle(ctx, rc, v, r).await)
+        }
         Request::CreatePartitions(r) => {
             Response::CreatePartitions(create_partitions::handle(ctx, rc, r).await)
         }
         Request::DeleteRecords(r) => Response::DeleteRecords(delete_records::handle(ctx, rc, r)),
-        Request::DescribeConfigs(r) => Response::DescribeConfigs(describe_configs::handle(ctx, rc, r)),
+        Request::DescribeConfigs(r) => {
+            Response::DescribeConfigs(describe_configs::handle(ctx, rc, r))
+        }
         Request::AlterConfigs(r) => Response::AlterConfigs(alter_configs::handle(ctx, rc, r).await),
         Request::IncrementalAlterConfigs(r) => {
             Response::IncrementalAlterConfigs(alter_configs::handle_incremental(ctx, rc, r).await)

@@ -15,13 +15,13 @@ use tracing::{Instrument, Span};
 use crate::cluster::topic_config::min_insync_replicas;
 use crate::cluster::{Appended, Partition, Topic};
 use crate::context::{now_ms, str_bytes, Context};
-use crate::security::RequestContext;
-use spate_auth::acl::{Operation, ResourceType};
 use crate::observability::metrics::record_count;
 use crate::observability::replication_trace::Registration;
 use crate::replication::wait::Unreplicated;
+use crate::security::RequestContext;
 use crate::trace_context::TRACE_TARGET;
 use crate::txn::verify::{is_transient, TxnProducer};
+use spate_auth::acl::{Operation, ResourceType};
 
 /// A refused partition's error code and the message the client is told.
 type Refusal = (ResponseError, String);
@@ -61,8 +61,9 @@ pub async fn handle(
             id.as_str(),
         )
     });
-    let (topic_data, refused): (Vec<_>, Vec<_>) =
-        std::mem::take(&mut req.topic_data).into_iter().partition(|t| {
+    let (topic_data, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut req.topic_data)
+        .into_iter()
+        .partition(|t| {
             !txn_refused
                 && ctx
                     .authz

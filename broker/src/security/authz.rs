@@ -37,13 +37,11 @@ impl AuthzSettings {
         match class.trim() {
             "" => return Ok(None),
             c if STANDARD.contains(&c) => {}
-            other => {
-                return Err(invalid(
-                    "authorizer.class.name",
-                    other,
-                    "the only authorizer is org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                ))
-            }
+            other => return Err(invalid(
+                "authorizer.class.name",
+                other,
+                "the only authorizer is org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            )),
         }
         let super_users = super_users
             .split(';')

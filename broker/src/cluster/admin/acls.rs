@@ -10,7 +10,10 @@ use super::super::quorum::APPLY_TIMEOUT;
 use super::super::{AdminError, Registry};
 
 impl Registry {
-    pub async fn admin_create_acls(self: &Arc<Self>, acls: Vec<AclBinding>) -> Result<(), AdminError> {
+    pub async fn admin_create_acls(
+        self: &Arc<Self>,
+        acls: Vec<AclBinding>,
+    ) -> Result<(), AdminError> {
         if acls.is_empty() {
             return Ok(());
         }
@@ -45,7 +48,10 @@ impl Registry {
             deleted.iter().flatten().all(|a| !md.acls.contains(a))
         })
         .await;
-        tracing::info!(count = deleted.iter().map(Vec::len).sum::<usize>(), "ACLs deleted");
+        tracing::info!(
+            count = deleted.iter().map(Vec::len).sum::<usize>(),
+            "ACLs deleted"
+        );
         Ok(deleted)
     }
 }
