@@ -11,11 +11,13 @@
 //! - `plain.rs`        — PLAIN (RFC 4616), checked against a user's SCRAM credential.
 //! - `acl.rs`          — Kafka's ACL model (resource patterns, operations, filters).
 //! - `authorizer.rs`   — the `StandardAuthorizer` decision over a set of ACLs.
+//! - `quota.rs`        — client quota entities, their resolution and the throttle arithmetic.
 //!
 //! Errors never say whether a user exists: an unknown user and a wrong password fail alike.
 pub mod acl;
 pub mod authorizer;
 mod plain;
+pub mod quota;
 mod scram;
 mod scram_client;
 mod scram_messages;

@@ -42,6 +42,12 @@ pub struct ClusterMetadata {
     pub acls: std::collections::BTreeSet<spate_auth::acl::AclBinding>,
     #[serde(default)]
     pub acls_version: u64,
+    /// Client quotas by entity, sorted (a list: JSON map keys must be strings).
+    #[serde(default)]
+    pub client_quotas: Vec<(
+        spate_auth::quota::QuotaEntity,
+        spate_auth::quota::QuotaValues,
+    )>,
     /// Raft log index of the last entry applied to this state. Brokers compare it across
     /// nodes to tell how current their view is (Kafka's metadata offset).
     pub metadata_offset: u64,

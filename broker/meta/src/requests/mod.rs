@@ -13,12 +13,13 @@
 //!
 //! One file per group of requests: `broker.rs` (registration, fencing, shutdown),
 //! `topic.rs` (create, delete, partitions, configs), `partition.rs` (leader/ISR changes,
-//! elections, reassignment), `producer_ids.rs`, `scram.rs` (SCRAM credentials), `acls.rs`.
+//! elections, reassignment), `producer_ids.rs`, `scram.rs` (SCRAM credentials), `acls.rs`, `quotas.rs`.
 
 mod acls;
 mod broker;
 mod partition;
 mod producer_ids;
+mod quotas;
 mod scram;
 mod topic;
 
@@ -166,6 +167,10 @@ pub enum MetaRequest {
     /// DeleteAcls: removes every binding any filter matches, atomically.
     DeleteAcls {
         filters: Vec<spate_auth::acl::AclFilter>,
+    },
+    /// AlterClientQuotas: per entity, keys set (f64 bits) or removed (`None`).
+    AlterClientQuotas {
+        entries: Vec<(spate_auth::quota::QuotaEntity, Vec<(String, Option<u64>)>)>,
     },
 }
 
@@ -367,6 +372,7 @@ impl MetaRequest {
             MetaRequest::AddScramCredentialIfAbsent { .. } => "AddScramCredentialIfAbsent",
             MetaRequest::CreateAcls { .. } => "CreateAcls",
             MetaRequest::DeleteAcls { .. } => "DeleteAcls",
+            MetaRequest::AlterClientQuotas { .. } => "AlterClientQuotas",
         }
     }
 
@@ -455,6 +461,7 @@ impl MetaRequest {
             } => scram::add_if_absent(md, user, *mechanism, credential),
             MetaRequest::CreateAcls { acls: bindings } => Ok(acls::create(md, bindings)),
             MetaRequest::DeleteAcls { filters } => Ok(acls::delete(md, filters)),
+            MetaRequest::AlterClientQuotas { entries } => Ok(quotas::alter(md, entries)),
         };
         // Topics with unclean.leader.election.enable: whatever left a partition without an
         // eligible ISR member (or made a replica eligible, or turned the setting on) may let

@@ -1268,3 +1268,44 @@ mod acls {
         assert!(md.acls_version > version);
     }
 }
+
+mod quotas {
+    use super::*;
+    use spate_auth::quota::QuotaEntity;
+
+    #[test]
+    fn quotas_are_set_removed_and_survive_a_snapshot() {
+        let mut md = cluster(1);
+        let alice = QuotaEntity::from_parts([("user", Some("alice"))]).unwrap();
+        let default_client = QuotaEntity::from_parts([("client-id", None)]).unwrap();
+        apply(
+            &mut md,
+            MetaRequest::AlterClientQuotas {
+                entries: vec![
+                    (
+                        alice.clone(),
+                        vec![("producer_byte_rate".into(), Some(1024f64.to_bits()))],
+                    ),
+                    (
+                        default_client.clone(),
+                        vec![("consumer_byte_rate".into(), Some(2048f64.to_bits()))],
+                    ),
+                ],
+            },
+        );
+        assert_eq!(md.client_quotas.len(), 2);
+        let json = serde_json::to_vec(&md).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<ClusterMetadata>(&json).unwrap(),
+            md
+        );
+        apply(
+            &mut md,
+            MetaRequest::AlterClientQuotas {
+                entries: vec![(alice, vec![("producer_byte_rate".into(), None)])],
+            },
+        );
+        assert_eq!(md.client_quotas.len(), 1);
+        assert_eq!(md.client_quotas[0].0, default_client);
+    }
+}
