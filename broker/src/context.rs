@@ -12,6 +12,7 @@ use crate::group::GroupCoordinator;
 use crate::observability::replication_trace::AckWaits;
 use crate::observability::Metrics;
 use crate::security::authz::Authz;
+use crate::security::quotas::Quotas;
 use crate::txn::TxnCoordinator;
 
 pub struct Context {
@@ -26,6 +27,8 @@ pub struct Context {
     pub advertised: Vec<ListenerEndpoint>,
     /// What each connection's principal may do.
     pub authz: Authz,
+    /// Client quotas and their rates.
+    pub quotas: Quotas,
 }
 
 impl Context {

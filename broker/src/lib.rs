@@ -208,6 +208,7 @@ impl Broker {
                 registry.clone(),
                 metrics,
             ),
+            quotas: security::quotas::Quotas::new(registry.clone()),
         });
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();

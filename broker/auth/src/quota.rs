@@ -43,6 +43,9 @@ pub struct QuotaEntity {
 /// A quota value as stored: f64 bits, so that metadata stays `Eq`.
 pub type QuotaValues = BTreeMap<String, u64>;
 
+/// One entity's changes: each key set (f64 bits) or removed (`None`).
+pub type QuotaChange = (QuotaEntity, Vec<(String, Option<u64>)>);
+
 impl QuotaEntity {
     /// The entity from (type, name) pairs as AlterClientQuotas sends them.
     pub fn from_parts<'a>(

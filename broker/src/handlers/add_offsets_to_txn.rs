@@ -1,15 +1,41 @@
 //! AddOffsetsToTxn: the transaction will commit offsets of a group, so the group's
 //! `__consumer_offsets` partition joins the transaction (it gets the marker too).
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
+use spate_auth::acl::{Operation, ResourceType};
 
 use crate::context::Context;
 use crate::handlers::txn_common::fenced_error;
+use crate::security::RequestContext;
 
+/// Needs WRITE on the transactional id (else TRANSACTIONAL_ID_AUTHORIZATION_FAILED), then READ
+/// on the group (else GROUP_AUTHORIZATION_FAILED), as in Kafka.
 pub async fn handle(
     ctx: &Context,
+    rc: &RequestContext,
     version: i16,
     req: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
+    let refused = if !ctx.authz.allows(
+        rc,
+        Operation::Write,
+        ResourceType::TransactionalId,
+        req.transactional_id.as_str(),
+    ) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !ctx.authz.allows(
+        rc,
+        Operation::Read,
+        ResourceType::Group,
+        req.group_id.as_str(),
+    ) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    if let Some(e) = refused {
+        return AddOffsetsToTxnResponse::default().with_error_code(e.code());
+    }
     let partition = ctx.txn.offsets_partition(req.group_id.as_str());
     let code = match ctx
         .txn

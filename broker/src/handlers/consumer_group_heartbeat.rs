@@ -1,22 +1,43 @@
 //! ConsumerGroupHeartbeat: the consumer rebalance protocol (KIP-848), used by the Java client
 //! with `group.protocol=consumer`.
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
+use spate_auth::acl::{Operation, ResourceType};
 use uuid::Uuid;
 
 use crate::context::{str_bytes, Context};
 use crate::group::consumer_group::Heartbeat;
+use crate::security::RequestContext;
 
+/// Needs READ on the group (else GROUP_AUTHORIZATION_FAILED) and DESCRIBE on every subscribed
+/// topic (else TOPIC_AUTHORIZATION_FAILED), as in Kafka.
 pub fn handle(
     ctx: &Context,
+    rc: &RequestContext,
     client_id: &str,
-    peer: SocketAddr,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
+    let refused =
+        |e: ResponseError| ConsumerGroupHeartbeatResponse::default().with_error_code(e.code());
+    if !ctx.authz.allows(
+        rc,
+        Operation::Read,
+        ResourceType::Group,
+        req.group_id.as_str(),
+    ) {
+        return refused(ResponseError::GroupAuthorizationFailed);
+    }
+    let mut subscribed = req.subscribed_topic_names.iter().flatten();
+    if !subscribed.all(|t| {
+        ctx.authz
+            .allows(rc, Operation::Describe, ResourceType::Topic, t.as_str())
+    }) {
+        return refused(ResponseError::TopicAuthorizationFailed);
+    }
     let hb = Heartbeat {
         member_id: req.member_id.to_string(),
         member_epoch: req.member_epoch,
@@ -34,7 +55,7 @@ pub fn handle(
                 .collect()
         }),
         client_id: client_id.to_string(),
-        client_host: format!("/{}", peer.ip()),
+        client_host: format!("/{}", rc.peer.ip()),
     };
     let interval = ctx.groups.consumer_heartbeat_interval().as_millis() as i32;
     match ctx.groups.consumer_heartbeat(&req.group_id, hb) {

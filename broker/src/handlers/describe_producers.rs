@@ -6,20 +6,35 @@ use kafka_protocol::messages::describe_producers_response::{
 };
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
 
+use spate_auth::acl::{Operation, ResourceType};
+
 use crate::cluster::partition::log_error_code;
 use crate::context::Context;
+use crate::security::RequestContext;
 
-pub fn handle(ctx: &Context, req: DescribeProducersRequest) -> DescribeProducersResponse {
+/// Needs READ on each topic (else its partitions TOPIC_AUTHORIZATION_FAILED), as in Kafka.
+pub fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    req: DescribeProducersRequest,
+) -> DescribeProducersResponse {
     let topics = req
         .topics
         .iter()
         .map(|t| {
             let topic = ctx.registry.topic(t.name.as_str());
+            let allowed =
+                ctx.authz
+                    .allows(rc, Operation::Read, ResourceType::Topic, t.name.as_str());
             let partitions = t
                 .partition_indexes
                 .iter()
                 .map(|p| {
                     let resp = PartitionResponse::default().with_partition_index(*p);
+                    if !allowed {
+                        return resp
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     if let Err(code) = ctx.registry.leader_check(t.name.as_str(), *p) {
                         return resp.with_error_code(code.code());
                     }

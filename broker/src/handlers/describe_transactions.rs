@@ -2,14 +2,23 @@
 //! `kafka-transactions.sh describe`.
 use std::collections::BTreeMap;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use kafka_protocol::messages::{
     DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId,
 };
+use spate_auth::acl::{Operation, ResourceType};
 
 use crate::context::{str_bytes, topic_name, Context};
+use crate::security::RequestContext;
 
-pub fn handle(ctx: &Context, req: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+/// Needs DESCRIBE on each transactional id (else TRANSACTIONAL_ID_AUTHORIZATION_FAILED for it);
+/// leaves out the partitions of topics the client may not DESCRIBE, as Kafka does.
+pub fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    req: DescribeTransactionsRequest,
+) -> DescribeTransactionsResponse {
     let states = req
         .transactional_ids
         .iter()
@@ -19,12 +28,24 @@ pub fn handle(ctx: &Context, req: DescribeTransactionsRequest) -> DescribeTransa
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1)
                 .with_transaction_start_time_ms(-1);
+            if !ctx.authz.allows(
+                rc,
+                Operation::Describe,
+                ResourceType::TransactionalId,
+                id.as_str(),
+            ) {
+                return s.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+            }
             match ctx.txn.describe(id.as_str()) {
                 Ok(m) => {
                     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
                     for (t, p) in &m.partitions {
                         by_topic.entry(t.as_str()).or_default().push(*p);
                     }
+                    by_topic.retain(|t, _| {
+                        ctx.authz
+                            .sees(rc, Operation::Describe, ResourceType::Topic, t)
+                    });
                     s.with_transaction_state(str_bytes(m.state.name()))
                         .with_transaction_timeout_ms(m.timeout_ms)
                         .with_transaction_start_time_ms(m.start_ms)

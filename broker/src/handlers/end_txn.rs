@@ -1,11 +1,30 @@
 //! EndTxn: commit or abort. Answered once the decision is durable in `__transaction_state`
 //! and (normally) the markers are written; see `txn/coordinator.rs`.
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
+use spate_auth::acl::{Operation, ResourceType};
 
 use crate::context::Context;
 use crate::handlers::txn_common::fenced_error;
+use crate::security::RequestContext;
 
-pub async fn handle(ctx: &Context, version: i16, req: EndTxnRequest) -> EndTxnResponse {
+/// Needs WRITE on the transactional id (else TRANSACTIONAL_ID_AUTHORIZATION_FAILED), as in
+/// Kafka.
+pub async fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    version: i16,
+    req: EndTxnRequest,
+) -> EndTxnResponse {
+    if !ctx.authz.allows(
+        rc,
+        Operation::Write,
+        ResourceType::TransactionalId,
+        req.transactional_id.as_str(),
+    ) {
+        return EndTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
     let code = match ctx
         .txn
         .end_txn(

@@ -7,21 +7,26 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use spate_auth::acl::{Operation, ResourceType};
+
 use crate::context::{str_bytes, Context};
 use crate::coordinator::partition_for;
 use crate::group::coordinator::{offsets_topic_configs, OFFSETS_TOPIC};
 use crate::handlers::cluster_view::client_endpoint;
+use crate::security::RequestContext;
 use crate::txn::{txn_topic_configs, TXN_TOPIC};
 
 const KEY_GROUP: i8 = 0;
 /// A transactional id: its coordinator leads its `__transaction_state` partition.
 const KEY_TRANSACTION: i8 = 1;
 
+/// Needs DESCRIBE on each key's group (else GROUP_AUTHORIZATION_FAILED) or transactional id
+/// (else TRANSACTIONAL_ID_AUTHORIZATION_FAILED), as in Kafka.
 pub async fn handle(
     ctx: &Context,
+    rc: &RequestContext,
     version: i16,
     req: FindCoordinatorRequest,
-    listener: &str,
 ) -> FindCoordinatorResponse {
     let keys = if version >= 4 {
         req.coordinator_keys.clone()
@@ -30,7 +35,14 @@ pub async fn handle(
     };
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
-        coordinators.push(answer(ctx, req.key_type, key, listener).await);
+        coordinators.push(match refused(ctx, rc, req.key_type, key.as_str()) {
+            Some(e) => Coordinator::default()
+                .with_key(key)
+                .with_node_id(BrokerId(-1))
+                .with_port(-1)
+                .with_error_code(e.code()),
+            None => answer(ctx, req.key_type, key, &rc.listener).await,
+        });
     }
     if version >= 4 {
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
@@ -42,6 +54,19 @@ pub async fn handle(
         .with_node_id(c.node_id)
         .with_host(c.host)
         .with_port(c.port)
+}
+
+/// The authorization error for looking up `key`'s coordinator, if the client may not.
+fn refused(ctx: &Context, rc: &RequestContext, key_type: i8, key: &str) -> Option<ResponseError> {
+    let (rt, error) = match key_type {
+        KEY_GROUP => (ResourceType::Group, ResponseError::GroupAuthorizationFailed),
+        KEY_TRANSACTION => (
+            ResourceType::TransactionalId,
+            ResponseError::TransactionalIdAuthorizationFailed,
+        ),
+        _ => return None,
+    };
+    (!ctx.authz.allows(rc, Operation::Describe, rt, key)).then_some(error)
 }
 
 async fn answer(ctx: &Context, key_type: i8, key: StrBytes, listener: &str) -> Coordinator {

@@ -1,5 +1,6 @@
 //! ListGroups, DescribeGroups, DeleteGroups and OffsetDelete: what `kafka-consumer-groups`
 //! uses.
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::list_groups_response::ListedGroup;
@@ -7,14 +8,25 @@ use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::*;
+use spate_auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 use crate::context::{str_bytes, Context};
+use crate::security::RequestContext;
 
-pub fn list(ctx: &Context, req: ListGroupsRequest) -> ListGroupsResponse {
+/// All groups with DESCRIBE on the cluster, else only those the client may DESCRIBE.
+pub fn list(ctx: &Context, rc: &RequestContext, req: ListGroupsRequest) -> ListGroupsResponse {
+    let all = ctx
+        .authz
+        .sees(rc, Operation::Describe, ResourceType::Cluster, CLUSTER_NAME);
     let groups = ctx
         .groups
         .list()
         .into_iter()
+        .filter(|(id, ..)| {
+            all || ctx
+                .authz
+                .sees(rc, Operation::Describe, ResourceType::Group, id)
+        })
         .filter(|(_, _, state, _)| {
             req.states_filter.is_empty()
                 || req
@@ -40,23 +52,41 @@ pub fn list(ctx: &Context, req: ListGroupsRequest) -> ListGroupsResponse {
     ListGroupsResponse::default().with_groups(groups)
 }
 
-pub fn describe(ctx: &Context, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+/// Needs DESCRIBE on each group (else GROUP_AUTHORIZATION_FAILED for it), as in Kafka.
+pub fn describe(
+    ctx: &Context,
+    rc: &RequestContext,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let groups = req
         .groups
         .into_iter()
         .map(|id| {
+            if !ctx
+                .authz
+                .allows(rc, Operation::Describe, ResourceType::Group, &id)
+            {
+                return DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
             if let Err(e) = ctx.groups.check_owner(&id) {
                 return DescribedGroup::default()
                     .with_group_id(id)
                     .with_error_code(e.code());
             }
             let d = ctx.groups.describe(&id);
+            let operations = if req.include_authorized_operations {
+                ctx.authz.operations(rc, ResourceType::Group, &id)
+            } else {
+                i32::MIN
+            };
             DescribedGroup::default()
                 .with_group_id(id)
                 .with_group_state(str_bytes(d.state))
                 .with_protocol_type(str_bytes(d.protocol_type))
                 .with_protocol_data(str_bytes(d.protocol))
-                .with_authorized_operations(i32::MIN)
+                .with_authorized_operations(operations)
                 .with_members(
                     d.members
                         .into_iter()
@@ -76,15 +106,26 @@ pub fn describe(ctx: &Context, req: DescribeGroupsRequest) -> DescribeGroupsResp
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub async fn delete(ctx: &Context, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+/// Needs DELETE on each group (else GROUP_AUTHORIZATION_FAILED for it), as in Kafka.
+pub async fn delete(
+    ctx: &Context,
+    rc: &RequestContext,
+    req: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for id in req.groups_names {
-        let code = ctx
-            .groups
-            .delete_group(&id)
-            .await
-            .err()
-            .map_or(0, |e| e.code());
+        let code = if ctx
+            .authz
+            .allows(rc, Operation::Delete, ResourceType::Group, &id)
+        {
+            ctx.groups
+                .delete_group(&id)
+                .await
+                .err()
+                .map_or(0, |e| e.code())
+        } else {
+            ResponseError::GroupAuthorizationFailed.code()
+        };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(id)
@@ -94,11 +135,36 @@ pub async fn delete(ctx: &Context, req: DeleteGroupsRequest) -> DeleteGroupsResp
     DeleteGroupsResponse::default().with_results(results)
 }
 
-pub async fn delete_offsets(ctx: &Context, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+/// Needs DELETE on the group (else a top-level GROUP_AUTHORIZATION_FAILED) and READ on each
+/// topic (else its partitions TOPIC_AUTHORIZATION_FAILED), as in Kafka.
+pub async fn delete_offsets(
+    ctx: &Context,
+    rc: &RequestContext,
+    req: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    if !ctx.authz.allows(
+        rc,
+        Operation::Delete,
+        ResourceType::Group,
+        req.group_id.as_str(),
+    ) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
+    let allowed: Vec<bool> = req
+        .topics
+        .iter()
+        .map(|t| {
+            ctx.authz
+                .allows(rc, Operation::Read, ResourceType::Topic, t.name.as_str())
+        })
+        .collect();
     let wanted: Vec<(String, i32)> = req
         .topics
         .iter()
-        .flat_map(|t| {
+        .zip(&allowed)
+        .filter(|(_, ok)| **ok)
+        .flat_map(|(t, _)| {
             t.partitions
                 .iter()
                 .map(move |p| (t.name.to_string(), p.partition_index))
@@ -112,12 +178,17 @@ pub async fn delete_offsets(ctx: &Context, req: OffsetDeleteRequest) -> OffsetDe
     let topics = req
         .topics
         .into_iter()
-        .map(|t| {
+        .zip(allowed)
+        .map(|(t, ok)| {
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let code = results.next().and_then(|r| r.err()).map_or(0, |e| e.code());
+                    let code = if ok {
+                        results.next().and_then(|r| r.err()).map_or(0, |e| e.code())
+                    } else {
+                        ResponseError::TopicAuthorizationFailed.code()
+                    };
                     OffsetDeleteResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(code)

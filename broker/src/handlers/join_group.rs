@@ -1,20 +1,33 @@
 //! JoinGroup: the first half of the rebalance barrier.
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
+use spate_auth::acl::{Operation, ResourceType};
 
 use crate::context::{str_bytes, Context};
 use crate::group::JoinRequest;
+use crate::security::RequestContext;
 
+/// Needs READ on the group (else GROUP_AUTHORIZATION_FAILED), as in Kafka.
 pub async fn handle(
     ctx: &Context,
+    rc: &RequestContext,
     version: i16,
     client_id: &str,
-    peer: SocketAddr,
     req: JoinGroupRequest,
 ) -> JoinGroupResponse {
+    if !ctx.authz.allows(
+        rc,
+        Operation::Read,
+        ResourceType::Group,
+        req.group_id.as_str(),
+    ) {
+        return JoinGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+            .with_protocol_name((version < 7).then(|| str_bytes("")));
+    }
     let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
     // v0 had no rebalance timeout; Kafka uses the session timeout then.
     let rebalance = if version >= 1 {
@@ -26,7 +39,7 @@ pub async fn handle(
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.map(|s| s.to_string()),
         client_id: client_id.to_string(),
-        client_host: format!("/{}", peer.ip()),
+        client_host: format!("/{}", rc.peer.ip()),
         session_timeout: session,
         rebalance_timeout: rebalance,
         protocol_type: req.protocol_type.to_string(),

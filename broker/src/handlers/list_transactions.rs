@@ -3,10 +3,18 @@
 use kafka_protocol::messages::list_transactions_response::TransactionState;
 use kafka_protocol::messages::{ListTransactionsRequest, ListTransactionsResponse, ProducerId};
 
+use spate_auth::acl::{Operation, ResourceType};
+
 use crate::context::{now_ms, str_bytes, Context};
+use crate::security::RequestContext;
 use crate::txn::TxnState;
 
-pub fn handle(ctx: &Context, req: ListTransactionsRequest) -> ListTransactionsResponse {
+/// Lists only the transactional ids the client may DESCRIBE, as Kafka does.
+pub fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    req: ListTransactionsRequest,
+) -> ListTransactionsResponse {
     let known: Vec<&str> = (0..8)
         .filter_map(TxnState::from_id)
         .map(|s| s.name())
@@ -37,6 +45,14 @@ pub fn handle(ctx: &Context, req: ListTransactionsRequest) -> ListTransactionsRe
             pattern
                 .as_deref()
                 .is_none_or(|p| simple_match(p, &m.transactional_id))
+        })
+        .filter(|m| {
+            ctx.authz.sees(
+                rc,
+                Operation::Describe,
+                ResourceType::TransactionalId,
+                &m.transactional_id,
+            )
         })
         .map(|m| {
             TransactionState::default()

@@ -7,6 +7,7 @@ pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
+pub mod client_quotas;
 pub mod cluster_gate;
 pub mod cluster_view;
 pub mod consumer_group_describe;
@@ -56,7 +57,6 @@ pub async fn dispatch(
     env: RequestEnvelope,
     rc: &RequestContext,
 ) -> Option<Response> {
-    let (peer, listener) = (rc.peer, &*rc.listener);
     let v = env.version;
     let client_id = env.client_id.unwrap_or_default();
     if let Some(refused) = cluster_gate::check(ctx, rc, &env.body) {
@@ -96,30 +96,30 @@ pub async fn dispatch(
         }
         Request::ElectLeaders(r) => Response::ElectLeaders(elect_leaders::handle(ctx, v, r).await),
         Request::InitProducerId(r) => {
-            Response::InitProducerId(init_producer_id::handle(ctx, v, r).await)
+            Response::InitProducerId(init_producer_id::handle(ctx, rc, v, r).await)
         }
         Request::FindCoordinator(r) => {
-            Response::FindCoordinator(find_coordinator::handle(ctx, v, r, listener).await)
+            Response::FindCoordinator(find_coordinator::handle(ctx, rc, v, r).await)
         }
         Request::JoinGroup(r) => {
-            Response::JoinGroup(join_group::handle(ctx, v, &client_id, peer, r).await)
+            Response::JoinGroup(join_group::handle(ctx, rc, v, &client_id, r).await)
         }
-        Request::SyncGroup(r) => Response::SyncGroup(sync_group::handle(ctx, r).await),
-        Request::Heartbeat(r) => Response::Heartbeat(heartbeat::handle(ctx, r)),
-        Request::LeaveGroup(r) => Response::LeaveGroup(leave_group::handle(ctx, v, r)),
-        Request::OffsetCommit(r) => Response::OffsetCommit(offset_commit::handle(ctx, r).await),
-        Request::OffsetFetch(r) => Response::OffsetFetch(offset_fetch::handle(ctx, v, r)),
-        Request::ListGroups(r) => Response::ListGroups(groups_admin::list(ctx, r)),
-        Request::DescribeGroups(r) => Response::DescribeGroups(groups_admin::describe(ctx, r)),
-        Request::DeleteGroups(r) => Response::DeleteGroups(groups_admin::delete(ctx, r).await),
+        Request::SyncGroup(r) => Response::SyncGroup(sync_group::handle(ctx, rc, r).await),
+        Request::Heartbeat(r) => Response::Heartbeat(heartbeat::handle(ctx, rc, r)),
+        Request::LeaveGroup(r) => Response::LeaveGroup(leave_group::handle(ctx, rc, v, r)),
+        Request::OffsetCommit(r) => Response::OffsetCommit(offset_commit::handle(ctx, rc, r).await),
+        Request::OffsetFetch(r) => Response::OffsetFetch(offset_fetch::handle(ctx, rc, v, r)),
+        Request::ListGroups(r) => Response::ListGroups(groups_admin::list(ctx, rc, r)),
+        Request::DescribeGroups(r) => Response::DescribeGroups(groups_admin::describe(ctx, rc, r)),
+        Request::DeleteGroups(r) => Response::DeleteGroups(groups_admin::delete(ctx, rc, r).await),
         Request::OffsetDelete(r) => {
-            Response::OffsetDelete(groups_admin::delete_offsets(ctx, r).await)
+            Response::OffsetDelete(groups_admin::delete_offsets(ctx, rc, r).await)
         }
         Request::ConsumerGroupDescribe(r) => {
-            Response::ConsumerGroupDescribe(consumer_group_describe::handle(ctx, r))
+            Response::ConsumerGroupDescribe(consumer_group_describe::handle(ctx, rc, r))
         }
         Request::ConsumerGroupHeartbeat(r) => Response::ConsumerGroupHeartbeat(
-            consumer_group_heartbeat::handle(ctx, &client_id, peer, r),
+            consumer_group_heartbeat::handle(ctx, rc, &client_id, r),
         ),
         Request::DescribeQuorum(r) => {
             Response::DescribeQuorum(describe_quorum::handle(ctx, r).await)
@@ -130,26 +130,26 @@ pub async fn dispatch(
         Request::AddRaftVoter(r) => Response::AddRaftVoter(raft_voters::add(ctx, r).await),
         Request::RemoveRaftVoter(r) => Response::RemoveRaftVoter(raft_voters::remove(ctx, r).await),
         Request::AddPartitionsToTxn(r) => {
-            Response::AddPartitionsToTxn(add_partitions_to_txn::handle(ctx, v, r).await)
+            Response::AddPartitionsToTxn(add_partitions_to_txn::handle(ctx, rc, v, r).await)
         }
         Request::AddOffsetsToTxn(r) => {
-            Response::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, v, r).await)
+            Response::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, rc, v, r).await)
         }
         Request::TxnOffsetCommit(r) => {
-            Response::TxnOffsetCommit(txn_offset_commit::handle(ctx, v, r).await)
+            Response::TxnOffsetCommit(txn_offset_commit::handle(ctx, rc, v, r).await)
         }
-        Request::EndTxn(r) => Response::EndTxn(end_txn::handle(ctx, v, r).await),
+        Request::EndTxn(r) => Response::EndTxn(end_txn::handle(ctx, rc, v, r).await),
         Request::WriteTxnMarkers(r) => {
             Response::WriteTxnMarkers(write_txn_markers::handle(ctx, r).await)
         }
         Request::DescribeProducers(r) => {
-            Response::DescribeProducers(describe_producers::handle(ctx, r))
+            Response::DescribeProducers(describe_producers::handle(ctx, rc, r))
         }
         Request::DescribeTransactions(r) => {
-            Response::DescribeTransactions(describe_transactions::handle(ctx, r))
+            Response::DescribeTransactions(describe_transactions::handle(ctx, rc, r))
         }
         Request::ListTransactions(r) => {
-            Response::ListTransactions(list_transactions::handle(ctx, r))
+            Response::ListTransactions(list_transactions::handle(ctx, rc, r))
         }
         Request::SaslHandshake(_) => Response::SaslHandshake(sasl::handshake()),
         Request::SaslAuthenticate(_) => Response::SaslAuthenticate(sasl::authenticate()),
@@ -162,5 +162,11 @@ pub async fn dispatch(
         Request::DescribeAcls(r) => Response::DescribeAcls(acls::describe(ctx, rc, r)),
         Request::CreateAcls(r) => Response::CreateAcls(acls::create(ctx, rc, r).await),
         Request::DeleteAcls(r) => Response::DeleteAcls(acls::delete(ctx, rc, r).await),
+        Request::DescribeClientQuotas(r) => {
+            Response::DescribeClientQuotas(client_quotas::describe(ctx, rc, r))
+        }
+        Request::AlterClientQuotas(r) => {
+            Response::AlterClientQuotas(client_quotas::alter(ctx, rc, r).await)
+        }
     })
 }

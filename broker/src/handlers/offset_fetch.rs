@@ -12,12 +12,28 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+use spate_auth::acl::{Operation, ResourceType};
 
 use crate::context::{str_bytes, topic_name, Context};
 use crate::group::codec::OffsetValue;
-use crate::group::coordinator::FetchedOffsets;
+use crate::security::RequestContext;
 
-pub fn handle(ctx: &Context, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
+/// The first version with a top-level error code; before it a group's error goes on each
+/// requested partition.
+const TOP_LEVEL_ERROR_VERSION: i16 = 2;
+
+/// A topic's answer: (partition, offset, leader epoch, metadata, error code) per partition.
+type TopicRows = (String, Vec<(i32, i64, i32, String, i16)>);
+
+/// Needs DESCRIBE on each group (else GROUP_AUTHORIZATION_FAILED) and on each requested topic
+/// (else its partitions TOPIC_AUTHORIZATION_FAILED); asked for all topics, leaves out those
+/// the client may not DESCRIBE, as Kafka does.
+pub fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    version: i16,
+    req: OffsetFetchRequest,
+) -> OffsetFetchResponse {
     if version >= 8 {
         let groups = req
             .groups
@@ -28,26 +44,23 @@ pub fn handle(ctx: &Context, version: i16, req: OffsetFetchRequest) -> OffsetFet
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let fetched = match ctx.groups.fetch_offsets(&g.group_id, wanted) {
-                    Ok(f) => f,
+                let rows = match group_rows(ctx, rc, &g.group_id, wanted, req.require_stable) {
+                    Ok(rows) => rows,
                     Err(e) => {
                         return OffsetFetchResponseGroup::default()
                             .with_group_id(g.group_id)
                             .with_error_code(e.code())
                     }
                 };
-                let unstable = unstable(ctx, &g.group_id, req.require_stable);
-                let topics = fetched
+                let topics = rows
                     .into_iter()
                     .map(|(t, parts)| {
                         OffsetFetchResponseTopics::default()
-                            .with_name(topic_name(t.clone()))
+                            .with_name(topic_name(t))
                             .with_partitions(
                                 parts
                                     .into_iter()
-                                    .map(|(p, v)| {
-                                        let (offset, epoch, metadata, code) =
-                                            answer(&unstable, &t, p, v);
+                                    .map(|(p, offset, epoch, metadata, code)| {
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
                                             .with_committed_offset(offset)
@@ -66,27 +79,34 @@ pub fn handle(ctx: &Context, version: i16, req: OffsetFetchRequest) -> OffsetFet
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted = req.topics.map(|ts| {
+    let wanted: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
-    let fetched: FetchedOffsets = match ctx.groups.fetch_offsets(&req.group_id, wanted) {
-        Ok(f) => f,
+    let require_stable = version >= 7 && req.require_stable;
+    let rows = match group_rows(ctx, rc, &req.group_id, wanted.clone(), require_stable) {
+        Ok(rows) => rows,
+        // Before v2 only a refused group's partitions say why, as in Kafka.
+        Err(e @ ResponseError::GroupAuthorizationFailed) if version < TOP_LEVEL_ERROR_VERSION => {
+            wanted
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, parts)| (t, failed(parts, e)))
+                .collect()
+        }
         // v0 has no error field; the client sees no offsets and asks again.
         Err(e) => return OffsetFetchResponse::default().with_error_code(e.code()),
     };
-    let unstable = unstable(ctx, &req.group_id, version >= 7 && req.require_stable);
-    let topics = fetched
+    let topics = rows
         .into_iter()
         .map(|(t, parts)| {
             OffsetFetchResponseTopic::default()
-                .with_name(topic_name(t.clone()))
+                .with_name(topic_name(t))
                 .with_partitions(
                     parts
                         .into_iter()
-                        .map(|(p, v)| {
-                            let (offset, epoch, metadata, code) = answer(&unstable, &t, p, v);
+                        .map(|(p, offset, epoch, metadata, code)| {
                             OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
@@ -99,6 +119,72 @@ pub fn handle(ctx: &Context, version: i16, req: OffsetFetchRequest) -> OffsetFet
         })
         .collect();
     OffsetFetchResponse::default().with_topics(topics)
+}
+
+/// One group's offsets as far as the client may see them: `wanted` topics it may not
+/// DESCRIBE answer TOPIC_AUTHORIZATION_FAILED (after the others); all topics (`None`) means
+/// only those it may DESCRIBE.
+fn group_rows(
+    ctx: &Context,
+    rc: &RequestContext,
+    group: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> Result<Vec<TopicRows>, ResponseError> {
+    if !ctx
+        .authz
+        .allows(rc, Operation::Describe, ResourceType::Group, group)
+    {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
+    let all_topics = wanted.is_none();
+    let (wanted, refused): (Option<Vec<_>>, Vec<_>) = match wanted {
+        Some(ts) => {
+            let (allowed, refused) = ts.into_iter().partition(|(t, _)| {
+                ctx.authz
+                    .allows(rc, Operation::Describe, ResourceType::Topic, t)
+            });
+            (Some(allowed), refused)
+        }
+        None => (None, Vec::new()),
+    };
+    let mut fetched = ctx.groups.fetch_offsets(group, wanted)?;
+    if all_topics {
+        fetched.retain(|(t, _)| {
+            ctx.authz
+                .sees(rc, Operation::Describe, ResourceType::Topic, t)
+        });
+    }
+    let unstable = unstable(ctx, group, require_stable);
+    let mut rows: Vec<TopicRows> = fetched
+        .into_iter()
+        .map(|(t, parts)| {
+            let parts = parts
+                .into_iter()
+                .map(|(p, v)| {
+                    let (offset, epoch, metadata, code) = answer(&unstable, &t, p, v);
+                    (p, offset, epoch, metadata, code)
+                })
+                .collect();
+            (t, parts)
+        })
+        .collect();
+    rows.extend(refused.into_iter().map(|(t, parts)| {
+        let parts = failed(parts, ResponseError::TopicAuthorizationFailed);
+        (t, parts)
+    }));
+    Ok(rows)
+}
+
+/// Partitions that all answer `e`, with nothing committed.
+fn failed(parts: Vec<i32>, e: ResponseError) -> Vec<(i32, i64, i32, String, i16)> {
+    parts
+        .into_iter()
+        .map(|p| {
+            let (offset, epoch, metadata) = unpack(None);
+            (p, offset, epoch, metadata, e.code())
+        })
+        .collect()
 }
 
 /// Partitions with pending transactional commits, when the request wants stable offsets.

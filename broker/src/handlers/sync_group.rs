@@ -1,10 +1,26 @@
 //! SyncGroup: the leader hands out assignments; everyone receives theirs.
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use spate_auth::acl::{Operation, ResourceType};
 
 use crate::context::{str_bytes, Context};
+use crate::security::RequestContext;
 
-pub async fn handle(ctx: &Context, req: SyncGroupRequest) -> SyncGroupResponse {
+/// Needs READ on the group (else GROUP_AUTHORIZATION_FAILED), as in Kafka.
+pub async fn handle(
+    ctx: &Context,
+    rc: &RequestContext,
+    req: SyncGroupRequest,
+) -> SyncGroupResponse {
+    if !ctx.authz.allows(
+        rc,
+        Operation::Read,
+        ResourceType::Group,
+        req.group_id.as_str(),
+    ) {
+        return SyncGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let assignments = req
         .assignments
         .into_iter()

@@ -10,18 +10,54 @@ use crate::context::{now_ms, Context};
 use crate::group::codec::OffsetValue;
 use crate::group::coordinator::COMMIT_TIMEOUT;
 use crate::handlers::txn_common::fenced_error;
+use crate::security::RequestContext;
 use crate::txn::verify::{is_transient, verify_one, TxnProducer};
 use kafka_protocol::error::ResponseError;
+use spate_auth::acl::{Operation, ResourceType};
 use tokio::time::Instant;
 
+/// Needs WRITE on the transactional id (else TRANSACTIONAL_ID_AUTHORIZATION_FAILED), READ on
+/// the group (else GROUP_AUTHORIZATION_FAILED), both for every partition, and READ on each
+/// topic (else its partitions TOPIC_AUTHORIZATION_FAILED), as in Kafka.
 pub async fn handle(
     ctx: &Context,
+    rc: &RequestContext,
     version: i16,
     req: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
+    let whole = if !ctx.authz.allows(
+        rc,
+        Operation::Write,
+        ResourceType::TransactionalId,
+        req.transactional_id.as_str(),
+    ) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !ctx.authz.allows(
+        rc,
+        Operation::Read,
+        ResourceType::Group,
+        req.group_id.as_str(),
+    ) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    // Per topic in the request: the error all its partitions get, if refused.
+    let refused: Vec<Option<ResponseError>> = req
+        .topics
+        .iter()
+        .map(|t| {
+            whole.or_else(|| {
+                (!ctx
+                    .authz
+                    .allows(rc, Operation::Read, ResourceType::Topic, t.name.as_str()))
+                .then_some(ResponseError::TopicAuthorizationFailed)
+            })
+        })
+        .collect();
     let now = now_ms();
     let mut flat = Vec::new();
-    for t in &req.topics {
+    for (t, _) in req.topics.iter().zip(&refused).filter(|(_, r)| r.is_none()) {
         for p in &t.partitions {
             flat.push((
                 t.name.to_string(),
@@ -36,18 +72,23 @@ pub async fn handle(
         }
     }
     let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
-    let (mut results, pending) = match verify(ctx, &req).await {
-        Ok(verification) => ctx.groups.txn_commit(
-            req.group_id.as_str(),
-            req.producer_id.0,
-            req.producer_epoch,
-            req.generation_id,
-            req.member_id.as_str(),
-            instance.as_deref(),
-            flat,
-            verification,
-        ),
-        Err(e) => (vec![Err(e); flat.len()], None),
+    // Kafka commits nothing (nor verifies) when every topic is refused.
+    let (mut results, pending) = if flat.is_empty() && refused.iter().any(Option::is_some) {
+        (Vec::new(), None)
+    } else {
+        match verify(ctx, &req).await {
+            Ok(verification) => ctx.groups.txn_commit(
+                req.group_id.as_str(),
+                req.producer_id.0,
+                req.producer_epoch,
+                req.generation_id,
+                req.member_id.as_str(),
+                instance.as_deref(),
+                flat,
+                verification,
+            ),
+            Err(e) => (vec![Err(e); flat.len()], None),
+        }
     };
     if let Some(pending) = pending {
         if let Err(e) = pending.wait(Instant::now() + COMMIT_TIMEOUT).await {
@@ -60,15 +101,19 @@ pub async fn handle(
     let topics = req
         .topics
         .iter()
-        .map(|t| {
+        .zip(refused)
+        .map(|(t, refused)| {
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = results
-                        .next()
-                        .and_then(|r| r.err())
-                        .map_or(0, |e| fenced_error(e, version, 3).code());
+                    let code = match refused {
+                        Some(e) => e.code(),
+                        None => results
+                            .next()
+                            .and_then(|r| r.err())
+                            .map_or(0, |e| fenced_error(e, version, 3).code()),
+                    };
                     TxnOffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(code)

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub connections_total: IntCounter,
     pub authentications: IntCounterVec,
     pub authorization_denied: IntCounterVec,
+    pub throttle_seconds: prometheus::CounterVec,
     pub fetch_purgatory: IntGauge,
     pub produce_purgatory: IntGauge,
     pub produce_append_seconds: Histogram,
@@ -175,6 +176,18 @@ impl Metrics {
                 "Requests or resources refused by the authorizer, by resource type",
                 &["resource_type"],
             ),
+            throttle_seconds: {
+                let c = prometheus::CounterVec::new(
+                    prometheus::Opts::new(
+                        "spate_quota_throttle_seconds_total",
+                        "Throttle time given to over-quota clients, by quota type",
+                    ),
+                    &["quota_type"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             fetch_purgatory: gauge(
                 &r,
                 "spate_fetch_purgatory_size",
@@ -294,6 +307,7 @@ impl Metrics {
             Box::new(self.connections_total.clone()),
             Box::new(self.authentications.clone()),
             Box::new(self.authorization_denied.clone()),
+            Box::new(self.throttle_seconds.clone()),
             Box::new(self.fetch_purgatory.clone()),
             Box::new(self.produce_purgatory.clone()),
             Box::new(self.produce_append_seconds.clone()),

@@ -70,6 +70,8 @@ requests! {
     DescribeAcls => DescribeAclsRequest,
     CreateAcls => CreateAclsRequest,
     DeleteAcls => DeleteAclsRequest,
+    DescribeClientQuotas => DescribeClientQuotasRequest,
+    AlterClientQuotas => AlterClientQuotasRequest,
 }
 
 /// A request body that carries secrets (SASL tokens, salted passwords): decoded like any

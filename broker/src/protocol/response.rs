@@ -70,6 +70,62 @@ responses! {
     DescribeAcls => DescribeAclsResponse,
     CreateAcls => CreateAclsResponse,
     DeleteAcls => DeleteAclsResponse,
+    DescribeClientQuotas => DescribeClientQuotasResponse,
+    AlterClientQuotas => AlterClientQuotasResponse,
+}
+
+impl Response {
+    /// Sets `throttle_time_ms` (a quota's delay, KIP-219) on responses that carry it.
+    pub fn set_throttle_time_ms(&mut self, ms: i32) {
+        match self {
+            Response::Produce(r) => r.throttle_time_ms = ms,
+            Response::Fetch(r) => r.throttle_time_ms = ms,
+            Response::ListOffsets(r) => r.throttle_time_ms = ms,
+            Response::Metadata(r) => r.throttle_time_ms = ms,
+            Response::CreateTopics(r) => r.throttle_time_ms = ms,
+            Response::DeleteTopics(r) => r.throttle_time_ms = ms,
+            Response::DeleteRecords(r) => r.throttle_time_ms = ms,
+            Response::InitProducerId(r) => r.throttle_time_ms = ms,
+            Response::DescribeConfigs(r) => r.throttle_time_ms = ms,
+            Response::AlterConfigs(r) => r.throttle_time_ms = ms,
+            Response::CreatePartitions(r) => r.throttle_time_ms = ms,
+            Response::IncrementalAlterConfigs(r) => r.throttle_time_ms = ms,
+            Response::DescribeCluster(r) => r.throttle_time_ms = ms,
+            Response::AlterPartitionReassignments(r) => r.throttle_time_ms = ms,
+            Response::ListPartitionReassignments(r) => r.throttle_time_ms = ms,
+            Response::ElectLeaders(r) => r.throttle_time_ms = ms,
+            Response::FindCoordinator(r) => r.throttle_time_ms = ms,
+            Response::JoinGroup(r) => r.throttle_time_ms = ms,
+            Response::SyncGroup(r) => r.throttle_time_ms = ms,
+            Response::Heartbeat(r) => r.throttle_time_ms = ms,
+            Response::LeaveGroup(r) => r.throttle_time_ms = ms,
+            Response::OffsetCommit(r) => r.throttle_time_ms = ms,
+            Response::OffsetFetch(r) => r.throttle_time_ms = ms,
+            Response::ListGroups(r) => r.throttle_time_ms = ms,
+            Response::DescribeGroups(r) => r.throttle_time_ms = ms,
+            Response::DeleteGroups(r) => r.throttle_time_ms = ms,
+            Response::ConsumerGroupHeartbeat(r) => r.throttle_time_ms = ms,
+            Response::ConsumerGroupDescribe(r) => r.throttle_time_ms = ms,
+            Response::UnregisterBroker(r) => r.throttle_time_ms = ms,
+            Response::AddRaftVoter(r) => r.throttle_time_ms = ms,
+            Response::RemoveRaftVoter(r) => r.throttle_time_ms = ms,
+            Response::AddPartitionsToTxn(r) => r.throttle_time_ms = ms,
+            Response::AddOffsetsToTxn(r) => r.throttle_time_ms = ms,
+            Response::EndTxn(r) => r.throttle_time_ms = ms,
+            Response::TxnOffsetCommit(r) => r.throttle_time_ms = ms,
+            Response::DescribeProducers(r) => r.throttle_time_ms = ms,
+            Response::DescribeTransactions(r) => r.throttle_time_ms = ms,
+            Response::ListTransactions(r) => r.throttle_time_ms = ms,
+            Response::DescribeUserScramCredentials(r) => r.throttle_time_ms = ms,
+            Response::AlterUserScramCredentials(r) => r.throttle_time_ms = ms,
+            Response::DescribeAcls(r) => r.throttle_time_ms = ms,
+            Response::CreateAcls(r) => r.throttle_time_ms = ms,
+            Response::DeleteAcls(r) => r.throttle_time_ms = ms,
+            Response::DescribeClientQuotas(r) => r.throttle_time_ms = ms,
+            Response::AlterClientQuotas(r) => r.throttle_time_ms = ms,
+            _ => {}
+        }
+    }
 }
 
 /// Appends `int32 size | header | body` for `response` at `version` to `out`.

@@ -12,6 +12,7 @@
 //!   SCRAM-SHA-256/512 against credentials in the metadata quorum).
 //! - `scram_bootstrap.rs` — `--add-scram`: the first credentials, given at start.
 //! - `authz.rs`       — the authorizer (`authorizer.class.name`) over the quorum's ACLs.
+//! - `quotas.rs`      — client quotas: rates per user/client-id and the throttle they earn.
 //!
 //! Every connection has a [`KafkaPrincipal`], as Kafka's `DefaultKafkaPrincipalBuilder`:
 //! `User:ANONYMOUS` on PLAINTEXT listeners and for TLS clients without a certificate,
@@ -20,6 +21,7 @@
 pub mod authz;
 pub mod dn;
 pub mod overrides;
+pub mod quotas;
 pub mod sasl;
 pub mod scram_bootstrap;
 pub mod ssl_mapping;

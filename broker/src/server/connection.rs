@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
 
+use super::throttle;
 use crate::context::Context;
 use crate::handlers::{api_versions, dispatch};
 use crate::protocol::{decode_request, encode_response, DecodeError, FrameDecoder, Response};
@@ -115,6 +116,7 @@ async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
     let peer = rc.peer;
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut output = BytesMut::with_capacity(64 * 1024);
+    let mut mute = Duration::ZERO;
     loop {
         loop {
             // Before a SASL login only small frames are read (sasl.server.max.receive.size).
@@ -228,11 +230,20 @@ async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
             if let Some(parent) = &env.traceparent {
                 trace_context::continue_trace(&span, parent);
             }
-            let handled = tokio::select! {
+            let usage = throttle::before(&env);
+            let client_id = env.client_id.clone().unwrap_or_default();
+            let mut handled = tokio::select! {
                 r = dispatch(&ctx, env, &rc).instrument(span) => r,
                 _ = shutdown.changed() => return,
             };
             timer.observe_duration();
+            mute = mute.max(throttle::after(
+                &ctx,
+                &rc,
+                &client_id,
+                usage,
+                handled.as_mut(),
+            ));
             if let Some(response) = handled {
                 if !encode(&mut output, peer, correlation_id, version, &response) {
                     return;
@@ -245,6 +256,15 @@ async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
             output.clear();
+        }
+        if !mute.is_zero() {
+            // Over a quota: the connection is muted for the throttle time (KIP-219), so even
+            // clients that ignore throttle_time_ms slow down. Never closed for it.
+            tokio::select! {
+                _ = tokio::time::sleep(mute) => {}
+                _ = shutdown.changed() => return,
+            }
+            mute = Duration::ZERO;
         }
         tokio::select! {
             read = stream.read_buf(&mut input) => match read {

@@ -4,4 +4,5 @@ pub mod connection;
 pub mod group_timers;
 pub mod listener;
 pub mod maintenance;
+pub mod throttle;
 pub mod txn_timers;

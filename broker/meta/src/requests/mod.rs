@@ -170,7 +170,7 @@ pub enum MetaRequest {
     },
     /// AlterClientQuotas: per entity, keys set (f64 bits) or removed (`None`).
     AlterClientQuotas {
-        entries: Vec<(spate_auth::quota::QuotaEntity, Vec<(String, Option<u64>)>)>,
+        entries: Vec<spate_auth::quota::QuotaChange>,
     },
 }
 

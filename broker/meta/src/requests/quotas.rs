@@ -1,17 +1,14 @@
 //! Client quotas (Kafka's `ClientQuotaRecord`): per entity, the values of `producer_byte_rate`,
 //! `consumer_byte_rate` and `request_percentage`. Values are validated by the proposing broker.
 
-use spate_auth::quota::QuotaEntity;
+use spate_auth::quota::QuotaChange;
 
 use super::MetaResponse;
 use crate::state_machine::ClusterMetadata;
 
 /// Sets (`Some(f64 bits)`) or removes (`None`) each entity's keys; an entity left without
 /// values is forgotten.
-pub(super) fn alter(
-    md: &mut ClusterMetadata,
-    entries: &[(QuotaEntity, Vec<(String, Option<u64>)>)],
-) -> MetaResponse {
+pub(super) fn alter(md: &mut ClusterMetadata, entries: &[QuotaChange]) -> MetaResponse {
     for (entity, ops) in entries {
         let at = md.client_quotas.iter().position(|(e, _)| e == entity);
         let mut values = at

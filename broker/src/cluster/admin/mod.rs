@@ -6,7 +6,8 @@
 //! - `partitions.rs`: reassignments and leader elections;
 //! - `brokers.rs`: dynamic broker configs and unregistering brokers;
 //! - `scram.rs`: SCRAM credentials (AlterUserScramCredentials, `--add-scram`);
-//! - `acls.rs`: ACLs (CreateAcls, DeleteAcls).
+//! - `acls.rs`: ACLs (CreateAcls, DeleteAcls);
+//! - `quotas.rs`: client quotas (AlterClientQuotas).
 //!
 //! Requests are checked here first where Kafka's broker checks them (names, configs, counts)
 //! so that clients get Kafka's messages; the state machine checks what needs the committed
@@ -14,6 +15,7 @@
 mod acls;
 mod brokers;
 mod partitions;
+mod quotas;
 mod scram;
 
 use std::collections::BTreeMap;
