@@ -147,6 +147,13 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // 0: sessions never expire; else clients re-authenticate within this (KIP-368).
     ("connections.max.reauth.ms", "0"),
     ("connection.failed.authentication.delay.ms", "100"),
+    // OAUTHBEARER: JWTs checked against a JWKS file, as Kafka's validator callback handler.
+    ("sasl.oauthbearer.jwks.endpoint.url", ""),
+    ("sasl.oauthbearer.expected.audience", ""),
+    ("sasl.oauthbearer.expected.issuer", ""),
+    ("sasl.oauthbearer.sub.claim.name", "sub"),
+    ("sasl.oauthbearer.clock.skew.seconds", "30"),
+    ("sasl.oauthbearer.jwks.endpoint.refresh.ms", "3600000"),
     // Authorization: empty for none, or Kafka's StandardAuthorizer over ACLs in the quorum.
     ("authorizer.class.name", ""),
     ("super.users", ""),

@@ -9,6 +9,8 @@
 //! - `scram_server.rs` — the server side of an exchange, as Kafka's `ScramSaslServer`.
 //! - `scram_client.rs` — the client side (tests, and brokers or the operator logging in).
 //! - `plain.rs`        — PLAIN (RFC 4616), checked against a user's SCRAM credential.
+//! - `oauthbearer.rs`  — OAUTHBEARER (RFC 7628): the initial response and JWT validation
+//!   against a JWKS.
 //! - `acl.rs`          — Kafka's ACL model (resource patterns, operations, filters).
 //! - `authorizer.rs`   — the `StandardAuthorizer` decision over a set of ACLs.
 //! - `quota.rs`        — client quota entities, their resolution and the throttle arithmetic.
@@ -16,6 +18,7 @@
 //! Errors never say whether a user exists: an unknown user and a wrong password fail alike.
 pub mod acl;
 pub mod authorizer;
+pub mod oauthbearer;
 mod plain;
 pub mod quota;
 mod scram;

@@ -6,6 +6,7 @@ use spate_auth::{PlainResponse, ScramCredential, ScramMechanism, ScramServer};
 
 fuzz_target!(|data: &[u8]| {
     let _ = PlainResponse::parse(data);
+    let _ = spate_auth::oauthbearer::InitialResponse::parse(data);
     // The first half as client-first, the rest as client-final, against a known user.
     let split = data.iter().position(|b| *b == 0xff).unwrap_or(data.len());
     let (first, last) = data.split_at(split);

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses a subset; a failed unwrap is a failed test
 
 pub mod cluster;
+pub mod jwt;
 pub mod sasl;
 
 use std::time::Duration;

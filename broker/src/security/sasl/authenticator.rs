@@ -71,6 +71,10 @@ pub struct Outcome {
 enum Exchange {
     Plain,
     Scram(Box<ScramServer>),
+    /// `refusal` is set once an invalid token was answered with the RFC 7628 challenge.
+    OAuthBearer {
+        refusal: Option<String>,
+    },
 }
 
 enum State {
@@ -104,8 +108,9 @@ struct Refused(String);
 enum TokenResult {
     /// More to exchange; send this.
     Continue(Vec<u8>),
-    /// Logged in as this user; send this last token.
-    Done(String, Vec<u8>),
+    /// Logged in as this user; send this last token. `expires` is when the credential
+    /// itself ends (an OAUTHBEARER token's `exp`).
+    Done(String, Vec<u8>, Option<Instant>),
 }
 
 impl Authenticator {
@@ -225,7 +230,9 @@ impl Authenticator {
             return RawStep::Close("unexpected raw SASL token".into());
         }
         match self.token(token, creds, nonce, now) {
-            Ok(TokenResult::Continue(out)) | Ok(TokenResult::Done(_, out)) => RawStep::Reply(out),
+            Ok(TokenResult::Continue(out)) | Ok(TokenResult::Done(_, out, _)) => {
+                RawStep::Reply(out)
+            }
             Err(Refused(why)) => RawStep::Close(why),
         }
     }
@@ -256,6 +263,7 @@ impl Authenticator {
         let exchange = match mechanism {
             Mechanism::Plain => Exchange::Plain,
             Mechanism::Scram(m) => Exchange::Scram(Box::new(ScramServer::new(m))),
+            Mechanism::OAuthBearer => Exchange::OAuthBearer { refusal: None },
         };
         self.state = State::Exchanging {
             mechanism,
@@ -284,11 +292,16 @@ impl Authenticator {
         };
         let mechanism = *mechanism;
         let result = match exchange {
-            Exchange::Plain => plain(token, creds).map(|user| TokenResult::Done(user, vec![])),
+            Exchange::Plain => {
+                plain(token, creds).map(|user| TokenResult::Done(user, vec![], None))
+            }
             Exchange::Scram(server) => scram(server, token, creds, nonce),
+            Exchange::OAuthBearer { refusal } => {
+                oauthbearer(refusal, token, self.settings.oauth.as_deref(), now)
+            }
         };
         let result = match result {
-            Ok(TokenResult::Done(user, _))
+            Ok(TokenResult::Done(user, ..))
                 if reauth
                     .as_ref()
                     .is_some_and(|p| *p != KafkaPrincipal::user(user.as_str())) =>
@@ -301,11 +314,18 @@ impl Authenticator {
         };
         match &result {
             Ok(TokenResult::Continue(_)) => {}
-            Ok(TokenResult::Done(user, _)) => {
+            Ok(TokenResult::Done(user, _, credential_expiry)) => {
                 self.principal = Some(KafkaPrincipal::user(user.as_str()));
+                // KIP-368: the session ends with the credential or after
+                // connections.max.reauth.ms, whichever comes first.
+                let by_config = self.settings.max_reauth.map(|d| now + d);
+                let expires_at = match (by_config, *credential_expiry) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 self.state = State::Authenticated {
                     mechanism,
-                    expires_at: self.settings.max_reauth.map(|d| now + d),
+                    expires_at,
                 };
                 self.outcome = Some(Outcome {
                     mechanism: mechanism.name(),
@@ -333,7 +353,7 @@ impl Authenticator {
             Ok(TokenResult::Continue(out)) => Step::Reply(reply(Response::SaslAuthenticate(
                 SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(out)),
             ))),
-            Ok(TokenResult::Done(_, out)) => {
+            Ok(TokenResult::Done(_, out, _)) => {
                 let lifetime = match &self.state {
                     State::Authenticated {
                         expires_at: Some(at),
@@ -386,12 +406,61 @@ fn scram(
     } else {
         server
             .client_final(token)
-            .map(|done| TokenResult::Done(done.username, done.response))
+            .map(|done| TokenResult::Done(done.username, done.response, None))
             .map_err(|e| {
                 tracing::debug!("SCRAM client-final refused: {e}");
                 invalid_credentials(m.name())
             })
     }
+}
+
+/// OAUTHBEARER: a valid token logs its subject in until its `exp`; an invalid one gets the
+/// `{"status":"invalid_token"}` challenge, and the client's `\x01` after it the failure.
+fn oauthbearer(
+    refusal: &mut Option<String>,
+    token: &[u8],
+    settings: Option<&super::oauth::OAuthSettings>,
+    now: Instant,
+) -> Result<TokenResult, Refused> {
+    if let Some(why) = refusal.take() {
+        return Err(Refused(why));
+    }
+    let Some(settings) = settings else {
+        return Err(Refused("OAUTHBEARER is not configured".into()));
+    };
+    let invalid = |refusal: &mut Option<String>, why: String| {
+        tracing::debug!("OAUTHBEARER token refused: {why}");
+        *refusal = Some(format!("Authentication failed: {why}"));
+        Ok(TokenResult::Continue(
+            spate_auth::oauthbearer::INVALID_TOKEN_CHALLENGE.to_vec(),
+        ))
+    };
+    let response = match spate_auth::oauthbearer::InitialResponse::parse(token) {
+        Ok(r) => r,
+        Err(why) => return Err(Refused(why)),
+    };
+    let valid = match settings.validate(&response.token) {
+        Ok(v) => v,
+        Err(why) => return invalid(refusal, why),
+    };
+    if response
+        .authzid
+        .as_ref()
+        .is_some_and(|a| *a != valid.principal)
+    {
+        return invalid(
+            refusal,
+            "the authorization id is not the token's principal".into(),
+        );
+    }
+    let left = valid
+        .expires_at
+        .saturating_sub(crate::context::now_ms() as u64 / 1000);
+    Ok(TokenResult::Done(
+        valid.principal,
+        vec![],
+        Some(now + Duration::from_secs(left)),
+    ))
 }
 
 /// PLAIN: the password is checked against the user's SCRAM credential (SHA-512 preferred).
@@ -443,6 +512,7 @@ mod tests {
             max_receive_size: 1000,
             max_reauth: (reauth_ms > 0).then(|| Duration::from_millis(reauth_ms)),
             failed_delay: Duration::from_millis(100),
+            oauth: None,
         })
     }
 

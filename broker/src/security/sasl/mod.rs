@@ -4,10 +4,12 @@
 //! - this file: a listener's SASL settings (Kafka's names, per-listener overrides).
 //! - `authenticator.rs`: one connection's state, from the handshake to an authenticated
 //!   principal; everything else a client sends before that closes the connection.
+//! - `oauth.rs`: OAUTHBEARER's settings and the JWKS its tokens are checked against.
 //!
 //! Users are the SCRAM credentials in the metadata quorum; PLAIN checks its password against
 //! them too.
 pub mod authenticator;
+pub mod oauth;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use crate::config::{invalid, ConfigError};
 pub enum Mechanism {
     Plain,
     Scram(ScramMechanism),
+    OAuthBearer,
 }
 
 impl Mechanism {
@@ -29,12 +32,14 @@ impl Mechanism {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::Scram(m) => m.name(),
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "PLAIN" => Some(Mechanism::Plain),
+            "OAUTHBEARER" => Some(Mechanism::OAuthBearer),
             other => ScramMechanism::from_name(other).map(Mechanism::Scram),
         }
     }
@@ -54,6 +59,8 @@ pub struct SaslSettings {
     /// `connection.failed.authentication.delay.ms`: a failed login is answered, then the
     /// connection is closed this much later (slows password guessing).
     pub failed_delay: Duration,
+    /// OAUTHBEARER's validation, when that mechanism is enabled.
+    pub oauth: Option<std::sync::Arc<oauth::OAuthSettings>>,
 }
 
 impl SaslSettings {
@@ -67,8 +74,8 @@ impl SaslSettings {
                     &key,
                     &value,
                     &format!(
-                        "mechanism {name} is not supported; use PLAIN, SCRAM-SHA-256 or \
-                         SCRAM-SHA-512"
+                        "mechanism {name} is not supported; use PLAIN, SCRAM-SHA-256, \
+                         SCRAM-SHA-512 or OAUTHBEARER"
                     ),
                 )
             })?;
@@ -94,6 +101,13 @@ impl SaslSettings {
             return Err(invalid(&k, &v, "must be positive"));
         }
         let reauth = number("connections.max.reauth.ms")?;
+        let oauth = if mechanisms.contains(&Mechanism::OAuthBearer) {
+            Some(std::sync::Arc::new(oauth::OAuthSettings::resolve(
+                raw, listener,
+            )?))
+        } else {
+            None
+        };
         Ok(Self {
             listener: listener.to_string(),
             mechanisms,
@@ -102,6 +116,7 @@ impl SaslSettings {
             failed_delay: Duration::from_millis(number(
                 "connection.failed.authentication.delay.ms",
             )?),
+            oauth,
         })
     }
 
@@ -120,6 +135,12 @@ mod tests {
             ("sasl.server.max.receive.size", "524288"),
             ("connections.max.reauth.ms", "0"),
             ("connection.failed.authentication.delay.ms", "100"),
+            ("sasl.oauthbearer.jwks.endpoint.url", ""),
+            ("sasl.oauthbearer.expected.audience", ""),
+            ("sasl.oauthbearer.expected.issuer", ""),
+            ("sasl.oauthbearer.sub.claim.name", "sub"),
+            ("sasl.oauthbearer.clock.skew.seconds", "30"),
+            ("sasl.oauthbearer.jwks.endpoint.refresh.ms", "3600000"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -159,7 +180,7 @@ mod tests {
     fn unsupported_or_missing_mechanisms_are_refused() {
         for (value, why) in [
             ("GSSAPI", "GSSAPI is not supported"),
-            ("OAUTHBEARER", "OAUTHBEARER is not supported"),
+            ("OAUTHBEARER", "sasl.oauthbearer.jwks.endpoint.url"),
             ("", "at least one mechanism"),
             (" , ", "at least one mechanism"),
         ] {
