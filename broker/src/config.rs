@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::listeners::{Listeners, SecurityProtocol};
+use crate::listeners::Listeners;
 use crate::security::authz::AuthzSettings;
 use crate::security::overrides;
 use crate::security::sasl::SaslSettings;
@@ -147,6 +147,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // 0: sessions never expire; else clients re-authenticate within this (KIP-368).
     ("connections.max.reauth.ms", "0"),
     ("connection.failed.authentication.delay.ms", "100"),
+    // How this broker logs in on other brokers' SASL inter-broker listener (empty: the
+    // listener's first mechanism); credentials from `listener.name.<l>.<mech>.sasl.jaas.config`.
+    ("sasl.mechanism.inter.broker.protocol", ""),
+    ("sasl.jaas.config", ""),
     // OAUTHBEARER: JWTs checked against a JWKS file, as Kafka's validator callback handler.
     ("sasl.oauthbearer.jwks.endpoint.url", ""),
     ("sasl.oauthbearer.expected.audience", ""),
@@ -216,6 +220,8 @@ pub struct BrokerConfig {
     pub sasl: BTreeMap<String, Arc<SaslSettings>>,
     /// `None` without an authorizer (everything is allowed).
     pub authorizer: Option<AuthzSettings>,
+    /// This broker's login on other brokers when the inter-broker listener uses SASL.
+    pub inter_broker_sasl: Option<crate::security::sasl::InterBrokerLogin>,
     /// Credentials to store at start unless present (`--add-scram`; not a setting).
     pub bootstrap_scram: Vec<BootstrapScram>,
     /// How often TLS files are checked for changes.
@@ -353,13 +359,10 @@ impl BrokerConfig {
             },
         };
         let quorum = parse_quorum(&raw, listen)?;
-        if !quorum.solo && listeners.inter_broker().protocol != SecurityProtocol::Plaintext {
-            return Err(invalid(
-                "inter.broker.listener.name",
-                &listeners.inter_broker().name,
-                "replication between brokers does not speak TLS yet; name a PLAINTEXT listener",
-            ));
-        }
+        let inter_broker_sasl = match sasl.get(&listeners.inter_broker().name) {
+            Some(s) => Some(crate::security::sasl::InterBrokerLogin::resolve(&raw, s)?),
+            None => None,
+        };
         let json_logs = match get("log.format") {
             "text" => false,
             "json" => true,
@@ -455,6 +458,7 @@ impl BrokerConfig {
                 get("super.users"),
                 get("allow.everyone.if.no.acl.found"),
             )?,
+            inter_broker_sasl,
             bootstrap_scram: Vec::new(),
             ssl_reload_interval: Duration::from_millis(positive(&raw, "ssl.reload.interval.ms")?),
             raw,
@@ -1072,19 +1076,26 @@ mod tests {
     }
 
     #[test]
-    fn an_ssl_inter_broker_listener_is_refused_in_a_cluster() {
-        let err = BrokerConfig::load(
-            None,
-            vec![],
-            kv(&[
-                ("listeners", "SSL://127.0.0.1:9093"),
-                ("ssl.keystore.location", "/broker.pem"),
-                ("controller.quorum.voters", "0@127.0.0.1:9301"),
-            ]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("does not speak TLS yet"), "{err}");
+    fn a_sasl_inter_broker_listener_needs_the_brokers_own_login() {
+        let base = [
+            ("listeners", "SASL_SSL://127.0.0.1:9093"),
+            ("ssl.keystore.location", "/broker.pem"),
+            ("sasl.enabled.mechanisms", "SCRAM-SHA-512"),
+            ("controller.quorum.voters", "0@127.0.0.1:9301"),
+        ];
+        let err = BrokerConfig::load(None, vec![], kv(&base))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("give the broker's login"), "{err}");
+        let mut with_login = base.to_vec();
+        with_login.push((
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config",
+            r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="hunter2";"#,
+        ));
+        let c = BrokerConfig::load(None, vec![], kv(&with_login)).unwrap();
+        let login = c.inter_broker_sasl.unwrap();
+        assert_eq!(login.username, "broker");
+        assert!(!format!("{login:?}").contains("hunter2"));
     }
 
     #[test]

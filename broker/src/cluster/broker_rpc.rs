@@ -6,8 +6,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use spate_meta::ClusterMetadata;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::broker_conn::Connector;
 
 /// A live broker's inter-broker address (replication, transaction markers, verification).
 pub fn endpoint(md: &ClusterMetadata, broker: i32) -> Option<(String, u16)> {
@@ -90,7 +91,7 @@ impl Call {
     /// Writes `frame` (from [`Call::encode`]) and reads the response, within the timeout.
     pub async fn exchange<Resp: Decodable>(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
         frame: &[u8],
     ) -> Result<Resp, RpcError> {
         let io = async {
@@ -132,15 +133,12 @@ impl Call {
     /// One round trip on a fresh connection to `endpoint`, for rare requests.
     pub async fn once<Req: Encodable, Resp: Decodable>(
         &self,
+        connector: &Connector,
         endpoint: &(String, u16),
         request: &Req,
     ) -> Result<Resp, RpcError> {
         let frame = self.encode(request, [])?;
-        let connect = TcpStream::connect((endpoint.0.as_str(), endpoint.1));
-        let mut stream = tokio::time::timeout(self.timeout, connect)
-            .await
-            .map_err(|_| RpcError::Timeout(self.timeout))??;
-        stream.set_nodelay(true)?;
+        let mut stream = connector.connect(endpoint, self.timeout).await?;
         self.exchange(&mut stream, &frame).await
     }
 }

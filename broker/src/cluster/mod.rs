@@ -7,11 +7,13 @@
 //! single-node data directory (`topics.json`) into the quorum. `session.rs` is this broker's
 //! own view of its controller session: a leader that lost it and its followers steps down
 //! instead of answering as a deposed one. `broker_rpc.rs` calls other brokers' Kafka
-//! listeners. Replication between brokers is `crate::replication`, the controller's duties
+//! listeners, over connections `broker_conn.rs` opens (TLS and SASL as the inter-broker
+//! listener requires). Replication between brokers is `crate::replication`, the controller's duties
 //! `crate::controller`.
 
 pub mod admin;
 pub mod applier;
+pub mod broker_conn;
 pub mod broker_rpc;
 pub mod migrate;
 pub mod names;

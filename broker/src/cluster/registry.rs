@@ -68,6 +68,8 @@ pub struct Registry {
     quorum: Arc<Quorum>,
     /// Bumped after every append; long-polling fetches wait on it.
     appended: watch::Sender<u64>,
+    /// How this broker reaches other brokers' inter-broker listener.
+    pub connector: super::broker_conn::Connector,
 }
 
 impl Registry {
@@ -81,6 +83,8 @@ impl Registry {
             topics: RwLock::new(BTreeMap::new()),
             admin: Mutex::new(()),
             appended: watch::channel(0).0,
+            connector: super::broker_conn::Connector::from_config(&config)
+                .map_err(|e| std::io::Error::other(format!("inter-broker listener: {e}")))?,
             quorum,
             config,
         })

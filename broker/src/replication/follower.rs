@@ -10,13 +10,13 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 use spate_meta::NO_LEADER;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::field::Empty;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use super::throttle;
+use crate::cluster::broker_conn::{BrokerStream, Connector};
 use crate::cluster::broker_rpc::{endpoint, Call, RpcError};
 use crate::cluster::{Partition, Registry};
 use crate::protocol::request::TRACEPARENT_TAG;
@@ -82,7 +82,7 @@ pub(super) fn followed(registry: &Registry) -> BTreeMap<i32, Vec<Followed>> {
 /// A connection to a leader's Kafka listener.
 struct Conn {
     endpoint: (String, u16),
-    stream: TcpStream,
+    stream: BrokerStream,
     correlation_id: i32,
 }
 
@@ -132,7 +132,7 @@ async fn round(
     let Some(ep) = endpoint(&md, leader) else {
         return Ok(false);
     };
-    let c = connect(conn, ep).await?;
+    let c = connect(&registry.connector, conn, ep).await?;
     // Over the follower quota, throttled partitions sit this round out (as in Kafka's
     // fetcher); the others are fetched as usual.
     let rate = throttle::rate(&md, &registry.config, me, throttle::FOLLOWER_RATE);
@@ -179,18 +179,18 @@ async fn round(
 }
 
 /// The connection to the leader at `ep`, opened (again) if there is none to it.
-async fn connect(conn: &mut Option<Conn>, ep: (String, u16)) -> Result<&mut Conn, RpcError> {
+async fn connect<'c>(
+    connector: &Connector,
+    conn: &'c mut Option<Conn>,
+    ep: (String, u16),
+) -> Result<&'c mut Conn, RpcError> {
     if conn.as_ref().is_some_and(|c| c.endpoint != ep) {
         *conn = None;
     }
     match conn {
         Some(c) => Ok(c),
         None => {
-            let stream =
-                tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ep.0.as_str(), ep.1)))
-                    .await
-                    .map_err(|_| RpcError::Timeout(CONNECT_TIMEOUT))??;
-            stream.set_nodelay(true)?;
+            let stream = connector.connect(&ep, CONNECT_TIMEOUT).await?;
             Ok(conn.insert(Conn {
                 endpoint: ep,
                 stream,

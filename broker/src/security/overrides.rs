@@ -29,6 +29,7 @@ pub const LISTENER_KEYS: &[&str] = &[
 
 /// Settings whose values are secrets (Kafka's PASSWORD type): never printed, never described.
 const SENSITIVE: &[&str] = &[
+    "sasl.jaas.config",
     "ssl.keystore.key",
     "ssl.keystore.certificate.chain",
     "ssl.truststore.certificates",
@@ -38,15 +39,18 @@ const SENSITIVE: &[&str] = &[
 /// Whether `key` (possibly `listener.name.<l>.`-prefixed) holds a secret.
 pub fn is_sensitive(key: &str) -> bool {
     let base = listener_override(key).map_or(key, |(_, k)| k);
-    SENSITIVE.contains(&base)
+    SENSITIVE.contains(&base) || base.ends_with(".sasl.jaas.config")
 }
 
 /// `listener.name.<listener>.<key>` → (listener, key) when `key` may be overridden.
 pub fn listener_override(key: &str) -> Option<(&str, &str)> {
     let rest = key.strip_prefix("listener.name.")?;
     let (listener, setting) = rest.split_once('.')?;
-    LISTENER_KEYS
-        .contains(&setting)
+    // `<mechanism>.sasl.jaas.config`: a login per mechanism, as Kafka names it.
+    let per_mechanism = setting
+        .strip_suffix(".sasl.jaas.config")
+        .is_some_and(|m| ["plain", "scram-sha-256", "scram-sha-512"].contains(&m));
+    (LISTENER_KEYS.contains(&setting) || per_mechanism || setting == "sasl.jaas.config")
         .then_some((listener, setting))
 }
 

@@ -285,6 +285,41 @@ impl TlsSettings {
             .map_err(TlsError::Rustls)
     }
 
+    /// A client config for this broker's own connections to other brokers' listener: it
+    /// trusts the listener's truststore and presents the listener's certificate (for mutual
+    /// TLS). Read once, when the broker starts.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, TlsError> {
+        let m = self.read()?;
+        let (Some(source), Some(trust)) = (&self.truststore, &m.trust) else {
+            return Err(TlsError::Pem {
+                what: format!("listener {}", self.listener),
+                reason: "brokers connecting to each other over TLS need ssl.truststore.location \
+                         or ssl.truststore.certificates"
+                    .into(),
+            });
+        };
+        let mut roots = RootCertStore::empty();
+        for cert in certificates(trust, source)? {
+            roots.add(cert).map_err(|e| TlsError::Pem {
+                what: source.describe(),
+                reason: format!("not a usable CA certificate: {e}"),
+            })?;
+        }
+        let key = PrivateKeyDer::from_pem_slice(&m.key).map_err(|_| TlsError::Pem {
+            what: self.key.describe(),
+            reason: "no private key (PKCS#8, PKCS#1 or SEC1 PEM) found".into(),
+        })?;
+        let chain = certificates(&m.chain, &self.chain)?;
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&self.protocols)
+        .map_err(TlsError::Rustls)?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(TlsError::Rustls)
+    }
+
     /// The principal of a finished handshake: the client certificate's subject DN, mapped by
     /// `ssl.principal.mapping.rules`; `User:ANONYMOUS` without a certificate.
     pub fn principal(&self, conn: &ServerConnection) -> Result<KafkaPrincipal, TlsError> {

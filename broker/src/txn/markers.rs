@@ -140,7 +140,7 @@ pub async fn write_markers(
         );
         let ep = endpoint(&registry.quorum().metadata(), leader);
         let result = match ep {
-            Some(ep) => call(&ep, &request).await,
+            Some(ep) => call(&registry.connector, &ep, &request).await,
             None => Err(RpcError::NoEndpoint(leader)),
         };
         match result {
@@ -206,6 +206,7 @@ fn marker_request(
 /// One WriteTxnMarkers round trip on a fresh connection (markers are rare: once per
 /// transaction per remote leader).
 async fn call(
+    connector: &crate::cluster::broker_conn::Connector,
     ep: &(String, u16),
     request: &WriteTxnMarkersRequest,
 ) -> Result<WriteTxnMarkersResponse, RpcError> {
@@ -214,6 +215,6 @@ async fn call(
         MARKERS_VERSION,
         "spate-txn-coordinator",
     )
-    .once(ep, request)
+    .once(connector, ep, request)
     .await
 }

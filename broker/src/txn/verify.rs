@@ -113,10 +113,13 @@ async fn remote(
         timeout: call.timeout.min(session),
         ..call
     };
-    let response: AddPartitionsToTxnResponse = call.once(&ep, &request).await.map_err(|e| {
-        tracing::debug!(coordinator = leader, "transaction verification failed: {e}");
-        ResponseError::NetworkException
-    })?;
+    let response: AddPartitionsToTxnResponse = call
+        .once(&ctx.registry.connector, &ep, &request)
+        .await
+        .map_err(|e| {
+            tracing::debug!(coordinator = leader, "transaction verification failed: {e}");
+            ResponseError::NetworkException
+        })?;
     if let Some(e) = ResponseError::try_from_code(response.error_code) {
         return Err(e);
     }

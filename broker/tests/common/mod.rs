@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod jwt;
+pub mod pki;
 pub mod sasl;
 
 use std::time::Duration;

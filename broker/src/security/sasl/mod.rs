@@ -191,3 +191,102 @@ mod tests {
         }
     }
 }
+
+/// The `username`/`password` options of a JAAS login (Kafka's
+/// `...ScramLoginModule required username="broker" password="secret";`): what a broker logs in
+/// with on other brokers' SASL listeners.
+pub fn jaas_credentials(jaas: &str) -> Option<(String, String)> {
+    let option = |name: &str| -> Option<String> {
+        let at = jaas.find(&format!("{name}="))? + name.len() + 1;
+        let rest = &jaas[at..];
+        match rest.strip_prefix('"') {
+            Some(quoted) => quoted.split_once('"').map(|(v, _)| v.to_string()),
+            None => rest.split([' ', ';', '\n']).next().map(str::to_string),
+        }
+    };
+    Some((option("username")?, option("password")?))
+}
+
+/// This broker's own SASL login for the inter-broker listener.
+#[derive(Clone)]
+pub struct InterBrokerLogin {
+    pub mechanism: Mechanism,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for InterBrokerLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "InterBrokerLogin({}, {}, [hidden])",
+            self.mechanism.name(),
+            self.username
+        )
+    }
+}
+
+impl InterBrokerLogin {
+    /// `sasl.mechanism.inter.broker.protocol` (default: the listener's first enabled
+    /// mechanism) with the credentials of `listener.name.<l>.<mechanism>.sasl.jaas.config`
+    /// (or `sasl.jaas.config`).
+    pub fn resolve(
+        raw: &BTreeMap<String, String>,
+        listener: &SaslSettings,
+    ) -> Result<Self, ConfigError> {
+        let key = "sasl.mechanism.inter.broker.protocol";
+        let named = raw.get(key).map(|s| s.trim()).unwrap_or_default();
+        let mechanism = if named.is_empty() {
+            listener.mechanisms[0]
+        } else {
+            listener
+                .enabled(named)
+                .ok_or_else(|| invalid(key, named, "not enabled on the inter-broker listener"))?
+        };
+        let prefixed = format!(
+            "listener.name.{}.{}.sasl.jaas.config",
+            listener.listener.to_ascii_lowercase(),
+            mechanism.name().to_ascii_lowercase()
+        );
+        let (jaas_key, jaas) = match raw.get(&prefixed).filter(|v| !v.trim().is_empty()) {
+            Some(v) => (prefixed, v.clone()),
+            None => (
+                "sasl.jaas.config".to_string(),
+                raw.get("sasl.jaas.config").cloned().unwrap_or_default(),
+            ),
+        };
+        let (username, password) = jaas_credentials(&jaas).ok_or_else(|| {
+            invalid(
+                &jaas_key,
+                &jaas,
+                "the inter-broker listener uses SASL: give the broker's login as \
+                 `... required username=\"...\" password=\"...\";`",
+            )
+        })?;
+        Ok(Self {
+            mechanism,
+            username,
+            password,
+        })
+    }
+}
+
+#[cfg(test)]
+mod jaas_tests {
+    use super::*;
+
+    #[test]
+    fn reads_kafkas_jaas_login() {
+        assert_eq!(
+            jaas_credentials(
+                r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="s3 cr;t";"#
+            ),
+            Some(("broker".into(), "s3 cr;t".into()))
+        );
+        assert_eq!(
+            jaas_credentials("x required username=b password=p;"),
+            Some(("b".into(), "p".into()))
+        );
+        assert_eq!(jaas_credentials("x required username=\"b\";"), None);
+    }
+}
