@@ -279,12 +279,18 @@ impl BrokerConfig {
             get("listener.security.protocol.map"),
             get("inter.broker.listener.name"),
         )?;
+        let controller_protocol =
+            crate::listeners::parse_protocol_map(get("listener.security.protocol.map"))?
+                .get("CONTROLLER")
+                .cloned()
+                .unwrap_or_else(|| "PLAINTEXT".into());
         for key in raw.keys() {
             if let Some((name, _)) = overrides::listener_override(key) {
                 if !listeners
                     .all
                     .iter()
                     .any(|l| l.name.eq_ignore_ascii_case(name))
+                    && !name.eq_ignore_ascii_case("controller")
                 {
                     return Err(invalid(
                         key,
@@ -358,7 +364,21 @@ impl BrokerConfig {
                 ms: (0..i64::MAX).contains(&flush_ms).then_some(flush_ms as u64),
             },
         };
-        let quorum = parse_quorum(&raw, listen)?;
+        let mut quorum = parse_quorum(&raw, listen)?;
+        quorum.tls = match controller_protocol.as_str() {
+            "PLAINTEXT" => None,
+            "SSL" => Some(TlsSettings::resolve(&raw, "CONTROLLER")?),
+            other => {
+                return Err(invalid(
+                    "listener.security.protocol.map",
+                    get("listener.security.protocol.map"),
+                    &format!(
+                        "the metadata quorum (CONTROLLER) speaks PLAINTEXT or SSL (mutual TLS), \
+                         not {other}"
+                    ),
+                ))
+            }
+        };
         let inter_broker_sasl = match sasl.get(&listeners.inter_broker().name) {
             Some(s) => Some(crate::security::sasl::InterBrokerLogin::resolve(&raw, s)?),
             None => None,
@@ -486,6 +506,9 @@ pub struct QuorumConfig {
     pub voters: BTreeMap<u64, String>,
     /// Where this node's raft gRPC server binds.
     pub listener: SocketAddr,
+    /// `CONTROLLER:SSL` in `listener.security.protocol.map`: the raft gRPC between nodes
+    /// runs mutual TLS with the `listener.name.controller.ssl.*` (or broker-wide) settings.
+    pub tls: Option<TlsSettings>,
     pub rack: Option<String>,
     pub roles: ProcessRoles,
     /// `controller.quorum.election.timeout.ms`: a voter that hears no leader for 1.5-2x this
@@ -554,6 +577,7 @@ fn parse_quorum(
             roles: ProcessRoles::Combined,
             election_timeout,
             solo: true,
+            tls: None,
         });
     }
     let bad = |reason: &str| invalid("controller.quorum.voters", voters_raw, reason);
@@ -623,6 +647,7 @@ fn parse_quorum(
         roles,
         election_timeout,
         solo: false,
+        tls: None,
     })
 }
 

@@ -166,7 +166,7 @@ impl Listeners {
 }
 
 /// `NAME:PROTOCOL,...`, on top of Kafka's defaults (each protocol names itself).
-fn parse_protocol_map(s: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+pub fn parse_protocol_map(s: &str) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut map: BTreeMap<String, String> = DEFAULT_PROTOCOLS
         .iter()
         .map(|p| (p.to_string(), p.to_string()))

@@ -18,8 +18,10 @@ use spate_broker::config::BrokerConfig;
 use spate_broker::security::scram_bootstrap::BootstrapScram;
 use spate_broker::Broker;
 
-fn keystore(dir: &std::path::Path, name: &str, ca: &Ca, serial: u64) -> String {
-    let (cert, key, _) = leaf(ca, name, &["127.0.0.1", "localhost"], serial);
+fn keystore(dir: &std::path::Path, name: &str, ca: &Ca, serial: u64, hosts: &[String]) -> String {
+    let mut sans = vec!["127.0.0.1", "localhost"];
+    sans.extend(hosts.iter().map(String::as_str));
+    let (cert, key, _) = leaf(ca, name, &sans, serial);
     let path = dir.join(format!("{name}.pem"));
     std::fs::write(&path, format!("{key}{cert}")).unwrap();
     path.display().to_string()
@@ -35,7 +37,7 @@ fn configs(
     let good = ca("cluster-ca");
     let other = ca("other-ca");
     std::fs::write(pki.join("ca.pem"), &good.pem).unwrap();
-    let default_keystore = keystore(pki, "broker", &good, 9);
+    let default_keystore = keystore(pki, "broker", &good, 9, &[]);
     let shared: Vec<(&str, String)> = vec![
         ("ssl.keystore.location", default_keystore),
         ("listeners", "SECURE://127.0.0.1:0".into()),
@@ -52,9 +54,16 @@ fn configs(
         ("min.insync.replicas", "1".into()),
     ];
     let mut configs = cluster_configs(dirs, &shared);
+    // The raft addresses (random 127.x.y.z hosts) are names the certificates must carry too.
+    let hosts: Vec<String> = configs[0]
+        .quorum
+        .voters
+        .values()
+        .filter_map(|a| a.rsplit_once(':').map(|(h, _)| h.to_string()))
+        .collect();
     for (i, c) in configs.iter_mut().enumerate() {
         let issuer = if rogue.contains(&i) { &other } else { &good };
-        let ks = keystore(pki, &format!("broker-{i}"), issuer, 10 + i as u64);
+        let ks = keystore(pki, &format!("broker-{i}"), issuer, 10 + i as u64, &hosts);
         let mut raw = c.raw.clone();
         raw.insert("ssl.keystore.location".into(), ks);
         *c = BrokerConfig::from_raw(raw).unwrap();
@@ -177,4 +186,62 @@ async fn a_broker_with_a_foreign_certificate_cannot_replicate() {
         },
     )
     .await;
+}
+
+/// `CONTROLLER:SSL`: the raft gRPC between nodes is mutual TLS with the same certificates.
+fn with_raft_tls(configs: Vec<BrokerConfig>) -> Vec<BrokerConfig> {
+    configs
+        .into_iter()
+        .map(|c| {
+            let mut raw = c.raw.clone();
+            raw.insert(
+                "listener.security.protocol.map".into(),
+                "SECURE:SASL_SSL,CONTROLLER:SSL".into(),
+            );
+            let mut out = BrokerConfig::from_raw(raw).unwrap();
+            out.bootstrap_scram = c.bootstrap_scram;
+            assert!(out.quorum.tls.is_some());
+            out
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_metadata_quorum_runs_mutual_tls_and_refuses_a_foreign_certificate() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let pki = tempfile::tempdir().unwrap();
+    let configs = with_raft_tls(configs(&dirs, pki.path(), &[2]));
+    let connector = Connector::from_config(&configs[0]).unwrap();
+    let rogue = tokio::spawn(Broker::start(configs[2].clone()));
+    let (one, two) = tokio::join!(
+        Broker::start(configs[0].clone()),
+        Broker::start(configs[1].clone()),
+    );
+    // Brokers 1 and 2 form the quorum over TLS; broker 3's certificate is refused, so it
+    // hears no leader and never registers (it would give up starting after two minutes).
+    let (one, _two) = (one.unwrap(), two.unwrap());
+    let registered = || async {
+        let md: MetadataResponse = request(
+            &connector,
+            &one,
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await;
+        let mut ids: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+        ids.sort_unstable();
+        ids
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < until && !rogue.is_finished() {
+        let ids = registered().await;
+        assert_eq!(ids, [1, 2], "a node with a foreign certificate joined");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if rogue.is_finished() {
+        assert!(rogue.await.unwrap().is_err(), "the foreign node started");
+    } else {
+        rogue.abort();
+    }
 }

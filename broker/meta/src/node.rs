@@ -64,6 +64,8 @@ pub struct MetaConfig {
     /// Entries kept in the log behind a snapshot, so that slightly lagging followers catch up
     /// from the log instead of a snapshot.
     pub entries_kept_after_snapshot: u64,
+    /// Mutual TLS between nodes; `None`: plain gRPC.
+    pub tls: Option<Arc<crate::network::RaftTls>>,
 }
 
 impl MetaConfig {
@@ -90,6 +92,7 @@ impl MetaConfig {
             propose_timeout: Duration::from_secs(10),
             snapshot_after_entries: 10_000,
             entries_kept_after_snapshot: 1_000,
+            tls: None,
         }
     }
 
@@ -236,7 +239,8 @@ impl MetaNode {
         let (log, sm) = store::open(&config.data_dir).await?;
         let metadata = sm.subscribe();
         let committed = log.committed_watch();
-        let network = NetworkFactory::new(config.node_id, config.connect_timeout);
+        let network =
+            NetworkFactory::new(config.node_id, config.connect_timeout, config.tls.clone());
         let raft = Raft::new(config.node_id, raft_config, network, log, sm)
             .await
             .map_err(|e| MetaError::Raft(e.to_string()))?;
@@ -253,17 +257,26 @@ impl MetaNode {
         let service = RaftServiceServer::new(grpc).max_decoding_message_size(64 << 20);
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let task = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = stopped.await;
-                }),
-        );
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &config.tls {
+            server = server
+                .tls_config(tls.server())
+                .map_err(|e| MetaError::Raft(format!("raft TLS: {e}")))?;
+        }
+        let task = tokio::spawn(server.add_service(service).serve_with_incoming_shutdown(
+            incoming,
+            async {
+                let _ = stopped.await;
+            },
+        ));
 
         let node = MetaNode {
             inner: Arc::new(Inner {
-                forwarder: Forwarder::new(config.node_id, config.connect_timeout),
+                forwarder: Forwarder::new(
+                    config.node_id,
+                    config.connect_timeout,
+                    config.tls.clone(),
+                ),
                 heartbeats,
                 config,
                 raft,

@@ -66,6 +66,8 @@ pub enum QuorumError {
     Unfence { broker: i32, source: MetaError },
     #[error("controller.listener {bound} binds every interface and the advertised host is {host}: set advertised.listeners so that the metadata leader can reach this broker-only node")]
     UnreachableLearner { bound: SocketAddr, host: String },
+    #[error("the metadata quorum's TLS: {0}")]
+    Tls(String),
 }
 
 /// How long start-up waits for a quorum (all voters are usually started together).
@@ -147,6 +149,22 @@ impl Quorum {
             config.data_dir.join("__meta"),
             voters,
         );
+        if let Some(tls) = &qc.tls {
+            let (key, chain, trust) = tls
+                .pem_material()
+                .map_err(|e| QuorumError::Tls(e.to_string()))?;
+            let ca_pem = trust.ok_or_else(|| {
+                QuorumError::Tls(
+                    "CONTROLLER:SSL needs a truststore (ssl.truststore.location) to check peers"
+                        .into(),
+                )
+            })?;
+            meta.tls = Some(Arc::new(spate_meta::network::RaftTls {
+                ca_pem,
+                cert_pem: chain,
+                key_pem: key,
+            }));
+        }
         // Only used by the bootstrapping (lowest id) voter, once.
         meta.cluster_id = cluster_id.unwrap_or_else(new_cluster_id);
         // openraft waits its leader lease (= election_timeout_max) plus a random election

@@ -285,6 +285,13 @@ impl TlsSettings {
             .map_err(TlsError::Rustls)
     }
 
+    /// The PEM inputs as read now: (private key, certificate chain, truststore), for the
+    /// raft gRPC's mutual TLS (which builds its own configs).
+    pub fn pem_material(&self) -> Result<(Vec<u8>, Vec<u8>, Option<Vec<u8>>), TlsError> {
+        let m = self.read()?;
+        Ok((m.key, m.chain, m.trust))
+    }
+
     /// A client config for this broker's own connections to other brokers' listener: it
     /// trusts the listener's truststore and presents the listener's certificate (for mutual
     /// TLS). Read once, when the broker starts.

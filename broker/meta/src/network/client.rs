@@ -53,13 +53,15 @@ struct Message(String);
 struct Channels {
     connect_timeout: Duration,
     by_addr: Arc<Mutex<HashMap<String, Channel>>>,
+    tls: Option<Arc<super::RaftTls>>,
 }
 
 impl Channels {
-    fn new(connect_timeout: Duration) -> Self {
+    fn new(connect_timeout: Duration, tls: Option<Arc<super::RaftTls>>) -> Self {
         Channels {
             connect_timeout,
             by_addr: Arc::default(),
+            tls,
         }
     }
 
@@ -71,8 +73,15 @@ impl Channels {
         // A dead connection is noticed within interval + timeout; then tonic reconnects,
         // resolving the name again.
         let ping = self.connect_timeout.max(Duration::from_secs(1));
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Message(format!("bad peer address {addr:?}: {e}")))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| Message(format!("bad peer address {addr:?}: {e}")))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.client())
+                .map_err(|e| Message(format!("TLS to {addr:?}: {e}")))?;
+        }
+        let channel = endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(ping)
@@ -102,10 +111,14 @@ pub struct NetworkFactory {
 }
 
 impl NetworkFactory {
-    pub fn new(node_id: NodeId, connect_timeout: Duration) -> Self {
+    pub fn new(
+        node_id: NodeId,
+        connect_timeout: Duration,
+        tls: Option<Arc<super::RaftTls>>,
+    ) -> Self {
         NetworkFactory {
             node_id,
-            channels: Channels::new(connect_timeout),
+            channels: Channels::new(connect_timeout, tls),
         }
     }
 }
@@ -325,10 +338,14 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(node_id: NodeId, connect_timeout: Duration) -> Self {
+    pub fn new(
+        node_id: NodeId,
+        connect_timeout: Duration,
+        tls: Option<Arc<super::RaftTls>>,
+    ) -> Self {
         Forwarder {
             node_id,
-            channels: Channels::new(connect_timeout),
+            channels: Channels::new(connect_timeout, tls),
         }
     }
 

@@ -44,3 +44,38 @@ struct ChunkHeader {
     offset: u64,
     done: bool,
 }
+
+/// Mutual TLS for the raft gRPC between nodes: every node serves with `cert_pem`/`key_pem`,
+/// presents them when dialling, and accepts only peers whose certificate `ca_pem` signed.
+#[derive(Clone)]
+pub struct RaftTls {
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for RaftTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RaftTls([hidden])")
+    }
+}
+
+impl RaftTls {
+    pub(crate) fn server(&self) -> tonic::transport::ServerTlsConfig {
+        tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                &self.cert_pem,
+                &self.key_pem,
+            ))
+            .client_ca_root(tonic::transport::Certificate::from_pem(&self.ca_pem))
+    }
+
+    pub(crate) fn client(&self) -> tonic::transport::ClientTlsConfig {
+        tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem))
+            .identity(tonic::transport::Identity::from_pem(
+                &self.cert_pem,
+                &self.key_pem,
+            ))
+    }
+}
