@@ -3,6 +3,7 @@
 # start Kafka, and the one place its version is pinned.
 #
 #   scripts/apache-kafka.sh --listen HOST:PORT --data-dir DIR [--node-id N] [--set KEY=VALUE ...]
+#                           [--add-scram 'MECHANISM=[name=..,password=..]' ...]
 #       A combined KRaft node (broker + controller) behind spate-broker's command line, so that
 #       SPATE_BROKER_BIN=<this script> runs a compat suite against real Kafka. Alone, the node is
 #       a quorum of one, on a controller port picked on the first start and kept in DIR. With
@@ -10,9 +11,13 @@
 #       listens for the quorum on its own entry; every node gets the same cluster id. --set
 #       lines go into server.properties as given (Kafka ignores keys it does not know), except
 #       that the CONTROLLER listener is added to `listeners` and its protocol map. The first
-#       start formats DIR; later starts recover from it. The JVM replaces this script (same
-#       pid: signals, RSS and CPU time are Kafka's); SIGTERM or SIGINT stop Kafka cleanly and
-#       exit 0, as spate-broker does.
+#       start formats DIR (with each --add-scram credential, as `kafka-storage format
+#       --add-scram`); later starts recover from it. Spate needs no JAAS configuration, Kafka
+#       does: each SASL_PLAINTEXT or SASL_SSL listener gets one for SCRAM-SHA-256/512 and one
+#       for PLAIN whose users are the --add-scram ones (Kafka checks PLAIN against JAAS, not
+#       against SCRAM credentials); a --set of the same key overrides it. The JVM replaces this
+#       script (same pid: signals, RSS and CPU time are Kafka's); SIGTERM or SIGINT stop Kafka
+#       cleanly and exit 0, as spate-broker does.
 #   scripts/apache-kafka.sh classpath   the jars as a `java -cp` value: broker, kafka-tools, clients
 #   scripts/apache-kafka.sh version     the Kafka version
 #   scripts/apache-kafka.sh fetch       fetch the jars now (the other modes do it on first use)
@@ -112,15 +117,36 @@ free_port() {
   die "no free port for the controller listener"
 }
 
+# JAAS lines for every SASL listener of the protocol map (NAME:PROTOCOL,...): SCRAM logins, and
+# PLAIN with the users of the --add-scram arguments that follow the map.
+jaas_settings() {
+  local protocols=$1 entry name plain_users="" arg user password
+  shift
+  for arg in "$@"; do
+    [ "$arg" = --add-scram ] && continue
+    user=$(sed -n 's/.*[[,]name=\([^],]*\).*/\1/p' <<<"$arg")
+    password=$(sed -n 's/.*[[,]password=\([^],]*\).*/\1/p' <<<"$arg")
+    [ -n "$user" ] && [[ $plain_users != *" user_$user="* ]] && plain_users+=" user_$user=\"$password\""
+  done
+  for entry in ${protocols//,/ }; do
+    [[ ${entry#*:} == SASL_* ]] || continue
+    name=$(tr '[:upper:]' '[:lower:]' <<<"${entry%%:*}")
+    echo "listener.name.$name.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    echo "listener.name.$name.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    echo "listener.name.$name.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain_users;"
+  done
+}
+
 run_node() {
   local listeners="" data="" node_id=1 voters="" protocols="" advertised="" ctrl="" kv
-  local -a settings=()
+  local -a settings=() scrams=()
   while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || die "$1 needs a value"
     case "$1" in
       --listen) listeners=$2 ;;
       --data-dir) data=$2 ;;
       --node-id) node_id=$2 ;;
+      --add-scram) scrams+=(--add-scram "$2") ;;
       --set)
         kv=$2
         [[ $kv == *=* ]] || die "--set expects KEY=VALUE, got '$kv'"
@@ -180,6 +206,7 @@ run_node() {
     echo "share.coordinator.state.topic.replication.factor=$rf"
     echo "share.coordinator.state.topic.min.isr=$isr"
     echo "group.initial.rebalance.delay.ms=0"
+    jaas_settings "$protocols" "${scrams[@]}"
     for kv in "${settings[@]}"; do echo "$kv"; done
   } >"$props"
 
@@ -187,7 +214,7 @@ run_node() {
   if [ ! -f "$data/kafka-logs/meta.properties" ]; then
     KAFKA_LOG_LEVEL=WARN java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 "$log4j" \
       -cp "$CLASSPATH_VALUE" kafka.tools.StorageTool format \
-      -t "${KAFKA_CLUSTER_ID:-MkU3OEVBNTcwNTJENDM2Qg}" -c "$props" >&2
+      -t "${KAFKA_CLUSTER_ID:-MkU3OEVBNTcwNTJENDM2Qg}" -c "$props" "${scrams[@]}" >&2
   fi
   # shellcheck disable=SC2086  # the *_OPTS are lists of flags, as in Kafka's own scripts
   exec java ${KAFKA_HEAP_OPTS:--Xmx1G -Xms1G} \

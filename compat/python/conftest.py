@@ -9,7 +9,9 @@ Fixtures
   for dotted keys: ``broker_factory({"auto.create.topics.enable": "false"})``).
 
 A ``Broker`` exposes ``bootstrap`` ("127.0.0.1:PORT"), ``port``, ``data_dir``,
-``start()``, ``stop()`` (SIGTERM + wait, asserts a clean exit), ``restart()``
+``extra_args`` (command-line arguments after the ``--set`` ones, e.g. ``["--add-scram",
+"SCRAM-SHA-512=[name=admin,password=admin-secret]"]``; set it on a broker made with
+``start=False``), ``start()``, ``stop()`` (SIGTERM + wait, asserts a clean exit), ``restart()``
 (stop + start on the same dir and port), ``kill9()`` (SIGKILL + wait) and
 ``log_text()``.  Every broker is killed at teardown, whatever happened.  The broker's
 stdout/stderr go to ``<tmp>/broker.log``; when a test fails, the log's tail is attached
@@ -65,6 +67,7 @@ class Broker:
         self.log_path = log_path
         self.port = port or free_port()
         self.settings = dict(settings or {})
+        self.extra_args: list[str] = []
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.exit_codes: list[int] = []
@@ -89,7 +92,7 @@ class Broker:
             args += ["--listen", self.bootstrap]
         for k, v in self.settings.items():
             args += ["--set", f"{k}={v}"]
-        return args
+        return args + list(self.extra_args)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, timeout: float = START_TIMEOUT) -> "Broker":

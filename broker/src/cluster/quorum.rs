@@ -150,10 +150,10 @@ impl Quorum {
             voters,
         );
         if let Some(tls) = &qc.tls {
-            let (key, chain, trust) = tls
+            let pem = tls
                 .pem_material()
                 .map_err(|e| QuorumError::Tls(e.to_string()))?;
-            let ca_pem = trust.ok_or_else(|| {
+            let ca_pem = pem.trust.ok_or_else(|| {
                 QuorumError::Tls(
                     "CONTROLLER:SSL needs a truststore (ssl.truststore.location) to check peers"
                         .into(),
@@ -161,8 +161,8 @@ impl Quorum {
             })?;
             meta.tls = Some(Arc::new(spate_meta::network::RaftTls {
                 ca_pem,
-                cert_pem: chain,
-                key_pem: key,
+                cert_pem: pem.chain,
+                key_pem: pem.key,
             }));
         }
         // Only used by the bootstrapping (lowest id) voter, once.

@@ -285,11 +285,10 @@ impl TlsSettings {
             .map_err(TlsError::Rustls)
     }
 
-    /// The PEM inputs as read now: (private key, certificate chain, truststore), for the
+    /// The PEM inputs as read now, for the
     /// raft gRPC's mutual TLS (which builds its own configs).
-    pub fn pem_material(&self) -> Result<(Vec<u8>, Vec<u8>, Option<Vec<u8>>), TlsError> {
-        let m = self.read()?;
-        Ok((m.key, m.chain, m.trust))
+    pub fn pem_material(&self) -> Result<Material, TlsError> {
+        self.read()
     }
 
     /// A client config for this broker's own connections to other brokers' listener: it
@@ -409,10 +408,11 @@ pub enum TlsError {
     Principal(String),
 }
 
-struct Material {
-    key: Vec<u8>,
-    chain: Vec<u8>,
-    trust: Option<Vec<u8>>,
+/// A listener's PEM inputs as read: private key, certificate chain, truststore.
+pub struct Material {
+    pub key: Vec<u8>,
+    pub chain: Vec<u8>,
+    pub trust: Option<Vec<u8>>,
 }
 
 impl Material {

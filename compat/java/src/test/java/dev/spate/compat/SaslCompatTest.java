@@ -440,7 +440,7 @@ class SaslCompatTest {
     }
   }
 
-  private static void writeProperties(Path file, Map<String, Object> settings) throws Exception {
+  static void writeProperties(Path file, Map<String, Object> settings) throws Exception {
     Properties p = new Properties();
     settings.forEach((k, v) -> p.setProperty(k, String.valueOf(v)));
     try (var w = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
@@ -448,8 +448,11 @@ class SaslCompatTest {
     }
   }
 
-  /** Runs a Kafka tool's main class as a `java -cp <test classpath>` subprocess. */
-  private static ToolResult runTool(String mainClass, String stdin, String... args) throws Exception {
+  /**
+   * Runs a Kafka tool's main class as a `java -cp <test classpath>` subprocess (also used by
+   * AclCompatTest and QuotaCompatTest).
+   */
+  static ToolResult runTool(String mainClass, String stdin, String... args) throws Exception {
     List<String> cmd = new ArrayList<>();
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
     cmd.add("-Xshare:auto");
