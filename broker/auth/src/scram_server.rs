@@ -95,8 +95,10 @@ impl ScramServer {
             credential,
         } = *exchange;
         let last = ClientFinal::parse(message)?;
-        // Kafka checks `endsWith`, not equality: librdkafka sends its own nonce again in
-        // front of the combined one, and signs what it sent.
+        // `endsWith`, not equality, as Kafka 3.x checked: librdkafka before 2.x.y (kcat 1.7.1
+        // ships 2.0.2) sends its own nonce again in front of the combined one and signs what it
+        // sent. Kafka 4.4 compares exactly and refuses those clients; Spate keeps them working:
+        // the server nonce is still required, and the proof still covers what was sent.
         if !last.nonce.ends_with(&server_first.nonce) {
             return Err(ScramError::NonceMismatch);
         }

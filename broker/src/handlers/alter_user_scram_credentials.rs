@@ -23,7 +23,7 @@ pub async fn handle(
     // Users in request order, each with its change or why it is refused.
     let mut users: Vec<String> = Vec::new();
     let mut changes: BTreeMap<String, Result<ScramUserChange, Refusal>> = BTreeMap::new();
-    let mut seen: Vec<(String, i8)> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     let alterations = r
         .deletions
         .iter()
@@ -46,14 +46,17 @@ pub async fn handle(
                 upsertions: vec![],
             })
         });
-        let Ok(change) = entry else { continue };
-        let duplicate = seen.contains(&(user.clone(), code));
-        seen.push((user.clone(), code));
-        match check(&user, code, duplicate, upsert.as_ref().map(|u| u.0)) {
+        // Kafka refuses a user named twice in one request, whatever the mechanisms (so
+        // kafka-configs changes one user's mechanisms in separate requests).
+        let duplicate = seen.contains(&user);
+        seen.push(user.clone());
+        let checked = check(&user, code, duplicate, upsert.as_ref().map(|u| u.0));
+        match checked {
             Err(refusal) => *entry = Err(refusal),
-            Ok(mechanism) => match upsert {
-                None => change.deletions.push(mechanism),
-                Some((iterations, salt, salted)) => change.upsertions.push((
+            Ok(mechanism) => match (upsert, entry) {
+                (_, Err(_)) => {}
+                (None, Ok(change)) => change.deletions.push(mechanism),
+                (Some((iterations, salt, salted)), Ok(change)) => change.upsertions.push((
                     mechanism,
                     ScramCredential::from_salted_password(mechanism, &salted, salt, iterations),
                 )),

@@ -102,6 +102,15 @@ impl Quotas {
         Duration::from_millis(ms.clamp(0, SAMPLES as i64 * WINDOW_MS) as u64)
     }
 
+    /// The most a consumer governed by a `consumer_byte_rate` may fetch at once: the quota
+    /// over the window less one sample (Kafka's `getMaxValueInQuotaWindow`), so that a fetch
+    /// can always fit the quota and a throttled consumer still makes progress.
+    pub fn max_fetch_bytes(&self, user: &str, client_id: &str) -> Option<i32> {
+        let (_, bound) = self.governing(user, client_id, QuotaKind::Fetch)?;
+        let window_s = (SAMPLES as f64 - 1.0) * WINDOW_MS as f64 / 1000.0;
+        Some((bound * window_s).clamp(1.0, i32::MAX as f64) as i32)
+    }
+
     /// Takes back a recorded value (a throttled fetch is answered empty, as in Kafka).
     pub fn unrecord(&self, user: &str, client_id: &str, kind: QuotaKind, value: f64) {
         if let Some((entity, _)) = self.governing(user, client_id, kind) {

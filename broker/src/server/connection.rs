@@ -169,7 +169,7 @@ async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
                     return;
                 }
             };
-            let env = match auth.as_mut() {
+            let mut env = match auth.as_mut() {
                 None => env,
                 Some(a) => {
                     let md = ctx.registry.quorum().metadata();
@@ -230,7 +230,7 @@ async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
             if let Some(parent) = &env.traceparent {
                 trace_context::continue_trace(&span, parent);
             }
-            let usage = throttle::before(&env);
+            let usage = throttle::before(&ctx, &rc, &mut env);
             let client_id = env.client_id.clone().unwrap_or_default();
             let mut handled = tokio::select! {
                 r = dispatch(&ctx, env, &rc).instrument(span) => r,

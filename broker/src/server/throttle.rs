@@ -18,7 +18,9 @@ pub struct Usage {
     acks_zero: bool,
 }
 
-pub fn before(env: &RequestEnvelope) -> Usage {
+/// Notes what the request will use; caps a consumer's fetch to what its quota allows in a
+/// window, as Kafka does.
+pub fn before(ctx: &Context, rc: &RequestContext, env: &mut RequestEnvelope) -> Usage {
     let (produced, acks_zero) = match &env.body {
         Request::Produce(r) => (
             Some(
@@ -32,8 +34,15 @@ pub fn before(env: &RequestEnvelope) -> Usage {
         ),
         _ => (None, false),
     };
-    let consumer_fetch = match &env.body {
-        Request::Fetch(r) => r.replica_id.0 < 0 && r.replica_state.replica_id.0 < 0,
+    let consumer_fetch = match &mut env.body {
+        Request::Fetch(r) if r.replica_id.0 < 0 && r.replica_state.replica_id.0 < 0 => {
+            let client_id = env.client_id.as_deref().unwrap_or_default();
+            if let Some(cap) = ctx.quotas.max_fetch_bytes(&rc.principal.name, client_id) {
+                r.max_bytes = r.max_bytes.min(cap);
+                r.min_bytes = r.min_bytes.min(r.max_bytes);
+            }
+            true
+        }
         _ => false,
     };
     Usage {

@@ -185,10 +185,15 @@ impl Authenticator {
                 mechanism,
                 expires_at,
             } => {
-                if expires_at.is_some_and(|at| now >= at) {
+                let (mechanism, reauth_enabled) = (*mechanism, expires_at.is_some());
+                // A re-authentication that starts late (the client waited on a slow answer,
+                // e.g. a JoinGroup held for the rebalance delay) is still one, as in Kafka;
+                // any other request after expiry ends the connection.
+                let reauthenticating =
+                    reauth_enabled && matches!(env.body, Request::SaslHandshake(_));
+                if !reauthenticating && expires_at.is_some_and(|at| now >= at) {
                     return Step::Close("SASL session expired without re-authentication".into());
                 }
-                let (mechanism, reauth_enabled) = (*mechanism, expires_at.is_some());
                 match env.body {
                     Request::SaslHandshake(r) if reauth_enabled => {
                         let principal = self.principal.clone();
