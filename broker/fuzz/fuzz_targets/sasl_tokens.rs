@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
     // The first half as client-first, the rest as client-final, against a known user.
     let split = data.iter().position(|b| *b == 0xff).unwrap_or(data.len());
     let (first, last) = data.split_at(split);
-    let cred = ScramCredential::from_password(ScramMechanism::Sha256, b"pw", vec![1; 16], 4096);
+    // Derived once: PBKDF2 on every input would leave little time for fuzzing.
+    static CRED: std::sync::OnceLock<ScramCredential> = std::sync::OnceLock::new();
+    let cred = CRED.get_or_init(|| {
+        ScramCredential::from_password(ScramMechanism::Sha256, b"pw", vec![1; 16], 4096)
+    });
     let mut server = ScramServer::new(ScramMechanism::Sha256);
     if server.client_first(first, "snonce", |_| Some(cred.clone())).is_ok() {
         let _ = server.client_final(last.get(1..).unwrap_or_default());

@@ -21,6 +21,21 @@ use crate::security::RequestContext;
 
 const NO_AUTHORIZER: &str = "No Authorizer is configured.";
 
+/// Why the ACL APIs refuse the whole request: no authorizer, or `op` on the cluster denied.
+fn refusal(
+    ctx: &Context,
+    rc: &RequestContext,
+    op: Operation,
+) -> Option<(ResponseError, &'static str)> {
+    if !ctx.authz.enabled() {
+        return Some((ResponseError::SecurityDisabled, NO_AUTHORIZER));
+    }
+    (!ctx
+        .authz
+        .allows(rc, op, ResourceType::Cluster, CLUSTER_NAME))
+    .then_some((ResponseError::ClusterAuthorizationFailed, ""))
+}
+
 fn filter(
     rt: i8,
     name: Option<&StrBytes>,
@@ -51,14 +66,8 @@ pub fn describe(
             .with_error_code(code.code())
             .with_error_message(Some(str_bytes(message)))
     };
-    if !ctx.authz.enabled() {
-        return failed(ResponseError::SecurityDisabled, NO_AUTHORIZER);
-    }
-    if !ctx
-        .authz
-        .allows(rc, Operation::Describe, ResourceType::Cluster, CLUSTER_NAME)
-    {
-        return failed(ResponseError::ClusterAuthorizationFailed, "");
+    if let Some((code, message)) = refusal(ctx, rc, Operation::Describe) {
+        return failed(code, message);
     }
     let f = match filter(
         r.resource_type_filter,
@@ -112,14 +121,8 @@ pub async fn create(
             .with_error_message(Some(str_bytes(message)));
         CreateAclsResponse::default().with_results(vec![result; r.creations.len()])
     };
-    if !ctx.authz.enabled() {
-        return all(ResponseError::SecurityDisabled, NO_AUTHORIZER);
-    }
-    if !ctx
-        .authz
-        .allows(rc, Operation::Alter, ResourceType::Cluster, CLUSTER_NAME)
-    {
-        return all(ResponseError::ClusterAuthorizationFailed, "");
+    if let Some((code, message)) = refusal(ctx, rc, Operation::Alter) {
+        return all(code, message);
     }
     let checked: Vec<Result<AclBinding, String>> = r
         .creations
@@ -169,14 +172,8 @@ pub async fn delete(
             .with_error_message(Some(str_bytes(message)));
         DeleteAclsResponse::default().with_filter_results(vec![result; r.filters.len()])
     };
-    if !ctx.authz.enabled() {
-        return all(ResponseError::SecurityDisabled, NO_AUTHORIZER);
-    }
-    if !ctx
-        .authz
-        .allows(rc, Operation::Alter, ResourceType::Cluster, CLUSTER_NAME)
-    {
-        return all(ResponseError::ClusterAuthorizationFailed, "");
+    if let Some((code, message)) = refusal(ctx, rc, Operation::Alter) {
+        return all(code, message);
     }
     let parsed: Vec<Result<AclFilter, String>> = r
         .filters

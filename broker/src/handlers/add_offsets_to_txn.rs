@@ -1,8 +1,6 @@
 //! AddOffsetsToTxn: the transaction will commit offsets of a group, so the group's
 //! `__consumer_offsets` partition joins the transaction (it gets the marker too).
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
-use spate_auth::acl::{Operation, ResourceType};
 
 use crate::context::Context;
 use crate::handlers::txn_common::fenced_error;
@@ -16,23 +14,12 @@ pub async fn handle(
     version: i16,
     req: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
-    let refused = if !ctx.authz.allows(
+    let refused = super::txn_common::txn_group_refusal(
+        ctx,
         rc,
-        Operation::Write,
-        ResourceType::TransactionalId,
         req.transactional_id.as_str(),
-    ) {
-        Some(ResponseError::TransactionalIdAuthorizationFailed)
-    } else if !ctx.authz.allows(
-        rc,
-        Operation::Read,
-        ResourceType::Group,
         req.group_id.as_str(),
-    ) {
-        Some(ResponseError::GroupAuthorizationFailed)
-    } else {
-        None
-    };
+    );
     if let Some(e) = refused {
         return AddOffsetsToTxnResponse::default().with_error_code(e.code());
     }

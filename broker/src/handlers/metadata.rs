@@ -113,7 +113,11 @@ pub async fn handle(
         .into_iter()
         .map(|t| {
             let ops = match (&t.name, req.include_topic_authorized_operations) {
-                (Some(n), true) if t.error_code == 0 => {
+                // As Kafka: every described topic, unknown ones too (kafka-python decodes the
+                // field of each); only refused topics keep "not requested".
+                (Some(n), true)
+                    if t.error_code != ResponseError::TopicAuthorizationFailed.code() =>
+                {
                     authz.operations(rc, ResourceType::Topic, n.as_str())
                 }
                 _ => NO_AUTHORIZED_OPERATIONS,

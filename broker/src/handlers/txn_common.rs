@@ -23,3 +23,30 @@ pub fn partition_exists(ctx: &Context, topic: &str, partition: i32) -> bool {
             .is_some()
     })
 }
+
+/// The checks AddOffsetsToTxn and TxnOffsetCommit share: WRITE on the transactional id, then
+/// READ on the group; the first refusal's error.
+pub fn txn_group_refusal(
+    ctx: &crate::context::Context,
+    rc: &crate::security::RequestContext,
+    transactional_id: &str,
+    group: &str,
+) -> Option<kafka_protocol::error::ResponseError> {
+    use kafka_protocol::error::ResponseError;
+    use spate_auth::acl::{Operation, ResourceType};
+    if !ctx.authz.allows(
+        rc,
+        Operation::Write,
+        ResourceType::TransactionalId,
+        transactional_id,
+    ) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !ctx
+        .authz
+        .allows(rc, Operation::Read, ResourceType::Group, group)
+    {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    }
+}

@@ -25,23 +25,12 @@ pub async fn handle(
     version: i16,
     req: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
-    let whole = if !ctx.authz.allows(
+    let whole = super::txn_common::txn_group_refusal(
+        ctx,
         rc,
-        Operation::Write,
-        ResourceType::TransactionalId,
         req.transactional_id.as_str(),
-    ) {
-        Some(ResponseError::TransactionalIdAuthorizationFailed)
-    } else if !ctx.authz.allows(
-        rc,
-        Operation::Read,
-        ResourceType::Group,
         req.group_id.as_str(),
-    ) {
-        Some(ResponseError::GroupAuthorizationFailed)
-    } else {
-        None
-    };
+    );
     // Per topic in the request: the error all its partitions get, if refused.
     let refused: Vec<Option<ResponseError>> = req
         .topics
