@@ -433,9 +433,12 @@ fn oauthbearer(
     let Some(settings) = settings else {
         return Err(Refused("OAUTHBEARER is not configured".into()));
     };
+    // As Kafka, the client learns only that the token is invalid; the reason is logged.
     let invalid = |refusal: &mut Option<String>, why: String| {
-        tracing::debug!("OAUTHBEARER token refused: {why}");
-        *refusal = Some(format!("Authentication failed: {why}"));
+        tracing::info!("OAUTHBEARER token refused: {why}");
+        *refusal = Some(
+            String::from_utf8_lossy(spate_auth::oauthbearer::INVALID_TOKEN_CHALLENGE).into_owned(),
+        );
         Ok(TokenResult::Continue(
             spate_auth::oauthbearer::INVALID_TOKEN_CHALLENGE.to_vec(),
         ))
