@@ -130,21 +130,10 @@ mod tests {
     use super::*;
 
     fn raw(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        let mut m: BTreeMap<String, String> = [
-            ("sasl.enabled.mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512"),
-            ("sasl.server.max.receive.size", "524288"),
-            ("connections.max.reauth.ms", "0"),
-            ("connection.failed.authentication.delay.ms", "100"),
-            ("sasl.oauthbearer.jwks.endpoint.url", ""),
-            ("sasl.oauthbearer.expected.audience", ""),
-            ("sasl.oauthbearer.expected.issuer", ""),
-            ("sasl.oauthbearer.sub.claim.name", "sub"),
-            ("sasl.oauthbearer.clock.skew.seconds", "30"),
-            ("sasl.oauthbearer.jwks.endpoint.refresh.ms", "3600000"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let mut m: BTreeMap<String, String> = crate::config::DEFAULTS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         for (k, v) in pairs {
             m.insert(k.to_string(), v.to_string());
         }
