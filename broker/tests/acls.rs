@@ -121,6 +121,18 @@ async fn create_acls(
     r.results.iter().map(|r| r.error_code).collect()
 }
 
+/// DescribeAcls for every ACL (ANY filters).
+fn all_acls() -> DescribeAclsRequest {
+    DescribeAclsRequest::default()
+        .with_resource_type_filter(1)
+        .with_resource_name_filter(None)
+        .with_pattern_type_filter(1)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_operation(1)
+        .with_permission_type(1)
+}
+
 async fn create_topic(conn: &mut TcpStream, name: &str) -> i16 {
     let r: CreateTopicsResponse = call(
         conn,
@@ -173,20 +185,7 @@ async fn a_user_without_acls_sees_and_does_nothing_until_granted() {
     assert!(named.topics[0].topic_id.is_nil());
     assert_eq!(produce_code(&mut alice, "orders").await, 29);
     assert_eq!(create_topic(&mut alice, "mine").await, 29);
-    let acls: DescribeAclsResponse = call(
-        &mut alice,
-        ApiKey::DescribeAcls,
-        3,
-        &DescribeAclsRequest::default()
-            .with_resource_type_filter(1)
-            .with_resource_name_filter(None)
-            .with_pattern_type_filter(1)
-            .with_principal_filter(None)
-            .with_host_filter(None)
-            .with_operation(1)
-            .with_permission_type(1),
-    )
-    .await;
+    let acls: DescribeAclsResponse = call(&mut alice, ApiKey::DescribeAcls, 3, &all_acls()).await;
     assert_eq!(acls.error_code, 31, "CLUSTER_AUTHORIZATION_FAILED");
     let quorum: DescribeQuorumResponse = call(
         &mut alice,
@@ -259,20 +258,8 @@ async fn a_user_without_acls_sees_and_does_nothing_until_granted() {
         "{deleted:?}"
     );
     assert!(metadata(&mut alice, None).await.topics.is_empty());
-    let described: DescribeAclsResponse = call(
-        &mut admin,
-        ApiKey::DescribeAcls,
-        3,
-        &DescribeAclsRequest::default()
-            .with_resource_type_filter(1)
-            .with_resource_name_filter(None)
-            .with_pattern_type_filter(1)
-            .with_principal_filter(None)
-            .with_host_filter(None)
-            .with_operation(1)
-            .with_permission_type(1),
-    )
-    .await;
+    let described: DescribeAclsResponse =
+        call(&mut admin, ApiKey::DescribeAcls, 3, &all_acls()).await;
     assert_eq!(described.error_code, 0);
     assert_eq!(
         described.resources.len(),
@@ -306,20 +293,7 @@ async fn without_an_authorizer_acl_apis_say_security_is_disabled() {
     let dir = tempfile::tempdir().unwrap();
     let b = start(dir.path(), &[]).await;
     let mut conn = TcpStream::connect(b.local_addr).await.unwrap();
-    let r: DescribeAclsResponse = call(
-        &mut conn,
-        ApiKey::DescribeAcls,
-        3,
-        &DescribeAclsRequest::default()
-            .with_resource_type_filter(1)
-            .with_resource_name_filter(None)
-            .with_pattern_type_filter(1)
-            .with_principal_filter(None)
-            .with_host_filter(None)
-            .with_operation(1)
-            .with_permission_type(1),
-    )
-    .await;
+    let r: DescribeAclsResponse = call(&mut conn, ApiKey::DescribeAcls, 3, &all_acls()).await;
     assert_eq!(r.error_code, 54, "SECURITY_DISABLED");
     let r = create_acls(
         &mut conn,

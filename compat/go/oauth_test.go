@@ -129,40 +129,8 @@ func TestOAuthBearerProducesAndConsumes(t *testing.T) {
 	topic := "oauth-" + fmt.Sprint(time.Now().UnixNano())
 	createTopic(t, kadm.NewClient(ob.Client(t)), topic, 1, nil)
 
-	login := ob.login(iss.token(t, "alice", oauthAudience, 10*time.Minute))
 	const n = 20
-	var recs []*kgo.Record
-	for i := 0; i < n; i++ {
-		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(fmt.Sprintf("v%d", i))})
-	}
-	if err := ob.Client(t, login...).ProduceSync(ctxT(t, 30*time.Second), recs...).FirstErr(); err != nil {
-		t.Fatalf("produce over OAUTHBEARER: %v", err)
-	}
-	cons := ob.Client(t, append(login,
-		kgo.ConsumeTopics(topic),
-		kgo.ConsumerGroup("g-"+topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(500*time.Millisecond),
-		kgo.DisableAutoCommit(),
-	)...)
-	ctx := ctxT(t, 30*time.Second)
-	var got []string
-	for len(got) < n {
-		fs := cons.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("consumed %d of %d records before the deadline", len(got), n)
-		}
-		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s[%d]: %v", topic, p, err) })
-		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
-	}
-	for i, v := range got {
-		if want := fmt.Sprintf("v%d", i); v != want {
-			t.Fatalf("record %d = %q, want %q (all: %v)", i, v, want, got)
-		}
-	}
-	if err := cons.CommitUncommittedOffsets(ctxT(t, 20*time.Second)); err != nil {
-		t.Fatalf("commit through the group coordinator: %v", err)
-	}
+	roundTrip(t, ob.Broker, topic, n, ob.login(iss.token(t, "alice", oauthAudience, 10*time.Minute)))
 }
 
 func TestOAuthBearerInvalidTokenFails(t *testing.T) {

@@ -108,12 +108,18 @@ func (sb *saslBroker) adminAs(t *testing.T, user, password string) *kadm.Client 
 	return adm
 }
 
-// saslRoundTrip creates a one-partition topic (as admin), produces n records with the login
-// and consumes them back through a consumer group with the same login, in order.
+// saslRoundTrip creates a one-partition topic (as admin), then does a roundTrip with the login.
 func saslRoundTrip(t *testing.T, sb *saslBroker, topic string, n int, login []kgo.Opt) {
 	t.Helper()
 	createTopic(t, sb.adminAs(t, saslAdmin, saslAdminPassword), topic, 1, nil)
-	prod := sb.Client(t, login...)
+	roundTrip(t, sb.Broker, topic, n, login)
+}
+
+// roundTrip produces n records to topic with the login and consumes them back through a
+// consumer group with the same login, in order, then commits.
+func roundTrip(t *testing.T, b *Broker, topic string, n int, login []kgo.Opt) {
+	t.Helper()
+	prod := b.Client(t, login...)
 	var recs []*kgo.Record
 	for i := 0; i < n; i++ {
 		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(fmt.Sprintf("v%d", i))})
@@ -121,7 +127,7 @@ func saslRoundTrip(t *testing.T, sb *saslBroker, topic string, n int, login []kg
 	if err := prod.ProduceSync(ctxT(t, 30*time.Second), recs...).FirstErr(); err != nil {
 		t.Fatalf("produce %d records to %s: %v", n, topic, err)
 	}
-	cons := sb.Client(t, append(login,
+	cons := b.Client(t, append(login,
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumerGroup("g-"+topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

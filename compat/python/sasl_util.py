@@ -11,6 +11,7 @@ SASL_SSL (SCRAM-SHA-512 only; the server certificate of ``tls_util.make_pki``). 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,3 +87,37 @@ def start_sasl_broker(broker_factory, pki: Path,
                     ("--add-scram", f"{mechanism}=[name={ADMIN},password={ADMIN_PASSWORD}]")]
     b.start()
     return SaslBroker(b, pki, f"127.0.0.1:{sasl_plaintext}", f"127.0.0.1:{sasl_ssl}")
+
+
+def round_trip(conf: dict[str, str], topic: str, n: int, commit: bool = False) -> list[bytes]:
+    """Produce n records (idempotent, acks=all) to topic with confluent-kafka, then read them
+    back with a consumer group; every delivery must succeed. Returns the values read."""
+    from confluent_kafka import Consumer, Producer  # the kcat suite imports this module too
+
+    p = Producer({**conf, "enable.idempotence": True})
+    failed = []
+    try:
+        for i in range(n):
+            p.produce(topic, key=str(i).encode(), value=f"v{i}".encode(),
+                      on_delivery=lambda err, _m: err and failed.append(err))
+        assert p.flush(30) == 0
+    finally:
+        p.purge()
+        p.close()
+    assert failed == []
+    c = Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    got = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(got) < n and time.monotonic() < deadline:
+            m = c.poll(1)
+            if m is None:
+                continue
+            assert m.error() is None, m.error()
+            got.append(m.value())
+        if commit:
+            c.commit(asynchronous=False)
+    finally:
+        c.close()
+    return got

@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # no
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from compat_util import wait_until  # noqa: E402
+from sasl_util import round_trip  # noqa: E402
 from tls_util import free_port  # noqa: E402
 
 AUDIENCE = "spate"
@@ -155,32 +156,7 @@ def test_valid_token_produces_and_consumes(oauth_broker, issuer):
     topic = unique("oauth")
     create_topic(oauth_broker, topic)
     n = 30
-    failed = []
-    p = Producer({**conf, "enable.idempotence": True})
-    try:
-        for i in range(n):
-            p.produce(topic, key=str(i).encode(), value=f"v{i}".encode(),
-                      on_delivery=lambda err, _m: err and failed.append(err))
-        assert p.flush(30) == 0
-    finally:
-        p.purge()
-        p.close()
-    assert failed == []
-
-    c = Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
-    got = []
-    try:
-        deadline = time.monotonic() + 30
-        while len(got) < n and time.monotonic() < deadline:
-            m = c.poll(1)
-            if m is None:
-                continue
-            assert m.error() is None, m.error()
-            got.append(m.value())
-        c.commit(asynchronous=False)
-    finally:
-        c.close()
+    got = round_trip(conf, topic, n, commit=True)
     assert got == [f"v{i}".encode() for i in range(n)]
     assert high_watermark(oauth_broker, topic) == n
 

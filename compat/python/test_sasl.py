@@ -25,7 +25,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as Errors
 
 from compat_util import wait_until
-from sasl_util import start_sasl_broker
+from sasl_util import round_trip, start_sasl_broker
 from tls_util import make_pki
 
 SCRAM_FAILED = ("Authentication failed during authentication due to invalid credentials with "
@@ -57,31 +57,7 @@ def unique(prefix: str) -> str:
 
 def produce_and_consume(conf: dict[str, str], n: int = 50) -> list[bytes]:
     """Produce n records (idempotent, acks=all) to a new topic, then read them with a group."""
-    topic = unique("sasl")
-    p = Producer({**conf, "enable.idempotence": True})
-    failed = []
-    try:
-        for i in range(n):
-            p.produce(topic, key=str(i).encode(), value=f"v{i}".encode(),
-                      on_delivery=lambda err, _m: err and failed.append(err))
-        assert p.flush(30) == 0
-    finally:
-        p.purge()
-        p.close()
-    assert failed == []
-    c = Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
-    got = []
-    try:
-        deadline = time.monotonic() + 30
-        while len(got) < n and time.monotonic() < deadline:
-            m = c.poll(1)
-            if m is None:
-                continue
-            assert m.error() is None, m.error()
-            got.append(m.value())
-    finally:
-        c.close()
+    got = round_trip(conf, unique("sasl"), n)
     assert len(got) == n, f"only {len(got)} of {n} consumed"
     return got
 

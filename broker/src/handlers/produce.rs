@@ -61,15 +61,21 @@ pub async fn handle(
             id.as_str(),
         )
     });
-    let (topic_data, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut req.topic_data)
-        .into_iter()
-        .partition(|t| {
-            !txn_refused
-                && ctx
-                    .authz
-                    .allows(rc, Operation::Write, ResourceType::Topic, t.name.as_str())
-        });
-    req.topic_data = topic_data;
+    // Without an authorizer nothing is refused and the request stays as it came.
+    let refused: Vec<TopicProduceData> = if ctx.authz.enabled() {
+        let (kept, refused) = std::mem::take(&mut req.topic_data)
+            .into_iter()
+            .partition(|t| {
+                !txn_refused
+                    && ctx
+                        .authz
+                        .allows(rc, Operation::Write, ResourceType::Topic, t.name.as_str())
+            });
+        req.topic_data = kept;
+        refused
+    } else {
+        Vec::new()
+    };
     let code = if txn_refused {
         ResponseError::TransactionalIdAuthorizationFailed
     } else {

@@ -127,17 +127,28 @@ impl Authz {
         cache.1.clone()
     }
 
+    /// Asks the current authorizer about the connection's principal and address.
+    fn ask<T>(
+        &self,
+        rc: &RequestContext,
+        question: impl FnOnce(&Authorizer, Requester<'_>) -> T,
+    ) -> T {
+        let (principal, host) = (rc.principal.to_string(), rc.peer.ip().to_string());
+        question(
+            &self.current(),
+            Requester {
+                principal: &principal,
+                host: &host,
+            },
+        )
+    }
+
     /// May the connection do `op` on `rt` `name`? Denials are counted.
     pub fn allows(&self, rc: &RequestContext, op: Operation, rt: ResourceType, name: &str) -> bool {
         if !self.enabled() {
             return true;
         }
-        let (principal, host) = (rc.principal.to_string(), rc.peer.ip().to_string());
-        let who = Requester {
-            principal: &principal,
-            host: &host,
-        };
-        let allowed = self.current().authorize(who, op, rt, name);
+        let allowed = self.ask(rc, |a, who| a.authorize(who, op, rt, name));
         if !allowed {
             self.denied(rt);
         }
@@ -147,19 +158,7 @@ impl Authz {
     /// Like `allows`, but a "no" is not counted: for filtering lists (Metadata for all
     /// topics, ListGroups), where leaving things out is the answer, not a refusal.
     pub fn sees(&self, rc: &RequestContext, op: Operation, rt: ResourceType, name: &str) -> bool {
-        if !self.enabled() {
-            return true;
-        }
-        let (principal, host) = (rc.principal.to_string(), rc.peer.ip().to_string());
-        self.current().authorize(
-            Requester {
-                principal: &principal,
-                host: &host,
-            },
-            op,
-            rt,
-            name,
-        )
+        !self.enabled() || self.ask(rc, |a, who| a.authorize(who, op, rt, name))
     }
 
     /// May the connection do `op` on some resource of type `rt` (Kafka's
@@ -168,15 +167,7 @@ impl Authz {
         if !self.enabled() {
             return true;
         }
-        let (principal, host) = (rc.principal.to_string(), rc.peer.ip().to_string());
-        let allowed = self.current().authorize_any(
-            Requester {
-                principal: &principal,
-                host: &host,
-            },
-            op,
-            rt,
-        );
+        let allowed = self.ask(rc, |a, who| a.authorize_any(who, op, rt));
         if !allowed {
             self.denied(rt);
         }
@@ -192,15 +183,7 @@ impl Authz {
                 .iter()
                 .fold(0, |bits, op| bits | (1 << op.code()));
         }
-        let (principal, host) = (rc.principal.to_string(), rc.peer.ip().to_string());
-        self.current().allowed_operations(
-            Requester {
-                principal: &principal,
-                host: &host,
-            },
-            rt,
-            name,
-        )
+        self.ask(rc, |a, who| a.allowed_operations(who, rt, name))
     }
 
     fn denied(&self, rt: ResourceType) {

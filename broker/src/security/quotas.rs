@@ -60,6 +60,12 @@ impl Quotas {
         }
     }
 
+    /// Whether any client quota is configured (most brokers have none: then nothing is
+    /// recorded).
+    pub fn active(&self) -> bool {
+        !self.registry.quorum().metadata().client_quotas.is_empty()
+    }
+
     /// The quota governing (user, client-id) for `kind`: its entity and bound.
     fn governing(
         &self,

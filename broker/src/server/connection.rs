@@ -231,19 +231,12 @@ async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
                 trace_context::continue_trace(&span, parent);
             }
             let usage = throttle::before(&ctx, &rc, &mut env);
-            let client_id = env.client_id.clone().unwrap_or_default();
             let mut handled = tokio::select! {
                 r = dispatch(&ctx, env, &rc).instrument(span) => r,
                 _ = shutdown.changed() => return,
             };
             timer.observe_duration();
-            mute = mute.max(throttle::after(
-                &ctx,
-                &rc,
-                &client_id,
-                usage,
-                handled.as_mut(),
-            ));
+            mute = mute.max(throttle::after(&ctx, &rc, usage, handled.as_mut()));
             if let Some(response) = handled {
                 if !encode(&mut output, peer, correlation_id, version, &response) {
                     return;

@@ -8,8 +8,9 @@ use crate::protocol::{Request, RequestEnvelope, Response};
 use crate::security::quotas::QuotaKind;
 use crate::security::RequestContext;
 
-/// Taken before a request is handled.
+/// Taken before a request is handled (`before` gives none when no client quota is configured).
 pub struct Usage {
+    client_id: String,
     started: Instant,
     /// Record bytes of a Produce.
     produced: Option<usize>,
@@ -20,7 +21,11 @@ pub struct Usage {
 
 /// Notes what the request will use; caps a consumer's fetch to what its quota allows in a
 /// window, as Kafka does.
-pub fn before(ctx: &Context, rc: &RequestContext, env: &mut RequestEnvelope) -> Usage {
+pub fn before(ctx: &Context, rc: &RequestContext, env: &mut RequestEnvelope) -> Option<Usage> {
+    if !ctx.quotas.active() {
+        return None;
+    }
+    let client_id = env.client_id.clone().unwrap_or_default();
     let (produced, acks_zero) = match &env.body {
         Request::Produce(r) => (
             Some(
@@ -36,8 +41,7 @@ pub fn before(ctx: &Context, rc: &RequestContext, env: &mut RequestEnvelope) -> 
     };
     let consumer_fetch = match &mut env.body {
         Request::Fetch(r) if r.replica_id.0 < 0 && r.replica_state.replica_id.0 < 0 => {
-            let client_id = env.client_id.as_deref().unwrap_or_default();
-            if let Some(cap) = ctx.quotas.max_fetch_bytes(&rc.principal.name, client_id) {
+            if let Some(cap) = ctx.quotas.max_fetch_bytes(&rc.principal.name, &client_id) {
                 r.max_bytes = r.max_bytes.min(cap);
                 r.min_bytes = r.min_bytes.min(r.max_bytes);
             }
@@ -45,22 +49,26 @@ pub fn before(ctx: &Context, rc: &RequestContext, env: &mut RequestEnvelope) -> 
         }
         _ => false,
     };
-    Usage {
+    Some(Usage {
+        client_id,
         started: Instant::now(),
         produced,
         consumer_fetch,
         acks_zero,
-    }
+    })
 }
 
 /// Records the usage and sets the throttle on the response; the delay to apply.
 pub fn after(
     ctx: &Context,
     rc: &RequestContext,
-    client_id: &str,
-    usage: Usage,
+    usage: Option<Usage>,
     response: Option<&mut Response>,
 ) -> Duration {
+    let Some(usage) = usage else {
+        return Duration::ZERO;
+    };
+    let client_id = usage.client_id.as_str();
     let quotas = &ctx.quotas;
     let user = rc.principal.name.as_str();
     let mut throttle = Duration::ZERO;

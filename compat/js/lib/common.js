@@ -118,7 +118,34 @@ function normHeaders (h) {
   return out
 }
 
+// Reads n records of topic with an already connected consumer in a group, from the
+// beginning, then disconnects it; fails after 30 s.
+async function readGroup (consumer, topic, n) {
+  await consumer.subscribe({ topics: [topic], fromBeginning: true })
+  const got = []
+  let timer
+  try {
+    await new Promise((resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`consumed ${got.length} of ${n} records from ${topic} within 30 s`)), 30000)
+      consumer.on(consumer.events.CRASH, e => {
+        if (!e.payload || !e.payload.restart) reject(new Error(`consumer crashed: ${e.payload && e.payload.error}`))
+      })
+      consumer.run({
+        eachMessage: async ({ message }) => {
+          got.push(message.value.toString())
+          if (got.length >= n) resolve()
+        }
+      }).catch(reject)
+    })
+  } finally {
+    clearTimeout(timer)
+    await consumer.disconnect()
+  }
+  return got
+}
+
 module.exports = {
+  readGroup,
   makeKafka, brokerFixture, createPartitioner, makeMessages, byPartition, normHeaders,
   NUM_RECORDS, NUM_PARTITIONS, BASE_TS, recordTs
 }

@@ -9,7 +9,7 @@ const crypto = require('node:crypto')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { brokerFixture, makeKafka, createPartitioner } = require('../lib/common')
+const { readGroup, brokerFixture, makeKafka, createPartitioner } = require('../lib/common')
 const { Broker, freePort } = require('../lib/broker')
 
 const ISSUER = 'https://issuer.test'
@@ -98,27 +98,7 @@ async function highWatermark (topic) {
 // Reads n records of topic through a consumer group, in order; fails after 30 s.
 async function consume (kafka, topic, n) {
   const consumer = await connected(kafka.consumer({ groupId: `g-${topic}`, maxWaitTimeInMs: 500 }))
-  await consumer.subscribe({ topics: [topic], fromBeginning: true })
-  const got = []
-  let timer
-  try {
-    await new Promise((resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`consumed ${got.length} of ${n} records from ${topic} within 30 s`)), 30000)
-      consumer.on(consumer.events.CRASH, e => {
-        if (!e.payload || !e.payload.restart) reject(new Error(`consumer crashed: ${e.payload && e.payload.error}`))
-      })
-      consumer.run({
-        eachMessage: async ({ message }) => {
-          got.push(message.value.toString())
-          if (got.length >= n) resolve()
-        }
-      }).catch(reject)
-    })
-  } finally {
-    clearTimeout(timer)
-    await consumer.disconnect()
-  }
-  return got
+  return readGroup(consumer, topic, n)
 }
 
 const values = n => Array.from({ length: n }, (_, i) => `v${i}`)
