@@ -237,9 +237,8 @@ impl TlsSettings {
         })
     }
 
-    fn build(&self, m: &Material) -> Result<ServerConfig, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let key = PrivateKeyDer::from_pem_slice(&m.key).map_err(|_| {
+    fn private_key(&self, m: &Material) -> Result<PrivateKeyDer<'static>, TlsError> {
+        PrivateKeyDer::from_pem_slice(&m.key).map_err(|_| {
             let encrypted = String::from_utf8_lossy(&m.key).contains("ENCRYPTED");
             TlsError::Pem {
                 what: self.key.describe(),
@@ -249,7 +248,12 @@ impl TlsSettings {
                     "no private key (PKCS#8, PKCS#1 or SEC1 PEM) found".into()
                 },
             }
-        })?;
+        })
+    }
+
+    fn build(&self, m: &Material) -> Result<ServerConfig, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = self.private_key(m)?;
         let chain = certificates(&m.chain, &self.chain)?;
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&self.protocols)
@@ -260,13 +264,7 @@ impl TlsSettings {
             }
             (auth, Some(source), Some(trust)) => {
                 let store = source.describe();
-                let mut roots = RootCertStore::empty();
-                for cert in certificates(trust, source)? {
-                    roots.add(cert).map_err(|e| TlsError::Pem {
-                        what: store.clone(),
-                        reason: format!("not a usable CA certificate: {e}"),
-                    })?;
-                }
+                let roots = roots(trust, source)?;
                 let b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
                 let b = if auth == ClientAuth::Requested {
                     b.allow_unauthenticated()
@@ -304,17 +302,8 @@ impl TlsSettings {
                     .into(),
             });
         };
-        let mut roots = RootCertStore::empty();
-        for cert in certificates(trust, source)? {
-            roots.add(cert).map_err(|e| TlsError::Pem {
-                what: source.describe(),
-                reason: format!("not a usable CA certificate: {e}"),
-            })?;
-        }
-        let key = PrivateKeyDer::from_pem_slice(&m.key).map_err(|_| TlsError::Pem {
-            what: self.key.describe(),
-            reason: "no private key (PKCS#8, PKCS#1 or SEC1 PEM) found".into(),
-        })?;
+        let roots = roots(trust, source)?;
+        let key = self.private_key(&m)?;
         let chain = certificates(&m.chain, &self.chain)?;
         rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -343,6 +332,18 @@ pub fn principal_of(mapper: &SslPrincipalMapper, cert: &[u8]) -> Result<KafkaPri
         .name(&dn)
         .map_err(|e| TlsError::Principal(e.to_string()))?;
     Ok(KafkaPrincipal::user(name))
+}
+
+/// The CA certificates of a truststore, as rustls' root store.
+fn roots(trust: &[u8], source: &Pem) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(trust, source)? {
+        roots.add(cert).map_err(|e| TlsError::Pem {
+            what: source.describe(),
+            reason: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    Ok(roots)
 }
 
 fn certificates(pem: &[u8], source: &Pem) -> Result<Vec<CertificateDer<'static>>, TlsError> {
