@@ -20,6 +20,7 @@ pub mod crd;
 pub mod kafka;
 pub mod leader_election;
 pub mod metrics;
+pub mod pki;
 pub mod plan;
 pub mod reconcilers;
 

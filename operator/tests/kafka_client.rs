@@ -197,7 +197,7 @@ async fn fake_broker() -> (String, Arc<Mutex<Seen>>) {
 #[tokio::test]
 async fn negotiates_versions_and_creates_topics() {
     let (addr, seen) = fake_broker().await;
-    let admin = AdminClient::connect(&addr, Duration::from_secs(5))
+    let admin = AdminClient::connect(&addr, Duration::from_secs(5), None)
         .await
         .expect("connect");
     admin
@@ -231,7 +231,7 @@ async fn negotiates_versions_and_creates_topics() {
 #[tokio::test]
 async fn metadata_reports_partitions_isr_and_health() {
     let (addr, _) = fake_broker().await;
-    let admin = AdminClient::connect(&addr, Duration::from_secs(5))
+    let admin = AdminClient::connect(&addr, Duration::from_secs(5), None)
         .await
         .expect("connect");
     let md = admin.metadata(None).await.expect("metadata");
@@ -245,7 +245,7 @@ async fn metadata_reports_partitions_isr_and_health() {
 #[tokio::test]
 async fn reassignment_and_election_requests_round_trip() {
     let (addr, seen) = fake_broker().await;
-    let admin = AdminClient::connect(&addr, Duration::from_secs(5))
+    let admin = AdminClient::connect(&addr, Duration::from_secs(5), None)
         .await
         .expect("connect");
     admin
@@ -284,7 +284,7 @@ async fn reassignment_and_election_requests_round_trip() {
 #[tokio::test]
 async fn unsupported_api_is_reported_without_sending() {
     let (addr, _) = fake_broker().await;
-    let admin = AdminClient::connect(&addr, Duration::from_secs(5))
+    let admin = AdminClient::connect(&addr, Duration::from_secs(5), None)
         .await
         .expect("connect");
     let err = admin.delete_topic("x").await.expect_err("not advertised");
@@ -299,7 +299,7 @@ async fn unreachable_broker_is_an_io_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     drop(listener);
-    let err = AdminClient::connect(&addr, Duration::from_secs(2))
+    let err = AdminClient::connect(&addr, Duration::from_secs(2), None)
         .await
         .err()
         .expect("refused");
@@ -365,7 +365,7 @@ async fn topic_lifecycle_against_the_real_broker() {
     let Some(broker) = real_broker().await else {
         return;
     };
-    let admin = AdminClient::connect(&broker.addr, Duration::from_secs(5))
+    let admin = AdminClient::connect(&broker.addr, Duration::from_secs(5), None)
         .await
         .expect("connect");
     let id = admin

@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 
 /// Metadata through `bootstrap`.
 pub async fn metadata(bootstrap: &str) -> Result<ClusterMetadata> {
-    let admin = AdminClient::connect(bootstrap, Duration::from_secs(5)).await?;
+    let admin = AdminClient::connect(bootstrap, Duration::from_secs(5), None).await?;
     Ok(admin.metadata(None).await?)
 }
 

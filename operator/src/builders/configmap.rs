@@ -6,12 +6,17 @@
 //!
 //! A broker has one unnamed listener, or, once its external address is known (see
 //! `external.rs`), two: `PLAINTEXT` for in-cluster clients and replication, and `EXTERNAL`.
+//! A secured cluster (`security.rs`) names them `INTERNAL`, `EXTERNAL` and `REPLICATION`.
+
+/// The in-cluster client listener's name on a secured cluster.
+pub const SECURED_INTERNAL_NAME: &str = "INTERNAL";
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::external::{ExternalEndpoints, EXTERNAL_NAME, EXTERNAL_PORT, INTERNAL_NAME};
+use super::security::{self, REPLICATION_NAME, REPLICATION_PORT};
 use super::{broker_host, configmap_name, labels, object_meta, DATA_MOUNT, HTTP_PORT, RAFT_PORT};
 use crate::crd::Cluster;
 
@@ -57,42 +62,97 @@ pub fn quorum_voters(c: &Cluster, broker_ids: &[i32]) -> String {
         .join(",")
 }
 
-/// The listener settings of broker `id`: one unnamed listener, or `PLAINTEXT` plus `EXTERNAL`
-/// when the broker has an external endpoint.
-fn listener_settings(
-    c: &Cluster,
-    id: i32,
-    external: &ExternalEndpoints,
-) -> Vec<(&'static str, String)> {
+/// The listener settings of broker `id`: one unnamed listener, or named ones when the broker
+/// has an external endpoint or the cluster is secured (`security.rs`).
+fn listener_settings(c: &Cluster, id: i32, external: &ExternalEndpoints) -> Vec<(String, String)> {
     let port = c.spec.listeners.internal.port;
     let internal = format!("{}:{port}", broker_host(c, id));
-    let endpoint = external
-        .get(&id)
-        .filter(|_| c.spec.listeners.external.is_some());
-    let Some(ext) = endpoint else {
+    let ext_spec = c.spec.listeners.external.as_ref();
+    let endpoint = external.get(&id).filter(|_| ext_spec.is_some());
+    let secured = security::secured(c);
+    if !secured && endpoint.is_none() {
         return vec![
-            ("listeners", format!("0.0.0.0:{port}")),
-            ("advertised.listeners", internal),
+            ("listeners".into(), format!("0.0.0.0:{port}")),
+            ("advertised.listeners".into(), internal),
         ];
+    }
+    let internal_name = internal_listener_name(c);
+    let int_spec = &c.spec.listeners.internal;
+    // (name, bind address, advertised address, security protocol)
+    let mut named = vec![(
+        internal_name,
+        format!("0.0.0.0:{port}"),
+        internal,
+        security::protocol(int_spec.tls.as_ref(), int_spec.authentication),
+    )];
+    let mut extra = Vec::new();
+    if secured {
+        extra.extend(security::client_listener_settings(
+            internal_name,
+            id,
+            int_spec.tls.as_ref(),
+            int_spec.authentication,
+        ));
+    }
+    if let (Some(ext), Some(spec)) = (endpoint, ext_spec) {
+        named.push((
+            EXTERNAL_NAME,
+            format!("0.0.0.0:{EXTERNAL_PORT}"),
+            format!("{}:{}", ext.host, ext.port),
+            security::protocol(spec.tls.as_ref(), spec.authentication),
+        ));
+        extra.extend(security::client_listener_settings(
+            EXTERNAL_NAME,
+            id,
+            spec.tls.as_ref(),
+            spec.authentication,
+        ));
+    }
+    if secured {
+        named.push((
+            REPLICATION_NAME,
+            format!("0.0.0.0:{REPLICATION_PORT}"),
+            format!("{}:{REPLICATION_PORT}", broker_host(c, id)),
+            "SSL",
+        ));
+        extra.extend(security::broker_settings(c, id));
+    }
+    let join = |f: &dyn Fn(&(&str, String, String, &str)) -> String| {
+        named.iter().map(f).collect::<Vec<_>>().join(",")
     };
-    vec![
+    let mut protocols = join(&|(n, _, _, p)| format!("{n}:{p}"));
+    if secured {
+        protocols.push_str(",CONTROLLER:SSL");
+    }
+    let inter_broker = if secured {
+        REPLICATION_NAME
+    } else {
+        internal_name
+    };
+    let mut out = vec![
         (
-            "listeners",
-            format!("{INTERNAL_NAME}://0.0.0.0:{port},{EXTERNAL_NAME}://0.0.0.0:{EXTERNAL_PORT}"),
+            "listeners".into(),
+            join(&|(n, b, _, _)| format!("{n}://{b}")),
         ),
         (
-            "advertised.listeners",
-            format!(
-                "{INTERNAL_NAME}://{internal},{EXTERNAL_NAME}://{}:{}",
-                ext.host, ext.port
-            ),
+            "advertised.listeners".into(),
+            join(&|(n, _, a, _)| format!("{n}://{a}")),
         ),
-        (
-            "listener.security.protocol.map",
-            format!("{INTERNAL_NAME}:PLAINTEXT,{EXTERNAL_NAME}:PLAINTEXT"),
-        ),
-        ("inter.broker.listener.name", INTERNAL_NAME.to_string()),
-    ]
+        ("listener.security.protocol.map".into(), protocols),
+        ("inter.broker.listener.name".into(), inter_broker.into()),
+    ];
+    out.extend(extra);
+    out
+}
+
+/// The name of the in-cluster client listener: `PLAINTEXT` as it always was, `INTERNAL` once
+/// it may be something else.
+pub fn internal_listener_name(c: &Cluster) -> &'static str {
+    if security::secured(c) {
+        SECURED_INTERNAL_NAME
+    } else {
+        INTERNAL_NAME
+    }
 }
 
 /// One broker's settings: the user's `spec.config` overlaid with the operator's keys.
@@ -103,11 +163,13 @@ pub fn broker_settings(
     broker_ids: &[i32],
     external: &ExternalEndpoints,
 ) -> BTreeMap<String, String> {
+    let secured = security::secured(c);
     let mut settings: BTreeMap<String, String> = c
         .spec
         .config
         .iter()
         .filter(|(k, _)| !OPERATOR_KEYS.contains(&k.as_str()))
+        .filter(|(k, _)| !(secured && security::owned(k)))
         .map(|(k, v)| (k.clone(), v.replace(['\n', '\r'], " ")))
         .collect();
     let operator = [
@@ -117,12 +179,10 @@ pub fn broker_settings(
         ("controller.quorum.voters", quorum_voters(c, broker_ids)),
         ("controller.listener", format!("0.0.0.0:{RAFT_PORT}")),
     ];
-    for (k, v) in operator
-        .into_iter()
-        .chain(listener_settings(c, id, external))
-    {
+    for (k, v) in operator {
         settings.insert(k.to_string(), v);
     }
+    settings.extend(listener_settings(c, id, external));
     settings
 }
 

@@ -3,11 +3,13 @@
 //! Nothing here talks to the API server; the cluster reconciler server-side-applies what these
 //! functions return. Names and labels live here so every object agrees on them.
 
+pub mod certs;
 pub mod configmap;
 pub mod external;
 pub mod pdb;
 pub mod pods;
 pub mod pvc;
+pub mod security;
 pub mod service_account;
 pub mod services;
 
@@ -197,6 +199,8 @@ pub(crate) mod test_support {
             port: 19092,
             node_port_base: None,
             annotations: Default::default(),
+            tls: None,
+            authentication: Default::default(),
         });
         c
     }

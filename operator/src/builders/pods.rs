@@ -10,13 +10,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext,
-    PodSpec, Probe, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+    PodSpec, Probe, SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::configmap::{broker_settings, properties_key, render_properties};
 use super::external::{ExternalEndpoints, EXTERNAL_PORT, NODE_IP_ENV};
+use super::security::{self, REPLICATION_PORT, TLS_MOUNT};
 use super::services::EXTERNAL;
 use super::{
     broker_labels, broker_selector, configmap_name, headless_service_name, object_meta, pod_name,
@@ -70,6 +72,7 @@ fn container_port(name: &str, port: i32) -> ContainerPort {
 /// The pod spec of broker `id` (without the revision annotation).
 pub fn pod_spec(c: &Cluster, id: i32) -> PodSpec {
     let kafka = c.spec.listeners.internal.port;
+    let secured = security::secured(c);
     let mut env = Vec::new();
     let mut spread = vec![TopologySpreadConstraint {
         max_skew: 1,
@@ -104,6 +107,9 @@ pub fn pod_spec(c: &Cluster, id: i32) -> PodSpec {
         container_port("raft", RAFT_PORT),
         container_port("http", HTTP_PORT),
     ];
+    if secured {
+        ports.push(container_port("replication", REPLICATION_PORT));
+    }
     if let Some(ext) = &c.spec.listeners.external {
         ports.push(container_port(EXTERNAL, EXTERNAL_PORT));
         if ext.type_ == ExternalType::NodePort {
@@ -152,60 +158,99 @@ pub fn pod_spec(c: &Cluster, id: i32) -> PodSpec {
                 }),
                 ..SecurityContext::default()
             }),
-            volume_mounts: Some(vec![
-                VolumeMount {
-                    name: "data".into(),
-                    mount_path: DATA_MOUNT.into(),
-                    ..VolumeMount::default()
-                },
-                VolumeMount {
-                    name: "config".into(),
-                    mount_path: CONFIG_MOUNT.into(),
+            volume_mounts: Some(
+                vec![
+                    VolumeMount {
+                        name: "data".into(),
+                        mount_path: DATA_MOUNT.into(),
+                        ..VolumeMount::default()
+                    },
+                    VolumeMount {
+                        name: "config".into(),
+                        mount_path: CONFIG_MOUNT.into(),
+                        read_only: Some(true),
+                        ..VolumeMount::default()
+                    },
+                ]
+                .into_iter()
+                .chain(secured.then(|| VolumeMount {
+                    name: "tls".into(),
+                    mount_path: TLS_MOUNT.into(),
                     read_only: Some(true),
                     ..VolumeMount::default()
-                },
-            ]),
+                }))
+                .collect(),
+            ),
             ..Container::default()
         }],
-        volumes: Some(vec![
-            Volume {
-                name: "data".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: pvc_name(c, id),
-                    ..PersistentVolumeClaimVolumeSource::default()
+        volumes: Some(
+            vec![
+                Volume {
+                    name: "data".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: pvc_name(c, id),
+                        ..PersistentVolumeClaimVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: "config".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: configmap_name(c),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+            ]
+            .into_iter()
+            // The whole Secret: the broker re-reads its files when Kubernetes updates them.
+            .chain(secured.then(|| Volume {
+                name: "tls".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(security::certs_secret_name(c)),
+                    ..SecretVolumeSource::default()
                 }),
                 ..Volume::default()
-            },
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: configmap_name(c),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         ..PodSpec::default()
     }
 }
 
-/// The revision of broker `id`: a hash of its pod spec and its `server.properties`. A pod
-/// whose annotation differs must be restarted to pick up the change (such as an external
-/// address that became known).
-pub fn revision(c: &Cluster, id: i32, broker_ids: &[i32], external: &ExternalEndpoints) -> String {
+/// The revision of broker `id`: a hash of its pod spec, its `server.properties` and its
+/// certificates' revision (`certs.rs`) on a secured cluster. A pod whose annotation differs
+/// must be restarted to pick up the change (such as an external address that became known,
+/// or a renewed certificate).
+pub fn revision(
+    c: &Cluster,
+    id: i32,
+    broker_ids: &[i32],
+    external: &ExternalEndpoints,
+    certs: Option<&str>,
+) -> String {
     let spec = serde_json::to_vec(&pod_spec(c, id)).unwrap_or_default();
     let props = render_properties(&broker_settings(c, id, broker_ids, external));
     let mut data = spec;
     data.extend_from_slice(props.as_bytes());
+    if let Some(certs) = certs {
+        data.extend_from_slice(certs.as_bytes());
+    }
     stable_hash(&data)
 }
 
 /// The pod of broker `id`, annotated with its revision.
-pub fn build(c: &Cluster, id: i32, broker_ids: &[i32], external: &ExternalEndpoints) -> Pod {
+pub fn build(
+    c: &Cluster,
+    id: i32,
+    broker_ids: &[i32],
+    external: &ExternalEndpoints,
+    certs: Option<&str>,
+) -> Pod {
     let mut meta = object_meta(c, pod_name(c, id), broker_labels(c, id));
     meta.annotations = Some(BTreeMap::from([(
         ANNOTATION_REVISION.to_string(),
-        revision(c, id, broker_ids, external),
+        revision(c, id, broker_ids, external, certs),
     )]));
     Pod {
         metadata: meta,
@@ -239,7 +284,7 @@ mod tests {
 
     #[test]
     fn broker_pod_runs_its_own_config_with_probes() {
-        let pod = build(&cluster(3), 2, &[0, 1, 2], &none());
+        let pod = build(&cluster(3), 2, &[0, 1, 2], &none(), None);
         assert_eq!(pod.metadata.name.as_deref(), Some("spate-2"));
         let c = container(&pod);
         assert_eq!(
@@ -259,7 +304,7 @@ mod tests {
 
     #[test]
     fn broker_pod_is_reachable_by_stable_dns_and_mounts_its_claim() {
-        let pod = build(&cluster(3), 1, &[0, 1, 2], &none());
+        let pod = build(&cluster(3), 1, &[0, 1, 2], &none(), None);
         let spec = pod.spec.expect("spec");
         assert_eq!(spec.hostname.as_deref(), Some("spate-1"));
         assert_eq!(spec.subdomain.as_deref(), Some("spate-brokers"));
@@ -281,10 +326,10 @@ mod tests {
     #[test]
     fn revision_changes_with_config_but_not_with_scale_up() {
         let c = cluster(3);
-        let r = revision(&c, 0, &[0, 1, 2], &none());
+        let r = revision(&c, 0, &[0, 1, 2], &none(), None);
         assert_eq!(
             r,
-            revision(&c, 0, &[0, 1, 2, 3], &none()),
+            revision(&c, 0, &[0, 1, 2, 3], &none(), None),
             "voters unchanged on scale-up"
         );
         let mut changed = c.clone();
@@ -292,10 +337,10 @@ mod tests {
             .spec
             .config
             .insert("log.retention.ms".into(), "1000".into());
-        assert_ne!(r, revision(&changed, 0, &[0, 1, 2], &none()));
+        assert_ne!(r, revision(&changed, 0, &[0, 1, 2], &none(), None));
         let mut image = c.clone();
         image.spec.image = "spate:next".into();
-        assert_ne!(r, revision(&image, 0, &[0, 1, 2], &none()));
+        assert_ne!(r, revision(&image, 0, &[0, 1, 2], &none(), None));
     }
 
     #[test]
@@ -304,7 +349,7 @@ mod tests {
         c.spec.rack = Some(RackSpec {
             topology_key: "topology.kubernetes.io/zone".into(),
         });
-        let pod = build(&c, 0, &[0, 1, 2], &none());
+        let pod = build(&c, 0, &[0, 1, 2], &none(), None);
         let env = container(&pod).env.expect("env");
         assert_eq!(env[0].name, "SPATE_BROKER_RACK");
         let field = env[0]
@@ -328,7 +373,7 @@ mod tests {
 
     #[test]
     fn without_external_listener_the_pod_has_no_external_port_or_node_ip() {
-        let c = container(&build(&cluster(1), 0, &[0], &none()));
+        let c = container(&build(&cluster(1), 0, &[0], &none(), None));
         assert_eq!(
             port_names(&c),
             [
@@ -343,7 +388,7 @@ mod tests {
     #[test]
     fn node_port_broker_exposes_external_port_and_reads_its_node_ip() {
         let c = with_external(cluster(1), ExternalType::NodePort);
-        let ctr = container(&build(&c, 0, &[0], &none()));
+        let ctr = container(&build(&c, 0, &[0], &none(), None));
         assert!(port_names(&ctr).contains(&("external".to_string(), 9094)));
         let env = ctr.env.expect("env");
         let node_ip = env
@@ -358,7 +403,7 @@ mod tests {
     #[test]
     fn load_balancer_broker_exposes_external_port_without_node_ip() {
         let c = with_external(cluster(1), ExternalType::LoadBalancer);
-        let ctr = container(&build(&c, 0, &[0], &none()));
+        let ctr = container(&build(&c, 0, &[0], &none(), None));
         assert!(port_names(&ctr).contains(&("external".to_string(), 9094)));
         assert!(ctr.env.is_none());
     }
@@ -366,7 +411,7 @@ mod tests {
     #[test]
     fn revision_changes_when_the_external_address_becomes_known() {
         let c = with_external(cluster(2), ExternalType::LoadBalancer);
-        let waiting = revision(&c, 0, &[0, 1], &none());
+        let waiting = revision(&c, 0, &[0, 1], &none(), None);
         let known = ExternalEndpoints::from([(
             0,
             ExternalEndpoint {
@@ -374,10 +419,10 @@ mod tests {
                 port: 19092,
             },
         )]);
-        assert_ne!(waiting, revision(&c, 0, &[0, 1], &known));
+        assert_ne!(waiting, revision(&c, 0, &[0, 1], &known, None));
         assert_eq!(
-            revision(&c, 1, &[0, 1], &none()),
-            revision(&c, 1, &[0, 1], &known),
+            revision(&c, 1, &[0, 1], &none(), None),
+            revision(&c, 1, &[0, 1], &known, None),
             "another broker's address does not restart this one"
         );
     }

@@ -6,6 +6,7 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::security::{self, REPLICATION_PORT};
 use super::{
     bootstrap_service_name, broker_selector, external_bootstrap_service_name,
     external_service_name, headless_service_name, labels, object_meta, HTTP_PORT, LABEL_BROKER_ID,
@@ -28,6 +29,14 @@ fn port(name: &str, port: i32, target: i32) -> ServicePort {
     }
 }
 
+/// `ports` and, on a secured cluster, the replication listener (the operator's way in).
+fn with_replication(c: &Cluster, mut ports: Vec<ServicePort>) -> Vec<ServicePort> {
+    if security::secured(c) {
+        ports.push(port("replication", REPLICATION_PORT, REPLICATION_PORT));
+    }
+    ports
+}
+
 /// Headless Service: `<pod>.<cluster>-brokers.<ns>.svc` for every broker. Publishes
 /// not-ready addresses, since brokers must reach each other (raft) before they are ready.
 pub fn headless(c: &Cluster) -> Service {
@@ -38,11 +47,14 @@ pub fn headless(c: &Cluster) -> Service {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
             selector: Some(broker_selector(c)),
-            ports: Some(vec![
-                port("kafka", kafka, kafka),
-                port("raft", RAFT_PORT, RAFT_PORT),
-                port("http", HTTP_PORT, HTTP_PORT),
-            ]),
+            ports: Some(with_replication(
+                c,
+                vec![
+                    port("kafka", kafka, kafka),
+                    port("raft", RAFT_PORT, RAFT_PORT),
+                    port("http", HTTP_PORT, HTTP_PORT),
+                ],
+            )),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -57,10 +69,13 @@ pub fn bootstrap(c: &Cluster) -> Service {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             selector: Some(broker_selector(c)),
-            ports: Some(vec![
-                port("kafka", kafka, kafka),
-                port("http", HTTP_PORT, HTTP_PORT),
-            ]),
+            ports: Some(with_replication(
+                c,
+                vec![
+                    port("kafka", kafka, kafka),
+                    port("http", HTTP_PORT, HTTP_PORT),
+                ],
+            )),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -161,6 +176,8 @@ mod tests {
             port: 19092,
             node_port_base: Some(31000),
             annotations: [("lb".to_string(), "internal".to_string())].into(),
+            tls: None,
+            authentication: Default::default(),
         });
         let svcs = external(&c, &[0, 1]);
         let names: Vec<_> = svcs

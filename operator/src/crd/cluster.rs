@@ -8,6 +8,11 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::security::{
+    AuthorizationSpec, AuthorizationType, CertificatesSpec, ClientAuth, ListenerAuthentication,
+    ListenerTls,
+};
+
 /// A Spate cluster: `replicas` brokers, each a pod with its own volume, owned by the operator.
 // `printcolumn(type_ = ...)` repeats per column; clippy mistakes that for a duplicate.
 #[allow(clippy::duplicated_attributes)]
@@ -117,6 +122,15 @@ pub struct ClusterSpec {
     /// The PodDisruptionBudget for the brokers.
     #[serde(default)]
     pub disruption_budget: DisruptionBudgetSpec,
+
+    /// Authorize client requests with ACLs. Brokers and the operator are super users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationSpec>,
+
+    /// Validity and renewal of the certificates the operator issues (used once a listener
+    /// has TLS or authentication, or authorization is on).
+    #[serde(default)]
+    pub certificates: CertificatesSpec,
 }
 
 fn default_image() -> String {
@@ -186,21 +200,35 @@ pub struct ListenersSpec {
 /// The in-cluster Kafka listener.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(TLS_AUTH_NEEDS_TLS).message(TLS_AUTH_NEEDS_TLS_MESSAGE))]
 pub struct InternalListener {
-    /// Kafka port on every broker and on the bootstrap Service. Not 9093, 9094 or 9644: the
-    /// brokers' raft, external and HTTP listeners use them.
+    /// Kafka port on every broker and on the bootstrap Service. Not 9091, 9093, 9094 or
+    /// 9644: the brokers' replication, raft, external and HTTP listeners use them.
     #[serde(default = "default_kafka_port")]
     #[schemars(range(min = 1, max = 65535))]
-    // Keep in step with RAFT_PORT, EXTERNAL_PORT and HTTP_PORT in `builders`.
-    #[x_kube(validation = Rule::new("self != 9093 && self != 9094 && self != 9644")
-        .message("port 9093, 9094 and 9644 are taken by the broker's raft, external and HTTP listeners"))]
+    // Keep in step with REPLICATION_PORT, RAFT_PORT, EXTERNAL_PORT and HTTP_PORT in `builders`.
+    #[x_kube(validation = Rule::new("self != 9091 && self != 9093 && self != 9094 && self != 9644")
+        .message("port 9091, 9093, 9094 and 9644 are taken by the broker's replication, raft, external and HTTP listeners"))]
     pub port: i32,
+    /// TLS on this listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+    /// How its clients authenticate.
+    #[serde(default)]
+    pub authentication: ListenerAuthentication,
 }
+
+/// CEL: `authentication: tls` is only possible on a TLS listener.
+const TLS_AUTH_NEEDS_TLS: &str =
+    "!has(self.authentication) || self.authentication != 'tls' || (has(self.tls) && self.tls.enabled)";
+const TLS_AUTH_NEEDS_TLS_MESSAGE: &str = "authentication: tls needs tls.enabled: true";
 
 impl Default for InternalListener {
     fn default() -> Self {
         Self {
             port: default_kafka_port(),
+            tls: None,
+            authentication: ListenerAuthentication::None,
         }
     }
 }
@@ -211,8 +239,9 @@ fn default_kafka_port() -> i32 {
 
 /// A listener exposed outside the cluster: one Service per broker plus a bootstrap Service.
 /// Brokers get a second listener (`EXTERNAL`) that advertises each broker's external address.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(TLS_AUTH_NEEDS_TLS).message(TLS_AUTH_NEEDS_TLS_MESSAGE))]
 pub struct ExternalListener {
     /// Service type for the external Services.
     #[serde(rename = "type")]
@@ -230,6 +259,12 @@ pub struct ExternalListener {
     /// Annotations for the external Services (cloud load-balancer settings).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// TLS on this listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+    /// How its clients authenticate.
+    #[serde(default)]
+    pub authentication: ListenerAuthentication,
 }
 
 /// How an external listener is exposed.

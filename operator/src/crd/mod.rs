@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod conditions;
+pub mod security;
 pub mod topic;
 
 use kube::CustomResourceExt;

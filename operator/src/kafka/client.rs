@@ -33,7 +33,7 @@ use tokio::sync::Mutex;
 use super::connection::Connection;
 use super::{
     codes, BrokerInfo, ClusterMetadata, ConfigEntry, Connector, KafkaAdmin, KafkaError, NewTopic,
-    OngoingReassignment, PartitionInfo, Reassignment, TopicInfo, TopicPartition,
+    OngoingReassignment, PartitionInfo, Reassignment, Target, TopicInfo, TopicPartition,
 };
 
 /// Config resource type of a topic.
@@ -89,10 +89,14 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// Connects to `addr` (`host:port`) with a per-request `timeout`.
-    pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, KafkaError> {
+    /// Connects to `addr` (`host:port`, over TLS with `tls`) with a per-request `timeout`.
+    pub async fn connect(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, KafkaError> {
         Ok(AdminClient {
-            conn: Mutex::new(Connection::connect(addr, timeout).await?),
+            conn: Mutex::new(Connection::connect(addr, timeout, tls).await?),
         })
     }
 }
@@ -484,9 +488,9 @@ impl Default for TcpConnector {
 
 #[async_trait]
 impl Connector for TcpConnector {
-    async fn connect(&self, bootstrap: &str) -> Result<Arc<dyn KafkaAdmin>, KafkaError> {
+    async fn connect(&self, target: &Target) -> Result<Arc<dyn KafkaAdmin>, KafkaError> {
         Ok(Arc::new(
-            AdminClient::connect(bootstrap, self.timeout).await?,
+            AdminClient::connect(&target.bootstrap, self.timeout, target.tls.clone()).await?,
         ))
     }
 }

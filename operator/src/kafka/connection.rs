@@ -13,7 +13,10 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{codes, KafkaError};
@@ -21,10 +24,14 @@ use super::{codes, KafkaError};
 /// Largest response accepted (a full Metadata of a big cluster fits easily).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
+/// A byte stream to a broker: plain TCP or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// A negotiated connection to one broker.
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     correlation_id: i32,
     timeout: Duration,
     /// Broker's supported `(min, max)` per API key.
@@ -32,16 +39,36 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` and negotiates versions with ApiVersions.
-    pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, KafkaError> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    /// Connects to `addr` (over TLS with `tls`, checking the certificate names the host) and
+    /// negotiates versions with ApiVersions.
+    pub async fn connect(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, KafkaError> {
+        let io = |source| KafkaError::Io {
+            addr: addr.to_string(),
+            source,
+        };
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| KafkaError::Timeout(addr.to_string()))?
-            .map_err(|source| KafkaError::Io {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let _ = stream.set_nodelay(true);
+            .map_err(io)?;
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Stream> = match tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let name = ServerName::try_from(host.to_string())
+                    .map_err(|e| KafkaError::Protocol(format!("{addr}: {e}")))?;
+                let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+                let tls = tokio::time::timeout(timeout, handshake)
+                    .await
+                    .map_err(|_| KafkaError::Timeout(addr.to_string()))?
+                    .map_err(io)?;
+                Box::new(tls)
+            }
+        };
         let mut conn = Connection {
             addr: addr.to_string(),
             stream,

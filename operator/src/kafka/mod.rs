@@ -277,11 +277,30 @@ pub trait KafkaAdmin: Send + Sync {
     ) -> Result<(), KafkaError>;
 }
 
-/// Opens admin sessions to a cluster, given its bootstrap address.
+/// Where and how the operator reaches a cluster.
+#[derive(Clone)]
+pub struct Target {
+    /// `host:port` to bootstrap from.
+    pub bootstrap: String,
+    /// TLS (with the operator's client certificate) for a secured cluster.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Target {
+    /// A plaintext target.
+    pub fn plaintext(bootstrap: impl Into<String>) -> Self {
+        Target {
+            bootstrap: bootstrap.into(),
+            tls: None,
+        }
+    }
+}
+
+/// Opens admin sessions to a cluster.
 #[async_trait]
 pub trait Connector: Send + Sync {
-    /// Connects to `bootstrap` (`host:port`).
-    async fn connect(&self, bootstrap: &str) -> Result<Arc<dyn KafkaAdmin>, KafkaError>;
+    /// Connects to `target`.
+    async fn connect(&self, target: &Target) -> Result<Arc<dyn KafkaAdmin>, KafkaError>;
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::Context;
 use crate::kafka::{
     BrokerInfo, ClusterMetadata, ConfigEntry, Connector, KafkaAdmin, KafkaError, NewTopic,
-    OngoingReassignment, PartitionInfo, Reassignment, TopicInfo, TopicPartition,
+    OngoingReassignment, PartitionInfo, Reassignment, Target, TopicInfo, TopicPartition,
 };
 use crate::metrics::Metrics;
 
@@ -266,10 +266,10 @@ impl FakeKafka {
 
 #[async_trait]
 impl Connector for FakeKafka {
-    async fn connect(&self, bootstrap: &str) -> Result<Arc<dyn KafkaAdmin>, KafkaError> {
+    async fn connect(&self, target: &Target) -> Result<Arc<dyn KafkaAdmin>, KafkaError> {
         if !self.state().reachable {
             return Err(KafkaError::Io {
-                addr: bootstrap.into(),
+                addr: target.bootstrap.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"),
             });
         }

@@ -11,6 +11,7 @@ macro_rules! decision {
     }};
 }
 
+pub mod access;
 pub mod cluster;
 pub mod topic;
 

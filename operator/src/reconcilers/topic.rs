@@ -19,7 +19,6 @@ use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::ResourceExt;
 
 use super::{apply_status, Context};
-use crate::builders;
 use crate::crd::conditions::{self, READY};
 use crate::crd::topic::DeletionPolicy;
 use crate::crd::{Cluster, Topic};
@@ -168,12 +167,7 @@ async fn connect(
             format!("Cluster {ns}/{} does not exist", topic.spec.cluster_ref),
         )));
     };
-    let bootstrap = cluster
-        .status
-        .as_ref()
-        .and_then(|s| s.bootstrap_address.clone())
-        .unwrap_or_else(|| builders::bootstrap_address(&cluster));
-    match ctx.kafka.connect(&bootstrap).await {
+    match super::access::cluster_admin(ctx, &cluster).await {
         Ok(admin) => Ok(Ok((cluster, admin))),
         Err(e) => Ok(Err(Problem::from_kafka("ClusterUnreachable", &e))),
     }

@@ -33,6 +33,7 @@
 //! - `status.rs`: step 5;
 //! - `tests.rs`: scenarios against a mock API server and an in-memory cluster.
 
+pub mod certs;
 mod leaders;
 mod objects;
 mod rebalance;
@@ -151,9 +152,11 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     all_ids.sort_unstable();
 
     let external = objects::apply_objects(c, &ctx, &ns, &all_ids).await?;
+    let cert_revisions = certs::ensure(c, &ctx, &ns, &all_ids, &external.endpoints).await?;
     let brokers = Brokers {
         ids: &all_ids,
         external: &external.endpoints,
+        certs: &cert_revisions,
     };
     objects::create_missing_brokers(c, &ctx, &apis, &pods, &claims, &membership, brokers).await?;
 
@@ -196,6 +199,21 @@ fn broker_id<K: Resource>(obj: &K) -> Option<i32> {
 struct Brokers<'a> {
     ids: &'a [i32],
     external: &'a ExternalEndpoints,
+    /// Certificate revisions by broker (secured clusters).
+    certs: &'a certs::CertRevisions,
+}
+
+impl Brokers<'_> {
+    /// The revision broker `id`'s pod must carry.
+    fn revision(&self, c: &Cluster, id: i32) -> String {
+        pods::revision(
+            c,
+            id,
+            self.ids,
+            self.external,
+            self.certs.get(&id).map(String::as_str),
+        )
+    }
 }
 
 /// What a step acts on and through.
@@ -290,7 +308,7 @@ async fn decide(
         out.progress = Some(("Creating", "creating brokers".into()));
         return Ok(());
     }
-    let admin = ctx.kafka.connect(&builders::bootstrap_address(c)).await?;
+    let admin = super::access::cluster_admin(ctx, c).await?;
     let md = admin.metadata(None).await?;
     out.metadata = Some(md.clone());
     let in_flight = match admin.list_partition_reassignments().await {
@@ -348,10 +366,8 @@ fn stale_brokers(
         .iter()
         .copied()
         .filter(|id| {
-            pods.get(id).is_some_and(|p| {
-                pod_revision(p)
-                    != Some(pods::revision(c, *id, brokers.ids, brokers.external).as_str())
-            })
+            pods.get(id)
+                .is_some_and(|p| pod_revision(p) != Some(brokers.revision(c, *id).as_str()))
         })
         .collect()
 }

@@ -129,7 +129,8 @@ pub(super) async fn create_missing_brokers(
             apply(&apis.pvcs, &pvc::build(c, id)).await?;
         }
         if !pods.contains_key(&id) {
-            let pod = pods::build(c, id, brokers.ids, brokers.external);
+            let certs = brokers.certs.get(&id).map(String::as_str);
+            let pod = pods::build(c, id, brokers.ids, brokers.external, certs);
             apply(&apis.pods, &pod).await?;
             if !membership.add.contains(&id) {
                 decision!(

@@ -22,7 +22,7 @@ use crate::Result;
 fn ready_pods(c: &Cluster, ids: &[i32]) -> Vec<Value> {
     ids.iter()
         .map(|id| {
-            let pod = pods::build(c, *id, ids, &ExternalEndpoints::new());
+            let pod = pods::build(c, *id, ids, &ExternalEndpoints::new(), None);
             let mut pod = serde_json::to_value(pod).expect("pod json");
             pod["status"] = json!({"phase": "Running",
                 "conditions": [{"type": "Ready", "status": "True"}]});
@@ -696,7 +696,7 @@ fn properties(calls: &[ApiCall], id: i32) -> String {
 fn ready_pods_on_nodes(c: &Cluster, ids: &[i32], endpoints: &ExternalEndpoints) -> Vec<Value> {
     ids.iter()
         .map(|id| {
-            let pod = pods::build(c, *id, ids, endpoints);
+            let pod = pods::build(c, *id, ids, endpoints, None);
             let mut pod = serde_json::to_value(pod).expect("pod json");
             pod["status"] = json!({"phase": "Running", "hostIP": format!("10.0.0.{id}"),
                 "conditions": [{"type": "Ready", "status": "True"}]});
