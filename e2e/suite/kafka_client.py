@@ -7,6 +7,7 @@
     kafka_client.py consume --bootstrap HOST:PORT --topic T [--timeout S]
         Reads every partition from the beginning to its high watermark (no consumer group).
         Prints {"values": [values], "partitions": N}.
+    Both take --config KEY=VALUE (repeatable): extra librdkafka settings, e.g. for SASL_SSL.
 
 Exit code 0 when the command ran; the test asserts on the JSON.
 """
@@ -16,6 +17,11 @@ import sys
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+
+def extra(args):
+    """The --config KEY=VALUE settings as a dict."""
+    return dict(kv.split("=", 1) for kv in args.config)
 
 
 def produce(args):
@@ -31,6 +37,7 @@ def produce(args):
             failed.append(f"{value}: {err}")
 
     p = Producer({
+        **extra(args),
         "bootstrap.servers": args.bootstrap,
         "acks": "all",
         "enable.idempotence": True,
@@ -39,6 +46,7 @@ def produce(args):
         "retry.backoff.ms": 200,
         "reconnect.backoff.max.ms": 1000,
         "topic.metadata.refresh.interval.ms": 1000,
+        **extra(args),
     })
     interval = 1.0 / args.rate if args.rate > 0 else 0.0
     next_send = time.monotonic()
@@ -68,6 +76,7 @@ def consume(args):
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "enable.partition.eof": True,
+        **extra(args),
     })
     deadline = time.monotonic() + args.timeout
     md = c.list_topics(args.topic, timeout=30)
@@ -118,6 +127,8 @@ def main():
     cp.add_argument("--bootstrap", required=True)
     cp.add_argument("--topic", required=True)
     cp.add_argument("--timeout", type=float, default=60.0)
+    for p in (pp, cp):
+        p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     {"produce": produce, "consume": consume}[args.cmd](args)
 

@@ -49,12 +49,26 @@ impl Producer {
         count: usize,
         rate: f64,
     ) -> Result<Self> {
+        Self::start_with(script, bootstrap, topic, prefix, count, rate, &[])
+    }
+
+    /// As [`Producer::start`], with extra librdkafka settings (`key=value`).
+    pub fn start_with(
+        script: &Path,
+        bootstrap: &str,
+        topic: &str,
+        prefix: &str,
+        count: usize,
+        rate: f64,
+        config: &[String],
+    ) -> Result<Self> {
         let stderr = std::env::temp_dir().join(format!("spate-e2e-producer-{prefix}.log"));
         let child = Command::new(python())
             .arg(script)
             .args(["produce", "--bootstrap", bootstrap, "--topic", topic])
             .args(["--prefix", prefix, "--count", &count.to_string()])
             .args(["--rate", &rate.to_string()])
+            .args(config_args(config))
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr)?)
             .kill_on_drop(true)
@@ -118,12 +132,30 @@ pub async fn produce(
         .await
 }
 
+fn config_args(config: &[String]) -> Vec<String> {
+    config
+        .iter()
+        .flat_map(|kv| ["--config".to_string(), kv.clone()])
+        .collect()
+}
+
 /// Every value in `topic`, read from the beginning of each partition to its high watermark.
 pub async fn consume(script: &Path, bootstrap: &str, topic: &str) -> Result<BTreeSet<String>> {
+    consume_with(script, bootstrap, topic, &[]).await
+}
+
+/// As [`consume`], with extra librdkafka settings (`key=value`).
+pub async fn consume_with(
+    script: &Path,
+    bootstrap: &str,
+    topic: &str,
+    config: &[String],
+) -> Result<BTreeSet<String>> {
     let out = Command::new(python())
         .arg(script)
         .args(["consume", "--bootstrap", bootstrap, "--topic", topic])
         .args(["--timeout", "90"])
+        .args(config_args(config))
         .kill_on_drop(true)
         .output()
         .await

@@ -71,6 +71,11 @@ pub fn cluster_ca_secret_name(c: &Cluster) -> String {
     format!("{}-cluster-ca", c.name_any())
 }
 
+/// The Secret with the cluster CA's certificates only, for clients to trust the brokers.
+pub fn cluster_ca_cert_secret_name(c: &Cluster) -> String {
+    format!("{}-cluster-ca-cert", c.name_any())
+}
+
 /// The Secret with the clients CA (signs `User` certificates).
 pub fn clients_ca_secret_name(c: &Cluster) -> String {
     format!("{}-clients-ca", c.name_any())

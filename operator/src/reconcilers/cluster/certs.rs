@@ -183,6 +183,20 @@ pub(super) async fn ensure(
     if changed {
         apply(&api, &certs::secret(c, data.clone(), annotations)).await?;
     }
+    // What clients mount to trust the brokers: the CA certificates, no key.
+    let public = certs::ca_secret(
+        c,
+        security::cluster_ca_cert_secret_name(c),
+        BTreeMap::from([("ca.crt".to_string(), cluster_ca.bundle_pem.clone())]),
+    );
+    if api
+        .get_opt(&security::cluster_ca_cert_secret_name(c))
+        .await?
+        .and_then(|s| s.data)
+        != public.data
+    {
+        apply(&api, &public).await?;
+    }
     if !issued.is_empty() {
         let note = format!("Issued certificates for brokers {}", issued.join(", "));
         ctx.event(c, EventType::Normal, "CertificatesIssued", note)
