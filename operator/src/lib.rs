@@ -1,4 +1,4 @@
-//! Spate's Kubernetes operator: `Cluster` and `Topic` custom resources.
+//! Spate's Kubernetes operator: `Cluster`, `Topic` and `User` custom resources.
 //!
 //! # Layout
 //!
@@ -11,7 +11,7 @@
 //! - `kafka/`: a small async Kafka admin client (`kafka-protocol` codecs over TCP) and the
 //!   `KafkaAdmin` trait the reconcilers use, so tests can swap in a fake cluster.
 //! - `reconcilers/`: one reconciler per resource, driven by `kube::runtime::Controller`:
-//!   `cluster/` (a folder: objects, status, one file per step) and `topic.rs`.
+//!   `cluster/` (a folder: objects, status, one file per step), `topic.rs` and `user/`.
 //! - `leader_election.rs`: a coordination.k8s.io Lease elector, so two replicas can run.
 //! - `metrics.rs`: Prometheus metrics and the /healthz, /readyz, /metrics server.
 

@@ -1,5 +1,5 @@
 //! `spate-operator`: wiring only. Starts the HTTP endpoint, campaigns for the leader lease,
-//! and runs the Cluster and Topic controllers while it leads.
+//! and runs the Cluster, Topic and User controllers while it leads.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,14 +13,17 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
-use spate_operator::crd::{Cluster, Topic};
+use spate_operator::crd::{Cluster, Topic, User};
 use spate_operator::kafka::TcpConnector;
 use spate_operator::leader_election::LeaderElector;
 use spate_operator::metrics::{self, Metrics};
-use spate_operator::reconcilers::{cluster, error_policy, topic, Context};
+use spate_operator::reconcilers::{cluster, error_policy, topic, user, Context};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Kubernetes operator for Spate clusters and topics")]
+#[command(
+    version,
+    about = "Kubernetes operator for Spate clusters, topics and users"
+)]
 struct Args {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "SPATE_OPERATOR_HTTP", default_value = "0.0.0.0:8080")]
@@ -145,13 +148,20 @@ async fn main() -> anyhow::Result<()> {
     .for_each(|_| async {});
     let topics = topic_ctl
         .shutdown_on_signal()
-        .run(topic::reconcile, error_policy("Topic"), ctx)
+        .run(topic::reconcile, error_policy("Topic"), ctx.clone())
         .for_each(|_| async {});
+    let users = Controller::new(
+        api::<User>(&client, &args.watch_namespace),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(user::reconcile, error_policy("User"), ctx)
+    .for_each(|_| async {});
     let lost = async move {
         let _ = leader_rx.wait_for(|l| !*l).await;
     };
     tokio::select! {
-        _ = futures::future::join(clusters, topics) => {
+        _ = futures::future::join3(clusters, topics, users) => {
             tracing::info!("controllers stopped; releasing the leader lease");
             campaign.abort();
             if let Err(e) = releaser.release().await {

@@ -184,6 +184,12 @@ fn rbac_grants_what_the_operator_uses() {
     for (res, verb) in [
         ("clusters", "watch"),
         ("topics", "patch"),
+        ("users", "watch"),
+        ("users", "patch"),
+        ("users/status", "patch"),
+        ("secrets", "get"),
+        ("secrets", "create"),
+        ("secrets", "patch"),
         ("topics/status", "patch"),
         ("clusters/status", "patch"),
         ("pods", "delete"),
@@ -205,10 +211,15 @@ fn rbac_grants_what_the_operator_uses() {
             "missing {verb} on {res}"
         );
     }
-    assert!(
-        !granted.iter().any(|(r, _)| r == "secrets" || r == "*"),
-        "least privilege"
-    );
+    assert!(!granted.iter().any(|(r, _)| r == "*"), "least privilege");
+    // Secrets are read and written by name only: RBAC cannot select by label, so no list
+    // or watch (which would reveal every Secret), and no delete (owner references do it).
+    for verb in ["list", "watch", "delete", "update"] {
+        assert!(
+            !granted.contains(&("secrets".to_string(), verb.to_string())),
+            "{verb} on secrets is not needed"
+        );
+    }
     // Clusters are read; only their status is written (Topics are patched for the finalizer).
     for verb in ["patch", "update", "create", "delete"] {
         assert!(
@@ -658,6 +669,8 @@ fn cluster_schema_mirrors_the_cluster_crd() {
         "rack",
         "metadataVoters",
         "disruptionBudget",
+        "authorization",
+        "certificates",
     ] {
         mirror(
             &root,

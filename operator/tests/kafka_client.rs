@@ -1,6 +1,7 @@
 //! The admin client on the wire: against a fake broker that speaks the protocol over a local
 //! TcpListener (every API, including the reassignment APIs the broker does not have yet), and
-//! against the real `spate-broker` binary when it has been built (`target/debug/spate-broker`).
+//! against the real `spate-broker` binary when it has been built (`target/debug/spate-broker`,
+//! or the binary `SPATE_BROKER_BIN` names).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,10 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{
     decode_request_header_from_buffer, Decodable, Encodable, HeaderVersion, StrBytes,
 };
-use spate_operator::kafka::{AdminClient, KafkaAdmin, KafkaError, NewTopic, Reassignment};
+use spate_operator::kafka::{
+    AclBinding, AclFilter, AdminClient, KafkaAdmin, KafkaError, NewTopic, QuotaValues,
+    Reassignment, ScramMechanism, ScramUpsert,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -328,7 +332,16 @@ fn free_port() -> u16 {
 }
 
 async fn real_broker() -> Option<RealBroker> {
-    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/spate-broker");
+    real_broker_with(&[]).await
+}
+
+/// The real broker with extra `key=value` settings.
+async fn real_broker_with(settings: &[&str]) -> Option<RealBroker> {
+    let bin = std::env::var_os("SPATE_BROKER_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/spate-broker")
+        });
     if !bin.exists() {
         eprintln!("skipping: {} not built", bin.display());
         return None;
@@ -342,6 +355,7 @@ async fn real_broker() -> Option<RealBroker> {
         .arg(dir.path())
         .arg("--set")
         .arg(format!("http.listeners=127.0.0.1:{}", free_port()))
+        .args(settings.iter().flat_map(|s| ["--set", s]))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -432,4 +446,152 @@ async fn topic_lifecycle_against_the_real_broker() {
         .expect("deleting a missing topic is not an error");
     let md = admin.metadata(None).await.expect("metadata");
     assert!(md.topic("operator-test").is_none());
+}
+
+#[tokio::test]
+async fn user_security_apis_against_the_real_broker() {
+    use spate_auth::acl::{Operation, PatternType, Permission, ResourceType};
+    let Some(broker) = real_broker_with(&[
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:ANONYMOUS",
+    ])
+    .await
+    else {
+        return;
+    };
+    let admin = AdminClient::connect(&broker.addr, Duration::from_secs(5), None)
+        .await
+        .expect("connect");
+
+    // SCRAM: none, one, the other deleted though missing, then none again.
+    assert!(admin
+        .describe_scram_credentials("alice")
+        .await
+        .expect("describe")
+        .is_empty());
+    admin
+        .upsert_scram_credential(
+            "alice",
+            &ScramUpsert::new(ScramMechanism::Sha512, "secret", 4096),
+        )
+        .await
+        .expect("upsert");
+    assert_eq!(
+        admin
+            .describe_scram_credentials("alice")
+            .await
+            .expect("describe"),
+        vec![ScramMechanism::Sha512]
+    );
+    admin
+        .delete_scram_credential("alice", ScramMechanism::Sha256)
+        .await
+        .expect("deleting a missing credential is not an error");
+    admin
+        .delete_scram_credential("alice", ScramMechanism::Sha512)
+        .await
+        .expect("delete");
+    assert!(admin
+        .describe_scram_credentials("alice")
+        .await
+        .expect("describe")
+        .is_empty());
+
+    // ACLs: create two, find them by principal, delete one exactly.
+    let read = AclBinding {
+        resource_type: ResourceType::Topic,
+        resource_name: "orders".into(),
+        pattern_type: PatternType::Literal,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: Operation::Read,
+        permission: Permission::Allow,
+    };
+    let group = AclBinding {
+        resource_type: ResourceType::Group,
+        resource_name: "app-".into(),
+        pattern_type: PatternType::Prefixed,
+        ..read.clone()
+    };
+    admin
+        .create_acls(&[read.clone(), group.clone()])
+        .await
+        .expect("create acls");
+    let of_alice = AclFilter {
+        resource_type: ResourceType::Any,
+        resource_name: None,
+        pattern_type: PatternType::Any,
+        principal: Some("User:alice".into()),
+        host: None,
+        operation: Operation::Any,
+        permission: Permission::Any,
+    };
+    let mut found = admin.describe_acls(&of_alice).await.expect("describe acls");
+    found.sort();
+    let mut want = vec![read.clone(), group.clone()];
+    want.sort();
+    assert_eq!(found, want);
+    let exact = AclFilter {
+        resource_type: group.resource_type,
+        resource_name: Some(group.resource_name.clone()),
+        pattern_type: group.pattern_type,
+        principal: Some(group.principal.clone()),
+        host: Some(group.host.clone()),
+        operation: group.operation,
+        permission: group.permission,
+    };
+    assert_eq!(admin.delete_acls(&[exact]).await.expect("delete acls"), 1);
+    assert_eq!(
+        admin.describe_acls(&of_alice).await.expect("describe acls"),
+        vec![read]
+    );
+
+    // Quotas of user=alice: set two, remove one.
+    let set = QuotaValues::from([
+        ("producer_byte_rate".to_string(), 1024.0),
+        ("request_percentage".to_string(), 12.5),
+    ]);
+    admin
+        .alter_user_quotas("alice", &set, &[])
+        .await
+        .expect("set quotas");
+    assert_eq!(
+        admin.describe_user_quotas("alice").await.expect("quotas"),
+        set
+    );
+    admin
+        .alter_user_quotas("alice", &QuotaValues::new(), &["request_percentage".into()])
+        .await
+        .expect("remove quota");
+    assert_eq!(
+        admin.describe_user_quotas("alice").await.expect("quotas"),
+        QuotaValues::from([("producer_byte_rate".to_string(), 1024.0)])
+    );
+    assert!(admin
+        .describe_user_quotas("bob")
+        .await
+        .expect("quotas")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn acl_apis_without_an_authorizer_are_security_disabled() {
+    use spate_auth::acl::{Operation, PatternType, Permission, ResourceType};
+    let Some(broker) = real_broker().await else {
+        return;
+    };
+    let admin = AdminClient::connect(&broker.addr, Duration::from_secs(5), None)
+        .await
+        .expect("connect");
+    let any = AclFilter {
+        resource_type: ResourceType::Any,
+        resource_name: None,
+        pattern_type: PatternType::Any,
+        principal: Some("User:alice".into()),
+        host: None,
+        operation: Operation::Any,
+        permission: Permission::Any,
+    };
+    let err = admin.describe_acls(&any).await.expect_err("no authorizer");
+    assert_eq!(err.code(), Some(54), "{err}");
 }

@@ -78,8 +78,7 @@ fn listener_settings(c: &Cluster, id: i32, external: &ExternalEndpoints) -> Vec<
     }
     let internal_name = internal_listener_name(c);
     let int_spec = &c.spec.listeners.internal;
-    // (name, bind address, advertised address, security protocol)
-    let mut named = vec![(
+    let mut named: Vec<NamedListener> = vec![(
         internal_name,
         format!("0.0.0.0:{port}"),
         internal,
@@ -117,9 +116,8 @@ fn listener_settings(c: &Cluster, id: i32, external: &ExternalEndpoints) -> Vec<
         ));
         extra.extend(security::broker_settings(c, id));
     }
-    let join = |f: &dyn Fn(&(&str, String, String, &str)) -> String| {
-        named.iter().map(f).collect::<Vec<_>>().join(",")
-    };
+    let join =
+        |f: &dyn Fn(&NamedListener) -> String| named.iter().map(f).collect::<Vec<_>>().join(",");
     let mut protocols = join(&|(n, _, _, p)| format!("{n}:{p}"));
     if secured {
         protocols.push_str(",CONTROLLER:SSL");
@@ -144,6 +142,9 @@ fn listener_settings(c: &Cluster, id: i32, external: &ExternalEndpoints) -> Vec<
     out.extend(extra);
     out
 }
+
+/// A named listener: (name, bind address, advertised address, security protocol).
+type NamedListener = (&'static str, String, String, &'static str);
 
 /// The name of the in-cluster client listener: `PLAINTEXT` as it always was, `INTERNAL` once
 /// it may be something else.

@@ -18,7 +18,7 @@ pub const REPLICATION_NAME: &str = "REPLICATION";
 /// The replication listener's port.
 pub const REPLICATION_PORT: i32 = 9091;
 /// Where the brokers' certificate Secret is mounted.
-pub const TLS_MOUNT: &str = "/etc/spate/tls";
+pub const TLS_MOUNT: &str = "/etc/spate-tls";
 /// Common name of every broker certificate.
 pub const BROKER_CN: &str = "spate-broker";
 /// Common name of the operator's client certificate.
@@ -240,12 +240,12 @@ mod tests {
                 .collect();
         assert_eq!(
             s["listener.name.internal.ssl.keystore.location"],
-            "/etc/spate/tls/broker-2.pem"
+            "/etc/spate-tls/broker-2.pem"
         );
         assert_eq!(s["listener.name.internal.ssl.client.auth"], "required");
         assert_eq!(
             s["listener.name.internal.ssl.truststore.location"],
-            "/etc/spate/tls/clients-ca.crt"
+            "/etc/spate-tls/clients-ca.crt"
         );
         assert!(!s.contains_key("listener.name.internal.sasl.enabled.mechanisms"));
     }
@@ -272,7 +272,7 @@ mod tests {
         assert_eq!(s["listener.name.external.ssl.client.auth"], "none");
         assert_eq!(
             s["listener.name.external.ssl.keystore.location"],
-            "/etc/spate/tls/listener-external.pem",
+            "/etc/spate-tls/listener-external.pem",
             "a user-provided certificate replaces the broker's"
         );
         assert!(!s.contains_key("listener.name.external.ssl.truststore.location"));
@@ -293,7 +293,7 @@ mod tests {
         );
         assert_eq!(
             s["listener.name.controller.ssl.truststore.location"],
-            "/etc/spate/tls/cluster-ca.crt"
+            "/etc/spate-tls/cluster-ca.crt"
         );
         assert_eq!(s["listener.name.replication.ssl.client.auth"], "required");
         assert!(owned("listener.name.replication.ssl.client.auth"));

@@ -7,11 +7,13 @@ pub mod cluster;
 pub mod conditions;
 pub mod security;
 pub mod topic;
+pub mod user;
 
 use kube::CustomResourceExt;
 
 pub use cluster::{Cluster, ClusterSpec, ClusterStatus};
 pub use topic::{Topic, TopicSpec, TopicStatus};
+pub use user::{User, UserSpec, UserStatus};
 
 /// API group of every Spate resource.
 pub const GROUP: &str = "spate.dev";
@@ -19,7 +21,7 @@ pub const GROUP: &str = "spate.dev";
 /// The generated CRD files, as `(file name, YAML)`; the same files go to `crds/` and
 /// `charts/spate/crds/`.
 pub fn generated_files() -> Vec<(String, String)> {
-    [Cluster::crd(), Topic::crd()]
+    [Cluster::crd(), Topic::crd(), User::crd()]
         .into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();

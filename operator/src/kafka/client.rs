@@ -32,8 +32,9 @@ use tokio::sync::Mutex;
 
 use super::connection::Connection;
 use super::{
-    codes, BrokerInfo, ClusterMetadata, ConfigEntry, Connector, KafkaAdmin, KafkaError, NewTopic,
-    OngoingReassignment, PartitionInfo, Reassignment, Target, TopicInfo, TopicPartition,
+    codes, security, AclBinding, AclFilter, BrokerInfo, ClusterMetadata, ConfigEntry, Connector,
+    KafkaAdmin, KafkaError, NewTopic, OngoingReassignment, PartitionInfo, QuotaValues,
+    Reassignment, ScramMechanism, ScramUpsert, Target, TopicInfo, TopicPartition,
 };
 
 /// Config resource type of a topic.
@@ -52,7 +53,7 @@ fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-fn str_bytes(s: &str) -> StrBytes {
+pub(super) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
@@ -70,7 +71,7 @@ fn api_error(api: &'static str, resource: &str, code: i16, msg: Option<&StrBytes
     }
 }
 
-fn check(
+pub(super) fn check(
     api: &'static str,
     resource: &str,
     code: i16,
@@ -468,6 +469,54 @@ impl KafkaAdmin for AdminClient {
             }
         }
         Ok(())
+    }
+
+    async fn describe_scram_credentials(
+        &self,
+        user: &str,
+    ) -> Result<Vec<ScramMechanism>, KafkaError> {
+        security::describe_scram_credentials(&mut *self.conn.lock().await, user).await
+    }
+
+    async fn upsert_scram_credential(
+        &self,
+        user: &str,
+        credential: &ScramUpsert,
+    ) -> Result<(), KafkaError> {
+        security::upsert_scram_credential(&mut *self.conn.lock().await, user, credential).await
+    }
+
+    async fn delete_scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Result<(), KafkaError> {
+        security::delete_scram_credential(&mut *self.conn.lock().await, user, mechanism).await
+    }
+
+    async fn describe_acls(&self, filter: &AclFilter) -> Result<Vec<AclBinding>, KafkaError> {
+        security::describe_acls(&mut *self.conn.lock().await, filter).await
+    }
+
+    async fn create_acls(&self, acls: &[AclBinding]) -> Result<(), KafkaError> {
+        security::create_acls(&mut *self.conn.lock().await, acls).await
+    }
+
+    async fn delete_acls(&self, filters: &[AclFilter]) -> Result<usize, KafkaError> {
+        security::delete_acls(&mut *self.conn.lock().await, filters).await
+    }
+
+    async fn describe_user_quotas(&self, user: &str) -> Result<QuotaValues, KafkaError> {
+        security::describe_user_quotas(&mut *self.conn.lock().await, user).await
+    }
+
+    async fn alter_user_quotas(
+        &self,
+        user: &str,
+        set: &QuotaValues,
+        remove: &[String],
+    ) -> Result<(), KafkaError> {
+        security::alter_user_quotas(&mut *self.conn.lock().await, user, set, remove).await
     }
 }
 

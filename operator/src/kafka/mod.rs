@@ -3,6 +3,8 @@
 //! - `connection.rs`: one TCP connection, size-prefixed framing, correlation ids, and
 //!   ApiVersions negotiation (each request goes at the highest version both sides speak).
 //! - `client.rs`: `AdminClient`, the Kafka implementation of [`KafkaAdmin`].
+//! - `security.rs`: the wire side of the security admin APIs `AdminClient` delegates to
+//!   (SCRAM credentials, ACLs, client quotas).
 //!
 //! Reconcilers see only [`KafkaAdmin`] and [`Connector`], so scenario tests run them against
 //! an in-memory cluster while `tests/kafka_client.rs` checks the wire client against a fake
@@ -10,6 +12,7 @@
 
 pub mod client;
 pub mod connection;
+pub mod security;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,6 +20,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use client::{AdminClient, TcpConnector};
+/// Kafka's ACL model (bindings and filters with the wire codes), shared with the broker.
+pub use spate_auth::acl::{AclBinding, AclFilter};
+pub use spate_auth::ScramMechanism;
 
 /// Kafka error codes the operator acts on.
 pub mod codes {
@@ -36,6 +42,10 @@ pub mod codes {
     pub const ELECTION_NOT_NEEDED: i16 = 84;
     /// Cancelling a reassignment that is not running.
     pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+    /// The ACL APIs on a cluster without an authorizer.
+    pub const SECURITY_DISABLED: i16 = 54;
+    /// Describing or deleting a SCRAM credential that does not exist.
+    pub const RESOURCE_NOT_FOUND: i16 = 91;
 }
 
 /// Why a Kafka admin call failed.
@@ -240,6 +250,53 @@ pub struct OngoingReassignment {
     pub removing: Vec<i32>,
 }
 
+/// One SCRAM credential to store, as AlterUserScramCredentials carries it: the broker derives
+/// StoredKey and ServerKey from the salted password, so the password itself never leaves the
+/// operator.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScramUpsert {
+    /// SCRAM-SHA-256 or SCRAM-SHA-512.
+    pub mechanism: ScramMechanism,
+    /// PBKDF2 iterations (Kafka accepts 4096..=16384).
+    pub iterations: i32,
+    /// Random salt.
+    pub salt: Vec<u8>,
+    /// `Hi(password, salt, iterations)` (RFC 5802).
+    pub salted_password: Vec<u8>,
+}
+
+impl ScramUpsert {
+    /// The credential for `password` with a fresh random 32-byte salt.
+    pub fn new(mechanism: ScramMechanism, password: &str, iterations: i32) -> Self {
+        let mut salt = vec![0u8; 32];
+        spate_auth::fill_random(&mut salt);
+        let salted_password = mechanism.salted_password(password.as_bytes(), &salt, iterations);
+        ScramUpsert {
+            mechanism,
+            iterations,
+            salt,
+            salted_password,
+        }
+    }
+}
+
+/// The salted password logs in as the user (against any broker accepting this salt), so it
+/// stays out of logs.
+impl std::fmt::Debug for ScramUpsert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ScramUpsert({}, iterations={}, salted password [hidden])",
+            self.mechanism.name(),
+            self.iterations
+        )
+    }
+}
+
+/// Client quota values by key (`producer_byte_rate`, ...), as Describe/AlterClientQuotas
+/// carry them.
+pub type QuotaValues = BTreeMap<String, f64>;
+
 /// The admin operations the operator needs from a cluster.
 #[async_trait]
 pub trait KafkaAdmin: Send + Sync {
@@ -274,6 +331,38 @@ pub trait KafkaAdmin: Send + Sync {
     async fn elect_preferred_leaders(
         &self,
         partitions: &[TopicPartition],
+    ) -> Result<(), KafkaError>;
+    /// The SCRAM mechanisms `user` has a credential for (empty when it has none).
+    async fn describe_scram_credentials(
+        &self,
+        user: &str,
+    ) -> Result<Vec<ScramMechanism>, KafkaError>;
+    /// Creates or replaces `user`'s credential for one mechanism.
+    async fn upsert_scram_credential(
+        &self,
+        user: &str,
+        credential: &ScramUpsert,
+    ) -> Result<(), KafkaError>;
+    /// Deletes `user`'s credential for `mechanism`; a missing credential is not an error.
+    async fn delete_scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Result<(), KafkaError>;
+    /// The ACLs matching `filter`. Fails with SECURITY_DISABLED without an authorizer.
+    async fn describe_acls(&self, filter: &AclFilter) -> Result<Vec<AclBinding>, KafkaError>;
+    /// Creates ACLs (an identical existing ACL is not an error).
+    async fn create_acls(&self, acls: &[AclBinding]) -> Result<(), KafkaError>;
+    /// Deletes every ACL matching one of `filters`; returns how many went.
+    async fn delete_acls(&self, filters: &[AclFilter]) -> Result<usize, KafkaError>;
+    /// The quotas of entity `user=<user>` (that entity only, not defaults).
+    async fn describe_user_quotas(&self, user: &str) -> Result<QuotaValues, KafkaError>;
+    /// Sets `set` and removes `remove` on entity `user=<user>`.
+    async fn alter_user_quotas(
+        &self,
+        user: &str,
+        set: &QuotaValues,
+        remove: &[String],
     ) -> Result<(), KafkaError>;
 }
 

@@ -3,7 +3,7 @@
 //! Both write to one [`Journal`], so a scenario can assert the order of Kubernetes requests
 //! and Kafka admin calls (for example: DeleteTopics before the finalizer is removed).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 
 use super::Context;
 use crate::kafka::{
-    BrokerInfo, ClusterMetadata, ConfigEntry, Connector, KafkaAdmin, KafkaError, NewTopic,
-    OngoingReassignment, PartitionInfo, Reassignment, Target, TopicInfo, TopicPartition,
+    codes, AclBinding, AclFilter, BrokerInfo, ClusterMetadata, ConfigEntry, Connector, KafkaAdmin,
+    KafkaError, NewTopic, OngoingReassignment, PartitionInfo, QuotaValues, Reassignment,
+    ScramMechanism, ScramUpsert, Target, TopicInfo, TopicPartition,
 };
 use crate::metrics::Metrics;
 
@@ -195,6 +196,14 @@ pub struct FakeState {
     /// Topic config overrides.
     pub configs: BTreeMap<String, BTreeMap<String, String>>,
     pub ongoing: Vec<OngoingReassignment>,
+    /// SCRAM credentials by user and mechanism, as AlterUserScramCredentials stored them.
+    pub scram: BTreeMap<String, BTreeMap<ScramMechanism, ScramUpsert>>,
+    /// Every ACL of the cluster.
+    pub acls: BTreeSet<AclBinding>,
+    /// Client quotas of entities `user=<name>`.
+    pub user_quotas: BTreeMap<String, QuotaValues>,
+    /// No authorizer: the ACL APIs answer SECURITY_DISABLED.
+    pub no_authorizer: bool,
 }
 
 /// The fake cluster, shared between the test and the reconciler.
@@ -248,6 +257,19 @@ impl FakeKafka {
 
     fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
         self.state.lock().expect("fake kafka lock")
+    }
+
+    /// SECURITY_DISABLED when the cluster has no authorizer.
+    fn authorizer(&self, api: &'static str) -> Result<(), KafkaError> {
+        if self.state().no_authorizer {
+            return Err(KafkaError::Api {
+                api,
+                resource: String::new(),
+                code: codes::SECURITY_DISABLED,
+                message: "(SecurityDisabled): No Authorizer is configured.".into(),
+            });
+        }
+        Ok(())
     }
 
     /// An error answer when `api` is listed in `failing` (NOT_CONTROLLER, code 41).
@@ -452,6 +474,141 @@ impl KafkaAdmin for FakeKafka {
         self.answer("ElectLeaders")?;
         Ok(())
     }
+
+    async fn describe_scram_credentials(
+        &self,
+        user: &str,
+    ) -> Result<Vec<ScramMechanism>, KafkaError> {
+        Ok(self
+            .state()
+            .scram
+            .get(user)
+            .map(|c| c.keys().copied().collect())
+            .unwrap_or_default())
+    }
+
+    async fn upsert_scram_credential(
+        &self,
+        user: &str,
+        credential: &ScramUpsert,
+    ) -> Result<(), KafkaError> {
+        self.log(format!(
+            "AlterUserScramCredentials upsert {user} {} iterations={}",
+            credential.mechanism.name(),
+            credential.iterations
+        ));
+        self.answer("AlterUserScramCredentials")?;
+        self.state()
+            .scram
+            .entry(user.into())
+            .or_default()
+            .insert(credential.mechanism, credential.clone());
+        Ok(())
+    }
+
+    async fn delete_scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Result<(), KafkaError> {
+        self.log(format!(
+            "AlterUserScramCredentials delete {user} {}",
+            mechanism.name()
+        ));
+        self.answer("AlterUserScramCredentials")?;
+        let mut s = self.state();
+        if let Some(c) = s.scram.get_mut(user) {
+            c.remove(&mechanism);
+            if c.is_empty() {
+                s.scram.remove(user);
+            }
+        }
+        Ok(())
+    }
+
+    async fn describe_acls(&self, filter: &AclFilter) -> Result<Vec<AclBinding>, KafkaError> {
+        self.authorizer("DescribeAcls")?;
+        Ok(self
+            .state()
+            .acls
+            .iter()
+            .filter(|b| filter.matches(b))
+            .cloned()
+            .collect())
+    }
+
+    async fn create_acls(&self, acls: &[AclBinding]) -> Result<(), KafkaError> {
+        let desc: Vec<String> = acls.iter().map(acl).collect();
+        self.log(format!("CreateAcls {}", desc.join(", ")));
+        self.authorizer("CreateAcls")?;
+        self.state().acls.extend(acls.iter().cloned());
+        Ok(())
+    }
+
+    async fn delete_acls(&self, filters: &[AclFilter]) -> Result<usize, KafkaError> {
+        self.authorizer("DeleteAcls")?;
+        let mut s = self.state();
+        let gone: Vec<AclBinding> = s
+            .acls
+            .iter()
+            .filter(|b| filters.iter().any(|f| f.matches(b)))
+            .cloned()
+            .collect();
+        for b in &gone {
+            s.acls.remove(b);
+        }
+        drop(s);
+        let desc: Vec<String> = gone.iter().map(acl).collect();
+        self.log(format!("DeleteAcls {}", desc.join(", ")));
+        Ok(gone.len())
+    }
+
+    async fn describe_user_quotas(&self, user: &str) -> Result<QuotaValues, KafkaError> {
+        Ok(self
+            .state()
+            .user_quotas
+            .get(user)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn alter_user_quotas(
+        &self,
+        user: &str,
+        set: &QuotaValues,
+        remove: &[String],
+    ) -> Result<(), KafkaError> {
+        let sets: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        self.log(format!(
+            "AlterClientQuotas user={user} set=[{}] remove=[{}]",
+            sets.join(","),
+            remove.join(",")
+        ));
+        let mut s = self.state();
+        let q = s.user_quotas.entry(user.into()).or_default();
+        q.extend(set.clone());
+        for k in remove {
+            q.remove(k);
+        }
+        if q.is_empty() {
+            s.user_quotas.remove(user);
+        }
+        Ok(())
+    }
+}
+
+/// `Topic:orders:Literal User:alice Allow Read *`: one ACL in a journal entry.
+pub fn acl(b: &AclBinding) -> String {
+    format!(
+        "{:?}:{}:{:?} {} {:?} {:?} {}",
+        b.resource_type,
+        b.resource_name,
+        b.pattern_type,
+        b.principal,
+        b.permission,
+        b.operation,
+        b.host
+    )
 }
 
 /// A context whose client talks to a mock API server and whose Kafka is `kafka`.

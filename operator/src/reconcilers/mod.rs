@@ -14,6 +14,7 @@ macro_rules! decision {
 pub mod access;
 pub mod cluster;
 pub mod topic;
+pub mod user;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

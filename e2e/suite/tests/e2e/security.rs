@@ -301,9 +301,11 @@ spec:
             .status
             .and_then(|s| s.bootstrap_address)
             .ok_or_else(|| anyhow!("secured Cluster has no bootstrapAddress"))?;
-        let _resolved = tokio::net::lookup_host(addr.as_str())
+        let found = tokio::net::lookup_host(addr.as_str())
             .await
-            .with_context(|| format!("{addr} must resolve here for TLS hostname checks"))?;
+            .with_context(|| format!("{addr} must resolve here for TLS hostname checks"))?
+            .count();
+        ensure!(found > 0, "{addr} resolves to no address");
         Ok(addr)
     }
 
