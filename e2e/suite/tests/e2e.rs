@@ -906,17 +906,23 @@ spec:
             "60s",
         ]);
         // Users hold finalizers too; with the operator gone nothing would remove them.
-        let _ = self.h.kubectl(
-            &[
-                "patch",
-                "users.spate.dev",
-                "--all",
-                "--type=merge",
-                "-p",
-                r#"{"metadata":{"finalizers":null}}"#,
-            ],
-            None,
-        );
+        if let Ok(out) = self
+            .h
+            .kubectl(&["get", "users.spate.dev", "-o", "name"], None)
+        {
+            for user in out.stdout.lines().filter(|l| !l.is_empty()) {
+                let _ = self.h.kubectl(
+                    &[
+                        "patch",
+                        user,
+                        "--type=merge",
+                        "-p",
+                        r#"{"metadata":{"finalizers":null}}"#,
+                    ],
+                    None,
+                );
+            }
+        }
         if let Ok(list) = self.topics.list(&ListParams::default()).await {
             for t in list.items {
                 let patch = serde_json::json!({"metadata": {"finalizers": null}});

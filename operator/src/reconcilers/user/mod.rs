@@ -21,6 +21,7 @@ mod quotas;
 mod secret;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -222,7 +223,7 @@ async fn sync(user: &User, ctx: &Context) -> Result<String, Stop> {
         }
         None => {
             credential::sync(user, ctx, admin, None, None, &mut changes).await?;
-            let data = tls_user_material(ctx, &cluster, user).await?;
+            let data = tls_user_material(ctx, &cluster, user, existing.as_ref()).await?;
             write_secret(user, ctx, existing.as_ref(), data, "a client certificate").await?;
             "client certificate".to_string()
         }
@@ -282,21 +283,19 @@ async fn write_secret(
     Ok(())
 }
 
-/// The Secret data of a TLS user (`user.crt`, `user.key`, `ca.crt`): a client certificate
-/// for `User:<name>` from the cluster's clients CA.
-// TODO(pki): issue the certificate with `crate::pki` once it exists.
+/// The Secret data of a TLS user (`tls.rs`).
 async fn tls_user_material(
-    _ctx: &Context,
-    _cluster: &Cluster,
+    ctx: &Context,
+    cluster: &Cluster,
     user: &User,
+    existing: Option<&Secret>,
 ) -> Result<BTreeMap<String, String>, Problem> {
-    Err(Problem::new(
-        "TlsUsersNotReady",
-        format!(
-            "client certificates for TLS users are not issued yet; {} has no Secret",
-            user.username()
-        ),
-    ))
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    tls::material(ctx, cluster, user, existing, now)
+        .await
+        .map_err(|(reason, message)| Problem::new(reason, message))
 }
 
 async fn cleanup(user: &User, ctx: &Context) -> Result<Action> {

@@ -605,7 +605,7 @@ async fn missing_or_unreachable_cluster_is_reported_in_a_condition() {
 }
 
 #[tokio::test]
-async fn tls_users_wait_for_certificates_and_lose_scram_credentials() {
+async fn tls_users_wait_for_the_clients_ca_and_lose_scram_credentials() {
     let journal = Journal::default();
     let kafka = FakeKafka::new(1, journal.clone());
     kafka.state.lock().expect("lock").scram.insert(
@@ -618,7 +618,10 @@ async fn tls_users_wait_for_certificates_and_lose_scram_credentials() {
     let u = user_json(json!({"spec": {"authentication": {"type": "tls"}}}));
     let run = run(u, kafka.clone(), &journal).await;
     assert!(run.result.is_ok(), "{:?}", run.result);
-    assert_eq!(run.ready(), ("False".into(), "TlsUsersNotReady".into()));
+    assert_eq!(
+        run.ready(),
+        ("False".into(), "CertificateAuthorityNotReady".into())
+    );
     assert!(kafka.state.lock().expect("lock").scram.is_empty());
     assert!(run.secret().is_none());
 }
