@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Spate vs Apache Kafka single-broker benchmark. See bench/README.md.
 #
-#   bench/run.sh [--quick] [--brokers kafka,spate] [--partitions 1[,3]] [--keep]
+#   bench/run.sh [--quick] [--brokers kafka,spate] [--partitions 1[,3]]
+#                [--security plaintext[,ssl][,sasl_ssl]] [--keep]
+#
+#   --security  the client listener's protocol, each mode a fresh broker run with the same
+#               tests: PLAINTEXT (default), SSL (TLS, server certificate only) or SASL_SSL
+#               (TLS + SCRAM-SHA-512 login); throwaway certificates from compat/certs.sh
 #
 # Environment:
 #   SPATE_BROKER_BIN  Spate binary (default <repo>/target/release/spate-broker)
@@ -22,6 +27,7 @@ REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
 MODE=full
 BROKERS="kafka,spate"
 PARTITIONS="1"
+SECURITY=plaintext
 KEEP=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,10 +35,15 @@ while [ $# -gt 0 ]; do
     --brokers) BROKERS=$2; shift ;;
     --partitions) PARTITIONS=$2; shift ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --security) SECURITY=$2; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
+done
+
+for m in ${SECURITY//,/ }; do
+  case "$m" in plaintext|ssl|sasl_ssl) ;; *) echo "run.sh: unknown --security mode $m" >&2; exit 2 ;; esac
 done
 
 RECORD_SIZE=1024
@@ -54,7 +65,9 @@ CACHE_ROOT=${SPATE_CACHE:-$HOME/.cache/spate}
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-for t in java javac timeout awk; do
+SECURE_MODES=0
+[[ ,$SECURITY, != *,ssl,* && ,$SECURITY, != *,sasl_ssl,* ]] || SECURE_MODES=1
+for t in java javac timeout awk $([ "$SECURE_MODES" = 0 ] || echo openssl); do
   command -v "$t" >/dev/null || die "$t not found on PATH"
 done
 JAVA_MAJOR=$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/{print $2}')
@@ -92,6 +105,46 @@ javac -nowarn -cp "$KAFKA_CP" -d "$WORK/classes" \
 CP="$KAFKA_CP:$WORK/classes"
 LOG4J="-Dlog4j2.configurationFile=$BENCH_DIR/conf/log4j2.properties"
 TOOL_JAVA=(java -Xmx512M -XX:+UseG1GC -Djava.awt.headless=true "$LOG4J" -cp "$CP")
+
+# ---------------------------------------------------------------- security modes
+# One client listener per broker run, with the mode's protocol; both brokers get the very same
+# command line (Spate reads Kafka's setting names) and the clients the same properties. The
+# inter-broker listener is that listener (these tests cause no broker-to-broker traffic, but
+# Kafka insists on one; for SASL_SSL it logs in as the bench user). The metadata quorum stays
+# plain: Kafka's CONTROLLER listener (scripts/apache-kafka.sh adds it), Spate's default.
+SCRAM_USER=bench
+SCRAM_PASSWORD=bench-secret
+SCRAM_JAAS="org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$SCRAM_USER\" password=\"$SCRAM_PASSWORD\";"
+PKI=$WORK/pki
+if [ "$SECURE_MODES" = 1 ]; then
+  "$REPO_DIR/compat/certs.sh" "$PKI" || die "compat/certs.sh failed"
+fi
+
+# security_setup MODE: sets SEC (the protocol, for the report), LISTEN_SCHEME, BROKER_SEC_ARGS
+# (broker arguments), CLIENT_CONF_ARGS (--command-config FILE for the Kafka tools) and
+# CLIENT_PROP_ARGS (the same properties as --prop k=v for BenchClient consume).
+security_setup() {
+  local conf=$WORK/client-$1.properties
+  BROKER_SEC_ARGS=(); CLIENT_CONF_ARGS=(); CLIENT_PROP_ARGS=(); LISTEN_SCHEME=""
+  SEC=$(tr '[:lower:]' '[:upper:]' <<<"$1")
+  [ "$1" = plaintext ] && return 0
+  LISTEN_SCHEME=$SEC://
+  BROKER_SEC_ARGS=(--set "listener.security.protocol.map=$SEC:$SEC" --set "inter.broker.listener.name=$SEC"
+    --set ssl.keystore.type=PEM --set "ssl.keystore.location=$PKI/broker.pem"
+    --set ssl.truststore.type=PEM --set "ssl.truststore.location=$PKI/ca.pem")
+  local props=(security.protocol="$SEC" ssl.truststore.type=PEM ssl.truststore.location="$PKI/ca.pem")
+  if [ "$1" = sasl_ssl ]; then
+    BROKER_SEC_ARGS+=(--set sasl.enabled.mechanisms=SCRAM-SHA-512
+      --set sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+      --set "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$SCRAM_JAAS"
+      --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]")
+    props+=(sasl.mechanism=SCRAM-SHA-512 sasl.jaas.config="$SCRAM_JAAS")
+  fi
+  printf '%s\n' "${props[@]}" >"$conf"
+  CLIENT_CONF_ARGS=(--command-config "$conf")
+  local kv
+  for kv in "${props[@]}"; do CLIENT_PROP_ARGS+=(--prop "$kv"); done
+}
 
 # ---------------------------------------------------------------- helpers
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -180,12 +233,14 @@ stop_broker() {
 # in particular its flush policy: no log.flush.interval.messages/ms, so Kafka never fsyncs per
 # message and leaves flushing to the OS (and segment roll/shutdown). Either way BROKER_PID is
 # the broker process itself (the script execs the JVM), so RSS and CPU time are the broker's.
+# The listener and the security arguments come from security_setup.
 start_broker() {
   local dir=$WORK/$1 bin=$2 port
   shift 2
   port=$(free_port)
   mkdir -p "$dir/data"
-  "$bin" --listen "127.0.0.1:$port" --data-dir "$dir/data" "$@" >"$dir/broker.log" 2>&1 &
+  "$bin" --listen "${LISTEN_SCHEME}127.0.0.1:$port" --data-dir "$dir/data" "${BROKER_SEC_ARGS[@]}" "$@" \
+    >"$dir/broker.log" 2>&1 &
   BROKER_PID=$!
   BOOTSTRAP=127.0.0.1:$port
   BROKER_LOG=$dir/broker.log
@@ -195,10 +250,20 @@ start_broker() {
 ROWS=()        # markdown rows
 NOTES=()
 CPU_ROWS=()    # second table: broker CPU time per test
-add_row() {
-  ROWS+=("| $1 | $2 | $3 | $4 | $5 | $6 | $7 | $8 |")
-  CPU_ROWS+=("| $1 | $2 | $TEST_WALL_S | $TEST_CPU_S | $TEST_CPU_PCT |")
+# The side-by-side table: CELL["<broker> <SEC>|<test>"] = "MB/s (p99 ms)"; columns and tests
+# in run order.
+declare -A CELL SEEN
+COLUMNS=()
+TESTS=()
+add_row() { # BROKER TEST MB/s records/s p50 p99 RSS-idle RSS-peak; the security mode is $SEC
+  ROWS+=("| $1 | $SEC | $2 | $3 | $4 | $5 | $6 | $7 | $8 |")
+  CPU_ROWS+=("| $1 | $SEC | $2 | $TEST_WALL_S | $TEST_CPU_S | $TEST_CPU_PCT |")
   TEST_WALL_S="-"; TEST_CPU_S="-"; TEST_CPU_PCT="-"
+  local col="$1 $SEC" cell=$3
+  [ -n "${SEEN[col:$col]:-}" ] || { SEEN[col:$col]=1; COLUMNS+=("$col"); }
+  [ -n "${SEEN[test:$2]:-}" ] || { SEEN[test:$2]=1; TESTS+=("$2"); }
+  case "$3" in FAILED*|SKIPPED*) cell=${3%% *} ;; *) [ "$6" = - ] || cell="$3 ($6)" ;; esac
+  CELL["$col|$2"]=$cell
 }
 TEST_WALL_S="-"; TEST_CPU_S="-"; TEST_CPU_PCT="-"
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
@@ -207,10 +272,10 @@ cpu_ticks() { sed 's/.*) //' "/proc/$BROKER_PID/stat" 2>/dev/null | awk '{print 
 
 TEST_T0=0
 TEST_T1=0
-# run_tool NAME DEADLINE CMD... : output in $WORK/out/<broker>-NAME.log, returns the rc
+# run_tool NAME DEADLINE CMD... : output in $WORK/out/<broker>-<mode>-NAME.log, returns the rc
 run_tool() {
   local name=$1 deadline=$2; shift 2
-  local out="$WORK/out/$CUR_BROKER-$name.log"
+  local out="$WORK/out/$RUN_ID-$name.log"
   mkdir -p "$WORK/out"
   TEST_T0=$(now_ms)
   local rc=0 c0 c1
@@ -233,9 +298,21 @@ run_tool() {
   return $rc
 }
 
+# BenchClient create-topic speaks PLAINTEXT only (it takes no client properties), so over
+# SSL/SASL_SSL each topic is created with Kafka's TopicCommand (kafka-topics.sh) instead; the
+# producers' metadata retries cover the moment until the new partition has its leader.
 create_topic() { # TOPIC[,TOPIC...] PARTITIONS
-  run_tool "create-${1%%,*}" 120 "${TOOL_JAVA[@]}" dev.spate.bench.BenchClient create-topic \
-    --bootstrap "$BOOTSTRAP" --topic "$1" --partitions "$2" --timeout-ms 90000
+  if [ "$SEC" = PLAINTEXT ]; then
+    run_tool "create-${1%%,*}" 120 "${TOOL_JAVA[@]}" dev.spate.bench.BenchClient create-topic \
+      --bootstrap "$BOOTSTRAP" --topic "$1" --partitions "$2" --timeout-ms 90000
+    return
+  fi
+  local t
+  for t in ${1//,/ }; do
+    run_tool "create-$t" 120 "${TOOL_JAVA[@]}" org.apache.kafka.tools.TopicCommand \
+      --bootstrap-server "$BOOTSTRAP" "${CLIENT_CONF_ARGS[@]}" \
+      --create --if-not-exists --topic "$t" --partitions "$2" --replication-factor 1 || return
+  done
 }
 
 fail_reason() { # RC -> short text for the table, with a hint from the tool output ($LAST_OUT)
@@ -258,7 +335,7 @@ produce() {
   # shellcheck disable=SC2086  # PRODUCER_PROPS is a list of k=v words
   run_tool "$topic" "$TOOL_DEADLINE" "${TOOL_JAVA[@]}" org.apache.kafka.tools.ProducerPerformance \
     --topic "$topic" --num-records "$count" --record-size "$RECORD_SIZE" --throughput "$tput" \
-    --bootstrap-server "$BOOTSTRAP" --reporting-interval 5000 \
+    --bootstrap-server "$BOOTSTRAP" --reporting-interval 5000 "${CLIENT_CONF_ARGS[@]}" \
     --command-property acks="$acks" client.id=spate-bench ${PRODUCER_PROPS:-} || rc=$?
   local peak; peak=$(kb_to_mb "$(peak_between "$RSS_FILE" "$TEST_T0" "$TEST_T1")")
   # final summary line, e.g.
@@ -283,7 +360,7 @@ produce() {
       }
       print sent, rps, mbs, p50, p99 }')
   if [ "$sent" != "$count" ]; then
-    NOTES+=("$CUR_BROKER $label: only $sent of $count records acknowledged (errors in the tool output)")
+    NOTES+=("$CUR_BROKER $SEC $label: only $sent of $count records acknowledged (errors in the tool output)")
     add_row "$CUR_BROKER" "$label" "FAILED ($sent/$count acked)" "-" "-" "-" "$IDLE_MB" "$peak"
     return 0
   fi
@@ -295,7 +372,7 @@ consume() {
   local label=$1 topic=$2 count=$3 rc=0
   log "  $label: $count records from $topic (assign + seekToBeginning, no group)"
   run_tool "consume-$topic" "$TOOL_DEADLINE" "${TOOL_JAVA[@]}" dev.spate.bench.BenchClient consume \
-    --bootstrap "$BOOTSTRAP" --topic "$topic" --records "$count" \
+    --bootstrap "$BOOTSTRAP" --topic "$topic" --records "$count" "${CLIENT_PROP_ARGS[@]}" \
     --timeout-ms $(( (TOOL_DEADLINE - 20) * 1000 )) || rc=$?
   local peak; peak=$(kb_to_mb "$(peak_between "$RSS_FILE" "$TEST_T0" "$TEST_T1")")
   local line; line=$(grep '^RESULT ' "$LAST_OUT" | tail -n 1 || true)
@@ -315,7 +392,7 @@ consume_group() {
   local label=$1 topic=$2 count=$3 rc=0
   log "  $label: $count records from $topic (ConsumerPerformance, consumer group)"
   run_tool "cperf-$topic" "$TOOL_DEADLINE" "${TOOL_JAVA[@]}" org.apache.kafka.tools.ConsumerPerformance \
-    --bootstrap-server "$BOOTSTRAP" --topic "$topic" --num-records "$count" \
+    --bootstrap-server "$BOOTSTRAP" --topic "$topic" --num-records "$count" "${CLIENT_CONF_ARGS[@]}" \
     --group "spate-bench-$RANDOM" --timeout 30000 || rc=$?
   local peak; peak=$(kb_to_mb "$(peak_between "$RSS_FILE" "$TEST_T0" "$TEST_T1")")
   # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, ...
@@ -342,7 +419,7 @@ broker_dead() {
     local rc=0; wait "$BROKER_PID" 2>/dev/null || rc=$?
     BROKER_DIED="exited with code $rc"
     log "  broker $BROKER_DIED; log tail:"; tail -n 20 "$BROKER_LOG" | sed 's/^/      /' >&2
-    NOTES+=("$CUR_BROKER: broker $BROKER_DIED during the run; last log line: \`$(tail -n 1 "$BROKER_LOG" | cut -c1-200)\`")
+    NOTES+=("$CUR_BROKER $SEC: broker $BROKER_DIED during the run; last log line: \`$(tail -n 1 "$BROKER_LOG" | cut -c1-200)\`")
   fi
   return 0
 }
@@ -359,12 +436,14 @@ step() {
   "$fn" "$label" "$@"
 }
 
+# bench_broker BROKER: one broker run in the security mode of the last security_setup.
 bench_broker() {
-  local broker=$1
+  local broker=$1 run="$1 $SEC"
   CUR_BROKER=$broker
+  RUN_ID=$broker-${SEC,,}
   BROKER_DIED=""
   WAIT_FAIL=""
-  log "=== $broker"
+  log "=== $broker, $SEC"
   if [ "$broker" = spate ]; then
     if [ ! -x "$SPATE_BIN" ]; then
       log "spate binary not found at $SPATE_BIN, skipping"
@@ -373,33 +452,35 @@ bench_broker() {
       return 0
     fi
     # shellcheck disable=SC2086  # SPATE_EXTRA_ARGS is a list of arguments
-    start_broker spate "$SPATE_BIN" ${SPATE_EXTRA_ARGS:-}
+    start_broker "$RUN_ID" "$SPATE_BIN" ${SPATE_EXTRA_ARGS:-}
   else
-    start_broker kafka "$KAFKA_SH"
+    start_broker "$RUN_ID" "$KAFKA_SH"
   fi
   log "  started pid $BROKER_PID, waiting for $BOOTSTRAP"
   if ! wait_port "${BOOTSTRAP##*:}" "$BROKER_PID"; then
     log "  $broker $WAIT_FAIL; log tail:"
     tail -n 20 "$BROKER_LOG" | sed 's/^/      /' >&2
-    NOTES+=("$broker: broker $WAIT_FAIL; last log line: \`$(tail -n 1 "$BROKER_LOG" | cut -c1-200)\`")
+    NOTES+=("$run: broker $WAIT_FAIL; last log line: \`$(tail -n 1 "$BROKER_LOG" | cut -c1-200)\`")
     add_row "$broker" "startup" "FAILED ($WAIT_FAIL)" "-" "-" "-" "-" "-"
     stop_broker
     return 0
   fi
-  RSS_FILE=$WORK/$broker-rss.txt
+  RSS_FILE=$WORK/$RUN_ID-rss.txt
   start_sampler "$BROKER_PID" "$RSS_FILE"
   sleep "$IDLE_SETTLE"
   IDLE_MB=$(kb_to_mb "$(rss_kb "$BROKER_PID" VmRSS)")
-  IDLE_OF[$broker]=$IDLE_MB
+  IDLE_OF[$run]=$IDLE_MB
   log "  idle RSS ${IDLE_MB} MB"
 
   # Warm-up (not reported): JIT for Kafka, page cache / allocator for both.
   if ! broker_dead && create_topic bench-warmup 1; then
     run_tool warmup "$TOOL_DEADLINE" "${TOOL_JAVA[@]}" org.apache.kafka.tools.ProducerPerformance \
       --topic bench-warmup --num-records "$WARMUP" --record-size "$RECORD_SIZE" --throughput -1 \
-      --bootstrap-server "$BOOTSTRAP" --command-property acks=1 client.id=spate-bench-warmup || true
+      --bootstrap-server "$BOOTSTRAP" "${CLIENT_CONF_ARGS[@]}" \
+      --command-property acks=1 client.id=spate-bench-warmup || true
     run_tool warmup-consume "$TOOL_DEADLINE" "${TOOL_JAVA[@]}" dev.spate.bench.BenchClient consume \
-      --bootstrap "$BOOTSTRAP" --topic bench-warmup --records "$WARMUP" --timeout-ms 60000 || true
+      --bootstrap "$BOOTSTRAP" --topic bench-warmup --records "$WARMUP" "${CLIENT_PROP_ARGS[@]}" \
+      --timeout-ms 60000 || true
   fi
 
   local p
@@ -422,15 +503,15 @@ bench_broker() {
     step produce "produce acks=all @${LAT_RATE} rec/s$sfx" "lat-acksall-p$p" all "$LAT_RECORDS" "$LAT_RATE"
   done
 
-  HWM_MB[$broker]=$(kb_to_mb "$(rss_kb "$BROKER_PID" VmHWM)")
-  log "  VmHWM ${HWM_MB[$broker]} MB; stopping"
+  HWM_MB[$run]=$(kb_to_mb "$(rss_kb "$BROKER_PID" VmHWM)")
+  log "  VmHWM ${HWM_MB[$run]} MB; stopping"
   stop_broker
-  ANON_MB[$broker]=$(kb_to_mb "$(col_max "$RSS_FILE" 3)")
-  FILE_MB[$broker]=$(kb_to_mb "$(col_max "$RSS_FILE" 4)")
+  ANON_MB[$run]=$(kb_to_mb "$(col_max "$RSS_FILE" 3)")
+  FILE_MB[$run]=$(kb_to_mb "$(col_max "$RSS_FILE" 4)")
   if [ "$KEEP" = 1 ]; then
-    cp "$BROKER_LOG" "$WORK/$broker-broker.log" 2>/dev/null || true
+    cp "$BROKER_LOG" "$WORK/$RUN_ID-broker.log" 2>/dev/null || true
   else
-    rm -rf "${WORK:?}/$broker/data"   # free the disk (GBs in full mode) before the next broker
+    rm -rf "${WORK:?}/$RUN_ID/data"   # free the disk (GBs in full mode) before the next broker
   fi
 }
 
@@ -440,9 +521,14 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 if awk -v l="${LOAD_START%% *}" -v n="$(nproc)" 'BEGIN{exit !(l > n/2)}'; then
   log "WARNING: load average $LOAD_START on $(nproc) CPUs: the machine is busy, numbers will be noisy"
 fi
-log "mode=$MODE records=$RECORDS x ${RECORD_SIZE} B, brokers=$BROKERS, partitions=$PARTITIONS, work=$WORK"
+log "mode=$MODE records=$RECORDS x ${RECORD_SIZE} B, brokers=$BROKERS, partitions=$PARTITIONS, security=$SECURITY, work=$WORK"
 for b in ${BROKERS//,/ }; do
-  case "$b" in kafka|spate) bench_broker "$b" ;; *) die "unknown broker $b" ;; esac
+  case "$b" in kafka|spate) ;; *) die "unknown broker $b" ;; esac
+done
+# Security mode outermost, so each broker's runs in one mode are close together in time.
+for m in ${SECURITY//,/ }; do
+  security_setup "$m"
+  for b in ${BROKERS//,/ }; do bench_broker "$b"; done
 done
 
 # ---------------------------------------------------------------- report
@@ -459,6 +545,16 @@ GIT_REV=$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo "no comm
 CPU_MODEL=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
 MEM_GB=$(awk '/MemTotal/{printf "%.0f", $2/1024/1024}' /proc/meminfo)
 
+SECURITY_DESC=""
+for m in ${SECURITY//,/ }; do
+  case "$m" in
+    plaintext) d="PLAINTEXT" ;;
+    ssl) d="SSL (TLS, server certificate only: EC P-256 from compat/certs.sh; clients trust ca.pem as a PEM truststore)" ;;
+    sasl_ssl) d="SASL_SSL (the same TLS, then a SCRAM-SHA-512 login per connection)" ;;
+  esac
+  SECURITY_DESC+="${SECURITY_DESC:+; }$d"
+done
+
 REPORT=$WORK/report.md
 {
   echo "# Spate vs Apache Kafka — single broker benchmark ($MODE mode)"
@@ -471,21 +567,36 @@ REPORT=$WORK/report.md
   echo "- client: kafka-tools/kafka-clients $KAFKA_VERSION (ProducerPerformance, ConsumerPerformance, bench BenchClient), $(java -version 2>&1 | head -n 1)"
   echo "- workload: ${RECORD_SIZE}-byte records, replication factor 1, partitions: $PARTITIONS;"\
        "throughput tests $RECORDS records (unthrottled), latency tests $LAT_RECORDS records at $LAT_RATE rec/s;"\
-       "warm-up $WARMUP records per broker (not reported); producer props: client defaults + acks=1|all${PRODUCER_PROPS:+ + $PRODUCER_PROPS}"
+       "warm-up $WARMUP records per broker run (not reported); producer props: client defaults + acks=1|all${PRODUCER_PROPS:+ + $PRODUCER_PROPS}"
   echo "- MB = 2^20 bytes. p50/p99: ProducerPerformance send→ack latency. RSS idle: VmRSS ${IDLE_SETTLE}s after the port opened;"\
        "RSS peak: max VmRSS (sampled every 100 ms) during that test."
+  echo "- security (one fresh broker per mode, one client listener): $SECURITY_DESC"
   echo
-  echo "| broker | test | MB/s | records/s | p50 ms | p99 ms | RSS idle MB | RSS peak MB |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  echo "| broker | security | test | MB/s | records/s | p50 ms | p99 ms | RSS idle MB | RSS peak MB |"
+  echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
   for r in "${ROWS[@]}"; do echo "$r"; done
   echo
+  if [ "${#COLUMNS[@]}" -gt 1 ] && [[ $SECURITY == *,* ]]; then
+    echo "Side by side: MB/s, and in parentheses the p99 ms of the produce tests:"
+    echo
+    line="| test |"; sep="|---|"
+    for c in "${COLUMNS[@]}"; do line+=" $c |"; sep+="---:|"; done
+    echo "$line"; echo "$sep"
+    for t in "${TESTS[@]}"; do
+      line="| $t |"
+      for c in "${COLUMNS[@]}"; do line+=" ${CELL[$c|$t]:--} |"; done
+      echo "$line"
+    done
+    echo
+  fi
   echo "Broker CPU per test (utime+stime from /proc/<pid>/stat while the tool ran; wall = whole tool run incl. client JVM start; 200% = both cores):"
   echo
-  echo "| broker | test | tool wall s | broker CPU s | broker CPU % |"
-  echo "|---|---|---:|---:|---:|"
+  echo "| broker | security | test | tool wall s | broker CPU s | broker CPU % |"
+  echo "|---|---|---|---:|---:|---:|"
   for r in "${CPU_ROWS[@]}"; do echo "$r"; done
   echo
-  for b in "${!HWM_MB[@]}"; do
+  for b in "${COLUMNS[@]}"; do
+    [ -n "${HWM_MB[$b]:-}" ] || continue
     echo "- $b: RSS idle ${IDLE_OF[$b]} MB; VmHWM (peak RSS over the whole run incl. warm-up) ${HWM_MB[$b]} MB;"\
          "largest RssAnon sample ${ANON_MB[$b]} MB, largest RssFile sample (mapped files) ${FILE_MB[$b]} MB"
   done
