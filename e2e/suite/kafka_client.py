@@ -61,8 +61,8 @@ def produce(args):
         p.poll(0)
         if interval:
             next_send += interval
-            delay = next_send - time.monotonic()
-            if delay > 0:
+            # poll() returns early on any delivery report: keep waiting out the interval.
+            while (delay := next_send - time.monotonic()) > 0:
                 p.poll(delay)
     remaining = p.flush(150)
     json.dump({"acked": acked, "failed": failed, "unflushed": remaining}, sys.stdout)

@@ -147,6 +147,11 @@ pub fn broker_settings(c: &Cluster, id: i32) -> Vec<(String, String)> {
             format!("listener.name.{l}.ssl.client.auth"),
             "required".to_string(),
         ));
+        // Brokers and the operator are known by their certificates' exact subjects.
+        out.push((
+            format!("listener.name.{l}.ssl.principal.mapping.rules"),
+            "DEFAULT".to_string(),
+        ));
     }
     if let Some(authz) = &c.spec.authorization {
         out.push(("authorizer.class.name".into(), AUTHORIZER_CLASS.into()));
@@ -167,17 +172,26 @@ pub fn broker_settings(c: &Cluster, id: i32) -> Vec<(String, String)> {
 }
 
 /// Settings the operator owns on a secured broker; a user's `spec.config` value for one of
-/// these is ignored (the `listener.name.*` ones are prefixes).
+/// these is ignored. Broker-wide key and trust settings are included: listeners fall back to
+/// them, so one would reach the replication and quorum listeners.
 pub fn owned(key: &str) -> bool {
-    const PREFIXES: [&str; 5] = [
+    const EXACT: [&str; 4] = [
+        "authorizer.class.name",
+        "super.users",
+        "ssl.client.auth",
+        "ssl.principal.mapping.rules",
+    ];
+    const PREFIXES: [&str; 8] = [
+        "ssl.keystore.",
+        "ssl.truststore.",
+        "ssl.key.",
         "listener.name.replication.",
         "listener.name.controller.",
         "listener.name.internal.ssl.",
         "listener.name.external.ssl.",
         "listener.name.internal.sasl.enabled.mechanisms",
     ];
-    key == "authorizer.class.name"
-        || key == "super.users"
+    EXACT.contains(&key)
         || key == "listener.name.external.sasl.enabled.mechanisms"
         || PREFIXES.iter().any(|p| key.starts_with(p))
 }
@@ -298,6 +312,16 @@ mod tests {
         assert_eq!(s["listener.name.replication.ssl.client.auth"], "required");
         assert!(owned("listener.name.replication.ssl.client.auth"));
         assert!(owned("super.users"));
+        assert!(
+            owned("ssl.truststore.certificates"),
+            "would reach the replication listener"
+        );
+        assert!(owned("ssl.principal.mapping.rules"));
         assert!(!owned("log.retention.ms"));
+        assert!(!owned("ssl.enabled.protocols"));
+        assert_eq!(
+            s["listener.name.replication.ssl.principal.mapping.rules"],
+            "DEFAULT"
+        );
     }
 }

@@ -13,6 +13,40 @@ pub use super::security::{
     ListenerTls,
 };
 
+/// CEL: whether the spec at `$s` is secured (a listener with tls or authentication, or
+/// authorization), as `builders::security::secured` decides.
+macro_rules! secured_cel {
+    ($s:literal) => {
+        concat!(
+            "(has(",
+            $s,
+            ".authorization) || (has(",
+            $s,
+            ".listeners) && ((has(",
+            $s,
+            ".listeners.internal) && ((has(",
+            $s,
+            ".listeners.internal.tls) && ",
+            $s,
+            ".listeners.internal.tls.enabled) || (has(",
+            $s,
+            ".listeners.internal.authentication) && ",
+            $s,
+            ".listeners.internal.authentication != 'none'))) || (has(",
+            $s,
+            ".listeners.external) && ((has(",
+            $s,
+            ".listeners.external.tls) && ",
+            $s,
+            ".listeners.external.tls.enabled) || (has(",
+            $s,
+            ".listeners.external.authentication) && ",
+            $s,
+            ".listeners.external.authentication != 'none'))))))"
+        )
+    };
+}
+
 /// A Spate cluster: `replicas` brokers, each a pod with its own volume, owned by the operator.
 // `printcolumn(type_ = ...)` repeats per column; clippy mistakes that for a duplicate.
 #[allow(clippy::duplicated_attributes)]
@@ -73,6 +107,11 @@ pub use super::security::{
 #[x_kube(validation = Rule::new(
     "has(self.metadataVoters) == has(oldSelf.metadataVoters) && (!has(self.metadataVoters) || self.metadataVoters == oldSelf.metadataVoters)"
 ).message("metadataVoters is immutable: it fixes the brokers' static metadata quorum (controller.quorum.voters); set it when creating the Cluster"))]
+// Whether the brokers run secured (`builders::security::secured`) cannot change: secured
+// brokers replicate and run the quorum over mutual TLS, so a rolling change would split them.
+#[x_kube(validation = Rule::new(concat!(
+    secured_cel!("self"), " == ", secured_cel!("oldSelf")
+)).message("security is fixed when the Cluster is created: whether any listener has tls or authentication, or authorization is set, cannot change (the brokers' replication and quorum would split between plaintext and TLS); create a new Cluster instead"))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {
     /// Number of brokers.
@@ -500,6 +539,32 @@ mod tests {
             assert!(format!("{err:?}").contains("are taken"), "{taken}: {err:?}");
         }
         kube::core::cel::validate_cel(&with_internal_port(19092)).expect("a free port is fine");
+    }
+
+    #[test]
+    fn cel_refuses_turning_security_on_or_off_but_not_changing_it() {
+        use kube::core::cel::validate_cel_update;
+        let plain = with_voters(None);
+        let mut scram = plain.clone();
+        scram.spec.listeners.internal.authentication = ListenerAuthentication::ScramSha512;
+        let mut authz = plain.clone();
+        authz.spec.authorization = Some(AuthorizationSpec {
+            type_: AuthorizationType::Simple,
+            super_users: vec![],
+        });
+        for (old, new) in [(&plain, &scram), (&scram, &plain), (&plain, &authz)] {
+            let err = validate_cel_update(new, old).expect_err("on/off refused");
+            assert!(format!("{err:?}").contains("security is fixed"), "{err:?}");
+        }
+        let mut tls = scram.clone();
+        tls.spec.listeners.internal.tls = Some(ListenerTls {
+            enabled: true,
+            ..ListenerTls::default()
+        });
+        validate_cel_update(&tls, &scram).expect("secured stays secured: allowed");
+        let mut scaled = plain.clone();
+        scaled.spec.replicas = 7;
+        validate_cel_update(&scaled, &plain).expect("plain stays plain");
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! clients CA (`User` certificates) per Cluster, kept in Secrets, and the certificates they
 //! issue. Pure: callers pass the time and store the results.
 //!
-//! Each CA generation has its own subject (`CN=<cluster>-cluster-ca-v<N>`), so after a renewal
-//! the old and new CA certificates can sit side by side in a trust bundle and every verifier
-//! finds the right one by name.
+//! Each CA generation has its own subject (`CN=<cluster>-cluster-ca-v<N>`), so old and new CA
+//! certificates can sit side by side in a trust bundle and every verifier finds the right one
+//! by name. A renewal has two phases: the next CA is *staged* (trusted in the bundle, signing
+//! nothing) until every broker runs with that bundle, then *promoted* (it signs; the old one
+//! stays trusted until it expires). Brokers read their inter-broker and quorum trust when they
+//! start, so certificates from a new CA must never reach a broker that started without it.
 
 pub mod client_tls;
 
@@ -67,10 +70,31 @@ pub mod keys {
     pub const NOT_AFTER: &str = "not-after";
     /// When the previous CA expires (Unix seconds), while it is in the bundle.
     pub const PREVIOUS_NOT_AFTER: &str = "previous-not-after";
+    /// The staged next CA's certificate.
+    pub const NEXT_CERT: &str = "next.crt";
+    /// The staged next CA's private key.
+    pub const NEXT_KEY: &str = "next.key";
+    /// The staged next CA's generation.
+    pub const NEXT_GENERATION: &str = "next-generation";
+    /// The staged next CA's expiry (Unix seconds).
+    pub const NEXT_NOT_AFTER: &str = "next-not-after";
+}
+
+/// A CA generation waiting to be promoted: already trusted, signing nothing yet.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Staged {
+    /// Generation.
+    pub generation: u32,
+    /// Certificate.
+    pub cert_pem: String,
+    /// Private key.
+    pub key_pem: String,
+    /// Expiry (Unix seconds).
+    pub not_after: i64,
 }
 
 /// A certificate authority as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Ca {
     /// Which CA.
     pub kind: CaKind,
@@ -88,10 +112,25 @@ pub struct Ca {
     pub not_after: i64,
     /// Expiry of the previous certificate still in the bundle.
     pub previous_not_after: Option<i64>,
+    /// The next generation, staged for a renewal.
+    pub next: Option<Staged>,
+}
+
+// Keys never go to logs: Debug shows what identifies the CA, not its key.
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("kind", &self.kind)
+            .field("cluster", &self.cluster)
+            .field("generation", &self.generation)
+            .field("not_after", &self.not_after)
+            .field("next", &self.next.as_ref().map(|n| n.generation))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A key and the certificate issued for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Issued {
     /// Certificate (PEM).
     pub cert_pem: String,
@@ -99,6 +138,14 @@ pub struct Issued {
     pub key_pem: String,
     /// Expiry (Unix seconds).
     pub not_after: i64,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What an issued certificate is for.
@@ -167,25 +214,51 @@ impl Ca {
             key_pem: key.serialize_pem(),
             not_after,
             previous_not_after: None,
+            next: None,
         })
     }
 
-    /// The next generation, with this one kept in the bundle while it is valid (certificates
-    /// it signed keep working until they are reissued).
-    pub fn renewed(&self, now: i64, days: i64) -> Result<Ca, PkiError> {
-        let mut next = Ca::generate(&self.cluster, self.kind, self.generation + 1, now, days)?;
-        if self.not_after > now {
-            next.bundle_pem = format!("{}{}", next.cert_pem, self.cert_pem);
-            next.previous_not_after = Some(self.not_after);
-        }
-        Ok(next)
+    /// Stages the next generation: trusted in the bundle from now on, signing nothing yet.
+    pub fn staged(&self, now: i64, days: i64) -> Result<Ca, PkiError> {
+        let next = Ca::generate(&self.cluster, self.kind, self.generation + 1, now, days)?;
+        let mut ca = self.clone();
+        ca.bundle_pem = format!("{}{}", ca.bundle_pem, next.cert_pem);
+        ca.next = Some(Staged {
+            generation: next.generation,
+            cert_pem: next.cert_pem,
+            key_pem: next.key_pem,
+            not_after: next.not_after,
+        });
+        Ok(ca)
     }
 
-    /// The bundle without a previous CA that has expired.
+    /// Promotes the staged generation: it signs from now on, and this one stays in the
+    /// bundle until it expires. Without a staged generation, returns `self` unchanged.
+    pub fn promoted(&self) -> Ca {
+        let Some(next) = self.next.clone() else {
+            return self.clone();
+        };
+        Ca {
+            kind: self.kind,
+            cluster: self.cluster.clone(),
+            generation: next.generation,
+            bundle_pem: format!("{}{}", next.cert_pem, self.cert_pem),
+            cert_pem: next.cert_pem,
+            key_pem: next.key_pem,
+            not_after: next.not_after,
+            previous_not_after: Some(self.not_after),
+            next: None,
+        }
+    }
+
+    /// Drops an expired previous CA from the bundle; whether anything changed.
     pub fn prune(&mut self, now: i64) -> bool {
         match self.previous_not_after {
             Some(t) if t <= now => {
                 self.bundle_pem = self.cert_pem.clone();
+                if let Some(next) = &self.next {
+                    self.bundle_pem.push_str(&next.cert_pem);
+                }
                 self.previous_not_after = None;
                 true
             }
@@ -249,6 +322,12 @@ impl Ca {
         if let Some(t) = self.previous_not_after {
             d.insert(keys::PREVIOUS_NOT_AFTER.to_string(), t.to_string());
         }
+        if let Some(n) = &self.next {
+            d.insert(keys::NEXT_CERT.to_string(), n.cert_pem.clone());
+            d.insert(keys::NEXT_KEY.to_string(), n.key_pem.clone());
+            d.insert(keys::NEXT_GENERATION.to_string(), n.generation.to_string());
+            d.insert(keys::NEXT_NOT_AFTER.to_string(), n.not_after.to_string());
+        }
         d
     }
 
@@ -282,7 +361,37 @@ impl Ca {
                 .contains_key(keys::PREVIOUS_NOT_AFTER)
                 .then(|| number(keys::PREVIOUS_NOT_AFTER))
                 .transpose()?,
+            next: match data.contains_key(keys::NEXT_CERT) {
+                false => None,
+                true => Some(Staged {
+                    generation: u32::try_from(number(keys::NEXT_GENERATION)?)
+                        .map_err(|_| PkiError::Stored("generation out of range".into()))?,
+                    cert_pem: text(keys::NEXT_CERT)?,
+                    key_pem: text(keys::NEXT_KEY)?,
+                    not_after: number(keys::NEXT_NOT_AFTER)?,
+                }),
+            },
         })
+    }
+
+    /// The generation a replacement for an unreadable stored CA gets: above anything the
+    /// stored data names, so certificates recorded against the lost CA are reissued.
+    pub fn replacement_generation(data: &BTreeMap<String, Vec<u8>>, now: i64) -> u32 {
+        let stored = [keys::GENERATION, keys::NEXT_GENERATION]
+            .iter()
+            .filter_map(|k| {
+                std::str::from_utf8(data.get(*k)?)
+                    .ok()?
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+            })
+            .max();
+        match stored {
+            Some(g) => g.saturating_add(1),
+            // Nothing readable: minutes since the epoch is above any generation counted up.
+            None => u32::try_from(now / 60).unwrap_or(u32::MAX),
+        }
     }
 }
 
@@ -367,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn renewal_keeps_trusting_the_old_ca_until_it_expires() {
+    fn renewal_stages_then_promotes_and_keeps_trusting_the_old_ca() {
         let old = Ca::generate("spate", CaKind::Cluster, 1, NOW, 100).expect("ca");
         assert!(!old.needs_renewal(NOW, 30));
         assert!(old.needs_renewal(NOW + 71 * DAY, 30));
@@ -379,15 +488,39 @@ mod tests {
             "capped at the CA's expiry"
         );
         let later = NOW + 80 * DAY;
-        let mut new = old.renewed(later, 100).expect("renewed");
+        let staged = old.staged(later, 100).expect("staged");
+        assert_eq!(staged.generation, 1, "the old CA still signs while staged");
+        let data: BTreeMap<String, Vec<u8>> = staged
+            .to_data()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        assert_eq!(
+            Ca::from_data("spate", CaKind::Cluster, &data).expect("reads back"),
+            staged
+        );
+        let mut new = staged.promoted();
         assert_eq!(new.generation, 2);
         let new_leaf = new
             .issue("spate-broker", &["b.svc".into()], Usage::Broker, later, 365)
             .expect("leaf");
+        // The bundle written while staged already trusts what the promoted CA signs.
+        verify(&staged.bundle_pem, &new_leaf, "b.svc", later).expect("staged bundle");
         verify(&new.bundle_pem, &old_leaf, "b.svc", later).expect("old leaf still trusted");
         verify(&new.bundle_pem, &new_leaf, "b.svc", later).expect("new leaf trusted");
         assert!(!new.prune(later));
         assert!(new.prune(NOW + 101 * DAY));
         assert_eq!(new.bundle_pem, new.cert_pem);
+        assert!(
+            !format!("{new:?}").contains("PRIVATE"),
+            "Debug hides the key"
+        );
+    }
+
+    #[test]
+    fn a_replacement_ca_gets_a_generation_above_the_lost_one() {
+        let data = BTreeMap::from([(keys::GENERATION.to_string(), b"4".to_vec())]);
+        assert_eq!(Ca::replacement_generation(&data, NOW), 5);
+        assert!(Ca::replacement_generation(&BTreeMap::new(), NOW) > 1000);
     }
 }

@@ -15,6 +15,8 @@ use super::Suite;
 /// The secured Cluster's name.
 pub const SECURE: &str = "secure";
 const TOPIC: &str = "payments";
+/// Records produced at 20/s across the renewal: a minute, several times a two-broker roll.
+const RENEWAL_RECORDS: usize = 1200;
 
 impl Suite {
     /// Every step of the secured-cluster scenario.
@@ -192,7 +194,7 @@ spec:
             bootstrap,
             TOPIC,
             "renewal",
-            600,
+            RENEWAL_RECORDS,
             20.0,
             config,
         )?;
@@ -228,7 +230,7 @@ spec:
         .await?;
         let p = producer.finish(Duration::from_secs(240)).await?;
         ensure!(
-            p.failed.is_empty() && p.acked.len() == 600,
+            p.failed.is_empty() && p.acked.len() == RENEWAL_RECORDS,
             "records failed across the renewal roll: {} acked, failed {:?}",
             p.acked.len(),
             p.failed.iter().take(5).collect::<Vec<_>>()
@@ -238,7 +240,9 @@ spec:
             p.acked.is_subset(&seen),
             "a record acked during the renewal is missing"
         );
-        say("  certificate renewal rolled both brokers; 600 records acked, none lost");
+        say(format!(
+            "  certificate renewal rolled both brokers; {RENEWAL_RECORDS} records acked, none lost"
+        ));
         Ok(())
     }
 

@@ -3,17 +3,22 @@
 //! brokers and new names, and copies user-provided listener certificates in. Returns each
 //! broker's certificate revision, which goes into its pod's revision: a change rolls that
 //! broker with the existing roll rules.
+//!
+//! A CA renewal takes two rolls (`pki`): the staged CA enters every trust bundle and the
+//! brokers roll; only when every broker runs that revision and is ready is it promoted, and
+//! the certificates it then issues roll the brokers again.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::Api;
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
 
 use super::objects::apply;
 use crate::builders::certs::{self, Record, ANNOTATION_RENEW, ANNOTATION_RENEWED_FOR};
-use crate::builders::external::ExternalEndpoints;
+use crate::builders::external::{BootstrapAddress, Observed};
+use crate::builders::pods;
 use crate::builders::security::{
     self, broker_pem_key, listener_pem_key, BROKER_CN, CLIENTS_CA_KEY, CLUSTER_CA_KEY,
 };
@@ -47,43 +52,49 @@ fn byte_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// Loads (or creates) one CA, renewing it when due; writes it back when it changed.
-pub async fn ensure_ca(c: &Cluster, ctx: &Context, ns: &str, kind: CaKind) -> Result<Ca> {
-    let name = match kind {
+fn ca_secret_name(c: &Cluster, kind: CaKind) -> String {
+    match kind {
         CaKind::Cluster => security::cluster_ca_secret_name(c),
         CaKind::Clients => security::clients_ca_secret_name(c),
-    };
+    }
+}
+
+/// Loads (or creates) one CA, staging its successor when due; writes it back when it changed.
+pub async fn ensure_ca(c: &Cluster, ctx: &Context, ns: &str, kind: CaKind) -> Result<Ca> {
+    let name = ca_secret_name(c, kind);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let now = now();
     let days = i64::from(c.spec.certificates.validity_days);
     let ca_days = days * 5;
     let renewal = i64::from(c.spec.certificates.renewal_days);
     let pki = |e: crate::pki::PkiError| Error::Invalid(format!("{name}: {e}"));
-    let stored = api
-        .get_opt(&name)
-        .await?
-        .map(|s| Ca::from_data(&c.name_any(), kind, &byte_data(&s)));
-    let (mut ca, mut changed) = match stored {
-        Some(Ok(ca)) => (ca, false),
-        Some(Err(e)) => {
-            // A CA we cannot read cannot sign: start a new generation, loudly.
+    let stored = api.get_opt(&name).await?.map(|s| byte_data(&s));
+    let parsed = stored
+        .as_ref()
+        .map(|d| (Ca::from_data(&c.name_any(), kind, d), d));
+    let (mut ca, mut changed) = match parsed {
+        Some((Ok(ca), _)) => (ca, false),
+        Some((Err(e), data)) => {
+            // A CA we cannot read cannot sign: start a new generation above it, loudly.
+            let generation = Ca::replacement_generation(data, now);
             let note = format!("{name} could not be read ({e}); created a new CA");
             ctx.event(c, EventType::Warning, "CertificateAuthorityReplaced", note)
                 .await;
-            (
-                Ca::generate(&c.name_any(), kind, 1, now, ca_days).map_err(pki)?,
-                true,
-            )
+            let ca = Ca::generate(&c.name_any(), kind, generation, now, ca_days).map_err(pki)?;
+            (ca, true)
         }
         None => (
             Ca::generate(&c.name_any(), kind, 1, now, ca_days).map_err(pki)?,
             true,
         ),
     };
-    if !changed && ca.needs_renewal(now, renewal) {
-        ca = ca.renewed(now, ca_days).map_err(pki)?;
-        let note = format!("Renewed {name} (generation {})", ca.generation);
-        ctx.event(c, EventType::Normal, "CertificateAuthorityRenewed", note)
+    if !changed && ca.next.is_none() && ca.needs_renewal(now, renewal) {
+        ca = ca.staged(now, ca_days).map_err(pki)?;
+        let note = format!(
+            "Staged generation {} of {name}: trusted now, signing once every broker has rolled",
+            ca.generation + 1
+        );
+        ctx.event(c, EventType::Normal, "CertificateAuthorityStaged", note)
             .await;
         changed = true;
     }
@@ -100,7 +111,8 @@ pub(super) async fn ensure(
     ctx: &Context,
     ns: &str,
     ids: &[i32],
-    external: &ExternalEndpoints,
+    external: &Observed,
+    pods: &BTreeMap<i32, Pod>,
 ) -> Result<CertRevisions> {
     if !security::secured(c) {
         return Ok(CertRevisions::new());
@@ -111,10 +123,14 @@ pub(super) async fn ensure(
     let name = security::certs_secret_name(c);
     let existing = api.get_opt(&name).await?;
     let old_data = existing.as_ref().map(text_data).unwrap_or_default();
-    let old_annotations = existing
+    // Only ours: another tool's annotation must not make every pass rewrite the Secret.
+    let old_annotations: BTreeMap<String, String> = existing
         .as_ref()
         .map(|s| s.annotations().clone())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("spate.dev/"))
+        .collect();
 
     let mut data = BTreeMap::from([
         (CLUSTER_CA_KEY.to_string(), cluster_ca.bundle_pem.clone()),
@@ -135,7 +151,11 @@ pub(super) async fn ensure(
     let mut issued = Vec::new();
     let mut revisions = CertRevisions::new();
     for &id in ids {
-        let names = certs::broker_names(c, id, external);
+        let mut names = certs::broker_names(c, id, &external.endpoints);
+        if let Some(BootstrapAddress::LoadBalancer(host, _)) = &external.bootstrap {
+            // What outside clients bootstrap from; every broker may answer there.
+            names.push(host.clone());
+        }
         let hash = certs::names_hash(&names);
         let key = broker_pem_key(id);
         let annotation = certs::record_annotation(id);
@@ -202,7 +222,47 @@ pub(super) async fn ensure(
         ctx.event(c, EventType::Normal, "CertificatesIssued", note)
             .await;
     }
+    let staged = [&cluster_ca, &clients_ca]
+        .into_iter()
+        .filter(|ca| ca.next.is_some())
+        .collect::<Vec<_>>();
+    // Promote only what every running broker already trusts: the staged bundles were in the
+    // Secret before this pass, and every broker runs this pass's revision and is ready.
+    if !staged.is_empty() && !changed && all_rolled(c, ids, external, pods, &revisions) {
+        for ca in staged {
+            let promoted = ca.promoted();
+            let name = ca_secret_name(c, ca.kind);
+            apply(&api, &certs::ca_secret(c, name.clone(), promoted.to_data())).await?;
+            let note = format!(
+                "Promoted generation {} of {name}: every broker trusts it; certificates are reissued from it",
+                promoted.generation
+            );
+            ctx.event(c, EventType::Normal, "CertificateAuthorityPromoted", note)
+                .await;
+        }
+    }
     Ok(revisions)
+}
+
+/// Whether every broker in `ids` has a ready pod carrying the revision it would get now.
+fn all_rolled(
+    c: &Cluster,
+    ids: &[i32],
+    external: &Observed,
+    pods: &BTreeMap<i32, Pod>,
+    revisions: &CertRevisions,
+) -> bool {
+    ids.iter().all(|id| {
+        let want = pods::revision(
+            c,
+            *id,
+            ids,
+            &external.endpoints,
+            revisions.get(id).map(String::as_str),
+        );
+        pods.get(id)
+            .is_some_and(|p| super::pod_ready(p) && super::pod_revision(p) == Some(want.as_str()))
+    })
 }
 
 /// The user-provided listener certificates (`tls.certificateSecret`), as keystore PEMs.
@@ -234,7 +294,9 @@ async fn listener_certificates(c: &Cluster, api: &Api<Secret>) -> Result<BTreeMa
                 "listener {listener}: Secret {secret_name} needs tls.crt and tls.key"
             )));
         };
-        out.insert(listener_pem_key(listener), format!("{key}{crt}"));
+        // PEM blocks must start on their own line.
+        let sep = if key.ends_with('\n') { "" } else { "\n" };
+        out.insert(listener_pem_key(listener), format!("{key}{sep}{crt}"));
     }
     Ok(out)
 }

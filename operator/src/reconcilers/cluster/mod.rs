@@ -152,7 +152,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     all_ids.sort_unstable();
 
     let external = objects::apply_objects(c, &ctx, &ns, &all_ids).await?;
-    let cert_revisions = certs::ensure(c, &ctx, &ns, &all_ids, &external.endpoints).await?;
+    let cert_revisions = certs::ensure(c, &ctx, &ns, &all_ids, &external, &pods).await?;
     let brokers = Brokers {
         ids: &all_ids,
         external: &external.endpoints,
