@@ -49,7 +49,7 @@ pub fn listener_override(key: &str) -> Option<(&str, &str)> {
     // `<mechanism>.sasl.jaas.config`: a login per mechanism, as Kafka names it.
     let per_mechanism = setting
         .strip_suffix(".sasl.jaas.config")
-        .is_some_and(|m| ["plain", "scram-sha-256", "scram-sha-512"].contains(&m));
+        .is_some_and(|m| ["plain", "scram-sha-256", "scram-sha-512", "oauthbearer"].contains(&m));
     (LISTENER_KEYS.contains(&setting) || per_mechanism || setting == "sasl.jaas.config")
         .then_some((listener, setting))
 }

@@ -9,6 +9,7 @@
 //! Users are the SCRAM credentials in the metadata quorum; PLAIN checks its password against
 //! them too.
 pub mod authenticator;
+pub mod jwks;
 pub mod oauth;
 
 use std::collections::BTreeMap;
@@ -185,15 +186,20 @@ mod tests {
 /// `...ScramLoginModule required username="broker" password="secret";`): what a broker logs in
 /// with on other brokers' SASL listeners.
 pub fn jaas_credentials(jaas: &str) -> Option<(String, String)> {
-    let option = |name: &str| -> Option<String> {
-        let at = jaas.find(&format!("{name}="))? + name.len() + 1;
-        let rest = &jaas[at..];
-        match rest.strip_prefix('"') {
-            Some(quoted) => quoted.split_once('"').map(|(v, _)| v.to_string()),
-            None => rest.split([' ', ';', '\n']).next().map(str::to_string),
-        }
-    };
-    Some((option("username")?, option("password")?))
+    Some((
+        jaas_option(jaas, "username")?,
+        jaas_option(jaas, "password")?,
+    ))
+}
+
+/// One option of a JAAS login line (`name="value"` or `name=value`).
+pub fn jaas_option(jaas: &str, name: &str) -> Option<String> {
+    let at = jaas.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &jaas[at..];
+    match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split_once('"').map(|(v, _)| v.to_string()),
+        None => rest.split([' ', ';', '\n']).next().map(str::to_string),
+    }
 }
 
 /// This broker's own SASL login for the inter-broker listener.

@@ -1,69 +1,79 @@
 //! OAUTHBEARER settings (Kafka's `sasl.oauthbearer.*` names, per listener too) and the JWKS
-//! tokens are validated against. The key set is a `file:` URL (a mounted Secret or
-//! ConfigMap in Kubernetes), read again every `sasl.oauthbearer.jwks.endpoint.refresh.ms`
-//! and, at most once a second, when a token names a key id it does not hold (a rotated key).
+//! tokens are validated against (`jwks.rs`: a `file:` URL, a mounted Secret or ConfigMap in
+//! Kubernetes, or an `https:` endpoint).
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
-use parking_lot::Mutex;
 use spate_auth::oauthbearer::{validate, ValidToken, ValidatorConfig};
 
+use super::jaas_option;
+use super::jwks::{self, Jwks, Source};
 use crate::config::{invalid, ConfigError};
 use crate::security::overrides::listener_setting;
 
-/// Re-reading the JWKS for an unknown key id happens at most this often.
-const UNKNOWN_KID_RELOAD: Duration = Duration::from_secs(1);
-
 pub struct OAuthSettings {
-    jwks_path: PathBuf,
-    refresh: Duration,
+    jwks: Jwks,
     validator: ValidatorConfig,
-    /// (when read, the keys).
-    keys: Mutex<(Instant, std::sync::Arc<JwkSet>)>,
 }
 
 impl std::fmt::Debug for OAuthSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthSettings")
-            .field("jwks", &self.jwks_path)
+            .field("jwks", &self.jwks.source().to_string())
             .field("validator", &self.validator)
             .finish()
     }
-}
-
-fn read_jwks(path: &PathBuf) -> Result<JwkSet, String> {
-    let text = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    serde_json::from_slice(&text).map_err(|e| format!("{} is no JWKS: {e}", path.display()))
 }
 
 impl OAuthSettings {
     pub fn resolve(raw: &BTreeMap<String, String>, listener: &str) -> Result<Self, ConfigError> {
         let get = |k: &str| listener_setting(raw, listener, k);
         let (key, url) = get("sasl.oauthbearer.jwks.endpoint.url");
-        let jwks_path = match url
+        let source = if let Some(p) = url
             .strip_prefix("file://")
             .or_else(|| url.strip_prefix("file:"))
+            .filter(|p| !p.is_empty())
         {
-            Some(p) if !p.is_empty() => PathBuf::from(p),
-            _ if url.is_empty() => {
-                return Err(invalid(
-                    &key,
-                    &url,
-                    &format!(
-                        "listener {listener} enables OAUTHBEARER: set the JWKS to validate \
-                         tokens with (a file: URL)"
-                    ),
-                ))
-            }
-            _ => {
-                return Err(invalid(
-                    &key,
-                    &url,
-                    "only file: JWKS URLs are supported; mount the key set as a file",
-                ))
-            }
+            Source::File(PathBuf::from(p))
+        } else if url.starts_with("https://") || url.starts_with("http://") {
+            let uri: hyper::Uri = url
+                .parse()
+                .map_err(|e| invalid(&key, &url, &format!("not a URL: {e}")))?;
+            // As Kafka: TLS options of the listener's OAUTHBEARER JAAS login.
+            let mechanism_jaas = format!(
+                "listener.name.{}.oauthbearer.sasl.jaas.config",
+                listener.to_ascii_lowercase()
+            );
+            let jaas = match raw.get(&mechanism_jaas) {
+                Some(j) => j.clone(),
+                None => get("sasl.jaas.config").1,
+            };
+            let truststore = match jaas_option(&jaas, "ssl.truststore.location") {
+                Some(path) => Some(std::fs::read(&path).map_err(|e| {
+                    invalid(
+                        &key,
+                        &url,
+                        &format!("reading the JWKS truststore {path}: {e}"),
+                    )
+                })?),
+                None => None,
+            };
+            let tls =
+                jwks::client_tls(truststore.as_deref()).map_err(|e| invalid(&key, &url, &e))?;
+            Source::Http { url: uri, tls }
+        } else if url.is_empty() {
+            return Err(invalid(
+                &key,
+                &url,
+                &format!(
+                    "listener {listener} enables OAUTHBEARER: set the JWKS to validate \
+                     tokens with (a file: or https: URL)"
+                ),
+            ));
+        } else {
+            return Err(invalid(&key, &url, "expected a file:, https: or http: URL"));
         };
         let number = |k: &str| -> Result<u64, ConfigError> {
             let (key, v) = get(k);
@@ -79,13 +89,24 @@ impl OAuthSettings {
                 .map(str::to_string)
                 .collect()
         };
-        let keys = read_jwks(&jwks_path).map_err(|e| invalid(&key, &url, &e))?;
+        let initial = match &source {
+            Source::File(_) => {
+                jwks::fetch_blocking(&source).map_err(|e| invalid(&key, &url, &e))?
+            }
+            // An identity provider that is down must not keep the broker from starting: tokens
+            // fail until the refresher reaches it.
+            Source::Http { .. } => jwks::fetch_blocking(&source).unwrap_or_else(|e| {
+                tracing::error!(
+                    "OAUTHBEARER JWKS not fetched yet, retrying in the background: {e}"
+                );
+                JwkSet { keys: Vec::new() }
+            }),
+        };
         let sub = get("sasl.oauthbearer.sub.claim.name").1;
+        let refresh =
+            Duration::from_millis(number("sasl.oauthbearer.jwks.endpoint.refresh.ms")?.max(1000));
         Ok(Self {
-            jwks_path,
-            refresh: Duration::from_millis(
-                number("sasl.oauthbearer.jwks.endpoint.refresh.ms")?.max(1000),
-            ),
+            jwks: Jwks::new(source, refresh, initial),
             validator: ValidatorConfig {
                 expected_audience: list("sasl.oauthbearer.expected.audience"),
                 expected_issuer: Some(get("sasl.oauthbearer.expected.issuer").1)
@@ -93,33 +114,13 @@ impl OAuthSettings {
                 sub_claim: if sub.is_empty() { "sub".into() } else { sub },
                 clock_skew_seconds: number("sasl.oauthbearer.clock.skew.seconds")?,
             },
-            keys: Mutex::new((Instant::now(), std::sync::Arc::new(keys))),
         })
     }
 
-    /// The key set, read again when stale (or, with `force`, when last read over a second
-    /// ago). A file that no longer reads keeps the previous keys.
-    fn keys(&self, force: bool) -> std::sync::Arc<JwkSet> {
-        let mut keys = self.keys.lock();
-        let age = keys.0.elapsed();
-        if age >= self.refresh || (force && age >= UNKNOWN_KID_RELOAD) {
-            match read_jwks(&self.jwks_path) {
-                Ok(k) => *keys = (Instant::now(), std::sync::Arc::new(k)),
-                Err(e) => {
-                    tracing::error!(
-                        "OAUTHBEARER JWKS not reloaded, keeping the previous keys: {e}"
-                    );
-                    keys.0 = Instant::now();
-                }
-            }
-        }
-        keys.1.clone()
-    }
-
     pub fn validate(&self, token: &str) -> Result<ValidToken, String> {
-        match validate(token, &self.keys(false), &self.validator) {
+        match validate(token, &self.jwks.keys(false), &self.validator) {
             Err(e) if e.contains("no key with id") => {
-                validate(token, &self.keys(true), &self.validator)
+                validate(token, &self.jwks.keys(true), &self.validator)
             }
             other => other,
         }

@@ -159,8 +159,9 @@ spec:
             .kubectl(
                 &[
                     "delete",
-                    "user,topic,cluster",
-                    "--all",
+                    "user/bob",
+                    &format!("topic/{TOPIC}"),
+                    &format!("cluster/{SECURE}"),
                     "--wait=true",
                     "--timeout=120s",
                 ],

@@ -300,3 +300,53 @@ async fn listener_certificates(c: &Cluster, api: &Api<Secret>) -> Result<BTreeMa
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builders::test_support::cluster;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+
+    fn ready(mut p: Pod, is_ready: bool) -> Pod {
+        p.status = Some(PodStatus {
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: if is_ready { "True" } else { "False" }.into(),
+                ..PodCondition::default()
+            }]),
+            ..PodStatus::default()
+        });
+        p
+    }
+
+    #[test]
+    fn a_staged_ca_waits_for_every_broker_to_run_the_new_bundle_and_be_ready() {
+        let c = cluster(2);
+        let ids = [0, 1];
+        let observed = Observed::default();
+        let revisions = CertRevisions::from([(0, "new-a".to_string()), (1, "new-b".to_string())]);
+        let pod = |id: i32, rev: &str, is_ready: bool| {
+            ready(
+                pods::build(&c, id, &ids, &observed.endpoints, Some(rev)),
+                is_ready,
+            )
+        };
+        let rolled = BTreeMap::from([(0, pod(0, "new-a", true)), (1, pod(1, "new-b", true))]);
+        assert!(all_rolled(&c, &ids, &observed, &rolled, &revisions));
+        let one_old = BTreeMap::from([(0, pod(0, "new-a", true)), (1, pod(1, "old-b", true))]);
+        assert!(
+            !all_rolled(&c, &ids, &observed, &one_old, &revisions),
+            "broker 1 not rolled"
+        );
+        let not_ready = BTreeMap::from([(0, pod(0, "new-a", true)), (1, pod(1, "new-b", false))]);
+        assert!(
+            !all_rolled(&c, &ids, &observed, &not_ready, &revisions),
+            "broker 1 not ready"
+        );
+        let missing = BTreeMap::from([(0, pod(0, "new-a", true))]);
+        assert!(
+            !all_rolled(&c, &ids, &observed, &missing, &revisions),
+            "broker 1 has no pod"
+        );
+    }
+}
