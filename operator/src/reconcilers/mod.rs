@@ -13,6 +13,7 @@ macro_rules! decision {
 
 pub mod access;
 pub mod cluster;
+pub mod problem;
 pub mod topic;
 pub mod user;
 

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
@@ -22,44 +21,13 @@ use super::{apply_status, Context};
 use crate::crd::conditions::{self, READY};
 use crate::crd::topic::DeletionPolicy;
 use crate::crd::{Cluster, Topic};
-use crate::kafka::{codes, KafkaAdmin, KafkaError, NewTopic, TopicInfo};
+use crate::kafka::{codes, KafkaAdmin, NewTopic, TopicInfo};
 use crate::{Error, Result};
 
 /// Finalizer that deletes (or releases) the Kafka topic.
 pub const FINALIZER: &str = "spate.dev/topic";
 
-/// Why the topic does not match its spec, as a condition reason and message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// `Ready` condition reason.
-    pub reason: &'static str,
-    /// Human-readable detail.
-    pub message: String,
-    /// When to look again.
-    pub retry: Duration,
-}
-
-impl Problem {
-    fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Problem {
-            reason,
-            message: message.into(),
-            retry: Duration::from_secs(30),
-        }
-    }
-
-    fn from_kafka(reason: &'static str, err: &KafkaError) -> Self {
-        if err.is_unreachable() {
-            Problem {
-                reason: "ClusterUnreachable",
-                message: err.to_string(),
-                retry: Duration::from_secs(10),
-            }
-        } else {
-            Problem::new(reason, err.to_string())
-        }
-    }
-}
+pub use super::problem::Problem;
 
 /// What the cluster reported after the pass.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -490,6 +458,8 @@ async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::kafka::ConfigEntry;
 

@@ -25,7 +25,6 @@ mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
@@ -41,44 +40,13 @@ use super::{apply_status, Context};
 use crate::crd::conditions::{self, READY};
 use crate::crd::user::AuthenticationType;
 use crate::crd::{Cluster, User};
-use crate::kafka::{KafkaAdmin, KafkaError, ScramMechanism};
+use crate::kafka::{KafkaAdmin, ScramMechanism};
 use crate::{Error, Result};
 
 /// Finalizer that deletes the user's credential, ACLs and quotas.
 pub const FINALIZER: &str = "spate.dev/user";
 
-/// Why the user does not match its spec, as a condition reason and message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// `Ready` condition reason.
-    pub reason: &'static str,
-    /// Human-readable detail (never a password).
-    pub message: String,
-    /// When to look again.
-    pub retry: Duration,
-}
-
-impl Problem {
-    fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Problem {
-            reason,
-            message: message.into(),
-            retry: Duration::from_secs(30),
-        }
-    }
-
-    fn from_kafka(reason: &'static str, err: &KafkaError) -> Self {
-        if err.is_unreachable() {
-            Problem {
-                reason: "ClusterUnreachable",
-                message: err.to_string(),
-                retry: Duration::from_secs(10),
-            }
-        } else {
-            Problem::new(reason, err.to_string())
-        }
-    }
-}
+pub use crate::reconcilers::problem::Problem;
 
 /// Why a pass stopped early: a Kubernetes failure (a reconcile error, retried) or a problem
 /// to report in the `Ready` condition.

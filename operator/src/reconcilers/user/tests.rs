@@ -1,6 +1,7 @@
 //! Scenarios: the User reconciler against a mock API server and an in-memory cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::{json, Value};
