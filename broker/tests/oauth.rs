@@ -194,17 +194,11 @@ async fn jwks_server(
     (url, served)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_come_from_an_https_endpoint_trusted_through_the_jaas_login() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = common::pki::ca("jwks-ca");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca.pem).unwrap();
-    let issuer = Issuer::new("k1");
-    let body = std::sync::Arc::new(parking_lot::Mutex::new(issuer.jwks.clone()));
-    let (url, served) = jwks_server(&ca, body.clone()).await;
+/// A broker whose OAUTH listener fetches its keys from `url`, trusting the PEM `ca_file`
+/// through the listener's OAUTHBEARER JAAS login (as Kafka configures it).
+async fn https_oauth_broker(dir: &std::path::Path, url: &str, ca_file: &std::path::Path) -> Broker {
     let cli: Vec<(String, String)> = [
-        ("log.dirs", dir.path().join("data").display().to_string()),
+        ("log.dirs", dir.join("data").display().to_string()),
         ("http.listeners", String::new()),
         ("listeners", "PLAINTEXT://127.0.0.1:0,OAUTH://127.0.0.1:0".into()),
         (
@@ -215,7 +209,7 @@ async fn keys_come_from_an_https_endpoint_trusted_through_the_jaas_login() {
             "listener.name.oauth.sasl.enabled.mechanisms",
             "OAUTHBEARER".into(),
         ),
-        ("sasl.oauthbearer.jwks.endpoint.url", url.clone()),
+        ("sasl.oauthbearer.jwks.endpoint.url", url.to_string()),
         (
             "listener.name.oauth.oauthbearer.sasl.jaas.config",
             format!(
@@ -228,9 +222,21 @@ async fn keys_come_from_an_https_endpoint_trusted_through_the_jaas_login() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let b = Broker::start(BrokerConfig::load(None, vec![], cli).unwrap())
+    Broker::start(BrokerConfig::load(None, vec![], cli).unwrap())
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_come_from_an_https_endpoint_trusted_through_the_jaas_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::pki::ca("jwks-ca");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let issuer = Issuer::new("k1");
+    let body = std::sync::Arc::new(parking_lot::Mutex::new(issuer.jwks.clone()));
+    let (url, served) = jwks_server(&ca, body.clone()).await;
+    let b = https_oauth_broker(dir.path(), &url, &ca_file).await;
     assert!(
         served.load(std::sync::atomic::Ordering::SeqCst) >= 1,
         "fetched at startup"
@@ -267,36 +273,9 @@ async fn an_https_endpoint_with_an_untrusted_certificate_gives_no_keys() {
     let trusted = common::pki::ca("trusted");
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &trusted.pem).unwrap();
-    let cli: Vec<(String, String)> = [
-        ("log.dirs", dir.path().join("data").display().to_string()),
-        ("http.listeners", String::new()),
-        ("listeners", "PLAINTEXT://127.0.0.1:0,OAUTH://127.0.0.1:0".into()),
-        (
-            "listener.security.protocol.map",
-            "PLAINTEXT:PLAINTEXT,OAUTH:SASL_PLAINTEXT".into(),
-        ),
-        (
-            "listener.name.oauth.sasl.enabled.mechanisms",
-            "OAUTHBEARER".into(),
-        ),
-        ("sasl.oauthbearer.jwks.endpoint.url", url),
-        (
-            "listener.name.oauth.oauthbearer.sasl.jaas.config",
-            format!(
-                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ssl.truststore.location=\"{}\";",
-                ca_file.display()
-            ),
-        ),
-        ("sasl.oauthbearer.expected.audience", "spate".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
     // The broker starts (an identity provider being away must not stop it) but accepts no
     // token: it never got keys from a server it does not trust.
-    let b = Broker::start(BrokerConfig::load(None, vec![], cli).unwrap())
-        .await
-        .unwrap();
+    let b = https_oauth_broker(dir.path(), &url, &ca_file).await;
     let (_conn, r) = login(oauth_addr(&b), &issuer.token("alice", "spate", 600)).await;
     assert_eq!(&r.auth_bytes[..], INVALID_TOKEN_CHALLENGE);
 }
