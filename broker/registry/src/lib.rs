@@ -1,0 +1,9 @@
+//! Spate's schema registry core, without I/O: schemas (Avro today), the compatibility levels
+//! Confluent's Schema Registry enforces, and the rules each format's readers follow. The
+//! broker serves it over HTTP and stores it in the `_schemas` topic.
+//!
+//! - `avro.rs` — parsing, canonical form, Avro's schema resolution rules.
+//! - `compat.rs` — compatibility levels (BACKWARD, FORWARD, FULL and their transitive forms).
+
+pub mod avro;
+pub mod compat;
