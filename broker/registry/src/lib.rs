@@ -4,6 +4,12 @@
 //!
 //! - `avro.rs` — parsing, canonical form, Avro's schema resolution rules.
 //! - `compat.rs` — compatibility levels (BACKWARD, FORWARD, FULL and their transitive forms).
+//! - `records.rs` — the `_schemas` topic's record format (Confluent's).
+//! - `state.rs` — the registry as a replay of that topic, and what a registration decides.
+//! - `error.rs` — errors with Confluent's codes.
 
 pub mod avro;
 pub mod compat;
+pub mod error;
+pub mod records;
+pub mod state;
