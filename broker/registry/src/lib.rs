@@ -7,7 +7,9 @@
 //! - `records.rs` — the `_schemas` topic's record format (Confluent's).
 //! - `state.rs` — the registry as a replay of that topic, and what a registration decides.
 //! - `error.rs` — errors with Confluent's codes.
+//! - `api.rs` — Confluent's REST API as a function from request to response and records.
 
+pub mod api;
 pub mod avro;
 pub mod compat;
 pub mod error;
