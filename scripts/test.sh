@@ -47,7 +47,8 @@ fuzz_smoke() {
   fi
   (cd broker/fuzz \
     && cargo +nightly fuzz run decode_request -- -max_total_time="${SPATE_FUZZ_SECONDS:-60}" -rss_limit_mb=4096 \
-    && cargo +nightly fuzz run sasl_tokens -- -max_total_time="${SPATE_FUZZ_SECONDS:-60}" -rss_limit_mb=4096)
+    && cargo +nightly fuzz run sasl_tokens -- -max_total_time="${SPATE_FUZZ_SECONDS:-60}" -rss_limit_mb=4096 \
+    && cargo +nightly fuzz run registry_api -- -max_total_time="${SPATE_FUZZ_SECONDS:-60}" -rss_limit_mb=4096)
 }
 
 # The client suites skip when the binary is missing (handy by hand); here that would hide a
