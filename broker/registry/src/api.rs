@@ -7,14 +7,16 @@
 //! `GET /subjects/{s}/versions/{v|latest}[/schema]`, `POST /subjects/{s}/versions`,
 //! `POST /subjects/{s}`, `GET /schemas/ids/{id}[/schema|/subjects|/versions]`,
 //! `GET /schemas/types`, `POST /compatibility/subjects/{s}/versions/{v|latest}`,
-//! `GET|PUT /config[/{s}]`, `GET /mode[/{s}]`. Anything else is 404 with error code 404.
+//! `GET|PUT /config[/{s}]`, `DELETE /config/{s}`, `GET|PUT /mode[/{s}]`,
+//! `DELETE /subjects/{s}[/versions/{v}][?permanent=true]` (soft first, then permanent, as
+//! Confluent). Anything else is 404 with error code 404.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::compat::Level;
 use crate::error::RegistryError;
-use crate::records::{ConfigValue, Key, Reference};
+use crate::records::{ConfigValue, DeleteSubjectValue, Key, ModeValue, Reference, SchemaValue};
 use crate::state::State;
 
 /// Largest request body accepted.
@@ -144,8 +146,15 @@ pub fn handle(state: &State, method: &str, path: &str, query: &str, body: &[u8])
         },
         ("PUT", ["config"]) => set_config(None, body),
         ("PUT", ["config", s]) => set_config(Some(s), body),
+        ("DELETE", ["config", s]) => delete_config(state, s),
         ("GET", ["mode"]) => Ok(Response::ok(json!({"mode": state.global_mode}))),
         ("GET", ["mode", s]) => Ok(Response::ok(json!({"mode": state.mode(s)}))),
+        ("PUT", ["mode"]) => set_mode(None, body),
+        ("PUT", ["mode", s]) => set_mode(Some(s), body),
+        ("DELETE", ["subjects", s]) => delete_subject(state, s, flag(query, "permanent")),
+        ("DELETE", ["subjects", s, "versions", v]) => {
+            delete_version(state, s, v, flag(query, "permanent"))
+        }
         _ => Err(Response::error(404, 404, "HTTP 404 Not Found")),
     };
     result.unwrap_or_else(|r| r)
@@ -335,6 +344,167 @@ fn set_config(subject: Option<&str>, body: &[u8]) -> Result<Response, Response> 
     })
 }
 
+fn delete_config(state: &State, subject: &str) -> Result<Response, Response> {
+    if !state.subjects.contains_key(subject) {
+        return Err(RegistryError::SubjectNotFound(subject.into()).into());
+    }
+    let previous = state
+        .subject_levels
+        .get(subject)
+        .copied()
+        .unwrap_or(state.level(subject));
+    Ok(Response {
+        status: 200,
+        body: json!({"compatibilityLevel": previous}),
+        records: vec![(Key::config(Some(subject)).encode(), None)],
+    })
+}
+
+fn set_mode(subject: Option<&str>, body: &[u8]) -> Result<Response, Response> {
+    let req: ModeValue = parse_body::<Value>(body).and_then(|v| {
+        serde_json::from_value(v).map_err(|_| {
+            Response::error(
+                422,
+                42204,
+                "Invalid mode. Valid values are READWRITE, READONLY and IMPORT.",
+            )
+        })
+    })?;
+    Ok(Response {
+        status: 200,
+        body: json!({"mode": req.mode}),
+        records: vec![(
+            Key::mode(subject).encode(),
+            Some(serde_json::to_vec(&req).unwrap_or_default()),
+        )],
+    })
+}
+
+/// DELETE /subjects/{s}: soft (every live version) or, after that, permanent (tombstones).
+fn delete_subject(state: &State, subject: &str, permanent: bool) -> Result<Response, Response> {
+    let all = state
+        .subjects
+        .get(subject)
+        .ok_or_else(|| RegistryError::SubjectNotFound(subject.into()))?;
+    let live: Vec<i32> = all
+        .iter()
+        .filter(|(_, v)| !v.deleted)
+        .map(|(n, _)| *n)
+        .collect();
+    if permanent {
+        if !live.is_empty() {
+            return Err(Response::error(
+                404,
+                40405,
+                format!(
+                    "Subject '{subject}' was not deleted first before being permanently deleted"
+                ),
+            ));
+        }
+        let versions: Vec<i32> = all.keys().copied().collect();
+        return Ok(Response {
+            status: 200,
+            body: json!(versions),
+            records: versions
+                .iter()
+                .map(|v| (Key::schema(subject, *v).encode(), None))
+                .collect(),
+        });
+    }
+    let Some(latest) = live.last().copied() else {
+        return Err(Response::error(
+            404,
+            40404,
+            format!(
+                "Subject '{subject}' was soft deleted.Set permanent=true to delete permanently"
+            ),
+        ));
+    };
+    let value = DeleteSubjectValue {
+        subject: subject.to_string(),
+        version: latest,
+    };
+    Ok(Response {
+        status: 200,
+        body: json!(live),
+        records: vec![(
+            Key::DeleteSubject {
+                subject: subject.to_string(),
+                magic: 0,
+            }
+            .encode(),
+            Some(serde_json::to_vec(&value).unwrap_or_default()),
+        )],
+    })
+}
+
+/// DELETE /subjects/{s}/versions/{v}: soft, or after that permanent.
+fn delete_version(
+    state: &State,
+    subject: &str,
+    v: &str,
+    permanent: bool,
+) -> Result<Response, Response> {
+    let all = state
+        .subjects
+        .get(subject)
+        .ok_or_else(|| RegistryError::SubjectNotFound(subject.into()))?;
+    let number = match v {
+        "latest" | "-1" => all.keys().next_back().copied(),
+        n => n.parse::<i32>().ok().filter(|n| *n > 0),
+    }
+    .ok_or_else(|| {
+        Response::error(
+            422,
+            42202,
+            "The specified version is not a valid version id",
+        )
+    })?;
+    let entry = all
+        .get(&number)
+        .ok_or_else(|| RegistryError::VersionNotFound(v.into()))?;
+    match (permanent, entry.deleted) {
+        (true, false) => Err(Response::error(
+            404,
+            40407,
+            format!("Subject '{subject}' Version {number} was not deleted first before being permanently deleted"),
+        )),
+        (true, true) => Ok(Response {
+            status: 200,
+            body: json!(number),
+            records: vec![(Key::schema(subject, number).encode(), None)],
+        }),
+        (false, true) => Err(Response::error(
+            404,
+            40406,
+            format!("Subject '{subject}' Version {number} was soft deleted.Set permanent=true to delete permanently"),
+        )),
+        (false, false) => {
+            let stored = state
+                .schemas
+                .get(&entry.id)
+                .ok_or_else(|| RegistryError::SchemaNotFound(entry.id.to_string()))?;
+            let value = SchemaValue {
+                subject: subject.to_string(),
+                version: number,
+                id: entry.id,
+                schema_type: (stored.schema_type != "AVRO").then(|| stored.schema_type.clone()),
+                references: stored.references.clone(),
+                schema: stored.schema.clone(),
+                deleted: true,
+            };
+            Ok(Response {
+                status: 200,
+                body: json!(number),
+                records: vec![(
+                    Key::schema(subject, number).encode(),
+                    Some(serde_json::to_vec(&value).unwrap_or_default()),
+                )],
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,5 +659,91 @@ mod tests {
         );
         assert_eq!(code(call(&mut s, "GET", "/config/t", "")), (404, 40408));
         assert_eq!(code(call(&mut s, "GET", "/nothing/here", "")), (404, 404));
+    }
+
+    #[test]
+    fn deletes_are_soft_first_then_permanent() {
+        let mut s = State::default();
+        call(&mut s, "POST", "/subjects/t/versions", &schema_body(V1));
+        call(&mut s, "POST", "/subjects/t/versions", &schema_body(V2));
+        let code = |r: &Response| r.body["error_code"].as_u64().unwrap_or(0);
+        let r = call(
+            &mut s,
+            "DELETE",
+            "/subjects/t/versions/1?permanent=true",
+            "",
+        );
+        assert_eq!(code(&r), 40407, "permanent needs a soft delete first");
+        assert_eq!(
+            call(&mut s, "DELETE", "/subjects/t/versions/1", "").body,
+            json!(1)
+        );
+        assert_eq!(
+            call(&mut s, "GET", "/subjects/t/versions", "").body,
+            json!([2])
+        );
+        assert_eq!(
+            call(&mut s, "GET", "/subjects/t/versions?deleted=true", "").body,
+            json!([1, 2])
+        );
+        assert_eq!(
+            code(&call(&mut s, "DELETE", "/subjects/t/versions/1", "")),
+            40406
+        );
+        assert_eq!(
+            call(
+                &mut s,
+                "DELETE",
+                "/subjects/t/versions/1?permanent=true",
+                ""
+            )
+            .body,
+            json!(1)
+        );
+        assert_eq!(
+            code(&call(&mut s, "DELETE", "/subjects/t?permanent=true", "")),
+            40405
+        );
+        assert_eq!(call(&mut s, "DELETE", "/subjects/t", "").body, json!([2]));
+        assert_eq!(call(&mut s, "GET", "/subjects", "").body, json!([]));
+        assert_eq!(code(&call(&mut s, "DELETE", "/subjects/t", "")), 40404);
+        assert_eq!(
+            call(&mut s, "DELETE", "/subjects/t?permanent=true", "").body,
+            json!([2])
+        );
+        assert_eq!(
+            call(&mut s, "GET", "/subjects?deleted=true", "").body,
+            json!([])
+        );
+        // The id stays resolvable: consumers may still hold records written with it.
+        assert_eq!(call(&mut s, "GET", "/schemas/ids/1", "").status, 200);
+    }
+
+    #[test]
+    fn modes_and_subject_configs_are_set_and_cleared() {
+        let mut s = State::default();
+        call(&mut s, "POST", "/subjects/t/versions", &schema_body(V1));
+        assert_eq!(
+            call(&mut s, "PUT", "/mode", r#"{"mode":"READONLY"}"#).body,
+            json!({"mode": "READONLY"})
+        );
+        assert_eq!(
+            call(&mut s, "POST", "/subjects/t/versions", &schema_body(V2)).body["error_code"],
+            42205
+        );
+        assert_eq!(
+            call(&mut s, "PUT", "/mode", r#"{"mode":"SIDEWAYS"}"#).body["error_code"],
+            42204
+        );
+        call(&mut s, "PUT", "/mode", r#"{"mode":"READWRITE"}"#);
+        call(&mut s, "PUT", "/config/t", r#"{"compatibility":"FULL"}"#);
+        assert_eq!(
+            call(&mut s, "DELETE", "/config/t", "").body,
+            json!({"compatibilityLevel": "FULL"})
+        );
+        assert_eq!(
+            call(&mut s, "GET", "/config/t", "").body["error_code"],
+            40408
+        );
     }
 }
