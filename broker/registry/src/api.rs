@@ -6,7 +6,7 @@
 //! Served today: `GET /subjects`, `GET /subjects/{s}/versions`,
 //! `GET /subjects/{s}/versions/{v|latest}[/schema]`, `POST /subjects/{s}/versions`,
 //! `POST /subjects/{s}`, `GET /schemas/ids/{id}[/schema|/subjects|/versions]`,
-//! `GET /schemas/types`, `POST /compatibility/subjects/{s}/versions/{v|latest}`,
+//! `GET /schemas/types`, `POST /compatibility/subjects/{s}/versions[/{v|latest}]`,
 //! `GET|PUT /config[/{s}]`, `DELETE /config/{s}`, `GET|PUT /mode[/{s}]`,
 //! `DELETE /subjects/{s}[/versions/{v}][?permanent=true]` (soft first, then permanent, as
 //! Confluent). Anything else is 404 with error code 404.
@@ -128,7 +128,10 @@ pub fn handle(state: &State, method: &str, path: &str, query: &str, body: &[u8])
         }),
         ("GET", ["schemas", "types"]) => Ok(Response::ok(json!(["AVRO"]))),
         ("POST", ["compatibility", "subjects", s, "versions", v]) => {
-            compatibility(state, s, v, body, flag(query, "verbose"))
+            compatibility(state, s, Some(v), body, flag(query, "verbose"))
+        }
+        ("POST", ["compatibility", "subjects", s, "versions"]) => {
+            compatibility(state, s, None, body, flag(query, "verbose"))
         }
         ("GET", ["config"]) => Ok(Response::ok(
             json!({"compatibilityLevel": state.global_level.unwrap_or_default()}),
@@ -266,11 +269,21 @@ fn parse_id(id: &str) -> Result<i32, Response> {
         .map_err(|_| RegistryError::SchemaNotFound(id.into()).into())
 }
 
+/// Whether some version (soft-deleted ones too) still holds schema `id`: after a permanent
+/// delete of every version that did, the id answers 40403, as in Confluent.
+fn in_use(state: &State, id: i32) -> bool {
+    state
+        .subjects
+        .values()
+        .any(|vs| vs.values().any(|v| v.id == id))
+}
+
 fn by_id(state: &State, id: &str) -> Result<Value, Response> {
     let n = parse_id(id)?;
     let s = state
         .schemas
         .get(&n)
+        .filter(|_| in_use(state, n))
         .ok_or_else(|| RegistryError::SchemaNotFound(id.into()))?;
     let mut body = json!({"schema": s.schema});
     decorate(&mut body, &s.schema_type, &s.references);
@@ -280,7 +293,7 @@ fn by_id(state: &State, id: &str) -> Result<Value, Response> {
 /// The (subject, version) pairs that hold schema `id`.
 fn uses_of(state: &State, id: &str) -> Result<Vec<(String, i32)>, Response> {
     let n = parse_id(id)?;
-    if !state.schemas.contains_key(&n) {
+    if !state.schemas.contains_key(&n) || !in_use(state, n) {
         return Err(RegistryError::SchemaNotFound(id.into()).into());
     }
     Ok(state
@@ -294,31 +307,54 @@ fn uses_of(state: &State, id: &str) -> Result<Vec<(String, i32)>, Response> {
         .collect())
 }
 
+/// POST /compatibility/subjects/{s}/versions[/{v}]: against the named version (or the
+/// latest) in the level's direction, or, without a version, against what registration would
+/// check.
 fn compatibility(
     state: &State,
     subject: &str,
-    version: &str,
+    version: Option<&str>,
     body: &[u8],
     verbose: bool,
 ) -> Result<Response, Response> {
     let (req, schema_type) = schema_request(body)?;
-    // An empty subject is compatible with anything (Confluent answers true).
-    if state.live_versions(subject).is_empty() {
-        return Ok(Response::ok(json!({"is_compatible": true})));
-    }
-    if version != "latest" {
-        version_exists(state, subject, version)?;
-    }
-    let messages = state.incompatibilities(subject, &schema_type, &req.schema, &req.references)?;
+    let live = state.live_versions(subject);
+    let against: Vec<i32> = match version {
+        None => live.iter().map(|(n, _)| *n).collect(),
+        Some(v) if v.eq_ignore_ascii_case("latest") || v == "-1" => {
+            live.last().map(|(n, _)| *n).into_iter().collect()
+        }
+        Some(v) => {
+            let n: i32 = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Response::error(
+                    422,
+                    42202,
+                    format!("The specified version '{v}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\""),
+                )
+            })?;
+            if !live.iter().any(|(k, _)| *k == n) {
+                return Err(RegistryError::VersionNotFound(v.into()).into());
+            }
+            vec![n]
+        }
+    };
+    let messages = match state.incompatibilities_with(
+        subject,
+        &schema_type,
+        &req.schema,
+        &req.references,
+        &against,
+    ) {
+        Ok(m) => m,
+        // Verbose answers say why the schema does not parse instead of failing.
+        Err(RegistryError::InvalidSchema(why)) if verbose => vec![why],
+        Err(e) => return Err(e.into()),
+    };
     let mut body = json!({"is_compatible": messages.is_empty()});
     if verbose {
         body["messages"] = json!(messages);
     }
     Ok(Response::ok(body))
-}
-
-fn version_exists(state: &State, subject: &str, v: &str) -> Result<(), Response> {
-    version(state, subject, v).map(|_| ())
 }
 
 fn set_config(subject: Option<&str>, body: &[u8]) -> Result<Response, Response> {
@@ -586,6 +622,29 @@ mod tests {
         assert!(check.body["messages"][0]
             .as_str()
             .is_some_and(|m| m.contains("READER_FIELD_MISSING_DEFAULT_VALUE")));
+        // A named version that does not exist is 40402; without a version, every live one.
+        let missing = call(
+            &mut s,
+            "POST",
+            "/compatibility/subjects/t/versions/9",
+            &schema_body(BAD),
+        );
+        assert_eq!(missing.body["error_code"], 40402);
+        let all = call(
+            &mut s,
+            "POST",
+            "/compatibility/subjects/t/versions",
+            &schema_body(BAD),
+        );
+        assert_eq!(all.body["is_compatible"], false);
+        let unparsable = call(
+            &mut s,
+            "POST",
+            "/compatibility/subjects/t/versions/latest?verbose=true",
+            &schema_body("{"),
+        );
+        assert_eq!(unparsable.status, 200);
+        assert_eq!(unparsable.body["is_compatible"], false);
         let refused = call(&mut s, "POST", "/subjects/t/versions", &schema_body(BAD));
         assert_eq!(refused.status, 409);
         assert_eq!(refused.body["error_code"], 409);
@@ -715,8 +774,8 @@ mod tests {
             call(&mut s, "GET", "/subjects?deleted=true", "").body,
             json!([])
         );
-        // The id stays resolvable: consumers may still hold records written with it.
-        assert_eq!(call(&mut s, "GET", "/schemas/ids/1", "").status, 200);
+        // No version holds the ids any more: they answer 40403, as in Confluent.
+        assert_eq!(code(&call(&mut s, "GET", "/schemas/ids/2", "")), 40403);
     }
 
     #[test]

@@ -50,10 +50,45 @@ pub fn parse(text: &str, references: &[&str]) -> Result<AvroSchema, String> {
     Ok(AvroSchema { schema, names })
 }
 
-/// Avro's Parsing Canonical Form: two schemas that differ only in whitespace, attribute order,
-/// docs or defaults are the same schema.
-pub fn canonical(s: &AvroSchema) -> String {
-    s.schema.canonical_form()
+/// What decides "the same schema": the schema's JSON with every attribute kept (defaults,
+/// docs, aliases, logical types, custom properties — as Confluent's identity keeps them) in a
+/// fixed key order without whitespace. Avro's Parsing Canonical Form drops defaults, aliases
+/// and logical types, so a schema that only adds a default would look already registered.
+pub fn canonical(text: &str) -> Result<String, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    write_sorted(&value, &mut out);
+    Ok(out)
+}
+
+fn write_sorted(v: &serde_json::Value, out: &mut String) {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push(':');
+                write_sorted(&map[k], out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_sorted(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 fn full_name(n: &Name) -> String {
@@ -146,8 +181,8 @@ fn names_match(
     let w_full = full_name(writer);
     reader_aliases.is_some_and(|aliases| {
         aliases.iter().any(|a| {
-            let a_full = a.fullname(reader.namespace.clone());
-            a_full == w_full || a.name() == writer.name
+            // Aliases are full names (relative to the reader's namespace), as Java reads them.
+            a.fullname(reader.namespace.clone()) == w_full
         })
     })
 }
@@ -234,6 +269,8 @@ impl Checker<'_> {
             (Schema::Map(wm), Schema::Map(rm)) => {
                 self.check(&wm.types, &rm.types, &format!("{path}/values"));
             }
+            // A duration is a fixed(12) underneath.
+            (Schema::Duration, Schema::Duration) => {}
             (Schema::Fixed(wf), Schema::Fixed(rf)) => {
                 if !names_match(&wf.name, &rf.name, rf.aliases.as_ref()) {
                     self.name_mismatch(&wf.name, &rf.name, path);
@@ -368,14 +405,18 @@ mod tests {
 
     #[test]
     fn the_same_schema_written_differently_has_one_canonical_form() {
-        let a = s(r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int","doc":"x"}]}"#);
-        let b =
-            s(r#"{ "fields": [ {"type": "int", "name": "a"} ], "name": "R", "type": "record" }"#);
-        assert_eq!(canonical(&a), canonical(&b));
-        assert_ne!(
-            canonical(&a),
-            canonical(&record(r#"{"name":"a","type":"long"}"#))
-        );
+        let a = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}"#;
+        let b = r#"{ "fields": [ {"type": "int", "name": "a"} ], "name": "R", "type": "record" }"#;
+        assert_eq!(canonical(a), canonical(b));
+        // Defaults, docs and logical types make a different schema (as in Confluent).
+        for other in [
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":0}]}"#,
+            r#"{"type":"record","name":"R","doc":"x","fields":[{"name":"a","type":"int"}]}"#,
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"int","logicalType":"date"}}]}"#,
+        ] {
+            assert_ne!(canonical(a), canonical(other), "{other}");
+        }
+        assert!(canonical("{").is_err());
     }
 
     #[test]

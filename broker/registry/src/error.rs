@@ -15,9 +15,9 @@ pub enum RegistryError {
     /// The schema does not parse.
     #[error("{0}")]
     InvalidSchema(String),
-    /// The schema breaks the subject's compatibility level.
-    #[error("Schema being registered is incompatible with an earlier schema for subject; details: {0:?}")]
-    Incompatible(Vec<String>),
+    /// The schema breaks the subject's compatibility level: (subject, messages).
+    #[error("Schema being registered is incompatible with an earlier schema for subject \"{subject}\", details: [{details}]", subject = .0, details = .1.join(", "))]
+    Incompatible(String, Vec<String>),
     /// Writes are off for the subject.
     #[error("Subject {0} is in read-only mode")]
     ReadOnly(String),
@@ -31,7 +31,7 @@ impl RegistryError {
             RegistryError::VersionNotFound(_) => 40402,
             RegistryError::SchemaNotFound(_) => 40403,
             RegistryError::InvalidSchema(_) => 42201,
-            RegistryError::Incompatible(_) => 409,
+            RegistryError::Incompatible(..) => 409,
             RegistryError::ReadOnly(_) => 42205,
         }
     }
@@ -51,7 +51,12 @@ mod tests {
     fn codes_and_statuses_are_confluents() {
         assert_eq!(RegistryError::SubjectNotFound("s".into()).code(), 40401);
         assert_eq!(RegistryError::SubjectNotFound("s".into()).status(), 404);
-        assert_eq!(RegistryError::Incompatible(vec![]).status(), 409);
+        let e = RegistryError::Incompatible("t".into(), vec!["{a}".into(), "{b}".into()]);
+        assert_eq!(e.status(), 409);
+        assert_eq!(
+            e.to_string(),
+            "Schema being registered is incompatible with an earlier schema for subject \"t\", details: [{a}, {b}]"
+        );
         assert_eq!(RegistryError::InvalidSchema("x".into()).status(), 422);
     }
 }

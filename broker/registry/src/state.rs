@@ -70,7 +70,7 @@ pub fn canonical(
 ) -> Result<String, RegistryError> {
     match schema_type {
         AVRO => avro::parse(text, references)
-            .map(|s| avro::canonical(&s))
+            .and_then(|_| avro::canonical(text))
             .map_err(|e| RegistryError::InvalidSchema(format!("Invalid schema: {e}"))),
         other => Err(RegistryError::InvalidSchema(format!(
             "Schema type {other} is not supported yet"
@@ -149,9 +149,13 @@ impl State {
                 }
             }
             Key::DeleteSubject { subject, .. } => {
-                let upto = value
+                // Confluent ignores tombstones of anything but SCHEMA keys.
+                let Some(upto) = value
                     .and_then(|v| serde_json::from_slice::<DeleteSubjectValue>(v).ok())
-                    .map_or(i32::MAX, |d| d.version);
+                    .map(|d| d.version)
+                else {
+                    return;
+                };
                 if let Some(versions) = self.subjects.get_mut(&subject) {
                     for (_, v) in versions.range_mut(..=upto) {
                         v.deleted = true;
@@ -252,7 +256,7 @@ impl State {
         let canonical = self.canonical_of(schema_type, text, references)?;
         let problems = self.incompatibilities(subject, schema_type, text, references)?;
         if !problems.is_empty() {
-            return Err(RegistryError::Incompatible(problems));
+            return Err(RegistryError::Incompatible(subject.to_string(), problems));
         }
         let id = self
             .schemas
@@ -292,9 +296,28 @@ impl State {
         text: &str,
         references: &[Reference],
     ) -> Result<Vec<String>, RegistryError> {
-        let level = self.level(subject);
-        if level == Level::None {
-            return Ok(Vec::new());
+        let versions: Vec<i32> = self
+            .live_versions(subject)
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        self.incompatibilities_with(subject, schema_type, text, references, &versions)
+    }
+
+    /// Why `text` is incompatible with `subject`'s `versions` (oldest first) at the subject's
+    /// level: the compatibility endpoint names one version, registration all live ones.
+    pub fn incompatibilities_with(
+        &self,
+        subject: &str,
+        schema_type: &str,
+        text: &str,
+        references: &[Reference],
+        versions: &[i32],
+    ) -> Result<Vec<String>, RegistryError> {
+        if schema_type != AVRO {
+            return Err(RegistryError::InvalidSchema(format!(
+                "Schema type {schema_type} is not supported yet"
+            )));
         }
         let parse = |text: &str, refs: &[Reference]| -> Result<avro::AvroSchema, RegistryError> {
             let texts: Vec<String> = refs.iter().filter_map(|r| self.reference_text(r)).collect();
@@ -302,15 +325,22 @@ impl State {
             avro::parse(text, &refs)
                 .map_err(|e| RegistryError::InvalidSchema(format!("Invalid schema: {e}")))
         };
-        if schema_type != AVRO {
-            return Err(RegistryError::InvalidSchema(format!(
-                "Schema type {schema_type} is not supported yet"
-            )));
-        }
         let new = parse(text, references)?;
+        let level = self.level(subject);
+        if level == Level::None {
+            return Ok(Vec::new());
+        }
         let mut existing = Vec::new();
-        for (_, v) in self.live_versions(subject) {
-            if let Some(s) = self.schemas.get(&v.id).filter(|s| s.schema_type == AVRO) {
+        for n in versions {
+            let id = self
+                .subjects
+                .get(subject)
+                .and_then(|vs| vs.get(n))
+                .map(|v| v.id);
+            if let Some(s) = id
+                .and_then(|id| self.schemas.get(&id))
+                .filter(|s| s.schema_type == AVRO)
+            {
                 existing.push(parse(&s.schema, &s.references)?);
             }
         }
@@ -319,7 +349,7 @@ impl State {
                 .into_iter()
                 .map(|i| {
                     format!(
-                        "{{errorType:'{}', description:'{}', path:'{}'}}",
+                        "{{errorType:'{}', description:'{}', additionalInfo:'{}'}}",
                         i.kind, i.message, i.path
                     )
                 })
@@ -387,7 +417,7 @@ mod tests {
         let r = s.register("t-value", AVRO, V1, &[]).expect("v1");
         replay(&mut s, &r);
         match s.register("t-value", AVRO, BAD, &[]) {
-            Err(RegistryError::Incompatible(why)) => {
+            Err(RegistryError::Incompatible(_, why)) => {
                 assert!(
                     why[0].contains("READER_FIELD_MISSING_DEFAULT_VALUE"),
                     "{why:?}"
