@@ -34,6 +34,16 @@ pub struct Stored {
     pub canonical: String,
 }
 
+impl Stored {
+    /// The same schema: type, text (canonically) and references (a schema naming another
+    /// subject's v1 is not the one naming its v2), as Confluent's identity.
+    fn same(&self, schema_type: &str, canonical: &str, references: &[Reference]) -> bool {
+        self.schema_type == schema_type
+            && self.canonical == canonical
+            && self.references == references
+    }
+}
+
 /// The registry.
 #[derive(Debug, Clone, Default)]
 pub struct State {
@@ -213,7 +223,7 @@ impl State {
         Ok(self.live_versions(subject).into_iter().find_map(|(n, v)| {
             self.schemas
                 .get(&v.id)
-                .filter(|s| s.canonical == canonical && s.schema_type == schema_type)
+                .filter(|s| s.same(schema_type, &canonical, references))
                 .map(|_| (n, v.id))
         }))
     }
@@ -261,7 +271,7 @@ impl State {
         let id = self
             .schemas
             .iter()
-            .find(|(_, s)| s.canonical == canonical && s.schema_type == schema_type)
+            .find(|(_, s)| s.same(schema_type, &canonical, references))
             .map(|(id, _)| *id)
             .unwrap_or_else(|| self.schemas.keys().next_back().map_or(1, |m| m + 1));
         // Versions keep counting past soft-deleted ones.
