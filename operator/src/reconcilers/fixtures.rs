@@ -632,3 +632,26 @@ pub async fn finish(server: tokio::task::JoinHandle<Vec<ApiCall>>) -> Vec<ApiCal
         .expect("mock API server finished (was the context dropped?)")
         .expect("mock API server task")
 }
+
+/// Merges `extra` into `base` (objects key by key; anything else replaced): a fixture with a
+/// few fields changed.
+pub fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
+
+/// A one-broker Cluster `spate` in `default`, as the API server returns it.
+pub fn cluster_json() -> Value {
+    json!({
+        "apiVersion": "spate.dev/v1alpha1", "kind": "Cluster",
+        "metadata": {"name": "spate", "namespace": "default", "uid": "c-uid"},
+        "spec": {"replicas": 1, "storage": {"size": "1Gi"}},
+        "status": {"bootstrapAddress": "spate-bootstrap.default.svc:9092"}
+    })
+}

@@ -505,7 +505,7 @@ mod tests {
     // ---- Scenarios: the reconciler against a mock API server and an in-memory cluster ----
 
     use crate::reconcilers::fixtures::{
-        context, default_reply, finish, not_found, FakeKafka, Journal, Logs,
+        cluster_json, context, default_reply, finish, merge, not_found, FakeKafka, Journal, Logs,
     };
     use serde_json::{json, Value};
 
@@ -520,26 +520,6 @@ mod tests {
         });
         merge(&mut t, extra);
         t
-    }
-
-    fn merge(base: &mut Value, extra: Value) {
-        match (base, extra) {
-            (Value::Object(b), Value::Object(e)) => {
-                for (k, v) in e {
-                    merge(b.entry(k).or_insert(Value::Null), v);
-                }
-            }
-            (b, e) => *b = e,
-        }
-    }
-
-    fn cluster_json() -> Value {
-        json!({
-            "apiVersion": "spate.dev/v1alpha1", "kind": "Cluster",
-            "metadata": {"name": "spate", "namespace": "default", "uid": "c-uid"},
-            "spec": {"replicas": 1, "storage": {"size": "1Gi"}},
-            "status": {"bootstrapAddress": "spate-bootstrap.default.svc:9092"}
-        })
     }
 
     /// Answers like an API server holding `cluster_json()` and the topic.

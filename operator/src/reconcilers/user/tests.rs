@@ -11,7 +11,8 @@ use spate_auth::ScramCredential;
 use super::*;
 use crate::kafka::{AclBinding, ScramUpsert};
 use crate::reconcilers::fixtures::{
-    context, default_reply, finish, not_found, ApiCall, FakeKafka, Journal, Logs,
+    cluster_json, context, default_reply, finish, merge, not_found, ApiCall, FakeKafka, Journal,
+    Logs,
 };
 
 const USERS: &str = "/apis/spate.dev/v1alpha1/namespaces/default/users/alice";
@@ -35,26 +36,6 @@ fn user_json(extra: Value) -> Value {
     });
     merge(&mut u, extra);
     u
-}
-
-fn merge(base: &mut Value, extra: Value) {
-    match (base, extra) {
-        (Value::Object(b), Value::Object(e)) => {
-            for (k, v) in e {
-                merge(b.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (b, e) => *b = e,
-    }
-}
-
-fn cluster_json() -> Value {
-    json!({
-        "apiVersion": "spate.dev/v1alpha1", "kind": "Cluster",
-        "metadata": {"name": "spate", "namespace": "default", "uid": "c-uid"},
-        "spec": {"replicas": 1, "storage": {"size": "1Gi"}},
-        "status": {"bootstrapAddress": "spate-bootstrap.default.svc:9092"}
-    })
 }
 
 fn parse(user: &Value) -> User {
